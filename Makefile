@@ -1,0 +1,93 @@
+# confab build. The two commands people need:
+#
+#   make run    build bin/confab and run one node on http://localhost:8080
+#   make test   install whatever is missing, then run every check:
+#               templ freshness, go vet, Go tests (race), Playwright in Chromium
+#
+# Other targets: build, generate, vet, gotest, e2e, cluster, deps, clean.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+export GOTOOLCHAIN := local
+
+GO        ?= go
+CHROMIUM  ?= /usr/bin/chromium
+BIN       := bin
+CONFAB    := $(BIN)/confab
+CONSUL    := $(BIN)/consul
+# apt-get needs root; use sudo when we are not root.
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Cluster tests look for the Consul binary here.
+export CONFAB_CONSUL_BIN := $(abspath $(CONSUL))
+
+.PHONY: build run test deps chromium consul npm generate templcheck vet gotest e2e cluster clean FORCE
+
+## build: compile bin/confab (go build is incremental, so always ask it).
+build: $(CONFAB)
+
+$(CONFAB): FORCE
+	$(GO) build -o $@ ./cmd/confab
+
+## run: one node on http://localhost:8080, single-node mode (no Consul).
+run: build
+	./$(CONFAB) --http-addr 127.0.0.1:8080
+
+## test: everything. Installs missing tools first.
+test: deps templcheck vet gotest e2e
+
+## deps: what the tests need and the Go toolchain does not bring.
+deps: chromium consul npm
+
+## chromium: Debian's Chromium for Playwright (apt, needs root or sudo).
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing chromium with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+## consul: the Consul agent pinned by tools/consul, built once into bin/.
+consul: $(CONSUL)
+
+$(CONSUL):
+	@mkdir -p $(BIN)
+	cd tools/consul && GONOSUMDB=github.com/hashicorp/consul-awsauth \
+		$(GO) build -o ../../$(CONSUL) github.com/hashicorp/consul
+
+## npm: Playwright's npm packages (the browser itself comes from apt).
+npm: e2e/node_modules/.package-lock.json
+
+e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
+	cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+## generate: regenerate Go code from templates/*.templ.
+generate:
+	$(GO) tool templ generate -path templates
+
+## templcheck: fail when generated templ code is stale.
+templcheck:
+	./tools/templcheck.sh templates
+
+vet:
+	$(GO) vet ./...
+
+## gotest: Go unit and integration tests with the race detector.
+gotest: consul
+	$(GO) test -race -count=1 ./...
+
+## e2e: Playwright tests against the real bin/confab in Chromium.
+e2e: build chromium npm
+	cd e2e && CONFAB_BIN="$(abspath $(CONFAB))" CHROMIUM="$(CHROMIUM)" npx playwright test
+
+## cluster: a local Consul agent plus three nodes on 127.0.0.1:8081-8083.
+cluster: build consul
+	./tools/cluster.sh
+
+clean:
+	rm -rf $(CONFAB) e2e/test-results e2e/playwright-report
+
+FORCE:

@@ -1,0 +1,237 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// Default values of the Config fields, as documented by `confab --help`.
+const (
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultUDPPort         = 50000
+	DefaultUDPIP           = "0.0.0.0"
+	DefaultLogLevel        = "info"
+	DefaultMaxParticipants = 100
+	DefaultMaxRooms        = 1000
+
+	// MinSecretLen is the minimum length of --cluster-secret, matching what
+	// package cluster requires of its HMAC key.
+	MinSecretLen = 16
+)
+
+// nodeIDPattern is what a node id must look like: it ends up in Consul
+// service ids, URLs and log lines, so it is kept to a safe alphabet.
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Config is everything needed to run one confab node. It is produced by
+// ParseConfig from flags and environment, or built directly by tests.
+// Zero fields are filled by SetDefaults; Run calls SetDefaults and Validate
+// itself, so callers may pass a partly filled Config.
+type Config struct {
+	// HTTPAddr is the host:port the HTTP server listens on (--http-addr).
+	HTTPAddr string
+	// UDPPort is the port of the single ICE UDP socket (--udp-port);
+	// 0 picks an ephemeral port.
+	UDPPort int
+	// UDPIP is the IP the ICE UDP socket binds to (--udp-ip). Loopback
+	// candidates are always gathered, so 0.0.0.0 works on a box with only lo.
+	UDPIP string
+	// PublicIPs are extra IPs advertised in ICE host candidates, for a node
+	// behind 1:1 NAT (--public-ip, repeatable or comma separated).
+	PublicIPs []string
+	// LogLevel is one of debug, info, warn, error (--log-level).
+	LogLevel string
+	// NodeID names this node in logs, the page and the cluster (--node-id);
+	// defaults to "node-" + the sanitized short hostname.
+	NodeID string
+	// ConsulAddr is the host:port of a Consul agent's HTTP API (--consul).
+	// Empty means single-node mode without a cluster.
+	ConsulAddr string
+	// AdvertiseAddr is the base URL other nodes use to reach this node's
+	// control channel (--advertise-addr); defaults to http://<http-addr>,
+	// with an unspecified host replaced by 127.0.0.1.
+	AdvertiseAddr string
+	// ClusterSecret is the shared HMAC key of the cluster (--cluster-secret);
+	// required, at least MinSecretLen bytes, when ConsulAddr is set.
+	ClusterSecret string
+	// MaxParticipants is the per-room participant limit (--max-participants).
+	MaxParticipants int
+	// MaxRooms is the per-node room limit (--max-rooms).
+	MaxRooms int
+	// AllowedOrigins are extra Origin hosts allowed to open the signaling
+	// WebSocket (--allowed-origin); the page's own host is always allowed.
+	AllowedOrigins []string
+}
+
+// SetDefaults fills every zero field with its default. UDPPort is not touched:
+// 0 means an ephemeral port (handy in tests), and ParseConfig starts from
+// DefaultConfig, which holds DefaultUDPPort.
+func (c *Config) SetDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.UDPIP == "" {
+		c.UDPIP = DefaultUDPIP
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		c.NodeID = DefaultNodeID(host)
+	}
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = defaultAdvertise(c.HTTPAddr)
+	}
+	if c.MaxParticipants == 0 {
+		c.MaxParticipants = DefaultMaxParticipants
+	}
+	if c.MaxRooms == 0 {
+		c.MaxRooms = DefaultMaxRooms
+	}
+}
+
+// DefaultConfig returns a Config holding every default that does not depend
+// on other fields; SetDefaults fills the rest (NodeID, AdvertiseAddr).
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:        DefaultHTTPAddr,
+		UDPPort:         DefaultUDPPort,
+		UDPIP:           DefaultUDPIP,
+		LogLevel:        DefaultLogLevel,
+		MaxParticipants: DefaultMaxParticipants,
+		MaxRooms:        DefaultMaxRooms,
+	}
+}
+
+// Validate reports the first invalid field as a one-line error naming its flag.
+func (c *Config) Validate() error {
+	if _, _, err := splitHostPort(c.HTTPAddr); err != nil {
+		return flagError("http-addr", c.HTTPAddr, err)
+	}
+	if c.UDPPort < 0 || c.UDPPort > 65535 {
+		return flagError("udp-port", fmt.Sprint(c.UDPPort), errPortRange)
+	}
+	if net.ParseIP(c.UDPIP) == nil {
+		return flagError("udp-ip", c.UDPIP, errNotIP)
+	}
+	for _, ip := range c.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			return flagError("public-ip", ip, errNotIP)
+		}
+	}
+	if _, err := parseLogLevel(c.LogLevel); err != nil {
+		return flagError("log-level", c.LogLevel, err)
+	}
+	if !nodeIDPattern.MatchString(c.NodeID) {
+		return flagError("node-id", c.NodeID, errNodeID)
+	}
+	if c.MaxParticipants < 1 {
+		return flagError("max-participants", fmt.Sprint(c.MaxParticipants), errPositive)
+	}
+	if c.MaxRooms < 1 {
+		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "" || strings.ContainsAny(o, " \t\r\n,") {
+			return flagError("allowed-origin", o, errOrigin)
+		}
+	}
+	if c.ConsulAddr != "" {
+		if _, _, err := splitHostPort(c.ConsulAddr); err != nil {
+			return flagError("consul", c.ConsulAddr, err)
+		}
+		if err := checkAdvertise(c.AdvertiseAddr); err != nil {
+			return flagError("advertise-addr", c.AdvertiseAddr, err)
+		}
+		if len(c.ClusterSecret) < MinSecretLen {
+			return fmt.Errorf("flag --cluster-secret: must be at least %d bytes when --consul is set", MinSecretLen)
+		}
+	}
+	return nil
+}
+
+// UDPAddr is the host:port the engine's ICE UDP socket binds to.
+func (c *Config) UDPAddr() string {
+	return net.JoinHostPort(c.UDPIP, fmt.Sprint(c.UDPPort))
+}
+
+// DefaultNodeID derives a node id from a host name: "node-" followed by the
+// short host name (up to the first dot), lower-cased, with every character
+// outside [a-z0-9-] replaced by '-'. An empty host name gives "node-local".
+func DefaultNodeID(hostname string) string {
+	short, _, _ := strings.Cut(hostname, ".")
+	var b strings.Builder
+	for _, r := range strings.ToLower(short) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if len(s) > 50 {
+		s = strings.TrimRight(s[:50], "-")
+	}
+	if s == "" {
+		s = "local"
+	}
+	return "node-" + s
+}
+
+// defaultAdvertise turns the HTTP listen address into a URL other nodes can
+// dial; an empty or unspecified host becomes 127.0.0.1.
+func defaultAdvertise(httpAddr string) string {
+	host, port, err := splitHostPort(httpAddr)
+	if err != nil {
+		return "http://" + httpAddr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// checkAdvertise accepts absolute http(s) URLs with a host.
+func checkAdvertise(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errURL
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errURL
+	}
+	return nil
+}
+
+// splitHostPort is net.SplitHostPort plus a numeric port range check.
+func splitHostPort(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", errHostPort
+	}
+	if _, err := parsePort(port); err != nil {
+		return "", "", err
+	}
+	return host, port, nil
+}
+
+// parseLogLevel maps the --log-level names to slog levels.
+func parseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, errLogLevel
+}

@@ -1,0 +1,25 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reasons used in flag validation errors. They are wrapped by flagError, so
+// callers can match them with errors.Is.
+var (
+	errPortRange = errors.New("must be a port number between 0 and 65535")
+	errHostPort  = errors.New("must be host:port with a numeric port")
+	errNotIP     = errors.New("must be an IP address")
+	errLogLevel  = errors.New("must be one of debug, info, warn, error")
+	errNodeID    = errors.New("must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+	errPositive  = errors.New("must be a positive integer")
+	errOrigin    = errors.New("must be a non-empty host without spaces")
+	errURL       = errors.New("must be an absolute http:// or https:// URL")
+)
+
+// flagError is the one-line error for a bad flag value, e.g.
+// `invalid value "abc" for flag --udp-port: must be a port number ...`.
+func flagError(name, value string, reason error) error {
+	return fmt.Errorf("invalid value %q for flag --%s: %w", value, name, reason)
+}

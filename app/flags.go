@@ -1,0 +1,264 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// EnvPrefix prefixes the environment variable of every flag: --foo-bar is
+// also read from CONFAB_FOO_BAR.
+const EnvPrefix = "CONFAB_"
+
+// flagSpec describes one command-line flag: its name, how it is shown in
+// --help, the environment variables it is also read from, and how a raw
+// string value is applied to a Config.
+type flagSpec struct {
+	name   string
+	arg    string // placeholder shown in usage, e.g. "host:port"
+	usage  string
+	def    func(c Config) string // default shown in usage; nil = none
+	env    []string              // extra env names besides CONFAB_<NAME>
+	list   bool                  // repeatable and comma separated
+	apply  func(c *Config, v string) error
+	values []string // raw values seen on the command line, in order
+	set    bool     // given on the command line
+}
+
+// String implements flag.Value.
+func (f *flagSpec) String() string { return strings.Join(f.values, ",") }
+
+// Set implements flag.Value; it only records the raw value, conversion happens
+// after parsing so that flag and environment values share one code path.
+func (f *flagSpec) Set(v string) error {
+	if !f.list {
+		f.values = f.values[:0]
+	}
+	f.values = append(f.values, v)
+	f.set = true
+	return nil
+}
+
+// envNames lists the environment variables a flag is read from.
+func (f *flagSpec) envNames() []string {
+	name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.name, "-", "_"))
+	return append([]string{name}, f.env...)
+}
+
+// flagSpecs returns a fresh table of every confab flag.
+func flagSpecs() []*flagSpec {
+	return []*flagSpec{
+		{
+			name: "http-addr", arg: "host:port",
+			usage: "address of the HTTP server (pages, signaling, health, cluster control)",
+			def:   func(Config) string { return DefaultHTTPAddr },
+			apply: func(c *Config, v string) error { c.HTTPAddr = v; return nil },
+		},
+		{
+			name: "udp-port", arg: "port",
+			usage: "port of the single ICE UDP socket all media uses (0 = ephemeral)",
+			def:   func(Config) string { return strconv.Itoa(DefaultUDPPort) },
+			apply: func(c *Config, v string) (err error) { c.UDPPort, err = parsePort(v); return err },
+		},
+		{
+			name: "udp-ip", arg: "ip",
+			usage: "IP the ICE UDP socket binds to (loopback candidates are always included)",
+			def:   func(Config) string { return DefaultUDPIP },
+			apply: func(c *Config, v string) error { c.UDPIP = v; return nil },
+		},
+		{
+			name: "public-ip", arg: "ip", list: true,
+			usage: "public IP advertised in ICE candidates (1:1 NAT); repeatable or comma separated",
+			apply: func(c *Config, v string) error { c.PublicIPs = append(c.PublicIPs, v); return nil },
+		},
+		{
+			name: "log-level", arg: "level",
+			usage: "log level: debug, info, warn or error",
+			def:   func(Config) string { return DefaultLogLevel },
+			apply: func(c *Config, v string) error {
+				if _, err := parseLogLevel(v); err != nil {
+					return err
+				}
+				c.LogLevel = strings.ToLower(v)
+				return nil
+			},
+		},
+		{
+			name: "node-id", arg: "id",
+			usage: "id of this node, shown on the page and used in the cluster",
+			def:   func(Config) string { return `"node-" + short host name` },
+			apply: func(c *Config, v string) error { c.NodeID = v; return nil },
+		},
+		{
+			name: "consul", arg: "host:port", env: []string{EnvPrefix + "CONSUL_ADDR"},
+			usage: "HTTP address of a Consul agent; enables clustering (empty = single node)",
+			apply: func(c *Config, v string) error { c.ConsulAddr = v; return nil },
+		},
+		{
+			name: "advertise-addr", arg: "url",
+			usage: "base URL other nodes use to reach this node",
+			def:   func(Config) string { return "http://<http-addr>" },
+			apply: func(c *Config, v string) error { c.AdvertiseAddr = v; return nil },
+		},
+		{
+			name: "cluster-secret", arg: "secret",
+			usage: fmt.Sprintf("shared secret of the cluster (at least %d bytes; required with --consul)", MinSecretLen),
+			apply: func(c *Config, v string) error { c.ClusterSecret = v; return nil },
+		},
+		{
+			name: "max-participants", arg: "n",
+			usage: "maximum participants per room",
+			def:   func(Config) string { return strconv.Itoa(DefaultMaxParticipants) },
+			apply: func(c *Config, v string) (err error) { c.MaxParticipants, err = parsePositive(v); return err },
+		},
+		{
+			name: "max-rooms", arg: "n",
+			usage: "maximum rooms on this node",
+			def:   func(Config) string { return strconv.Itoa(DefaultMaxRooms) },
+			apply: func(c *Config, v string) (err error) { c.MaxRooms, err = parsePositive(v); return err },
+		},
+		{
+			name: "allowed-origin", arg: "host", list: true,
+			usage: "extra Origin host allowed to open the signaling WebSocket; repeatable or comma separated",
+			apply: func(c *Config, v string) error { c.AllowedOrigins = append(c.AllowedOrigins, v); return nil },
+		},
+	}
+}
+
+// ParseConfig builds a Config from command-line arguments (without the
+// program name) and the environment, read through getenv (os.Getenv in
+// production, a map in tests). A flag given on the command line wins over its
+// environment variable, which wins over the default. The result has defaults
+// applied and is validated.
+//
+// Errors are one line and name the offending flag, for example
+// `invalid value "abc" for flag --udp-port: must be a port number between 0
+// and 65535`. For -h/--help it returns flag.ErrHelp; the caller then prints
+// Usage and exits 0. ParseConfig itself writes nothing.
+func ParseConfig(args []string, getenv func(string) string) (Config, error) {
+	specs := flagSpecs()
+	fs := flag.NewFlagSet("confab", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, s := range specs {
+		fs.Var(s, s.name, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, flag.ErrHelp
+		}
+		return Config{}, parseError(err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (confab takes only flags; see --help)", fs.Arg(0))
+	}
+
+	cfg := DefaultConfig()
+	for _, s := range specs {
+		values, source := s.values, ""
+		if !s.set {
+			values, source = nil, ""
+			for _, name := range s.envNames() {
+				if v := getenv(name); v != "" {
+					values, source = []string{v}, name
+					break
+				}
+			}
+		}
+		for _, raw := range values {
+			parts := []string{raw}
+			if s.list {
+				parts = splitList(raw)
+			}
+			for _, v := range parts {
+				if err := s.apply(&cfg, v); err != nil {
+					if source != "" {
+						return Config{}, fmt.Errorf("invalid value %q for flag --%s (from $%s): %w", v, s.name, source, err)
+					}
+					return Config{}, flagError(s.name, v, err)
+				}
+			}
+		}
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Usage writes the --help text: a synopsis and every flag with its
+// environment variable and default.
+func Usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("Usage: confab [flags]\n\n")
+	b.WriteString("confab is a WebRTC video-conferencing server (SFU). Every flag --foo-bar\n")
+	b.WriteString("can also be set with the environment variable CONFAB_FOO_BAR; a flag on\n")
+	b.WriteString("the command line wins over the environment.\n\nFlags:\n")
+	for _, s := range flagSpecs() {
+		fmt.Fprintf(&b, "  --%s %s\n", s.name, s.arg)
+		fmt.Fprintf(&b, "        %s\n", s.usage)
+		fmt.Fprintf(&b, "        env: %s", strings.Join(prefixAll("$", s.envNames()), ", "))
+		if s.def != nil {
+			fmt.Fprintf(&b, "; default: %s", s.def(Config{}))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("  -h, --help\n        show this help\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// parseError rewrites the flag package's messages to use --name spelling.
+func parseError(err error) error {
+	msg := err.Error()
+	for _, p := range []struct{ from, to string }{
+		{"flag provided but not defined: -", "unknown flag: --"},
+		{"flag needs an argument: -", "flag needs an argument: --"},
+	} {
+		if rest, ok := strings.CutPrefix(msg, p.from); ok {
+			return errors.New(p.to + strings.TrimLeft(rest, "-"))
+		}
+	}
+	return errors.New(msg)
+}
+
+// splitList splits a comma separated list, trimming spaces and dropping
+// empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func prefixAll(prefix string, ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = prefix + s
+	}
+	return out
+}
+
+// parsePort parses a port number 0-65535.
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, errPortRange
+	}
+	return n, nil
+}
+
+// parsePositive parses an integer >= 1.
+func parsePositive(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, errPositive
+	}
+	return n, nil
+}

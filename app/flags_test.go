@@ -1,0 +1,239 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// env returns a getenv func backed by a map.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	// want starts from the defaults and is adjusted per case.
+	base := func(mod func(c *Config)) Config {
+		c := DefaultConfig()
+		c.NodeID = "n1"
+		c.AdvertiseAddr = "http://" + DefaultHTTPAddr
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want Config
+	}{
+		{
+			name: "defaults",
+			args: []string{"--node-id", "n1"},
+			want: base(nil),
+		},
+		{
+			name: "single dash and equals forms",
+			args: []string{"-node-id=n1", "-udp-port=50001", "--http-addr=127.0.0.1:9000"},
+			want: base(func(c *Config) {
+				c.UDPPort = 50001
+				c.HTTPAddr = "127.0.0.1:9000"
+				c.AdvertiseAddr = "http://127.0.0.1:9000"
+			}),
+		},
+		{
+			name: "every flag from env",
+			env: map[string]string{
+				"CONFAB_HTTP_ADDR":        "0.0.0.0:8081",
+				"CONFAB_UDP_PORT":         "50002",
+				"CONFAB_UDP_IP":           "127.0.0.1",
+				"CONFAB_PUBLIC_IP":        "203.0.113.1, 203.0.113.2",
+				"CONFAB_LOG_LEVEL":        "DEBUG",
+				"CONFAB_NODE_ID":          "n1",
+				"CONFAB_CONSUL":           "127.0.0.1:8500",
+				"CONFAB_ADVERTISE_ADDR":   "http://10.0.0.1:8081",
+				"CONFAB_CLUSTER_SECRET":   "0123456789abcdef",
+				"CONFAB_MAX_PARTICIPANTS": "5",
+				"CONFAB_MAX_ROOMS":        "7",
+				"CONFAB_ALLOWED_ORIGIN":   "a.example,b.example:8443",
+			},
+			want: Config{
+				HTTPAddr:        "0.0.0.0:8081",
+				UDPPort:         50002,
+				UDPIP:           "127.0.0.1",
+				PublicIPs:       []string{"203.0.113.1", "203.0.113.2"},
+				LogLevel:        "debug",
+				NodeID:          "n1",
+				ConsulAddr:      "127.0.0.1:8500",
+				AdvertiseAddr:   "http://10.0.0.1:8081",
+				ClusterSecret:   "0123456789abcdef",
+				MaxParticipants: 5,
+				MaxRooms:        7,
+				AllowedOrigins:  []string{"a.example", "b.example:8443"},
+			},
+		},
+		{
+			name: "consul from CONFAB_CONSUL_ADDR",
+			env: map[string]string{
+				"CONFAB_NODE_ID":        "n1",
+				"CONFAB_CONSUL_ADDR":    "127.0.0.1:8500",
+				"CONFAB_CLUSTER_SECRET": "0123456789abcdef",
+			},
+			want: base(func(c *Config) {
+				c.ConsulAddr = "127.0.0.1:8500"
+				c.ClusterSecret = "0123456789abcdef"
+			}),
+		},
+		{
+			name: "flag beats env",
+			args: []string{"--udp-port", "50003", "--node-id", "n1", "--public-ip", "198.51.100.7"},
+			env: map[string]string{
+				"CONFAB_UDP_PORT":  "50009",
+				"CONFAB_NODE_ID":   "from-env",
+				"CONFAB_PUBLIC_IP": "203.0.113.1",
+				"CONFAB_MAX_ROOMS": "3",
+			},
+			want: base(func(c *Config) {
+				c.UDPPort = 50003
+				c.PublicIPs = []string{"198.51.100.7"}
+				c.MaxRooms = 3
+			}),
+		},
+		{
+			name: "repeatable and comma separated lists",
+			args: []string{"--node-id", "n1", "--public-ip", "203.0.113.1,203.0.113.2", "--public-ip", "203.0.113.3",
+				"--allowed-origin", "a.example", "--allowed-origin", "b.example"},
+			want: base(func(c *Config) {
+				c.PublicIPs = []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"}
+				c.AllowedOrigins = []string{"a.example", "b.example"}
+			}),
+		},
+		{
+			name: "advertise default replaces unspecified host",
+			args: []string{"--node-id", "n1", "--http-addr", "0.0.0.0:8082"},
+			want: base(func(c *Config) {
+				c.HTTPAddr = "0.0.0.0:8082"
+				c.AdvertiseAddr = "http://127.0.0.1:8082"
+			}),
+		},
+		{
+			name: "ephemeral udp port",
+			args: []string{"--node-id", "n1", "--udp-port", "0"},
+			want: base(func(c *Config) { c.UDPPort = 0 }),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseConfig(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatalf("ParseConfig(%q) error: %v", tt.args, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ParseConfig(%q)\n got  %+v\n want %+v", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigDefaultNodeID(t *testing.T) {
+	got, err := ParseConfig(nil, env(nil))
+	if err != nil {
+		t.Fatalf("ParseConfig(nil): %v", err)
+	}
+	if !strings.HasPrefix(got.NodeID, "node-") || !nodeIDPattern.MatchString(got.NodeID) {
+		t.Errorf("default NodeID = %q, want node-<hostname> matching %v", got.NodeID, nodeIDPattern)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // substring of the error
+	}{
+		{"udp port not a number", []string{"--udp-port", "abc"}, nil, `invalid value "abc" for flag --udp-port: `},
+		{"udp port too big", []string{"--udp-port=70000"}, nil, `invalid value "70000" for flag --udp-port: `},
+		{"udp port from env", nil, map[string]string{"CONFAB_UDP_PORT": "x"}, `invalid value "x" for flag --udp-port (from $CONFAB_UDP_PORT): `},
+		{"udp ip", []string{"--udp-ip", "localhost"}, nil, `invalid value "localhost" for flag --udp-ip: `},
+		{"public ip", []string{"--public-ip", "203.0.113.1,nope"}, nil, `invalid value "nope" for flag --public-ip: `},
+		{"http addr without port", []string{"--http-addr", "127.0.0.1"}, nil, `invalid value "127.0.0.1" for flag --http-addr: `},
+		{"http addr bad port", []string{"--http-addr", "127.0.0.1:http"}, nil, `for flag --http-addr: `},
+		{"log level", []string{"--log-level", "loud"}, nil, `invalid value "loud" for flag --log-level: `},
+		{"node id", []string{"--node-id", "bad id!"}, nil, `invalid value "bad id!" for flag --node-id: `},
+		{"max participants zero", []string{"--max-participants", "0"}, nil, `invalid value "0" for flag --max-participants: `},
+		{"max rooms negative", []string{"--max-rooms=-1"}, nil, `invalid value "-1" for flag --max-rooms: `},
+		{"max rooms from env", nil, map[string]string{"CONFAB_MAX_ROOMS": "many"}, `for flag --max-rooms (from $CONFAB_MAX_ROOMS)`},
+		{"consul without secret", []string{"--consul", "127.0.0.1:8500"}, nil, `flag --cluster-secret: must be at least 16 bytes`},
+		{"short secret", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "short"}, nil, `flag --cluster-secret`},
+		{"consul addr", []string{"--consul", "consul", "--cluster-secret", "0123456789abcdef"}, nil, `invalid value "consul" for flag --consul: `},
+		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "0123456789abcdef", "--advertise-addr", "127.0.0.1:8081"}, nil, `for flag --advertise-addr: `},
+		{"unknown flag", []string{"--bogus"}, nil, `unknown flag: --bogus`},
+		{"missing value", []string{"--udp-port"}, nil, `flag needs an argument: --udp-port`},
+		{"positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig(tt.args, env(tt.env))
+			if err == nil {
+				t.Fatalf("ParseConfig(%q) succeeded, want error containing %q", tt.args, tt.want)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("ParseConfig(%q) error = %q, want it to contain %q", tt.args, msg, tt.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("ParseConfig(%q) error spans several lines: %q", tt.args, msg)
+			}
+		})
+	}
+}
+
+func TestParseConfigHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			_, err := ParseConfig([]string{arg}, env(nil))
+			if !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("ParseConfig(%q) error = %v, want flag.ErrHelp", arg, err)
+			}
+		})
+	}
+	var b strings.Builder
+	Usage(&b)
+	usage := b.String()
+	for _, s := range flagSpecs() {
+		for _, want := range []string{"--" + s.name, "$" + s.envNames()[0]} {
+			if !strings.Contains(usage, want) {
+				t.Errorf("usage does not mention %q:\n%s", want, usage)
+			}
+		}
+	}
+	if !strings.Contains(usage, "$CONFAB_CONSUL_ADDR") {
+		t.Errorf("usage does not mention $CONFAB_CONSUL_ADDR:\n%s", usage)
+	}
+}
+
+func TestDefaultNodeID(t *testing.T) {
+	tests := []struct{ host, want string }{
+		{"box", "node-box"},
+		{"Web-01.example.com", "node-web-01"},
+		{"my_host", "node-my-host"},
+		{"", "node-local"},
+		{"...", "node-local"},
+		{strings.Repeat("a", 80), "node-" + strings.Repeat("a", 50)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			got := DefaultNodeID(tt.host)
+			if got != tt.want {
+				t.Errorf("DefaultNodeID(%q) = %q, want %q", tt.host, got, tt.want)
+			}
+			if !nodeIDPattern.MatchString(got) {
+				t.Errorf("DefaultNodeID(%q) = %q is not a valid node id", tt.host, got)
+			}
+		})
+	}
+}

@@ -1,0 +1,196 @@
+// Package app is confab's composition root: it turns flags and environment
+// into a Config (ParseConfig) and wires the media engine (sfu), the cluster
+// membership (cluster) and the HTTP/signaling server (web) into one running
+// node (Run). It is the only package besides cmd/confab that reads flags or
+// the environment.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/confab/confab/cluster"
+	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web"
+)
+
+// ShutdownTimeout bounds how long Run waits for in-flight HTTP requests when
+// its context is cancelled.
+const ShutdownTimeout = 10 * time.Second
+
+// Run starts one confab node and blocks until ctx is cancelled or the HTTP
+// server fails. It applies defaults to cfg and validates it, opens the ICE UDP
+// socket and the HTTP listener, and logs "confab listening" with the actual
+// addresses and the node id. On return every component has been closed, in
+// the order web, HTTP server, cluster membership, media engine; the returned
+// error joins whatever went wrong (nil after a clean shutdown).
+func Run(ctx context.Context, cfg Config) (err error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	level, _ := parseLogLevel(cfg.LogLevel)
+	handler := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	base := slog.New(handler)
+	log := base.With("node", cfg.NodeID)
+
+	engine, err := sfu.New(sfu.Config{
+		NodeID:                 cfg.NodeID,
+		UDPAddr:                cfg.UDPAddr(),
+		PublicIPs:              cfg.PublicIPs,
+		IncludeLoopback:        true,
+		MaxParticipantsPerRoom: cfg.MaxParticipants,
+		MaxRooms:               cfg.MaxRooms,
+		Logger:                 base, // sfu scopes it with component and node itself
+	})
+	if err != nil {
+		return fmt.Errorf("app: start media engine: %w", err)
+	}
+	// closers run in reverse order of registration when Run returns.
+	var closers []func() error
+	closers = append(closers, engine.Close)
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			err = errors.Join(err, closers[i]())
+		}
+	}()
+
+	membership, err := newMembership(cfg, engine, log)
+	if err != nil {
+		return err
+	}
+	engine.SetObserver(membership)
+	closers = append(closers, membership.Close)
+	if err := membership.Start(ctx); err != nil {
+		return fmt.Errorf("app: start cluster membership: %w", err)
+	}
+
+	srv, err := web.New(web.Config{
+		NodeID:         cfg.NodeID,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Logger:         log.With("component", "web"),
+	}, web.Deps{
+		Engine: engine,
+		Status: func(ctx context.Context) (any, error) { return membership.Status(ctx) },
+		Ready:  membership.Ready,
+		Mounts: map[string]http.Handler{"/cluster/": membership.Handler()},
+	})
+	if err != nil {
+		return fmt.Errorf("app: create web server: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("app: listen on --http-addr %s: %w", cfg.HTTPAddr, err), srv.Close())
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(handler.WithAttrs([]slog.Attr{slog.String("component", "http")}), slog.LevelWarn),
+	}
+	serveDone := make(chan struct{})
+	var serveErr error // written before serveDone is closed
+	go func() {
+		defer close(serveDone)
+		serveErr = httpSrv.Serve(ln)
+	}()
+	// Registered last, so it runs first: signaling sessions and HTTP go away
+	// before the membership and the engine are closed.
+	closers = append(closers, func() error {
+		err := shutdownHTTP(httpSrv, srv)
+		<-serveDone
+		return err
+	})
+
+	log.Info("confab listening",
+		"http", ln.Addr().String(),
+		"udp", engine.UDPAddr().String(),
+		"cluster", clusterMode(cfg),
+		"version", version())
+
+	select {
+	case <-ctx.Done():
+		log.Info("confab shutting down")
+		return nil
+	case <-serveDone:
+		return fmt.Errorf("app: http server: %w", serveErr)
+	}
+}
+
+// newMembership picks the single-node membership when no Consul address is
+// configured, and the Consul-backed one otherwise.
+func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Membership, error) {
+	if cfg.ConsulAddr == "" {
+		return cluster.NewLocal(engine), nil
+	}
+	node, err := cluster.New(cluster.Config{
+		NodeID:       cfg.NodeID,
+		ConsulAddr:   cfg.ConsulAddr,
+		AdvertiseURL: cfg.AdvertiseAddr,
+		Secret:       cfg.ClusterSecret,
+		Version:      version(),
+		Logger:       log.With("component", "cluster"),
+	}, engine)
+	if err != nil {
+		return nil, fmt.Errorf("app: create cluster node: %w", err)
+	}
+	return node, nil
+}
+
+// shutdownHTTP closes the signaling sessions first (hijacked WebSocket
+// connections are invisible to http.Server.Shutdown), then waits up to
+// ShutdownTimeout for in-flight requests.
+func shutdownHTTP(httpSrv *http.Server, srv *web.Server) error {
+	err := srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if serr := httpSrv.Shutdown(ctx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("app: http shutdown: %w", serr))
+	}
+	return err
+}
+
+func clusterMode(cfg Config) string {
+	if cfg.ConsulAddr == "" {
+		return "single-node"
+	}
+	return "consul " + cfg.ConsulAddr
+}
+
+// version reports the module version or VCS revision the binary was built
+// from, or "dev".
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += "-dirty"
+		}
+		return rev
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	return "dev"
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// Defaults and limits of Config.
+const (
+	// DefaultSessionTTL is the TTL of the node's Consul session. Consul
+	// invalidates a session between TTL and 2*TTL after its last renewal.
+	DefaultSessionTTL = 10 * time.Second
+	// MinSessionTTL and MaxSessionTTL are the bounds Consul accepts.
+	MinSessionTTL = 10 * time.Second
+	MaxSessionTTL = 24 * time.Hour
+	// DefaultWatchWait bounds one Consul blocking query.
+	DefaultWatchWait = 30 * time.Second
+	// DefaultConsulTimeout bounds every non-blocking Consul request.
+	DefaultConsulTimeout = 5 * time.Second
+	// DefaultMaxBackoff caps the delay between retries of failed Consul
+	// requests.
+	DefaultMaxBackoff = 5 * time.Second
+	// MinSecretLen is the minimum length of Config.Secret in bytes.
+	MinSecretLen = 16
+)
+
+// nodeIDPattern is the alphabet of node ids; it matches what package app
+// accepts for --node-id. Node ids appear in KV keys, Consul service ids and
+// URLs.
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Config configures a Consul-backed Node. Fill it, then New applies
+// SetDefaults and Validate.
+type Config struct {
+	// NodeID is this node's stable id; it must equal the engine's NodeID and
+	// be unique in the cluster (two live processes with the same id fight
+	// over the same KV records). Required.
+	NodeID string
+	// ConsulAddr is the host:port (optionally prefixed with http://) of a
+	// Consul agent's HTTP API. Required.
+	ConsulAddr string
+	// AdvertiseURL is the base URL other nodes use for the control channel,
+	// e.g. "http://10.0.0.5:8080"; the control routes live under
+	// AdvertiseURL+"/cluster/", the health check is AdvertiseURL+"/healthz".
+	// Required, http or https.
+	AdvertiseURL string
+	// Secret is the shared cluster secret (HMAC key of the control
+	// channel). Required, at least MinSecretLen bytes.
+	Secret string
+	// SessionTTL is the Consul session TTL; default DefaultSessionTTL.
+	SessionTTL time.Duration
+	// Version is recorded in the node record (informational).
+	Version string
+	// Logger receives the package's logs; default slog.Default().
+	Logger *slog.Logger
+
+	// WatchWait bounds one blocking query; default DefaultWatchWait.
+	WatchWait time.Duration
+	// ConsulTimeout bounds every other Consul request; default
+	// DefaultConsulTimeout.
+	ConsulTimeout time.Duration
+	// MaxBackoff caps retry delays; default DefaultMaxBackoff.
+	MaxBackoff time.Duration
+}
+
+// SetDefaults fills the zero optional fields with their defaults.
+func (c *Config) SetDefaults() {
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.WatchWait == 0 {
+		c.WatchWait = DefaultWatchWait
+	}
+	if c.ConsulTimeout == 0 {
+		c.ConsulTimeout = DefaultConsulTimeout
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first invalid field, wrapping ErrInvalidConfig. It
+// expects SetDefaults to have run.
+func (c *Config) Validate() error {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if !nodeIDPattern.MatchString(c.NodeID) {
+		return invalid("node id %q must match %s", c.NodeID, nodeIDPattern)
+	}
+	if c.ConsulAddr == "" {
+		return invalid("consul address is required")
+	}
+	u, err := url.Parse(c.AdvertiseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid("advertise url %q must be an absolute http(s) URL", c.AdvertiseURL)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return invalid("advertise url %q must not have a path, query or fragment", c.AdvertiseURL)
+	}
+	if len(c.Secret) < MinSecretLen {
+		return invalid("secret must be at least %d bytes", MinSecretLen)
+	}
+	if c.SessionTTL < MinSessionTTL || c.SessionTTL > MaxSessionTTL {
+		return invalid("session ttl %s must be between %s and %s", c.SessionTTL, MinSessionTTL, MaxSessionTTL)
+	}
+	if c.WatchWait < time.Second {
+		return invalid("watch wait %s must be at least 1s", c.WatchWait)
+	}
+	if c.ConsulTimeout <= 0 {
+		return invalid("consul timeout must be positive")
+	}
+	if c.MaxBackoff <= 0 {
+		return invalid("max backoff must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/goleak"
+)
+
+// This file is the Consul test harness: it runs real `consul agent -dev`
+// processes on free loopback ports. One agent is shared by the whole test
+// binary (started in TestMain); tests that need to restart Consul start
+// their own with startConsulAgent.
+//
+// The binary is $CONFAB_CONSUL_BIN or <repo>/bin/consul. When it is missing
+// every test that needs Consul fails with a clear message (never skips).
+
+// testTimeout bounds every wait of a test; generous for a loaded 2-core box.
+const testTimeout = 90 * time.Second
+
+// sharedConsul is the agent shared by the test binary, started by TestMain.
+// Written once before m.Run, read-only afterwards.
+var sharedConsul struct {
+	agent *consulAgent
+	err   error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "confab-consul-")
+	if err == nil {
+		sharedConsul.agent, sharedConsul.err = startConsulAgent(dir)
+	} else {
+		sharedConsul.err = err
+	}
+	code := m.Run()
+	if sharedConsul.agent != nil {
+		sharedConsul.agent.stop()
+	}
+	if dir != "" {
+		_ = os.RemoveAll(dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// consulForTest returns the shared agent, failing the test when it could not
+// be started, and deletes the confab/ KV tree and every session so each test
+// starts from an empty store.
+func consulForTest(t *testing.T) *consulAgent {
+	t.Helper()
+	if sharedConsul.err != nil {
+		t.Fatalf("consul agent unavailable: %v", sharedConsul.err)
+	}
+	a := sharedConsul.agent
+	a.reset(t)
+	return a
+}
+
+// consulBinary locates the consul binary.
+func consulBinary() (string, error) {
+	if p := os.Getenv("CONFAB_CONSUL_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("CONFAB_CONSUL_BIN=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	p, err := filepath.Abs(filepath.Join("..", "bin", "consul"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("consul binary not found at %s (set CONFAB_CONSUL_BIN or build bin/consul): %w", p, err)
+	}
+	return p, nil
+}
+
+// consulAgent is one running `consul agent -dev`.
+type consulAgent struct {
+	bin     string
+	dir     string
+	ports   consulPorts
+	cmd     *exec.Cmd
+	waitErr chan error // receives cmd.Wait's result
+	logPath string
+	client  *api.Client
+	httpc   *http.Client
+}
+
+type consulPorts struct{ http, serfLAN, serfWAN, server int }
+
+// Addr is the agent's HTTP address (host:port).
+func (a *consulAgent) Addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports.http) }
+
+// startConsulAgent starts an agent on free ports with its log in dir and
+// waits until it has a leader and accepts sessions.
+func startConsulAgent(dir string) (*consulAgent, error) {
+	bin, err := consulBinary()
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freeConsulPorts()
+	if err != nil {
+		return nil, err
+	}
+	return startConsulAgentOn(bin, dir, ports)
+}
+
+// startConsulAgentOn starts an agent on the given ports (used to restart an
+// agent on the same address).
+func startConsulAgentOn(bin, dir string, ports consulPorts) (*consulAgent, error) {
+	transport := &http.Transport{}
+	a := &consulAgent{
+		bin:     bin,
+		dir:     dir,
+		ports:   ports,
+		waitErr: make(chan error, 1),
+		logPath: filepath.Join(dir, fmt.Sprintf("consul-%d-%d.log", ports.http, time.Now().UnixNano())),
+		httpc:   &http.Client{Transport: transport, Timeout: 10 * time.Second},
+	}
+	logf, err := os.Create(a.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	a.cmd = exec.Command(bin, "agent", "-dev",
+		"-node", fmt.Sprintf("confab-test-%d", ports.http),
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(ports.http),
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(ports.serfLAN),
+		"-serf-wan-port", strconv.Itoa(ports.serfWAN),
+		"-server-port", strconv.Itoa(ports.server),
+		"-log-level", "warn",
+	)
+	a.cmd.Stdout = logf
+	a.cmd.Stderr = logf
+	if err := a.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { a.waitErr <- a.cmd.Wait() }()
+	client, err := api.NewClient(&api.Config{Address: a.Addr(), HttpClient: a.httpc})
+	if err != nil {
+		a.stop()
+		return nil, err
+	}
+	a.client = client
+	if err := a.waitReady(60 * time.Second); err != nil {
+		a.stop()
+		return nil, fmt.Errorf("consul agent on %s not ready: %w; log:\n%s", a.Addr(), err, a.logTail())
+	}
+	return a, nil
+}
+
+// waitReady polls until the agent has a leader and can create a session.
+func (a *consulAgent) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-a.waitErr:
+			a.waitErr <- err
+			return fmt.Errorf("agent exited: %v", err)
+		default:
+		}
+		leader, err := a.client.Status().Leader()
+		if err == nil && leader != "" {
+			id, _, err := a.client.Session().Create(&api.SessionEntry{TTL: "10s"}, nil)
+			if err == nil {
+				_, _ = a.client.Session().Destroy(id, nil)
+				return nil
+			}
+			last = err
+		} else if err != nil {
+			last = err
+		} else {
+			last = errors.New("no leader yet")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out: %v", last)
+}
+
+// stop kills the agent and waits for it.
+func (a *consulAgent) stop() {
+	if a.cmd.Process != nil {
+		_ = a.cmd.Process.Kill()
+		<-a.waitErr
+		a.waitErr <- nil
+	}
+	a.httpc.CloseIdleConnections()
+}
+
+func (a *consulAgent) logTail() string {
+	b, err := os.ReadFile(a.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// reset deletes the confab/ tree, every session and every confab service.
+func (a *consulAgent) reset(t *testing.T) {
+	t.Helper()
+	if _, err := a.client.KV().DeleteTree(kvRoot, nil); err != nil {
+		t.Fatalf("reset consul kv: %v", err)
+	}
+	sessions, _, err := a.client.Session().List(nil)
+	if err != nil {
+		t.Fatalf("reset consul sessions: %v", err)
+	}
+	for _, s := range sessions {
+		if _, err := a.client.Session().Destroy(s.ID, nil); err != nil {
+			t.Fatalf("reset consul sessions: %v", err)
+		}
+	}
+	services, err := a.client.Agent().Services()
+	if err != nil {
+		t.Fatalf("reset consul services: %v", err)
+	}
+	for id := range services {
+		if strings.HasPrefix(id, "confab-") {
+			if err := a.client.Agent().ServiceDeregister(id); err != nil {
+				t.Fatalf("reset consul services: %v", err)
+			}
+		}
+	}
+}
+
+// freeConsulPorts picks four distinct loopback ports free for TCP (and, for
+// the serf ports, UDP too).
+func freeConsulPorts() (consulPorts, error) {
+	var ports []int
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	for attempts := 0; len(ports) < 4 && attempts < 100; attempts++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return consulPorts{}, err
+		}
+		closers = append(closers, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		closers = append(closers, pc)
+		ports = append(ports, port)
+	}
+	if len(ports) < 4 {
+		return consulPorts{}, errors.New("could not find free ports for consul")
+	}
+	return consulPorts{http: ports[0], serfLAN: ports[1], serfWAN: ports[2], server: ports[3]}, nil
+}
+
+// testContext returns a context bounded by testTimeout.
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond every 20ms until it holds, failing the test with what
+// when ctx ends first.
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// checkLeaks registers a goroutine leak check that runs after every other
+// cleanup of the test.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	opts := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opts) })
+}
+
+// testLogger returns a debug logger on stderr with -v, else a discarding one.
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	if !testing.Verbose() {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// kvKeys lists the keys under prefix.
+func kvKeys(t *testing.T, a *consulAgent, prefix string) []string {
+	t.Helper()
+	keys, _, err := a.client.KV().Keys(prefix, "", nil)
+	if err != nil {
+		t.Fatalf("list %s: %v", prefix, err)
+	}
+	return keys
+}
+
+// kvHas reports whether key exists.
+func kvHas(t *testing.T, a *consulAgent, key string) bool {
+	t.Helper()
+	p, _, err := a.client.KV().Get(key, nil)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	return p != nil
+}

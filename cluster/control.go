@@ -1,0 +1,653 @@
+package cluster
+
+// # Node-to-node control channel and media pipes, wire protocol version 1
+//
+// Every confab node serves the control channel under /cluster/v1/ on its
+// HTTP listener (the app mounts Pipes.Handler at "/cluster/"). Other nodes
+// find the base URL (scheme://host:port, no path) in the node's Consul
+// record; PipesConfig.Resolve maps node id -> base URL.
+//
+// Authentication (every request, see auth.go). The sender adds
+//
+//	X-Confab-Node:      sender node id
+//	X-Confab-Timestamp: unix milliseconds (decimal)
+//	X-Confab-Signature: hex(HMAC-SHA256(secret,
+//	    METHOD "\n" path "\n" node "\n" timestamp "\n" hex(sha256(body))))
+//
+// where secret is the shared cluster secret and path the escaped request
+// path (e.g. "/cluster/v1/links/b/negotiate"). The receiver rejects with 401
+// (JSON error, no state change) a missing/wrong signature, a timestamp
+// more than MaxClockSkew away from its clock, and any signature it already
+// accepted within that window (replay). Bodies over 1 MiB get 413; bodies
+// that are not the expected JSON get 400. Every 2xx response is signed the
+// same way by the responder over
+//
+//	"RESPONSE" "\n" status "\n" request-signature "\n" node "\n" timestamp "\n" hex(sha256(body))
+//
+// and the client refuses unsigned or wrongly signed 2xx responses, so an
+// SDP answer (which carries the DTLS fingerprint protecting the media) can
+// only come from a node holding the secret. The channel itself is not
+// encrypted: use an https base URL or a private network if SDP must stay
+// confidential (media is always DTLS-SRTP encrypted).
+//
+// All bodies are JSON. Errors are {"error": code, "message": text} with
+// code one of unauthorized (401), forbidden (403), bad-request (400),
+// too-large (413), not-found (404), not-implemented (501), unavailable
+// (503), internal (500).
+//
+// # Links
+//
+// A link is ONE WebRTC PeerConnection per ordered node pair origin->puller,
+// shared by every room and producer that the puller pulls from the origin.
+// The puller (the node that wants media) always offers; the origin always
+// answers, so each side has a single, serialized negotiation role and
+// glare is impossible. Both PCs are built by sfu.Engine.NewPeerConnection:
+// same UDP mux, codecs, interceptors and DTLS-SRTP as participant PCs. A
+// link is identified by the puller's node id plus a random link id chosen
+// by the puller when it creates its PC; a negotiate with a new link id
+// (puller restarted, or re-created the link after a failure) makes the
+// origin drop its stale PC and start a fresh one.
+//
+//	POST /cluster/v1/links/{puller}/negotiate     (sender must be {puller})
+//	  {"linkId": "...", "offer": {"type":"offer","sdp":"..."},
+//	   "wanted": [{"room":"r","producerId":"p"}, ...]}
+//	-> 200 {"answer": {"type":"answer","sdp":"..."},
+//	        "accepted": [{"room","producerId"}, ...],
+//	        "rejected": [{"room","producerId","reason"}, ...]}
+//
+// "wanted" is the COMPLETE set the puller wants on this link now (not a
+// delta), so the exchange is idempotent. The offer has ICE gathering
+// complete (no trickle) and one recvonly m-line per producer ever wanted on
+// the link (the puller adds one per newly wanted producer). The origin sets
+// the offer, attaches every newly wanted LOCAL producer with
+// Producer.NewConsumer (track id = producer id, stream id = participant id),
+// closes consumers that are no longer wanted, and answers after gathering
+// completes. It refuses (rejected, with a reason) unknown rooms/producers
+// and remote producers: a producer is only ever served by the node where it
+// was published, so media can never loop between nodes. The puller maps
+// arriving tracks to producers by track id, re-produces them in its local
+// room with Room.AddProducer (Remote=true) and forwards RTP. PLI from the
+// puller's subscribers is written as RTCP on the link and reaches the
+// publisher through the origin's consumer. When an origin producer closes,
+// the origin sends an RTCP BYE for its SSRC on the link so the puller drops
+// the piped producer at once; the authoritative removal still comes from
+// the cluster registry (the orchestrator calls Pipes.Unpipe).
+//
+//	POST /cluster/v1/links/{puller}/close          (sender must be {puller})
+//	  {"linkId": "..."}  -> 200 {"closed": true|false}
+//
+// The puller closes an idle link (nothing wanted for LinkIdleTimeout) and
+// tells the origin; a stale link id is ignored (closed=false).
+//
+// # Room events (placeholder for chat and other room-scoped messages)
+//
+//	POST /cluster/v1/rooms/{room}/events
+//	  any JSON value (opaque to this package)  -> 202 {"ok": true}
+//
+// delivered to the handler installed with Pipes.SetRoomEventHandler as a
+// RoomEvent{From, Room, Body}; 501 when none is installed.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/confab/confab/sfu"
+)
+
+// Control channel limits and paths.
+const (
+	controlPrefix     = "/cluster/v1/"
+	maxControlBody    = 1 << 20 // 1 MiB, requests and responses
+	maxWantedPerLink  = 4096    // producers one negotiation may list
+	maxIDLength       = 256     // room, producer, node and link ids on the wire
+	contentTypeJSON   = "application/json"
+	controlAuthCtxKey = ctxKey("cluster-control-auth")
+)
+
+// ctxKey is the type of context keys of this package.
+type ctxKey string
+
+// PipeRef names one producer of one room on the wire.
+type PipeRef struct {
+	Room       string `json:"room"`
+	ProducerID string `json:"producerId"`
+}
+
+// RejectedPipe is a PipeRef the origin refused, with one of the Reject*
+// reasons.
+type RejectedPipe struct {
+	Room       string `json:"room"`
+	ProducerID string `json:"producerId"`
+	Reason     string `json:"reason"`
+}
+
+// negotiateRequest is the body of POST /cluster/v1/links/{puller}/negotiate.
+type negotiateRequest struct {
+	LinkID string                    `json:"linkId"`
+	Offer  webrtc.SessionDescription `json:"offer"`
+	Wanted []PipeRef                 `json:"wanted"`
+}
+
+// negotiateResponse is the 200 body of a negotiate.
+type negotiateResponse struct {
+	Answer   webrtc.SessionDescription `json:"answer"`
+	Accepted []PipeRef                 `json:"accepted"`
+	Rejected []RejectedPipe            `json:"rejected"`
+}
+
+// closeLinkRequest is the body of POST /cluster/v1/links/{puller}/close.
+type closeLinkRequest struct {
+	LinkID string `json:"linkId"`
+}
+
+// closeLinkResponse is the 200 body of a close.
+type closeLinkResponse struct {
+	Closed bool `json:"closed"`
+}
+
+// okResponse is the body of accepted room events.
+type okResponse struct {
+	OK bool `json:"ok"`
+}
+
+// errorResponse is the body of every error response.
+type errorResponse struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// RoomEvent is a room-scoped message received from another node over the
+// control channel (e.g. chat, later). Body is the opaque JSON value the
+// sender posted; it is only checked to be valid JSON.
+type RoomEvent struct {
+	From string          // sender node id (authenticated)
+	Room string          // room name from the path
+	Body json.RawMessage // the request body
+}
+
+// controlAuth is what the auth layer stores in the request context for the
+// route handlers.
+type controlAuth struct {
+	node string // authenticated sender
+	sig  string // request signature (bound into the response signature)
+	body []byte // the full request body
+}
+
+// newControlHandler builds the control channel handler. Authentication
+// happens before routing, so every path under /cluster/ (even unknown ones)
+// needs a valid signature, and a rejected request reaches no handler.
+func (p *Pipes) newControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+controlPrefix+"links/{node}/negotiate", p.handleNegotiate)
+	mux.HandleFunc("POST "+controlPrefix+"links/{node}/close", p.handleCloseLink)
+	mux.HandleFunc("POST "+controlPrefix+"rooms/{room}/events", p.handleRoomEvent)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		p.writeError(w, r, fmt.Errorf("%w: %s %s", ErrControlNotFound, r.Method, r.URL.Path))
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				p.writeError(w, r, fmt.Errorf("%w: limit %d bytes", ErrControlTooLarge, maxControlBody))
+				return
+			}
+			p.writeError(w, r, fmt.Errorf("%w: reading body: %v", ErrControlBadRequest, err))
+			return
+		}
+		node, sig, err := p.verifier.verify(r, body)
+		if err != nil {
+			p.log.Warn("control request refused", "method", r.Method, "path", r.URL.Path,
+				"node", r.Header.Get(HeaderNode), "remote", r.RemoteAddr, "err", err)
+			p.writeError(w, r, err)
+			return
+		}
+		// Handlers touch links and the engine: Close waits for them (they
+		// end quickly once the links are closed).
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			p.writeError(w, r, ErrPipesClosed)
+			return
+		}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		defer p.wg.Done()
+		ctx := context.WithValue(r.Context(), controlAuthCtxKey, &controlAuth{node: node, sig: sig, body: body})
+		mux.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// authOf returns the authentication record of r (nil before/without auth).
+func authOf(r *http.Request) *controlAuth {
+	a, _ := r.Context().Value(controlAuthCtxKey).(*controlAuth)
+	return a
+}
+
+// writeJSON writes v with status; when r was authenticated the response is
+// signed (see canonicalResponse).
+func (p *Pipes) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":"internal","message":"encoding response"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentTypeJSON)
+	h.Set("Cache-Control", "no-store")
+	if a := authOf(r); a != nil {
+		signResponse(p.cfg.Secret, h, status, a.sig, p.cfg.NodeID, body, time.Now())
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // the peer went away; nothing to do
+}
+
+// writeError writes err as a JSON error with the status from controlStatus.
+func (p *Pipes) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := controlStatus(err)
+	if status == http.StatusInternalServerError {
+		p.log.Error("control request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	p.writeJSON(w, r, status, errorResponse{Error: code, Message: err.Error()})
+}
+
+// decodeJSON strictly decodes body into v (unknown fields are allowed for
+// forward compatibility; trailing data is not).
+func decodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrControlBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after JSON value", ErrControlBadRequest)
+	}
+	return nil
+}
+
+// validID reports whether s is acceptable as a wire id.
+func validID(s string) bool { return s != "" && len(s) <= maxIDLength }
+
+// pullerFrom checks that the {node} path segment is the authenticated
+// sender: a node may only negotiate or close its own links.
+func (p *Pipes) pullerFrom(r *http.Request) (string, error) {
+	a := authOf(r)
+	puller := r.PathValue("node")
+	if a == nil {
+		return "", fmt.Errorf("%w: unauthenticated", ErrControlUnauthorized)
+	}
+	if puller != a.node {
+		return "", fmt.Errorf("%w: link of node %q requested by %q", ErrControlForbidden, puller, a.node)
+	}
+	if puller == p.cfg.NodeID {
+		return "", fmt.Errorf("%w: a node cannot link to itself", ErrControlBadRequest)
+	}
+	return puller, nil
+}
+
+// handleNegotiate serves POST /cluster/v1/links/{puller}/negotiate (origin
+// side). It runs on the HTTP server's goroutine, bounded by the request
+// context and RequestTimeout.
+func (p *Pipes) handleNegotiate(w http.ResponseWriter, r *http.Request) {
+	puller, err := p.pullerFrom(r)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	var req negotiateRequest
+	if err := decodeJSON(authOf(r).body, &req); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	switch {
+	case !validID(req.LinkID):
+		err = fmt.Errorf("%w: missing or oversized linkId", ErrControlBadRequest)
+	case req.Offer.Type != webrtc.SDPTypeOffer || req.Offer.SDP == "":
+		err = fmt.Errorf("%w: offer must be an SDP offer", ErrControlBadRequest)
+	case len(req.Wanted) > maxWantedPerLink:
+		err = fmt.Errorf("%w: more than %d wanted producers", ErrControlBadRequest, maxWantedPerLink)
+	}
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.RequestTimeout)
+	defer cancel()
+	l, err := p.outLinkFor(puller, req.LinkID)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	resp, err := l.negotiate(ctx, req)
+	if err != nil {
+		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s->%s: %w", p.cfg.NodeID, puller, err))
+		return
+	}
+	p.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// handleCloseLink serves POST /cluster/v1/links/{puller}/close (origin side).
+func (p *Pipes) handleCloseLink(w http.ResponseWriter, r *http.Request) {
+	puller, err := p.pullerFrom(r)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	var req closeLinkRequest
+	if err := decodeJSON(authOf(r).body, &req); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	if !validID(req.LinkID) {
+		p.writeError(w, r, fmt.Errorf("%w: missing or oversized linkId", ErrControlBadRequest))
+		return
+	}
+	closed := false
+	p.mu.Lock()
+	l := p.out[puller]
+	p.mu.Unlock()
+	if l != nil && l.id == req.LinkID {
+		closed = l.close("closed by puller")
+	}
+	p.writeJSON(w, r, http.StatusOK, closeLinkResponse{Closed: closed})
+}
+
+// handleRoomEvent serves POST /cluster/v1/rooms/{room}/events.
+func (p *Pipes) handleRoomEvent(w http.ResponseWriter, r *http.Request) {
+	a := authOf(r)
+	room := r.PathValue("room")
+	if !validID(room) {
+		p.writeError(w, r, fmt.Errorf("%w: bad room name", ErrControlBadRequest))
+		return
+	}
+	if !json.Valid(a.body) {
+		p.writeError(w, r, fmt.Errorf("%w: body is not valid JSON", ErrControlBadRequest))
+		return
+	}
+	p.mu.Lock()
+	fn := p.onRoomEvent
+	p.mu.Unlock()
+	if fn == nil {
+		p.writeError(w, r, fmt.Errorf("%w: no room event handler", ErrControlNotImplemented))
+		return
+	}
+	fn(RoomEvent{From: a.node, Room: room, Body: json.RawMessage(bytes.Clone(a.body))})
+	p.writeJSON(w, r, http.StatusAccepted, okResponse{OK: true})
+}
+
+// ---------------------------------------------------------------------------
+// Origin side of a link (this node answers and sends).
+
+// servedPipe is one local producer sent on an outgoing link.
+type servedPipe struct {
+	key      pipeKey
+	producer *sfu.Producer
+	consumer *sfu.Consumer
+	ssrc     uint32        // SSRC of the link sender (for BYE), 0 if unknown
+	stop     chan struct{} // closed when no longer served
+}
+
+// outLink is the origin side of a link: this node sends local producers to
+// node peer over pc and answers the peer's offers. Negotiations are
+// serialized by sem (a request waiting for it gives up with its context).
+// mu guards closed and served. Goroutines (owned via Pipes.wg): one watch
+// per served producer, ending when the producer closes, it is no longer
+// served, or the link closes.
+type outLink struct {
+	p    *Pipes
+	peer string // puller node id
+	id   string // the puller's link id
+	log  *slog.Logger
+	pc   *webrtc.PeerConnection
+	sem  chan struct{} // cap 1: negotiation in progress
+	done chan struct{} // closed on close
+
+	mu     sync.Mutex
+	closed bool
+	served map[pipeKey]*servedPipe
+}
+
+// newOutLink returns an unstarted outgoing link over pc.
+func newOutLink(p *Pipes, puller, linkID string, pc *webrtc.PeerConnection) *outLink {
+	return &outLink{
+		p:      p,
+		peer:   puller,
+		id:     linkID,
+		log:    p.log.With("peer", puller, "direction", "out", "link", linkID),
+		pc:     pc,
+		sem:    make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		served: make(map[pipeKey]*servedPipe),
+	}
+}
+
+// start installs the PC handlers. Called once under Pipes.mu.
+func (l *outLink) start() {
+	l.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		l.log.Debug("link state", "state", s)
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+			l.close("peer connection " + s.String())
+		}
+	})
+}
+
+// negotiate applies one offer from the puller: serve exactly the wanted
+// local producers, answer. Any failure after the offer was applied closes
+// the link (the puller will fail its side too and start over).
+func (l *outLink) negotiate(ctx context.Context, req negotiateRequest) (negotiateResponse, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
+	case <-ctx.Done():
+		return negotiateResponse{}, fmt.Errorf("%w: waiting for the previous negotiation: %v", ErrControlUnavailable, ctx.Err())
+	}
+	defer func() { <-l.sem }()
+	if l.isClosed() {
+		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
+	}
+	if err := l.pc.SetRemoteDescription(req.Offer); err != nil {
+		l.close("bad offer")
+		return negotiateResponse{}, fmt.Errorf("%w: applying offer: %v", ErrControlBadRequest, err)
+	}
+
+	wanted := make(map[pipeKey]bool, len(req.Wanted))
+	resp := negotiateResponse{Accepted: []PipeRef{}, Rejected: []RejectedPipe{}}
+	var order []pipeKey
+	for _, w := range req.Wanted {
+		k := pipeKey{room: w.Room, producer: w.ProducerID}
+		switch {
+		case !validID(w.Room) || !validID(w.ProducerID):
+			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: w.Room, ProducerID: w.ProducerID, Reason: RejectInvalid})
+		case wanted[k]:
+			// listed twice: serve once, report once
+		default:
+			wanted[k] = true
+			order = append(order, k)
+		}
+	}
+
+	// Stop serving what is no longer wanted (or whose producer closed).
+	var drop []*servedPipe
+	l.mu.Lock()
+	for k, s := range l.served {
+		if !wanted[k] || isDone(s.producer.Done()) {
+			delete(l.served, k)
+			drop = append(drop, s)
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range drop {
+		close(s.stop)
+		s.consumer.Close()
+	}
+
+	for _, k := range order {
+		reason := l.serve(k)
+		if reason == "" {
+			resp.Accepted = append(resp.Accepted, PipeRef{Room: k.room, ProducerID: k.producer})
+		} else {
+			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: k.room, ProducerID: k.producer, Reason: reason})
+		}
+	}
+
+	answer, err := l.pc.CreateAnswer(nil)
+	if err != nil {
+		l.close("creating answer failed")
+		return negotiateResponse{}, fmt.Errorf("creating answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(l.pc)
+	if err := l.pc.SetLocalDescription(answer); err != nil {
+		l.close("setting answer failed")
+		return negotiateResponse{}, fmt.Errorf("setting answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-l.done:
+		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
+	case <-ctx.Done():
+		l.close("gathering timed out")
+		return negotiateResponse{}, fmt.Errorf("%w: gathering candidates: %v", ErrControlUnavailable, ctx.Err())
+	}
+	local := l.pc.LocalDescription()
+	if local == nil {
+		l.close("no local description")
+		return negotiateResponse{}, errors.New("no local description after answering")
+	}
+	resp.Answer = *local
+	l.log.Debug("link negotiated", "accepted", len(resp.Accepted), "rejected", len(resp.Rejected))
+	return resp, nil
+}
+
+// serve makes sure the local producer k is sent on the link and returns ""
+// or the reason it cannot be. Called only from negotiate (serialized).
+func (l *outLink) serve(k pipeKey) string {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return RejectShuttingDown
+	}
+	if s := l.served[k]; s != nil {
+		l.mu.Unlock()
+		return "" // still served (closed producers were dropped above)
+	}
+	l.mu.Unlock()
+
+	room := l.p.engine.Room(k.room)
+	if room == nil {
+		return RejectRoomNotFound
+	}
+	prod := room.Producer(k.producer)
+	if prod == nil {
+		return RejectUnknownProducer
+	}
+	if info := prod.Info(); info.Remote || info.Origin != l.p.cfg.NodeID {
+		// Only the node where a producer was published serves it: piping
+		// onward could loop and would double the hops.
+		return RejectRemoteProducer
+	}
+	cons, err := prod.NewConsumer(l.pc)
+	if err != nil {
+		if errors.Is(err, sfu.ErrProducerClosed) {
+			return RejectProducerClosed
+		}
+		l.log.Warn("attaching producer to link failed", "room", k.room, "producer", k.producer, "err", err)
+		return RejectConsumerFailed
+	}
+	s := &servedPipe{key: k, producer: prod, consumer: cons, ssrc: senderSSRC(cons.Sender()), stop: make(chan struct{})}
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		cons.Close()
+		return RejectShuttingDown
+	}
+	l.served[k] = s
+	l.p.wg.Add(1)
+	l.mu.Unlock()
+	go l.watch(s)
+	l.log.Info("serving producer", "room", k.room, "producer", k.producer, "ssrc", s.ssrc)
+	return ""
+}
+
+// watch sends an RTCP BYE for s's SSRC when its producer closes while it
+// is served, so the puller drops the pipe without waiting for the registry.
+func (l *outLink) watch(s *servedPipe) {
+	defer l.p.wg.Done()
+	select {
+	case <-s.producer.Done():
+	case <-s.stop:
+		return
+	case <-l.done:
+		return
+	}
+	if s.ssrc == 0 {
+		return
+	}
+	if err := l.pc.WriteRTCP([]rtcp.Packet{&rtcp.Goodbye{Sources: []uint32{s.ssrc}, Reason: "producer closed"}}); err != nil {
+		l.log.Debug("writing BYE on link failed", "producer", s.key.producer, "err", err)
+	}
+}
+
+// isClosed reports whether the link was closed.
+func (l *outLink) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// close closes the link once (consumers, PC) and reports whether this call
+// closed it.
+func (l *outLink) close(why string) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.closed = true
+	served := l.served
+	l.served = make(map[pipeKey]*servedPipe)
+	l.mu.Unlock()
+
+	close(l.done)
+	l.p.removeOutLink(l)
+	for _, s := range served {
+		s.consumer.Close()
+	}
+	if err := l.pc.Close(); err != nil {
+		l.log.Debug("closing link peer connection", "err", err)
+	}
+	l.log.Info("link closed", "why", why)
+	return true
+}
+
+// senderSSRC returns the SSRC of a link sender, or 0.
+func senderSSRC(s *webrtc.RTPSender) uint32 {
+	if s == nil {
+		return 0
+	}
+	if enc := s.GetParameters().Encodings; len(enc) > 0 {
+		return uint32(enc[0].SSRC)
+	}
+	return 0
+}
+
+// isDone reports whether ch is closed.
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

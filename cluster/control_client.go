@@ -1,0 +1,142 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// controlClient sends signed control requests to other nodes and verifies
+// their signed responses. It is immutable after construction and safe for
+// concurrent use; every call is bounded by the caller's context (Pipes
+// always passes one with RequestTimeout).
+type controlClient struct {
+	nodeID  string
+	secret  []byte
+	maxSkew time.Duration
+	resolve func(nodeID string) (string, bool)
+	http    *http.Client
+	now     func() time.Time
+}
+
+// newOwnHTTPClient returns the HTTP client Pipes uses when the config has
+// none: bounded dials and header waits, no redirects (a redirect would need
+// re-signing and is never legitimate on the control channel).
+func newOwnHTTPClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = timeout
+	tr.ResponseHeaderTimeout = timeout
+	tr.MaxIdleConnsPerHost = 4
+	tr.IdleConnTimeout = 90 * time.Second
+	return &http.Client{
+		Transport: tr,
+		Timeout:   2 * timeout, // backstop; contexts are tighter
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// do POSTs in (JSON) to path on node and decodes a 2xx response into out.
+// Non-2xx responses become *ControlError; transport failures and bad or
+// unsigned 2xx responses are returned wrapped.
+func (c *controlClient) do(ctx context.Context, node, path string, in, out any) error {
+	base, ok := c.resolve(node)
+	if !ok || base == "" {
+		return fmt.Errorf("cluster: control %s: %w: %s", path, ErrNodeUnresolved, node)
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("cluster: control %s: encoding request: %w", path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: %w", path, node, err)
+	}
+	req.Header.Set("Content-Type", contentTypeJSON)
+	req.Header.Set("Accept", contentTypeJSON)
+	sig := signRequest(c.secret, req, c.nodeID, body, c.now())
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: %w", path, node, err)
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxControlBody+1))
+	if err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: reading response: %w", path, node, err)
+	}
+	if len(respBody) > maxControlBody {
+		return fmt.Errorf("cluster: control %s: node %s: %w: response over %d bytes", path, node, ErrControlBadResponse, maxControlBody)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e errorResponse
+		_ = json.Unmarshal(respBody, &e) // best effort: the status alone is enough
+		return &ControlError{Node: node, Status: resp.StatusCode, Code: e.Error, Message: e.Message}
+	}
+	if err := verifyResponse(c.secret, resp.Header, resp.StatusCode, sig, node, respBody, c.now(), c.maxSkew); err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: %w", path, node, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(respBody, out); err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: %w: %v", path, node, ErrControlBadResponse, err)
+	}
+	return nil
+}
+
+// linkPath returns the control path of an action on puller's link.
+func linkPath(puller, action string) string {
+	return controlPrefix + "links/" + url.PathEscape(puller) + "/" + action
+}
+
+// negotiate sends the puller's offer and wanted set to origin.
+func (c *controlClient) negotiate(ctx context.Context, origin string, req negotiateRequest) (negotiateResponse, error) {
+	var resp negotiateResponse
+	if err := c.do(ctx, origin, linkPath(c.nodeID, "negotiate"), req, &resp); err != nil {
+		return negotiateResponse{}, err
+	}
+	if resp.Answer.SDP == "" {
+		return negotiateResponse{}, fmt.Errorf("cluster: negotiate with %s: %w: empty answer", origin, ErrControlBadResponse)
+	}
+	return resp, nil
+}
+
+// closeLink tells origin that the puller closed link linkID.
+func (c *controlClient) closeLink(ctx context.Context, origin, linkID string) error {
+	var resp closeLinkResponse
+	return c.do(ctx, origin, linkPath(c.nodeID, "close"), closeLinkRequest{LinkID: linkID}, &resp)
+}
+
+// sendRoomEvent posts an opaque JSON event for room to node.
+func (c *controlClient) sendRoomEvent(ctx context.Context, node, room string, body json.RawMessage) error {
+	if !json.Valid(body) {
+		return fmt.Errorf("cluster: room event: %w: body is not valid JSON", ErrControlBadRequest)
+	}
+	path := controlPrefix + "rooms/" + url.PathEscape(room) + "/events"
+	var resp okResponse
+	if err := c.do(ctx, node, path, body, &resp); err != nil {
+		return err
+	}
+	if !resp.OK {
+		return fmt.Errorf("cluster: room event to %s: %w: not ok", node, ErrControlBadResponse)
+	}
+	return nil
+}
+
+// isControlRefusal reports whether err is a definitive answer from the peer
+// (it answered, with an error status) rather than a transport failure.
+func isControlRefusal(err error) bool {
+	var ce *ControlError
+	return errors.As(err, &ce)
+}

@@ -1,0 +1,40 @@
+// Package cluster lets several confab nodes serve one room together.
+//
+// A node takes part in a cluster through a Membership. Two implementations
+// exist:
+//
+//   - Local (NewLocal) is the single-node mode: no Consul, no links, every
+//     observer callback is a no-op and the control channel answers 404.
+//   - Node (New) is the Consul-backed mode described below.
+//
+// # How a Node works
+//
+// Every node has a stable id (Config.NodeID). On Start it creates a Consul
+// session (TTL, behavior "delete", lock delay 1ms), clears whatever the KV
+// store still holds for its id from an earlier life, records itself under
+// confab/nodes/{node} and registers a Consul service with an HTTP health
+// check. Every key the node writes is acquired with its session, so when the
+// node dies and its session expires Consul deletes the node's records and the
+// other nodes notice through their blocking queries.
+//
+// The Node is the sfu.Observer of its engine. When a room opens locally it
+// records confab/rooms/{room}/nodes/{node} and starts a watch (a Consul
+// blocking query) on confab/rooms/{room}/. Local producers are recorded under
+// confab/rooms/{room}/producers/{node}/{producer}. Whenever the watch sees a
+// producer of another node that is alive (present in the node directory kept
+// by a watch on confab/nodes/), the node pipes it in through Pipes, which asks
+// the origin node over the authenticated control channel to send the track
+// over a WebRTC link (one link per pair of nodes, reused for every producer).
+// Producers that disappear from the store are unpiped; when a node's record
+// disappears, everything piped from it is dropped. When the last local
+// participant leaves, the watch stops, the room's pipes are closed and the
+// room record is deleted.
+//
+// Observer callbacks never block: they update the node's desired KV state,
+// which an owned writer goroutine applies to Consul with retries and capped,
+// jittered exponential backoff. If the session is lost (for instance after a
+// long Consul outage) a new one is created and every record is written again.
+//
+// The KV schema, the pipe protocol and the failure behaviour are documented in
+// docs/cluster.md.
+package cluster

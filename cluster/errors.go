@@ -1,0 +1,24 @@
+package cluster
+
+import "errors"
+
+// Errors of the membership side of the package (the pipes have their own in
+// errors_pipes.go). Returned errors wrap these; test with errors.Is.
+var (
+	// ErrInvalidConfig is wrapped by Config.Validate and New.
+	ErrInvalidConfig = errors.New("cluster: invalid config")
+	// ErrNotStarted is returned by Ready before Start completed.
+	ErrNotStarted = errors.New("cluster: not started")
+	// ErrAlreadyStarted is returned by a second Start.
+	ErrAlreadyStarted = errors.New("cluster: already started")
+	// ErrNodeClosed is returned by Start, Status and Ready after Close.
+	ErrNodeClosed = errors.New("cluster: node closed")
+	// ErrKeyHeld means a KV key is held by another Consul session, usually
+	// a second live process using the same node id.
+	ErrKeyHeld = errors.New("cluster: key held by another session")
+	// ErrSessionLost means the node's Consul session no longer exists.
+	ErrSessionLost = errors.New("cluster: consul session lost")
+)
+
+// errNoMeta is reported when a Consul response lacks its query metadata.
+var errNoMeta = errors.New("cluster: consul response without index")

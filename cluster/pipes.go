@@ -1,0 +1,489 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/confab/confab/sfu"
+)
+
+// Pipes defaults.
+const (
+	DefaultPipeRequestTimeout = 5 * time.Second
+	DefaultPipeMaxClockSkew   = 30 * time.Second
+	DefaultLinkIdleTimeout    = 5 * time.Second
+	minSecretLength           = 16
+)
+
+// PipesConfig configures node-to-node pipes. Call SetDefaults, then
+// Validate (NewPipes does both on its own copy).
+type PipesConfig struct {
+	// NodeID is this node's id; must equal the engine's NodeID.
+	NodeID string
+	// Secret is the shared cluster secret, the HMAC key of the control
+	// channel; at least 16 bytes. Not copied: do not modify it afterwards.
+	Secret []byte
+	// Resolve maps a node id to the base URL of its control channel
+	// ("http://10.0.0.2:8080", no path; routes are /cluster/v1/...), from
+	// the Consul node records. Called without Pipes locks held, for every
+	// control request; must be fast and safe for concurrent use.
+	Resolve func(nodeID string) (baseURL string, ok bool)
+	// RequestTimeout bounds every control request and every negotiation
+	// step (ICE gathering included). Default 5s.
+	RequestTimeout time.Duration
+	// MaxClockSkew is the largest accepted difference between a request's
+	// timestamp and this node's clock; also how long signatures are
+	// remembered for replay protection. Default 30s.
+	MaxClockSkew time.Duration
+	// LinkIdleTimeout is the grace period an incoming link is kept open
+	// after it stopped carrying producers, so that a quick re-publish reuses
+	// it. Default 5s.
+	LinkIdleTimeout time.Duration
+	// Logger is the parent logger; default slog.Default().
+	Logger *slog.Logger
+	// HTTPClient sends control requests. Default: a client owned by Pipes
+	// with dial/header timeouts and no redirects (closed by Pipes.Close).
+	HTTPClient *http.Client
+}
+
+// SetDefaults fills zero fields with defaults.
+func (c *PipesConfig) SetDefaults() {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultPipeRequestTimeout
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = DefaultPipeMaxClockSkew
+	}
+	if c.LinkIdleTimeout == 0 {
+		c.LinkIdleTimeout = DefaultLinkIdleTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *PipesConfig) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("cluster: pipes: NodeID is required")
+	case len(c.Secret) < minSecretLength:
+		return fmt.Errorf("cluster: pipes: Secret must be at least %d bytes", minSecretLength)
+	case c.Resolve == nil:
+		return errors.New("cluster: pipes: Resolve is required")
+	case c.RequestTimeout <= 0:
+		return errors.New("cluster: pipes: RequestTimeout must be positive")
+	case c.MaxClockSkew <= 0:
+		return errors.New("cluster: pipes: MaxClockSkew must be positive")
+	case c.LinkIdleTimeout <= 0:
+		return errors.New("cluster: pipes: LinkIdleTimeout must be positive")
+	}
+	return nil
+}
+
+// Pipes moves producers between nodes: it pulls remote producers into
+// local rooms over incoming links (this node offers) and serves local
+// producers to other nodes over outgoing links (this node answers), and it
+// serves the authenticated control channel both use. See the protocol
+// summary at the top of control.go.
+//
+// Ownership: Pipes owns every link PeerConnection, every piped-in
+// sfu.Producer it added, every sfu.Consumer it created on link PCs, and all
+// goroutines it starts; Close releases them and waits. The sfu.Engine must
+// outlive the Pipes (close Pipes first).
+//
+// Locking: mu guards the fields below it; each link has its own mutex.
+// Lock order is Pipes.mu before link mu; no lock is held while calling
+// into the engine's blocking methods, doing network I/O, or invoking
+// callbacks.
+type Pipes struct {
+	cfg      PipesConfig
+	engine   *sfu.Engine
+	log      *slog.Logger
+	client   *controlClient
+	verifier *verifier
+	handler  http.Handler
+	ownHTTP  bool
+	ctx      context.Context // cancelled by Close: aborts control requests
+	cancel   context.CancelFunc
+
+	wg sync.WaitGroup // every goroutine started by Pipes and its links
+
+	mu           sync.Mutex
+	closed       bool
+	in           map[string]*inLink  // by origin node id: links this node pulls from
+	out          map[string]*outLink // by puller node id: links this node serves
+	onLinkFailed func(nodeID string)
+	onRoomEvent  func(RoomEvent)
+}
+
+// NewPipes validates cfg and returns Pipes for engine. Nothing starts until
+// the first PipeIn or incoming control request.
+func NewPipes(cfg PipesConfig, engine *sfu.Engine) (*Pipes, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if engine == nil {
+		return nil, errors.New("cluster: pipes: engine is required")
+	}
+	if engine.NodeID() != cfg.NodeID {
+		return nil, fmt.Errorf("cluster: pipes: NodeID %q differs from the engine's %q", cfg.NodeID, engine.NodeID())
+	}
+	p := &Pipes{
+		cfg:    cfg,
+		engine: engine,
+		log:    cfg.Logger.With("component", "pipes", "node", cfg.NodeID),
+		in:     make(map[string]*inLink),
+		out:    make(map[string]*outLink),
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = newOwnHTTPClient(cfg.RequestTimeout)
+		p.ownHTTP = true
+	}
+	p.client = &controlClient{
+		nodeID:  cfg.NodeID,
+		secret:  cfg.Secret,
+		maxSkew: cfg.MaxClockSkew,
+		resolve: cfg.Resolve,
+		http:    hc,
+		now:     time.Now,
+	}
+	p.verifier = newVerifier(cfg.Secret, cfg.MaxClockSkew, time.Now)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.handler = p.newControlHandler()
+	return p, nil
+}
+
+// Handler returns the control channel handler. The app mounts it at
+// "/cluster/" WITHOUT stripping the prefix: it routes /cluster/v1/... .
+func (p *Pipes) Handler() http.Handler { return p.handler }
+
+// SetOnLinkFailed installs fn, called with the origin node id when an
+// incoming link (one this node pulls from) fails: ICE/DTLS failure, the PC
+// closing unexpectedly, or a control request to the origin failing or
+// timing out. By then the link and every producer piped through it are
+// closed; the orchestrator may re-pipe what the registry still lists (a new
+// link is created) or treat the node as gone. Outgoing-link failures are
+// not reported: the puller notices them itself. fn is called without locks
+// held, from a Pipes goroutine; it may call Pipes methods but must not
+// block for long. Set it before use; nil disables.
+func (p *Pipes) SetOnLinkFailed(fn func(nodeID string)) {
+	p.mu.Lock()
+	p.onLinkFailed = fn
+	p.mu.Unlock()
+}
+
+// SetRoomEventHandler installs fn, called for every authenticated
+// POST /cluster/v1/rooms/{room}/events (see RoomEvent), synchronously on the
+// HTTP server goroutine and without locks held; it must not block for long
+// (enqueue). nil (the default) answers such requests with 501.
+func (p *Pipes) SetRoomEventHandler(fn func(RoomEvent)) {
+	p.mu.Lock()
+	p.onRoomEvent = fn
+	p.mu.Unlock()
+}
+
+// SendRoomEvent posts the JSON value body as a room event for room to
+// nodeID's control channel and waits for its acceptance (bounded by ctx and
+// RequestTimeout).
+func (p *Pipes) SendRoomEvent(ctx context.Context, nodeID, room string, body json.RawMessage) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	defer cancel()
+	if err := p.client.sendRoomEvent(ctx, nodeID, room, body); err != nil {
+		return fmt.Errorf("cluster: send room event to %s: %w", nodeID, err)
+	}
+	return nil
+}
+
+// PipeIn makes the producer described by info (published on node
+// info.Origin, in room) available in the local room: it gets or creates
+// the one link from info.Origin, and has the origin send the producer on it
+// (batched with concurrent PipeIn calls into the link's next negotiation).
+// When the track arrives, it is added with room.AddProducer (Remote=true;
+// its keyframe requests become PLI on the link) and its RTP forwarded.
+//
+// PipeIn returns nil once the origin accepted (or the producer was already
+// piped: idempotent per room and producer id); media setup continues
+// asynchronously, owned by Pipes. It returns an error wrapping
+// ErrPipeRejected (*RejectedError), ErrLinkFailed, ErrPipeRemoved,
+// ErrPipeRoomNotFound, ErrNodeUnresolved, ErrPipeInvalid or ErrPipesClosed.
+// If ctx ends first, the request is withdrawn (as by Unpipe) and ctx's
+// error returned. Safe for concurrent use.
+func (p *Pipes) PipeIn(ctx context.Context, room string, info sfu.ProducerInfo) error {
+	if err := p.checkPipe(room, info); err != nil {
+		return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, err)
+	}
+	if p.engine.Room(room) == nil {
+		return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, ErrPipeRoomNotFound)
+	}
+	var (
+		l   *inLink
+		pp  *inPipe
+		err error
+	)
+	// A link found in the map can close (idle, failure) before want runs;
+	// the next lookup then creates a fresh one. Bounded retries.
+	for range 3 {
+		if l, err = p.inLinkFor(info.Origin); err != nil {
+			return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, err)
+		}
+		if pp, err = l.want(room, info); !errors.Is(err, errLinkGone) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, err)
+	}
+	select {
+	case <-pp.settled:
+	case <-ctx.Done():
+		if l.abandon(pp) {
+			return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, ctx.Err())
+		}
+		<-pp.settled // abandon refused: already settled
+	}
+	if pp.err != nil {
+		return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, pp.err)
+	}
+	return nil
+}
+
+// checkPipe validates PipeIn arguments.
+func (p *Pipes) checkPipe(room string, info sfu.ProducerInfo) error {
+	switch {
+	case !validID(room) || !validID(info.ID):
+		return fmt.Errorf("%w: room and producer id are required", ErrPipeInvalid)
+	case info.Origin == "":
+		return fmt.Errorf("%w: origin node is required", ErrPipeInvalid)
+	case info.Origin == p.cfg.NodeID:
+		return fmt.Errorf("%w: producer is local", ErrPipeInvalid)
+	case info.Kind != sfu.KindAudio && info.Kind != sfu.KindVideo:
+		return fmt.Errorf("%w: unknown kind %q", ErrPipeInvalid, info.Kind)
+	}
+	return nil
+}
+
+// Unpipe closes the local piped producer (room, producerID), if any, and
+// has the origin stop sending it (next negotiation of its link); when the
+// link then carries nothing it is closed after LinkIdleTimeout. A pending
+// PipeIn for it fails with ErrPipeRemoved. Safe for concurrent use.
+func (p *Pipes) Unpipe(room, producerID string) {
+	k := pipeKey{room: room, producer: producerID}
+	for _, l := range p.inLinks() {
+		if l.remove(func(pk pipeKey) bool { return pk == k }, ErrPipeRemoved) > 0 {
+			return
+		}
+	}
+}
+
+// UnpipeRoom closes every pipe into room (the room closed locally).
+func (p *Pipes) UnpipeRoom(room string) {
+	for _, l := range p.inLinks() {
+		l.remove(func(pk pipeKey) bool { return pk.room == room }, ErrPipeRemoved)
+	}
+}
+
+// DropNode closes both links with nodeID (the one pulling from it and the
+// one serving it) and every producer piped through them, without telling
+// the node (it died or left). Does not call the OnLinkFailed callback.
+func (p *Pipes) DropNode(nodeID string) {
+	p.mu.Lock()
+	in, out := p.in[nodeID], p.out[nodeID]
+	p.mu.Unlock()
+	if in != nil {
+		in.shutdown(fmt.Errorf("%w: node %s dropped", ErrPipeRemoved, nodeID), closeOpts{})
+	}
+	if out != nil {
+		out.close("node dropped")
+	}
+}
+
+// Close closes every link (telling origins that incoming links are gone,
+// best effort, in parallel, each bounded by min(RequestTimeout, 2s)),
+// closes piped producers and link consumers, and waits for every goroutine
+// and for control requests being handled. Idempotent; PipeIn returns
+// ErrPipesClosed and the control channel answers 503 afterwards. Call it
+// before sfu.Engine.Close.
+func (p *Pipes) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.wg.Wait()
+		return nil
+	}
+	p.closed = true
+	ins := make([]*inLink, 0, len(p.in))
+	for _, l := range p.in {
+		ins = append(ins, l)
+	}
+	outs := make([]*outLink, 0, len(p.out))
+	for _, l := range p.out {
+		outs = append(outs, l)
+	}
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, l := range ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.shutdown(ErrPipesClosed, closeOpts{tellPeer: true})
+		}()
+	}
+	for _, l := range outs {
+		l.close("shutting down")
+	}
+	wg.Wait()
+	p.cancel()
+	p.wg.Wait()
+	if p.ownHTTP {
+		p.client.http.CloseIdleConnections()
+	}
+	return nil
+}
+
+// inLinks returns a snapshot of the incoming links.
+func (p *Pipes) inLinks() []*inLink {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ls := make([]*inLink, 0, len(p.in))
+	for _, l := range p.in {
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+// inLinkFor returns the open incoming link from origin, creating it (and
+// its PeerConnection) when there is none.
+func (p *Pipes) inLinkFor(origin string) (*inLink, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPipesClosed
+	}
+	if l := p.in[origin]; l != nil && !l.isClosed() {
+		p.mu.Unlock()
+		return l, nil
+	}
+	p.mu.Unlock()
+
+	if _, ok := p.cfg.Resolve(origin); !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNodeUnresolved, origin)
+	}
+	pc, err := p.engine.NewPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("creating link peer connection: %w", err)
+	}
+	l := newInLink(p, origin, pc)
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = pc.Close() // never used
+		return nil, ErrPipesClosed
+	}
+	if cur := p.in[origin]; cur != nil && !cur.isClosed() {
+		p.mu.Unlock()
+		_ = pc.Close() // lost the race; never used
+		return cur, nil
+	}
+	p.in[origin] = l
+	l.start() // handlers and goroutines; under p.mu so Close sees it
+	p.mu.Unlock()
+	p.log.Info("link created", "peer", origin, "direction", "in", "link", l.id)
+	return l, nil
+}
+
+// removeInLink forgets l if it is still the link from its origin.
+func (p *Pipes) removeInLink(l *inLink) {
+	p.mu.Lock()
+	if p.in[l.peer] == l {
+		delete(p.in, l.peer)
+	}
+	p.mu.Unlock()
+}
+
+// outLinkFor returns the outgoing link serving puller with linkID,
+// replacing a link with another id (the puller re-created its side).
+func (p *Pipes) outLinkFor(puller, linkID string) (*outLink, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPipesClosed
+	}
+	cur := p.out[puller]
+	p.mu.Unlock()
+	if cur != nil {
+		if cur.id == linkID {
+			return cur, nil
+		}
+		cur.close("replaced by a new link from the puller")
+	}
+
+	pc, err := p.engine.NewPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("creating link peer connection: %w", err)
+	}
+	l := newOutLink(p, puller, linkID, pc)
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = pc.Close() // never used
+		return nil, ErrPipesClosed
+	}
+	if cur := p.out[puller]; cur != nil {
+		// A concurrent negotiate from the same puller won; the puller
+		// serializes its negotiations, so this only happens with a
+		// misbehaving or restarted peer. Keep the one with our link id.
+		if cur.id == linkID {
+			p.mu.Unlock()
+			_ = pc.Close()
+			return cur, nil
+		}
+		p.mu.Unlock()
+		_ = pc.Close()
+		return nil, fmt.Errorf("%w: concurrent link setup from %s", ErrControlUnavailable, puller)
+	}
+	p.out[puller] = l
+	l.start()
+	p.mu.Unlock()
+	p.log.Info("link created", "peer", puller, "direction", "out", "link", linkID)
+	return l, nil
+}
+
+// removeOutLink forgets l if it is still the link to its puller.
+func (p *Pipes) removeOutLink(l *outLink) {
+	p.mu.Lock()
+	if p.out[l.peer] == l {
+		delete(p.out, l.peer)
+	}
+	p.mu.Unlock()
+}
+
+// linkFailed invokes the OnLinkFailed callback (no locks held on entry).
+func (p *Pipes) linkFailed(nodeID string) {
+	p.mu.Lock()
+	fn, closed := p.onLinkFailed, p.closed
+	p.mu.Unlock()
+	if fn != nil && !closed {
+		fn(nodeID)
+	}
+}
+
+// newLinkID returns a random link id.
+func newLinkID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go >= 1.24)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,312 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Consul service registration.
+const (
+	serviceName          = "confab"
+	serviceCheckInterval = "5s"
+	serviceCheckTimeout  = "2s"
+	serviceDeregister    = "1m"
+	healthPath           = "/healthz"
+)
+
+// registry wraps the Consul API calls of one node: sessions (session.go),
+// KV (this file and kv.go), blocking queries (watch.go) and the service
+// registration. Every call is bounded by ctx and the configured timeout.
+// It holds no mutable state besides the HTTP transport and is safe for
+// concurrent use.
+type registry struct {
+	client    *api.Client
+	kv        *api.KV
+	transport *http.Transport
+	nodeID    string
+	timeout   time.Duration
+	ttl       time.Duration
+}
+
+// newRegistry creates the Consul client of node nodeID. It performs no I/O.
+func newRegistry(cfg Config) (*registry, error) {
+	transport := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: cfg.ConsulTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          16,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // blocking queries legitimately wait; contexts bound every call
+		ForceAttemptHTTP2:     false,
+	}
+	addr := cfg.ConsulAddr
+	scheme := "http"
+	if rest, ok := strings.CutPrefix(addr, "http://"); ok {
+		addr = rest
+	} else if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		addr, scheme = rest, "https"
+	}
+	client, err := api.NewClient(&api.Config{
+		Address:    addr,
+		Scheme:     scheme,
+		Transport:  transport,
+		HttpClient: &http.Client{Transport: transport},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: consul client: %w", err)
+	}
+	return &registry{
+		client:    client,
+		kv:        client.KV(),
+		transport: transport,
+		nodeID:    cfg.NodeID,
+		timeout:   cfg.ConsulTimeout,
+		ttl:       cfg.SessionTTL,
+	}, nil
+}
+
+// close releases idle connections. Calls in flight are not affected.
+func (r *registry) close() { r.transport.CloseIdleConnections() }
+
+// bound returns ctx limited to the registry's request timeout.
+func (r *registry) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+func (r *registry) writeOpts(ctx context.Context) *api.WriteOptions {
+	return (&api.WriteOptions{}).WithContext(ctx)
+}
+
+// acquire writes value at key held by session. It returns an error wrapping
+// ErrKeyHeld when another session holds the key (or the key is in its lock
+// delay), and ErrSessionLost when Consul reports the session invalid.
+func (r *registry) acquire(ctx context.Context, key string, value []byte, session string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	ok, _, err := r.kv.Acquire(&api.KVPair{Key: key, Value: value, Session: session}, r.writeOpts(ctx))
+	if err != nil {
+		if isInvalidSession(err) {
+			return fmt.Errorf("cluster: acquire %s: %w", key, ErrSessionLost)
+		}
+		return fmt.Errorf("cluster: acquire %s: %w", key, err)
+	}
+	if !ok {
+		return fmt.Errorf("cluster: acquire %s: %w", key, ErrKeyHeld)
+	}
+	return nil
+}
+
+// isInvalidSession recognises Consul's answer to a write with a session that
+// does not exist (HTTP 500 "invalid session ...").
+func isInvalidSession(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "invalid session")
+}
+
+// delete removes key (whoever holds it).
+func (r *registry) delete(ctx context.Context, key string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	if _, err := r.kv.Delete(key, r.writeOpts(ctx)); err != nil {
+		return fmt.Errorf("cluster: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// list reads every pair under prefix (not blocking).
+func (r *registry) list(ctx context.Context, prefix string) (api.KVPairs, uint64, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	pairs, meta, err := r.kv.List(prefix, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: list %s: %w", prefix, err)
+	}
+	return pairs, meta.LastIndex, nil
+}
+
+// clearNode deletes every record of node from an earlier life: its node
+// record, its room records and its producer records. Keys still held by a
+// stale session are deleted too (a delete ignores locks, and deleting does
+// not start a lock delay). It returns the keys it deleted.
+func (r *registry) clearNode(ctx context.Context, node string) ([]string, error) {
+	pairs, _, err := r.list(ctx, kvRoot)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: clear stale records: %w", err)
+	}
+	var stale []string
+	for _, p := range pairs {
+		if id, ok := parseNodeKey(p.Key); ok && id == node {
+			stale = append(stale, p.Key)
+		} else if k, ok := parseRoomKey(p.Key); ok && k.Node == node {
+			stale = append(stale, p.Key)
+		}
+	}
+	for i, k := range stale {
+		if err := r.delete(ctx, k); err != nil {
+			return stale[:i], fmt.Errorf("cluster: clear stale records: %w", err)
+		}
+	}
+	return stale, nil
+}
+
+// registerService registers the node as Consul service "confab" with an HTTP
+// check on advertiseURL+"/healthz". Idempotent.
+func (r *registry) registerService(ctx context.Context, advertiseURL, version string) error {
+	u, err := url.Parse(advertiseURL)
+	if err != nil {
+		return fmt.Errorf("cluster: register service: %w", err)
+	}
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return fmt.Errorf("cluster: register service: bad port in %q: %w", advertiseURL, err)
+		}
+	}
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	reg := &api.AgentServiceRegistration{
+		ID:      serviceID(r.nodeID),
+		Name:    serviceName,
+		Address: u.Hostname(),
+		Port:    port,
+		Meta:    map[string]string{"node": r.nodeID, "url": advertiseURL, "version": version},
+		Check: &api.AgentServiceCheck{
+			CheckID:                        "service:" + serviceID(r.nodeID),
+			Name:                           "confab " + r.nodeID + " healthz",
+			HTTP:                           advertiseURL + healthPath,
+			Interval:                       serviceCheckInterval,
+			Timeout:                        serviceCheckTimeout,
+			DeregisterCriticalServiceAfter: serviceDeregister,
+		},
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := r.client.Agent().ServiceRegisterOpts(reg, opts); err != nil {
+		return fmt.Errorf("cluster: register service: %w", err)
+	}
+	return nil
+}
+
+// deregisterService removes the node's service from the local agent.
+func (r *registry) deregisterService(ctx context.Context) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	if err := r.client.Agent().ServiceDeregisterOpts(serviceID(r.nodeID), (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("cluster: deregister service: %w", err)
+	}
+	return nil
+}
+
+func serviceID(node string) string { return "confab-" + node }
+
+// consulHealth tracks which background activities (writer, session renewal,
+// each watch) currently fail, so that each logs once per state change rather
+// than once per retry, and Status can report the connection's health.
+type consulHealth struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	failing map[string]error
+	last    error
+}
+
+func newConsulHealth(log *slog.Logger) *consulHealth {
+	return &consulHealth{log: log, failing: make(map[string]error)}
+}
+
+// fail records that activity failed with err; it logs only when the activity
+// was healthy before.
+func (h *consulHealth) fail(activity string, err error) {
+	h.mu.Lock()
+	_, was := h.failing[activity]
+	h.failing[activity] = err
+	h.last = err
+	h.mu.Unlock()
+	if !was {
+		h.log.Warn("consul trouble, retrying", "activity", activity, "err", err)
+	}
+}
+
+// ok records that activity succeeded; it logs only when it was failing.
+func (h *consulHealth) ok(activity string) {
+	h.mu.Lock()
+	_, was := h.failing[activity]
+	delete(h.failing, activity)
+	h.mu.Unlock()
+	if was {
+		h.log.Info("consul recovered", "activity", activity)
+	}
+}
+
+// forget drops activity (it ended) without logging.
+func (h *consulHealth) forget(activity string) {
+	h.mu.Lock()
+	delete(h.failing, activity)
+	h.mu.Unlock()
+}
+
+// state reports whether nothing fails and, if something does, the last error.
+func (h *consulHealth) state() (healthy bool, lastErr error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failing) == 0 {
+		return true, nil
+	}
+	return false, h.last
+}
+
+// backoff computes capped exponential delays with jitter.
+type backoff struct {
+	min, max time.Duration
+	attempt  int
+}
+
+// next returns the delay before the next retry: min*2^attempt capped at max,
+// jittered to a value in [d/2, d).
+func (b *backoff) next() time.Duration {
+	d := b.min
+	for i := 0; i < b.attempt && d < b.max; i++ {
+		d *= 2
+	}
+	if d > b.max {
+		d = b.max
+	}
+	b.attempt++
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(half)
+}
+
+// reset starts the sequence again.
+func (b *backoff) reset() { b.attempt = 0 }
+
+// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// errIsContext reports whether err stems from a cancelled or expired context.
+func errIsContext(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,104 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Consumer binds a Producer's track to one peer connection. Created by
+// Producer.NewConsumer; it owns one goroutine reading RTCP from its
+// RTPSender (this also drives the sender's interceptors, e.g. the NACK
+// responder) and forwarding PLI/FIR to Producer.RequestKeyframe (plus one
+// request when the first RTCP arrives, i.e. once the consumer is connected).
+type Consumer struct {
+	producer *Producer
+	pc       *webrtc.PeerConnection
+	sender   *webrtc.RTPSender
+	wg       sync.WaitGroup
+	done     chan struct{}
+
+	mu     sync.Mutex // guards closed
+	closed bool
+}
+
+func newConsumer(p *Producer, pc *webrtc.PeerConnection, sender *webrtc.RTPSender) *Consumer {
+	return &Consumer{producer: p, pc: pc, sender: sender, done: make(chan struct{})}
+}
+
+func (c *Consumer) start() {
+	c.wg.Add(1)
+	go c.readRTCP()
+}
+
+// Producer returns the consumed producer.
+func (c *Consumer) Producer() *Producer { return c.producer }
+
+// Sender returns the RTPSender of the consumer's track on its peer
+// connection. Addition to the spec.
+func (c *Consumer) Sender() *webrtc.RTPSender { return c.sender }
+
+// Close removes the track from its peer connection (the caller renegotiates
+// if the peer connection stays open), stops the RTCP reader and waits for
+// it. Idempotent; a concurrent second call waits for the first.
+func (c *Consumer) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.done
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+
+	if err := c.pc.RemoveTrack(c.sender); err != nil {
+		_ = c.sender.Stop() // pc already closed: make sure Read returns
+	}
+	c.wg.Wait()
+	c.producer.removeConsumer(c)
+	close(c.done)
+}
+
+func (c *Consumer) readRTCP() {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for first := true; ; first = false {
+		n, _, err := c.sender.Read(buf)
+		if err != nil {
+			return
+		}
+		// The first RTCP means the consumer is negotiated and connected:
+		// ask for a keyframe again, the one requested by NewConsumer may
+		// have been sent before this consumer was bound.
+		if first || wantsKeyframe(buf[:n]) {
+			c.producer.RequestKeyframe()
+		}
+	}
+}
+
+// RTCP packet types / feedback formats (RFC 4585, RFC 5104).
+const (
+	rtcpTypeFIRLegacy = 192
+	rtcpTypePSFB      = 206
+	psfbFmtPLI        = 1
+	psfbFmtFIR        = 4
+)
+
+// wantsKeyframe reports whether a (compound) RTCP packet contains a PLI or
+// FIR, without allocating.
+func wantsKeyframe(b []byte) bool {
+	for len(b) >= 4 {
+		pt := b[1]
+		count := b[0] & 0x1f
+		if pt == rtcpTypeFIRLegacy || (pt == rtcpTypePSFB && (count == psfbFmtPLI || count == psfbFmtFIR)) {
+			return true
+		}
+		l := (int(binary.BigEndian.Uint16(b[2:4])) + 1) * 4
+		if l > len(b) {
+			return false
+		}
+		b = b[l:]
+	}
+	return false
+}

@@ -1,0 +1,43 @@
+package sfu
+
+import "errors"
+
+// Sentinel errors returned (wrapped) by the sfu package. Test with errors.Is.
+var (
+	// ErrRoomFull is returned by Engine.Join when the room already holds
+	// Config.MaxParticipantsPerRoom local participants.
+	ErrRoomFull = errors.New("sfu: room full")
+	// ErrTooManyRooms is returned by Engine.Join when creating the room would
+	// exceed Config.MaxRooms.
+	ErrTooManyRooms = errors.New("sfu: too many rooms")
+	// ErrRoomClosed is returned when operating on a room that has been removed
+	// (its last local participant left or the engine closed).
+	ErrRoomClosed = errors.New("sfu: room closed")
+	// ErrParticipantClosed is returned by Participant methods after Close.
+	ErrParticipantClosed = errors.New("sfu: participant closed")
+	// ErrInvalidSDP wraps every error caused by a malformed or unusable session
+	// description (parse failure, wrong type, rejected by the peer connection).
+	ErrInvalidSDP = errors.New("sfu: invalid sdp")
+	// ErrDuplicateProducer is returned by Room.AddProducer when the producer ID
+	// is already present in the room.
+	ErrDuplicateProducer = errors.New("sfu: duplicate producer")
+	// ErrWrongState is returned when a call is not valid in the current
+	// negotiation state (e.g. a subscriber answer without an outstanding offer,
+	// concurrent Publish calls, a candidate for a peer connection that does not
+	// exist yet).
+	ErrWrongState = errors.New("sfu: wrong state")
+	// ErrEngineClosed is returned by Engine methods after Close, and set as
+	// Event.Err on the EventClosed sent to participants closed by Engine.Close.
+	ErrEngineClosed = errors.New("sfu: engine closed")
+
+	// ErrInvalidArgument is returned for invalid parameters (nil EventHandler,
+	// incomplete ProducerInfo, nil peer connection, ...). Addition to the spec.
+	ErrInvalidArgument = errors.New("sfu: invalid argument")
+	// ErrProducerClosed is returned by Producer.WriteRTP and
+	// Producer.NewConsumer after the producer was closed. Addition to the spec.
+	ErrProducerClosed = errors.New("sfu: producer closed")
+	// ErrConnectionFailed is set as Event.Err on the EventClosed sent when a
+	// participant's peer connection failed or was closed by the peer.
+	// Addition to the spec.
+	ErrConnectionFailed = errors.New("sfu: peer connection failed")
+)

@@ -1,0 +1,153 @@
+package sfu
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// H264 fmtp line negotiated by the engine (constrained baseline 3.1,
+// packetization-mode 1).
+const h264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+
+func videoFeedback() []webrtc.RTCPFeedback {
+	return []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBGoogREMB},
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+		{Type: webrtc.TypeRTCPFBTransportCC},
+	}
+}
+
+func audioFeedback() []webrtc.RTCPFeedback {
+	return []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
+}
+
+// engineCodecs is the codec set registered on every MediaEngine.
+func engineCodecs() []struct {
+	params webrtc.RTPCodecParameters
+	typ    webrtc.RTPCodecType
+} {
+	return []struct {
+		params webrtc.RTPCodecParameters
+		typ    webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+				SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFeedback(),
+			},
+			PayloadType: 111,
+		}, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback(),
+			},
+			PayloadType: 96,
+		}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: h264Fmtp,
+				RTCPFeedback: videoFeedback(),
+			},
+			PayloadType: 102,
+		}, webrtc.RTPCodecTypeVideo},
+	}
+}
+
+// NewMediaEngine returns a fresh MediaEngine with the engine's codec set
+// (Opus, VP8, H264 42e01f packetization-mode=1, with nack, nack pli, ccm fir,
+// goog-remb and transport-cc feedback for video). Each peer connection needs
+// its own MediaEngine. Addition to the spec (useful for test clients).
+func NewMediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	for _, c := range engineCodecs() {
+		if err := m.RegisterCodec(c.params, c.typ); err != nil {
+			return nil, fmt.Errorf("sfu: register codec %s: %w", c.params.MimeType, err)
+		}
+	}
+	return m, nil
+}
+
+// NewAPI builds a webrtc.API with its own MediaEngine (NewMediaEngine) and
+// its own interceptor registry (webrtc.RegisterDefaultInterceptors), using
+// the given SettingEngine. Addition to the spec (used by the engine for each
+// peer connection and by tests for client peer connections).
+func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	m, err := NewMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, fmt.Errorf("sfu: register interceptors: %w", err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se)), nil
+}
+
+// transport is the engine's network plumbing: the UDP socket, its ICE mux
+// and the SettingEngine shared (by value) by every peer connection.
+type transport struct {
+	conn *net.UDPConn
+	mux  ice.UDPMux
+	se   webrtc.SettingEngine
+}
+
+// newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
+// SettingEngine. The caller closes it with close.
+func newTransport(cfg *Config) (*transport, error) {
+	addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: resolve udp addr %q: %w", cfg.UDPAddr, err)
+	}
+	network, netType := "udp4", webrtc.NetworkTypeUDP4
+	if addr.IP != nil && addr.IP.To4() == nil {
+		network, netType = "udp6", webrtc.NetworkTypeUDP6
+	}
+	conn, err := net.ListenUDP(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: listen udp %q: %w", cfg.UDPAddr, err)
+	}
+	lf := pionLoggerFactory{log: cfg.Logger.With("component", "sfu")}
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(mux)
+	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{netType})
+	if len(cfg.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        append([]string(nil), cfg.PublicIPs...),
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			_ = mux.Close()
+			return nil, fmt.Errorf("sfu: public ips: %w", err)
+		}
+	}
+	return &transport{conn: conn, mux: mux, se: se}, nil
+}
+
+// newPeerConnection builds a peer connection with its own API.
+func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
+	api, err := NewAPI(t.se)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
+	}
+	return pc, nil
+}
+
+// close closes the mux, which closes the socket.
+func (t *transport) close() error {
+	return t.mux.Close()
+}

@@ -1,0 +1,653 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// gatherTimeout bounds the wait for ICE gathering before an SDP is handed
+// out (host candidates on the UDP mux are gathered immediately).
+const gatherTimeout = 10 * time.Second
+
+// subscriber PC negotiation states.
+type subState int
+
+const (
+	subIdle     subState = iota // stable, no offer outstanding
+	subOffering                 // creating an offer
+	subAwaiting                 // offer sent, waiting for SetSubscriberAnswer
+	subApplying                 // applying an answer
+)
+
+// Participant is one client (browser or pion) connected to this node, with
+// two peer connections: the publisher PC (client offers via Publish, server
+// answers) and the subscriber PC (server offers via EventSubscriberOffer,
+// client answers via SetSubscriberAnswer). Subscriber renegotiation is
+// serialised: while an offer is outstanding changes are only recorded, and a
+// new offer is made after the answer. Created by Engine.Join; ends with
+// Close, an engine-initiated close (EventClosed) or Engine.Close. All
+// methods are safe for concurrent use; Publish and SetSubscriberAnswer are
+// meant to be called from the signaling read loop (one at a time).
+type Participant struct {
+	e      *Engine
+	room   *Room
+	id     string
+	info   ParticipantInfo
+	log    *slog.Logger
+	events EventHandler
+	subPC  *webrtc.PeerConnection // created with the participant, immutable
+
+	seq uint64 // join order; guarded by room.mu
+
+	closingCh chan struct{}  // closed when closing starts
+	done      chan struct{}  // closed when closing completed
+	wg        sync.WaitGroup // producer reader goroutines (pion onTrack)
+	// ops counts in-flight pion operations on the PCs (Publish, subscriber
+	// offer/answer, candidates); Close waits for them before closing the
+	// PCs, so that no PC is closed in the middle of starting ICE gathering.
+	ops sync.WaitGroup
+
+	mu            sync.Mutex // guards the fields below
+	closing       bool
+	pubPC         *webrtc.PeerConnection
+	publishing    bool
+	producers     map[string]*Producer // own local producers by ID
+	consumers     map[string]*Consumer // by producer ID
+	subState      subState
+	subPending    bool // the consumer set changed while not idle
+	subHadTracks  bool // at least one consumer was ever added
+	initPeers     []ParticipantInfo
+	initProducers []ProducerInfo
+}
+
+// newParticipant creates a participant and its subscriber PC; it is not yet
+// in the room (abort undoes it).
+func newParticipant(r *Room, params JoinParams) (*Participant, error) {
+	pc, err := r.e.tr.newPeerConnection()
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	p := &Participant{
+		e:         r.e,
+		room:      r,
+		id:        id,
+		info:      ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
+		log:       r.log.With("participant", id),
+		events:    params.Events,
+		subPC:     pc,
+		closingCh: make(chan struct{}),
+		done:      make(chan struct{}),
+		producers: make(map[string]*Producer),
+		consumers: make(map[string]*Consumer),
+	}
+	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
+	return p, nil
+}
+
+// abort releases a participant that never entered its room.
+func (p *Participant) abort() {
+	p.mu.Lock()
+	p.closing = true
+	close(p.closingCh)
+	p.mu.Unlock()
+	_ = p.subPC.Close()
+	close(p.done)
+}
+
+// start records the join snapshot, subscribes to the existing producers and
+// sends the first subscriber offer if there is something to receive.
+func (p *Participant) start(peers []ParticipantInfo, producers []*Producer) {
+	p.mu.Lock()
+	p.initPeers = peers
+	p.initProducers = producerInfos(producers)
+	p.mu.Unlock()
+	for _, prod := range producers {
+		p.addConsumer(prod)
+	}
+	p.negotiate()
+	p.log.Info("participant joined", "name", p.info.Name)
+}
+
+// ID returns the participant ID (random, URL-safe).
+func (p *Participant) ID() string { return p.id }
+
+// Info returns the participant's description (immutable).
+func (p *Participant) Info() ParticipantInfo { return p.info }
+
+// Room returns the participant's room.
+func (p *Participant) Room() *Room { return p.room }
+
+// Done is closed when the participant is completely closed.
+func (p *Participant) Done() <-chan struct{} { return p.done }
+
+// InitialState returns the other participants and their producers as they
+// were at the moment this participant joined; every later change is
+// delivered as an event. Use it for the "joined" message. Addition to the
+// spec.
+func (p *Participant) InitialState() (peers []ParticipantInfo, producers []ProducerInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]ParticipantInfo(nil), p.initPeers...), append([]ProducerInfo(nil), p.initProducers...)
+}
+
+// emit delivers ev unless the participant is closing. Never called with
+// p.mu held.
+func (p *Participant) emit(ev Event) {
+	p.mu.Lock()
+	closing := p.closing
+	p.mu.Unlock()
+	if !closing {
+		p.events.HandleEvent(ev)
+	}
+}
+
+// checkSDP validates the type and syntax of a session description.
+func checkSDP(sd webrtc.SessionDescription, want webrtc.SDPType) error {
+	if sd.Type != want {
+		return fmt.Errorf("%w: type %q, want %q", ErrInvalidSDP, sd.Type.String(), want.String())
+	}
+	if _, err := sd.Unmarshal(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSDP, err)
+	}
+	return nil
+}
+
+// waitGathering waits for ICE gathering (or closing, or a timeout).
+func (p *Participant) waitGathering(ch <-chan struct{}) {
+	t := time.NewTimer(gatherTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-p.closingCh:
+	case <-t.C:
+		p.log.Warn("ice gathering timed out")
+	}
+}
+
+// Publish applies the client's offer on the publisher PC and returns the
+// answer (with all server candidates). The first call creates the publisher
+// PC; later calls renegotiate. Each incoming track becomes a Producer in the
+// room once its first packet arrives. Errors: ErrInvalidSDP (wrapped) for a
+// malformed or rejected offer, ErrWrongState for a concurrent Publish,
+// ErrParticipantClosed.
+func (p *Participant) Publish(offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	var none webrtc.SessionDescription
+	if err := checkSDP(offer, webrtc.SDPTypeOffer); err != nil {
+		return none, fmt.Errorf("sfu: publish: %w", err)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closing:
+		p.mu.Unlock()
+		return none, ErrParticipantClosed
+	case p.publishing:
+		p.mu.Unlock()
+		return none, fmt.Errorf("sfu: publish: %w: publish already in progress", ErrWrongState)
+	}
+	p.publishing = true
+	p.ops.Add(1)
+	pc := p.pubPC
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.publishing = false
+		p.mu.Unlock()
+		p.ops.Done()
+	}()
+
+	created := false
+	if pc == nil {
+		var err error
+		if pc, err = p.e.tr.newPeerConnection(); err != nil {
+			return none, fmt.Errorf("sfu: publish: %w", err)
+		}
+		pc.OnConnectionStateChange(p.stateHandler(TargetPublisher, pc))
+		pc.OnTrack(p.onTrack)
+		p.mu.Lock()
+		if p.closing {
+			p.mu.Unlock()
+			_ = pc.Close()
+			return none, ErrParticipantClosed
+		}
+		p.pubPC = pc
+		p.mu.Unlock()
+		created = true
+	}
+	// fail undoes a failed negotiation: a fresh PC is discarded, otherwise
+	// the remote offer is rolled back so that the client can retry.
+	fail := func(err error) (webrtc.SessionDescription, error) {
+		if created {
+			p.mu.Lock()
+			if p.pubPC == pc {
+				p.pubPC = nil
+			}
+			p.mu.Unlock()
+			_ = pc.Close()
+		} else if pc.SignalingState() == webrtc.SignalingStateHaveRemoteOffer {
+			_ = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+		}
+		return none, p.closedOr(err)
+	}
+	if err := pc.SetRemoteDescription(offer); err != nil {
+		return fail(fmt.Errorf("sfu: publish: %w: %w", ErrInvalidSDP, err))
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(fmt.Errorf("sfu: publish: %w: create answer: %w", ErrInvalidSDP, err))
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail(fmt.Errorf("sfu: publish: %w: set local description: %w", ErrInvalidSDP, err))
+	}
+	p.waitGathering(gathered)
+	ld := pc.LocalDescription()
+	if ld == nil {
+		return fail(fmt.Errorf("sfu: publish: %w: no local description", ErrWrongState))
+	}
+	return *ld, nil
+}
+
+// closedOr returns ErrParticipantClosed if the participant is closing
+// (the error was caused by closing), else err.
+func (p *Participant) closedOr(err error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return ErrParticipantClosed
+	}
+	return err
+}
+
+// SetSubscriberAnswer applies the client's answer to the last
+// EventSubscriberOffer. If the consumer set changed meanwhile a new offer
+// follows (as an event, possibly before this returns). Errors: ErrInvalidSDP
+// (wrapped; the offer stays outstanding), ErrWrongState when no offer is
+// outstanding, ErrParticipantClosed.
+func (p *Participant) SetSubscriberAnswer(answer webrtc.SessionDescription) error {
+	if err := checkSDP(answer, webrtc.SDPTypeAnswer); err != nil {
+		return fmt.Errorf("sfu: subscriber answer: %w", err)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closing:
+		p.mu.Unlock()
+		return ErrParticipantClosed
+	case p.subState != subAwaiting:
+		p.mu.Unlock()
+		return fmt.Errorf("sfu: subscriber answer: %w: no offer outstanding", ErrWrongState)
+	}
+	p.subState = subApplying
+	p.ops.Add(1)
+	p.mu.Unlock()
+	defer p.ops.Done()
+
+	err := p.subPC.SetRemoteDescription(answer)
+	if err != nil {
+		// Normally the offer stays outstanding and the client may answer
+		// again; if pion already left have-local-offer, offer anew.
+		reoffer := p.subPC.SignalingState() != webrtc.SignalingStateHaveLocalOffer
+		p.mu.Lock()
+		p.subState = subAwaiting
+		if reoffer {
+			p.subState = subIdle
+		}
+		closing := p.closing
+		p.mu.Unlock()
+		if closing {
+			return ErrParticipantClosed
+		}
+		if reoffer {
+			p.negotiate()
+		}
+		return fmt.Errorf("sfu: subscriber answer: %w: %w", ErrInvalidSDP, err)
+	}
+	p.mu.Lock()
+	p.subState = subIdle
+	again := p.subPending
+	p.mu.Unlock()
+	if again {
+		p.negotiate()
+	}
+	return nil
+}
+
+// negotiate sends a subscriber offer now, or records that one is needed
+// once the outstanding one is answered. No offer is made before the first
+// consumer.
+func (p *Participant) negotiate() {
+	p.mu.Lock()
+	if p.closing || !p.subHadTracks {
+		p.mu.Unlock()
+		return
+	}
+	if p.subState != subIdle {
+		p.subPending = true
+		p.mu.Unlock()
+		return
+	}
+	p.subState = subOffering
+	p.subPending = false
+	p.ops.Add(1)
+	p.mu.Unlock()
+
+	offer, err := p.createSubscriberOffer()
+	p.ops.Done()
+	p.mu.Lock()
+	if err != nil {
+		p.subState = subIdle
+		closing := p.closing
+		p.mu.Unlock()
+		if !closing {
+			p.log.Error("subscriber offer failed, closing participant", "err", err)
+			p.closeAsync(err)
+		}
+		return
+	}
+	p.subState = subAwaiting
+	p.mu.Unlock()
+	p.emit(Event{Type: EventSubscriberOffer, Target: TargetSubscriber, SDP: &offer})
+}
+
+func (p *Participant) createSubscriberOffer() (webrtc.SessionDescription, error) {
+	var none webrtc.SessionDescription
+	offer, err := p.subPC.CreateOffer(nil)
+	if err != nil {
+		return none, fmt.Errorf("sfu: subscriber offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(p.subPC)
+	if err := p.subPC.SetLocalDescription(offer); err != nil {
+		return none, fmt.Errorf("sfu: subscriber offer: set local description: %w", err)
+	}
+	p.waitGathering(gathered)
+	ld := p.subPC.LocalDescription()
+	if ld == nil {
+		return none, fmt.Errorf("sfu: subscriber offer: %w: no local description", ErrWrongState)
+	}
+	return *ld, nil
+}
+
+// AddICECandidate adds a trickled client candidate to the publisher or
+// subscriber PC. An empty candidate (end of candidates) is ignored.
+// Errors: ErrInvalidArgument (unknown target or bad candidate), ErrWrongState
+// (that PC has no remote description yet), ErrParticipantClosed.
+func (p *Participant) AddICECandidate(t Target, c webrtc.ICECandidateInit) error {
+	if c.Candidate == "" {
+		return nil
+	}
+	p.mu.Lock()
+	closing, pc := p.closing, p.pubPC
+	if !closing {
+		p.ops.Add(1)
+		defer p.ops.Done()
+	}
+	p.mu.Unlock()
+	switch {
+	case closing:
+		return ErrParticipantClosed
+	case t == TargetSubscriber:
+		pc = p.subPC
+	case t != TargetPublisher:
+		return fmt.Errorf("sfu: add candidate: %w: target %q", ErrInvalidArgument, t)
+	}
+	if pc == nil || pc.RemoteDescription() == nil {
+		return fmt.Errorf("sfu: add candidate (%s): %w: no remote description", t, ErrWrongState)
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return p.closedOr(fmt.Errorf("sfu: add candidate (%s): %w: %w", t, ErrInvalidArgument, err))
+	}
+	return nil
+}
+
+// stateHandler reports connection state changes of pc and closes the
+// participant when it failed or was closed by the peer (a publisher PC
+// discarded by a failed first Publish is ignored).
+func (p *Participant) stateHandler(t Target, pc *webrtc.PeerConnection) func(webrtc.PeerConnectionState) {
+	return func(s webrtc.PeerConnectionState) {
+		if t == TargetPublisher {
+			p.mu.Lock()
+			current := p.pubPC == pc
+			p.mu.Unlock()
+			if !current {
+				return
+			}
+		}
+		p.emit(Event{Type: EventConnectionState, Target: t, State: s.String()})
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+			p.closeAsync(fmt.Errorf("%w: %s peer connection %s", ErrConnectionFailed, t, s))
+		}
+	}
+}
+
+// onTrack runs on pion's per-track goroutine: it turns the track into a
+// Producer and forwards its RTP until the track ends or the producer closes.
+// The goroutine is counted in p.wg so that Close waits for it.
+func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return
+	}
+	pc := p.pubPC
+	p.wg.Add(1)
+	p.mu.Unlock()
+	defer p.wg.Done()
+
+	codec := CodecFrom(track.Codec())
+	info := ProducerInfo{
+		ID:              newID(),
+		Kind:            KindOf(codec.MimeType),
+		ParticipantID:   p.id,
+		ParticipantName: p.info.Name,
+		Codec:           codec,
+		Origin:          p.e.cfg.NodeID,
+	}
+	if info.Kind == "" {
+		p.log.Warn("ignoring track with unknown kind", "mime", codec.MimeType)
+		return
+	}
+	ssrc := uint32(track.SSRC())
+	kr := KeyframeRequesterFunc(func() {
+		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	})
+	prod, err := newProducer(p.room, info, kr, p)
+	if err != nil {
+		p.log.Error("create producer", "err", err)
+		return
+	}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		close(prod.registered)
+		return
+	}
+	p.producers[info.ID] = prod
+	p.mu.Unlock()
+	defer func() {
+		prod.Close()
+		p.mu.Lock()
+		delete(p.producers, info.ID)
+		p.mu.Unlock()
+	}()
+	if err := prod.register(); err != nil {
+		if !errors.Is(err, ErrParticipantClosed) && !errors.Is(err, ErrRoomClosed) {
+			p.log.Error("register producer", "err", err)
+		}
+		return
+	}
+	p.log.Info("producer started", "producer", info.ID, "kind", info.Kind, "codec", codec.MimeType)
+	forward(track, prod)
+	p.log.Info("producer stopped", "producer", info.ID)
+}
+
+// forward copies RTP from track to prod until either ends. Header
+// extensions (negotiated per publisher PC) and padding are stripped; the
+// packet and buffer are reused (no per-packet allocation).
+func forward(track *webrtc.TrackRemote, prod *Producer) {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil || len(pkt.Payload) == 0 {
+			continue
+		}
+		pkt.Extension = false
+		pkt.ExtensionProfile = 0
+		pkt.Extensions = pkt.Extensions[:0]
+		pkt.Padding = false
+		pkt.Header.PaddingSize = 0
+		pkt.PaddingSize = 0 //nolint:staticcheck // deprecated field still copied by pion
+		if prod.WriteRTP(&pkt) != nil {
+			return
+		}
+	}
+}
+
+// addProducer is called by the room when another participant's (or a
+// remote) producer appears: producer-added event, consumer, renegotiation.
+func (p *Participant) addProducer(prod *Producer) {
+	info := prod.info
+	p.emit(Event{Type: EventProducerAdded, Producer: &info})
+	if p.addConsumer(prod) {
+		p.negotiate()
+	}
+}
+
+// addConsumer subscribes the subscriber PC to prod; false if not added.
+func (p *Participant) addConsumer(prod *Producer) bool {
+	id := prod.info.ID
+	p.mu.Lock()
+	if p.closing || p.consumers[id] != nil {
+		p.mu.Unlock()
+		return false
+	}
+	p.mu.Unlock()
+	c, err := prod.NewConsumer(p.subPC)
+	if err != nil {
+		if !errors.Is(err, ErrProducerClosed) {
+			p.log.Warn("subscribe failed", "producer", id, "err", err)
+		}
+		return false
+	}
+	p.mu.Lock()
+	if p.closing || p.consumers[id] != nil {
+		p.mu.Unlock()
+		c.Close()
+		return false
+	}
+	p.consumers[id] = c
+	p.subHadTracks = true
+	p.mu.Unlock()
+	if prod.isClosed() { // closed before we stored c: room's removal may have missed it
+		p.dropConsumer(id, c)
+		return false
+	}
+	return true
+}
+
+// dropConsumer closes and forgets c if it is still the consumer of id.
+func (p *Participant) dropConsumer(id string, c *Consumer) bool {
+	p.mu.Lock()
+	if p.consumers[id] != c || c == nil {
+		p.mu.Unlock()
+		return false
+	}
+	delete(p.consumers, id)
+	p.mu.Unlock()
+	c.Close()
+	return true
+}
+
+// removeProducer is called by the room when another participant's (or a
+// remote) producer goes away: consumer removal, producer-removed event,
+// renegotiation.
+func (p *Participant) removeProducer(prod *Producer) {
+	id := prod.info.ID
+	p.mu.Lock()
+	c := p.consumers[id]
+	p.mu.Unlock()
+	dropped := p.dropConsumer(id, c)
+	info := prod.info
+	p.emit(Event{Type: EventProducerRemoved, Producer: &info})
+	if dropped {
+		p.negotiate()
+	}
+}
+
+// Close leaves the room: closes the participant's producers (others get
+// producer-removed), its consumers and peer connections, waits for its
+// goroutines, then removes it from the room (others get participant-left;
+// the room closes if it was the last local participant). No EventClosed is
+// sent for a Close called by the user. Idempotent; a concurrent second call
+// waits for the first. Must not be called from Observer callbacks.
+func (p *Participant) Close() { p.closeWith(nil) }
+
+// closeAsync closes the participant on an engine-owned goroutine (used from
+// pion callbacks).
+func (p *Participant) closeAsync(reason error) {
+	p.mu.Lock()
+	closing := p.closing
+	p.mu.Unlock()
+	if !closing {
+		p.e.goAsync(func() { p.closeWith(reason) })
+	}
+}
+
+// closeWith closes the participant; a non-nil reason is reported to the
+// participant as EventClosed after Done is closed.
+func (p *Participant) closeWith(reason error) {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.closing = true
+	close(p.closingCh)
+	pub := p.pubPC
+	producers := make([]*Producer, 0, len(p.producers))
+	for _, prod := range p.producers {
+		producers = append(producers, prod)
+	}
+	consumers := make([]*Consumer, 0, len(p.consumers))
+	for _, c := range p.consumers {
+		consumers = append(consumers, c)
+	}
+	p.consumers = make(map[string]*Consumer)
+	p.mu.Unlock()
+
+	p.ops.Wait()
+	p.mu.Lock()
+	pub = p.pubPC // a concurrent first Publish may have set it
+	p.mu.Unlock()
+
+	for _, prod := range producers {
+		prod.Close()
+	}
+	for _, c := range consumers {
+		c.Close()
+	}
+	if pub != nil {
+		_ = pub.Close()
+	}
+	_ = p.subPC.Close()
+	p.wg.Wait()
+	p.room.removeParticipant(p)
+	close(p.done)
+	if reason != nil {
+		p.log.Info("participant closed by engine", "reason", reason)
+		p.events.HandleEvent(Event{Type: EventClosed, Err: reason})
+	} else {
+		p.log.Info("participant left")
+	}
+}

@@ -1,0 +1,45 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pion/logging"
+)
+
+// pionLoggerFactory routes pion's logs to slog: pion warnings and errors
+// become slog Warn (pion reports many benign shutdown races as errors),
+// pion info becomes slog Debug, pion debug/trace are dropped.
+type pionLoggerFactory struct{ log *slog.Logger }
+
+// NewLogger implements logging.LoggerFactory.
+func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With("pion", scope)}
+}
+
+type pionLogger struct{ log *slog.Logger }
+
+func (l pionLogger) logf(level slog.Level, format string, args ...any) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+}
+
+func (pionLogger) Trace(string)          {}
+func (pionLogger) Tracef(string, ...any) {}
+func (pionLogger) Debug(string)          {}
+func (pionLogger) Debugf(string, ...any) {}
+func (l pionLogger) Info(msg string)     { l.log.Debug(msg) }
+func (l pionLogger) Infof(format string, args ...any) {
+	l.logf(slog.LevelDebug, format, args...)
+}
+func (l pionLogger) Warn(msg string) { l.log.Warn(msg) }
+func (l pionLogger) Warnf(format string, args ...any) {
+	l.logf(slog.LevelWarn, format, args...)
+}
+func (l pionLogger) Error(msg string) { l.log.Warn(msg) }
+func (l pionLogger) Errorf(format string, args ...any) {
+	l.logf(slog.LevelWarn, format, args...)
+}

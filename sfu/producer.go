@@ -1,0 +1,184 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Producer is one published track fanned out to consumers. Local producers
+// are created by the engine for every track a participant publishes; remote
+// ones by Room.AddProducer. RTP is fanned out through a single
+// webrtc.TrackLocalStaticRTP bound to every consumer's peer connection (pion
+// rewrites SSRC and payload type per binding; no per-consumer copy).
+// All methods are safe for concurrent use.
+type Producer struct {
+	room     *Room
+	info     ProducerInfo
+	owner    *Participant // nil for remote producers
+	kr       KeyframeRequester
+	track    *webrtc.TrackLocalStaticRTP
+	interval time.Duration
+	log      *slog.Logger
+
+	seq uint64 // publish order; guarded by room.mu
+
+	// registered is closed once room registration was attempted, so that
+	// Close never reports ProducerRemoved before ProducerAdded.
+	registered chan struct{}
+	done       chan struct{}
+
+	closedFlag   atomic.Bool  // fast path for WriteRTP
+	lastKeyframe atomic.Int64 // unix nanos of the last forwarded keyframe request
+	kfRequests   atomic.Uint64
+	kfForwarded  atomic.Uint64
+
+	mu        sync.Mutex // guards the fields below
+	closing   bool
+	consumers map[*Consumer]struct{}
+}
+
+func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Participant) (*Producer, error) {
+	track, err := webrtc.NewTrackLocalStaticRTP(info.Codec.Capability(), info.ID, info.ParticipantID)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: producer track: %w", err)
+	}
+	return &Producer{
+		room:       r,
+		info:       info,
+		owner:      owner,
+		kr:         kr,
+		track:      track,
+		interval:   r.e.cfg.KeyframeInterval,
+		log:        r.log.With("producer", info.ID),
+		registered: make(chan struct{}),
+		done:       make(chan struct{}),
+		consumers:  make(map[*Consumer]struct{}),
+	}, nil
+}
+
+// register adds the producer to its room. Called exactly once per producer,
+// before Close can complete.
+func (p *Producer) register() error {
+	defer close(p.registered)
+	return p.room.addProducer(p)
+}
+
+// Info returns the producer's description (immutable).
+func (p *Producer) Info() ProducerInfo { return p.info }
+
+// WriteRTP forwards pkt to all consumers. pkt is not retained or modified
+// (pion copies the header per write). Per-consumer write errors (e.g. a
+// consumer peer connection that just closed) are ignored; the only error is
+// ErrProducerClosed after Close. Called by one goroutine at a time (the
+// engine's reader for local producers, the cluster pipe for remote ones).
+func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
+	if p.closedFlag.Load() {
+		return ErrProducerClosed
+	}
+	_ = p.track.WriteRTP(pkt)
+	return nil
+}
+
+// NewConsumer adds the producer's track to pc (a subscriber PC or a cluster
+// pipe PC) with stream id = ParticipantID and track id = producer ID, starts
+// reading RTCP from the sender (PLI/FIR are forwarded to RequestKeyframe)
+// and requests a keyframe. The caller renegotiates pc and closes the
+// consumer (or closes the producer, which closes all its consumers).
+// Errors: ErrInvalidArgument for a nil pc, ErrProducerClosed.
+func (p *Producer) NewConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
+	if pc == nil {
+		return nil, fmt.Errorf("sfu: new consumer: %w: nil peer connection", ErrInvalidArgument)
+	}
+	if p.closedFlag.Load() {
+		return nil, ErrProducerClosed
+	}
+	sender, err := pc.AddTrack(p.track)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: new consumer for %s: add track: %w", p.info.ID, err)
+	}
+	c := newConsumer(p, pc, sender)
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		c.Close()
+		return nil, ErrProducerClosed
+	}
+	p.consumers[c] = struct{}{}
+	p.mu.Unlock()
+	c.start()
+	p.RequestKeyframe()
+	return c, nil
+}
+
+// removeConsumer forgets c (called by Consumer.Close).
+func (p *Producer) removeConsumer(c *Consumer) {
+	p.mu.Lock()
+	delete(p.consumers, c)
+	p.mu.Unlock()
+}
+
+// RequestKeyframe asks the source for a keyframe, at most once per
+// Config.KeyframeInterval (requests in between are dropped). No-op for
+// audio and after Close. Never blocks (beyond the KeyframeRequester).
+func (p *Producer) RequestKeyframe() {
+	if p.info.Kind != KindVideo || p.kr == nil || p.closedFlag.Load() {
+		return
+	}
+	p.kfRequests.Add(1)
+	now := time.Now().UnixNano()
+	last := p.lastKeyframe.Load()
+	if last != 0 && now-last < int64(p.interval) {
+		return
+	}
+	if !p.lastKeyframe.CompareAndSwap(last, now) {
+		return // a concurrent request won
+	}
+	p.kfForwarded.Add(1)
+	p.kr.RequestKeyframe()
+}
+
+// keyframeStats returns how many keyframe requests were received and
+// forwarded (for tests).
+func (p *Producer) keyframeStats() (requested, forwarded uint64) {
+	return p.kfRequests.Load(), p.kfForwarded.Load()
+}
+
+// Close stops the producer: closes its consumers, removes it from the room
+// (other local participants get producer-removed and renegotiate; for local
+// producers the Observer gets ProducerRemoved). Idempotent; a concurrent
+// second call waits until the first completed. Must not be called from an
+// EventHandler or Observer callback.
+func (p *Producer) Close() {
+	<-p.registered
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.closing = true
+	p.closedFlag.Store(true)
+	consumers := make([]*Consumer, 0, len(p.consumers))
+	for c := range p.consumers {
+		consumers = append(consumers, c)
+	}
+	p.mu.Unlock()
+
+	for _, c := range consumers {
+		c.Close()
+	}
+	p.room.removeProducer(p)
+	close(p.done)
+	p.log.Debug("producer closed")
+}
+
+// Done is closed when Close completed.
+func (p *Producer) Done() <-chan struct{} { return p.done }
+
+func (p *Producer) isClosed() bool { return p.closedFlag.Load() }

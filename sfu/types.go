@@ -1,0 +1,177 @@
+package sfu
+
+import (
+	"strings"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Kind is a media kind.
+type Kind string
+
+// Media kinds.
+const (
+	KindAudio Kind = "audio"
+	KindVideo Kind = "video"
+)
+
+// KindOf returns the Kind of a mime type ("audio/opus" -> KindAudio).
+// Unknown prefixes yield KindVideo only for "video/", otherwise "".
+func KindOf(mimeType string) Kind {
+	switch {
+	case strings.HasPrefix(strings.ToLower(mimeType), "audio/"):
+		return KindAudio
+	case strings.HasPrefix(strings.ToLower(mimeType), "video/"):
+		return KindVideo
+	default:
+		return ""
+	}
+}
+
+// Codec is the wire-friendly description of a producer's codec.
+type Codec struct {
+	MimeType    string `json:"mimeType"` // e.g. "video/VP8", "audio/opus"
+	ClockRate   uint32 `json:"clockRate"`
+	Channels    uint16 `json:"channels,omitempty"`
+	SDPFmtpLine string `json:"sdpFmtpLine,omitempty"`
+	PayloadType uint8  `json:"payloadType,omitempty"`
+}
+
+// Capability converts c to a pion codec capability. The RTCP feedback set is
+// the one the engine negotiates for the codec's kind. PayloadType is dropped
+// (payload types are per peer connection). Pure function, safe anywhere.
+func (c Codec) Capability() webrtc.RTPCodecCapability {
+	cc := webrtc.RTPCodecCapability{
+		MimeType:    c.MimeType,
+		ClockRate:   c.ClockRate,
+		Channels:    c.Channels,
+		SDPFmtpLine: c.SDPFmtpLine,
+	}
+	switch KindOf(c.MimeType) {
+	case KindVideo:
+		cc.RTCPFeedback = videoFeedback()
+	case KindAudio:
+		cc.RTCPFeedback = audioFeedback()
+	}
+	return cc
+}
+
+// CodecFrom converts negotiated pion codec parameters to a Codec.
+// Pure function, safe anywhere.
+func CodecFrom(c webrtc.RTPCodecParameters) Codec {
+	return Codec{
+		MimeType:    c.MimeType,
+		ClockRate:   c.ClockRate,
+		Channels:    c.Channels,
+		SDPFmtpLine: c.SDPFmtpLine,
+		PayloadType: uint8(c.PayloadType),
+	}
+}
+
+// ParticipantInfo describes a participant as others see it. It is a value
+// snapshot; it never changes after the participant joined.
+type ParticipantInfo struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Origin string `json:"origin"` // node id the participant is connected to
+	Remote bool   `json:"remote"` // true when connected to another node (known only through piped producers)
+}
+
+// ProducerInfo describes a published track. It is a value snapshot.
+type ProducerInfo struct {
+	ID              string `json:"id"`
+	Kind            Kind   `json:"kind"`
+	ParticipantID   string `json:"participantId"`
+	ParticipantName string `json:"participantName"`
+	Codec           Codec  `json:"codec"`
+	Origin          string `json:"origin"` // node id where it is published
+	Remote          bool   `json:"remote"` // true for producers piped in from another node
+}
+
+// JoinParams are the arguments of Engine.Join. Name is the display name
+// (already validated by the caller). Events is required and receives every
+// event for this participant for its whole lifetime.
+type JoinParams struct {
+	Name   string
+	Events EventHandler
+}
+
+// EventHandler receives everything the engine wants to tell one
+// participant's client. HandleEvent is called WITHOUT engine locks held,
+// possibly from several goroutines concurrently and possibly before
+// Engine.Join returned; implementations must not block (web enqueues into a
+// bounded outbox). It may call Participant methods except that calling
+// blocking Participant methods (Publish, SetSubscriberAnswer) synchronously
+// from HandleEvent is not allowed.
+type EventHandler interface {
+	HandleEvent(Event)
+}
+
+// EventHandlerFunc adapts a function to EventHandler. Addition to the spec.
+type EventHandlerFunc func(Event)
+
+// HandleEvent calls f(ev).
+func (f EventHandlerFunc) HandleEvent(ev Event) { f(ev) }
+
+// EventType identifies an Event.
+type EventType string
+
+// Event types. The comment names the Event fields that are set.
+const (
+	EventParticipantJoined EventType = "participant-joined" // Participant set (another participant, local or remote)
+	EventParticipantLeft   EventType = "participant-left"   // Participant set
+	EventProducerAdded     EventType = "producer-added"     // Producer set (other participants' producers only)
+	EventProducerRemoved   EventType = "producer-removed"   // Producer set
+	EventSubscriberOffer   EventType = "subscriber-offer"   // SDP set: server-initiated offer on the subscribe PC; client must answer via SetSubscriberAnswer
+	EventICECandidate      EventType = "candidate"          // Target + Candidate set (currently not emitted: server SDPs carry all candidates)
+	EventConnectionState   EventType = "connection-state"   // Target + State set ("connected","failed",...)
+	EventClosed            EventType = "closed"             // participant was closed by the engine (ICE failed, engine close); Err set
+)
+
+// Target selects one of a participant's two peer connections.
+type Target string
+
+// Targets.
+const (
+	TargetPublisher  Target = "publisher"
+	TargetSubscriber Target = "subscriber"
+)
+
+// Event is one notification for a participant's client; see EventType for
+// which fields are set. Pointers are never shared between events, receivers
+// may keep them.
+type Event struct {
+	Type        EventType
+	Participant *ParticipantInfo
+	Producer    *ProducerInfo
+	SDP         *webrtc.SessionDescription
+	Target      Target
+	Candidate   *webrtc.ICECandidateInit
+	State       string
+	Err         error
+}
+
+// KeyframeRequester is told when a subscriber wants a keyframe (already
+// throttled by the engine to Config.KeyframeInterval per producer). Called
+// from engine goroutines without engine locks held; must not block.
+type KeyframeRequester interface {
+	RequestKeyframe()
+}
+
+// KeyframeRequesterFunc adapts a function to KeyframeRequester.
+type KeyframeRequesterFunc func()
+
+// RequestKeyframe calls f.
+func (f KeyframeRequesterFunc) RequestKeyframe() { f() }
+
+// Observer is how the cluster learns of local rooms and producers. Methods
+// are called WITHOUT engine locks, synchronously from the goroutine that
+// caused the change, and must not block for long (cluster enqueues work).
+// Only LOCAL producers are reported. For one room the order is RoomOpened,
+// then ProducerAdded/ProducerRemoved pairs, then RoomClosed.
+type Observer interface {
+	RoomOpened(r *Room)                          // first local participant joined
+	RoomClosed(name string)                      // last local participant left (after its producers were reported removed)
+	ProducerAdded(r *Room, p ProducerInfo)       // local producer started
+	ProducerRemoved(room string, p ProducerInfo) // local producer stopped
+}

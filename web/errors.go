@@ -1,0 +1,96 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/confab/confab/sfu"
+)
+
+// Wire error codes sent in "error" messages (see docs/protocol.md).
+const (
+	codeBadMessage         = "bad-message"
+	codeUnknownType        = "unknown-type"
+	codeUnsupportedVersion = "unsupported-version"
+	codeNotJoined          = "not-joined"
+	codeAlreadyJoined      = "already-joined"
+	codeInvalidName        = "invalid-name"
+	codeInvalidSDP         = "invalid-sdp"
+	codeRoomFull           = "room-full"
+	codeTooManyRooms       = "too-many-rooms"
+	codeInternal           = "internal"
+)
+
+// Sentinel errors of the signaling protocol. Each maps to one wire code in
+// wireCode; sessions wrap them with context.
+var (
+	// errBadMessage: the message is not valid JSON or misses required fields.
+	errBadMessage = errors.New("web: bad message")
+	// errUnknownType: the message type is not part of the protocol.
+	errUnknownType = errors.New("web: unknown message type")
+	// errUnsupportedVersion: the message's "v" is not 1.
+	errUnsupportedVersion = errors.New("web: unsupported protocol version")
+	// errNotJoined: a message other than "join" arrived before a successful join.
+	errNotJoined = errors.New("web: not joined")
+	// errAlreadyJoined: a second "join" on the same connection.
+	errAlreadyJoined = errors.New("web: already joined")
+	// errInvalidName: the display name is empty, too long or has control characters.
+	errInvalidName = errors.New("web: invalid display name")
+)
+
+// protocolError is a client-caused error: kind is one of the sentinels
+// above (it selects the wire code), detail is the text sent to the client.
+type protocolError struct {
+	kind   error
+	detail string
+}
+
+func (e *protocolError) Error() string { return e.detail }
+func (e *protocolError) Unwrap() error { return e.kind }
+
+// protoErrorf returns a *protocolError of the given kind.
+func protoErrorf(kind error, format string, args ...any) error {
+	return &protocolError{kind: kind, detail: fmt.Sprintf(format, args...)}
+}
+
+// wireCode maps an error to its wire code. It is the ONLY place where
+// errors (ours and sfu's) are translated to the protocol; anything
+// unrecognised is "internal".
+func wireCode(err error) string {
+	switch {
+	case errors.Is(err, errBadMessage):
+		return codeBadMessage
+	case errors.Is(err, errUnknownType):
+		return codeUnknownType
+	case errors.Is(err, errUnsupportedVersion):
+		return codeUnsupportedVersion
+	case errors.Is(err, errNotJoined):
+		return codeNotJoined
+	case errors.Is(err, errAlreadyJoined):
+		return codeAlreadyJoined
+	case errors.Is(err, errInvalidName):
+		return codeInvalidName
+	case errors.Is(err, sfu.ErrInvalidSDP):
+		return codeInvalidSDP
+	case errors.Is(err, sfu.ErrRoomFull):
+		return codeRoomFull
+	case errors.Is(err, sfu.ErrTooManyRooms):
+		return codeTooManyRooms
+	case errors.Is(err, sfu.ErrWrongState), errors.Is(err, sfu.ErrInvalidArgument):
+		// The client asked for something the negotiation state does not
+		// allow (e.g. an answer without an outstanding offer): its fault.
+		return codeBadMessage
+	default:
+		return codeInternal
+	}
+}
+
+// clientMessage is the human-readable text sent with an error code. For
+// client-caused errors it is the error text; internal errors are not
+// described to the client (they are logged instead).
+func clientMessage(code string, err error) string {
+	if code == codeInternal {
+		return "internal server error"
+	}
+	return err.Error()
+}

@@ -1,0 +1,198 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/confab/confab/templates"
+)
+
+// invalidRoomMessage is the body of the 400 page for a bad room name.
+const invalidRoomMessage = "invalid room name: " + templates.RoomNameRule
+
+// render writes a templ component as an HTML response.
+func render(c echo.Context, status int, comp templ.Component) error {
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	c.Response().WriteHeader(status)
+	return comp.Render(c.Request().Context(), c.Response())
+}
+
+// handleLobby serves GET /: the lobby form. The form submits to GET
+// /?room=...&name=..., which redirects to the room page (so the lobby needs
+// no JavaScript); an invalid room name re-renders the form with a 400.
+func (s *Server) handleLobby(c echo.Context) error {
+	q := c.Request().URL.Query()
+	if !q.Has("room") {
+		return render(c, http.StatusOK, templates.Lobby(templates.LobbyPage{}))
+	}
+	room := strings.TrimSpace(q.Get("room"))
+	name := q.Get("name")
+	if !validRoomName(room) {
+		return render(c, http.StatusBadRequest, templates.Lobby(templates.LobbyPage{
+			Room: room, Name: name, Error: invalidRoomMessage,
+		}))
+	}
+	target := "/rooms/" + room
+	if n := strings.TrimSpace(name); n != "" {
+		target += "?" + url.Values{"name": {n}}.Encode()
+	}
+	return c.Redirect(http.StatusSeeOther, target)
+}
+
+// handleRoom serves GET /rooms/:room. A valid ?name= joins at once;
+// without one (or with an invalid one) the page asks for a name.
+func (s *Server) handleRoom(c echo.Context) error {
+	room := c.Param("room")
+	if !validRoomName(room) {
+		return render(c, http.StatusBadRequest, templates.Error(templates.ErrorPage{
+			Status: http.StatusBadRequest, Message: invalidRoomMessage,
+		}))
+	}
+	page := templates.RoomPage{Room: room, NodeID: s.nodeID}
+	if raw := c.QueryParam("name"); raw != "" {
+		name, err := normalizeDisplayName(raw)
+		if err != nil {
+			page.NameError = "Please choose another name: " + err.Error() + "."
+		} else {
+			page.Name = name
+		}
+	}
+	return render(c, http.StatusOK, templates.Room(page))
+}
+
+// handleSignaling serves GET /rooms/:room/ws: it upgrades to a WebSocket
+// (Origin must be the request's host or match Config.AllowedOrigins) and
+// runs a signaling session until the connection ends.
+func (s *Server) handleSignaling(c echo.Context) error {
+	room := c.Param("room")
+	if !validRoomName(room) {
+		return c.String(http.StatusBadRequest, invalidRoomMessage)
+	}
+	if !s.acquire() {
+		return c.String(http.StatusServiceUnavailable, "server shutting down")
+	}
+	defer s.sessions.Done()
+
+	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+		OriginPatterns: s.cfg.AllowedOrigins,
+	})
+	if err != nil {
+		// Accept has already written the HTTP error (403 for a foreign
+		// Origin, 400 for a bad handshake).
+		s.log.Info("signaling: upgrade refused", "room", room, "origin", c.Request().Header.Get("Origin"), "err", err)
+		return nil
+	}
+	log := s.log.With("room", room, "remote", c.RealIP())
+	log.Debug("signaling: connected")
+	newSession(s, conn, room, log).run()
+	return nil
+}
+
+// handleHealth serves GET /healthz: the process is up.
+func (s *Server) handleHealth(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.String(http.StatusOK, "ok")
+}
+
+// handleReady serves GET /readyz: 200 when Deps.Ready reports nil (or is
+// unset), 503 with the reason otherwise (and after Close).
+func (s *Server) handleReady(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	if s.ctx.Err() != nil {
+		return c.String(http.StatusServiceUnavailable, "not ready: shutting down")
+	}
+	if s.deps.Ready != nil {
+		if err := s.deps.Ready(); err != nil {
+			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error())
+		}
+	}
+	return c.String(http.StatusOK, "ready")
+}
+
+// handleCluster serves GET /api/cluster: the Deps.Status document as JSON.
+func (s *Server) handleCluster(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	doc, err := s.deps.Status(c.Request().Context())
+	if err != nil {
+		s.log.Warn("web: cluster status failed", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	}
+	return c.JSON(http.StatusOK, doc)
+}
+
+// securityHeaders adds a strict CSP and friends to HTML pages. The pages
+// load only same-origin scripts/styles and connect only to the same-origin
+// WebSocket.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		connect := "'self'"
+		if host := c.Request().Host; safeHost(host) {
+			connect += " ws://" + host + " wss://" + host
+		}
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
+			"img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src "+connect+"; "+
+			"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		return next(c)
+	}
+}
+
+// safeHost reports whether host (from the Host header) only has characters
+// of a host[:port], so it can be echoed into a header.
+func safeHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for _, r := range host {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(".-:[]", r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// recoverMiddleware turns a panic in a handler into a 500 (logged once
+// here) instead of killing the connection's goroutine silently.
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error("web: panic in handler", "path", c.Request().URL.Path, "panic", r)
+				err = echo.NewHTTPError(http.StatusInternalServerError)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// logMiddleware logs every request at debug level.
+func (s *Server) logMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			status = he.Code
+		}
+		s.log.Debug("web: request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", status, "duration", time.Since(start))
+		return err
+	}
+}

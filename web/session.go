@@ -1,0 +1,271 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/confab/confab/sfu"
+)
+
+// session is one signaling WebSocket connection and (after "join") its
+// sfu.Participant.
+//
+// Goroutines, all owned by run (which runs on the HTTP handler goroutine
+// and returns only after the others have exited):
+//   - the reader: run itself, in readLoop; it decodes client messages and
+//     is the only goroutine that calls Participant methods other than Close;
+//   - writeLoop: the only writer of the socket (see outbox.go);
+//   - watch (after a successful join): closes the participant when the
+//     session closes, and closes the session when the engine ends the
+//     participant.
+//
+// Engine events arrive through HandleEvent on engine goroutines and are
+// only ever enqueued.
+type session struct {
+	srv          *Server
+	conn         *websocket.Conn
+	room         string
+	log          atomic.Pointer[slog.Logger] // scoped; gains the participant id on join
+	ctx          context.Context             // the server's lifetime
+	writeTimeout time.Duration
+
+	out     chan []byte   // bounded outbox, drained by writeLoop
+	closing chan struct{} // closed by the first requestClose
+	wg      sync.WaitGroup
+
+	// Reader-goroutine state (no lock needed).
+	participant *sfu.Participant // nil until joined
+
+	mu             sync.Mutex // guards the fields below
+	closeRequested bool
+	closeCode      websocket.StatusCode
+	closeReason    string
+	closeFlush     bool
+	live           bool     // "joined" was queued; events go straight to out
+	pending        [][]byte // events that arrived before "joined" was queued
+}
+
+// The session receives its participant's engine events.
+var _ sfu.EventHandler = (*session)(nil)
+
+func newSession(srv *Server, conn *websocket.Conn, room string, log *slog.Logger) *session {
+	s := &session{
+		srv:          srv,
+		conn:         conn,
+		room:         room,
+		ctx:          srv.ctx,
+		writeTimeout: srv.cfg.WriteTimeout,
+		out:          make(chan []byte, srv.cfg.OutboxSize),
+		closing:      make(chan struct{}),
+	}
+	s.log.Store(log)
+	return s
+}
+
+// logger returns the session's current scoped logger.
+func (s *session) logger() *slog.Logger { return s.log.Load() }
+
+// run serves the connection until it closes and everything the session
+// started has stopped. The participant (if any) is closed by then.
+func (s *session) run() {
+	s.wg.Add(1)
+	go s.writeLoop()
+	s.readLoop()
+	// The peer went away or the connection was closed by writeLoop; make
+	// sure writeLoop and watch finish either way.
+	s.requestClose(websocket.StatusNormalClosure, "", false)
+	s.wg.Wait()
+}
+
+// readLoop reads and handles client messages until the connection fails
+// or is closed (writeLoop always closes it on its way out).
+func (s *session) readLoop() {
+	s.conn.SetReadLimit(s.srv.cfg.MaxMessageBytes)
+	for {
+		// Not bound to s.ctx: cancelling a Read closes the socket at once,
+		// and on shutdown writeLoop should get to send its close frame.
+		typ, data, err := s.conn.Read(context.Background())
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				// The library has already sent the close frame.
+				s.logger().Info("signaling: message too big, closing", "limit", s.srv.cfg.MaxMessageBytes)
+				s.requestClose(websocket.StatusMessageTooBig, reasonTooBig, false)
+			case websocket.CloseStatus(err) != -1:
+				s.logger().Debug("signaling: client closed the connection", "code", websocket.CloseStatus(err))
+			default:
+				s.logger().Debug("signaling: read ended", "err", err)
+			}
+			return
+		}
+		if s.isClosing() {
+			continue // keep reading until the close handshake completes
+		}
+		if typ != websocket.MessageText {
+			s.sendError(protoErrorf(errBadMessage, "binary messages are not supported"))
+			continue
+		}
+		if err := s.handle(data); err != nil {
+			s.sendError(err)
+		}
+	}
+}
+
+// handle decodes and executes one client message. The returned error is
+// reported to the client as an "error" message; the session stays open.
+func (s *session) handle(data []byte) error {
+	msg, err := parseMessage(data)
+	if err != nil {
+		return err
+	}
+	if msg.Type == typeJoin {
+		return s.join(msg.Name)
+	}
+	p := s.participant
+	if p == nil {
+		return protoErrorf(errNotJoined, "%q before join: send join first", msg.Type)
+	}
+	switch msg.Type {
+	case typePing:
+		s.sendMessage(newOutbound(typePong))
+	case typeLeave:
+		s.logger().Debug("signaling: participant leaves")
+		s.requestClose(websocket.StatusNormalClosure, reasonLeft, true)
+	case typePublish:
+		answer, err := p.Publish(msg.SDP)
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		reply := newOutbound(typePublishAnswer)
+		reply.SDP = toWireSDP(answer)
+		s.sendMessage(reply)
+	case typeSubscriberAnswer:
+		if err := p.SetSubscriberAnswer(msg.SDP); err != nil {
+			return fmt.Errorf("subscriber answer: %w", err)
+		}
+	case typeCandidate:
+		if err := p.AddICECandidate(msg.Target, msg.Candidate); err != nil {
+			return fmt.Errorf("candidate for %s: %w", msg.Target, err)
+		}
+	}
+	return nil
+}
+
+// join validates the name, joins the engine room and queues "joined".
+func (s *session) join(rawName string) error {
+	if s.participant != nil {
+		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
+	}
+	name, err := normalizeDisplayName(rawName)
+	if err != nil {
+		return protoErrorf(errInvalidName, "invalid name: %v (1-64 characters, no control characters)", err)
+	}
+	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s})
+	if err != nil {
+		return fmt.Errorf("join room %s: %w", s.room, err)
+	}
+	s.participant = p
+	s.log.Store(s.logger().With("participant", p.ID()))
+	s.logger().Info("signaling: joined", "name", name)
+
+	peers, producers := p.InitialState()
+	if peers == nil {
+		peers = []sfu.ParticipantInfo{}
+	}
+	if producers == nil {
+		producers = []sfu.ProducerInfo{}
+	}
+	joined, err := json.Marshal(joinedMessage{
+		V:             protocolVersion,
+		Type:          typeJoined,
+		ParticipantID: p.ID(),
+		NodeID:        s.srv.nodeID,
+		Room:          s.room,
+		Participants:  peers,
+		Producers:     producers,
+	})
+	if err != nil {
+		// Cannot happen with these types; fail the session rather than lie.
+		s.logger().Error("signaling: encode joined", "err", err)
+		s.requestClose(websocket.StatusInternalError, "internal error", false)
+	} else {
+		s.goLive(joined)
+	}
+	s.wg.Add(1)
+	go s.watch(p)
+	return nil
+}
+
+// watch ties the participant's lifetime to the session's: whichever ends
+// first ends the other.
+func (s *session) watch(p *sfu.Participant) {
+	defer s.wg.Done()
+	select {
+	case <-p.Done():
+		s.requestClose(websocket.StatusGoingAway, reasonParticipantEnd, true)
+	case <-s.closing:
+	}
+	p.Close()
+}
+
+// HandleEvent implements sfu.EventHandler. It is called by the engine,
+// possibly concurrently and before Join returned, and never blocks: the
+// event is translated and enqueued (or held until "joined" is queued).
+// EventClosed closes the connection after flushing what is queued.
+func (s *session) HandleEvent(ev sfu.Event) {
+	switch ev.Type {
+	case sfu.EventClosed:
+		// Done is already closed, so watch ends the session too; whichever
+		// is first, the close code and reason are the same.
+		s.logger().Info("signaling: participant closed by the engine", "err", ev.Err)
+		s.requestClose(websocket.StatusGoingAway, reasonParticipantEnd, true)
+		return
+	case sfu.EventConnectionState:
+		s.logger().Debug("signaling: peer connection state", "target", ev.Target, "state", ev.State)
+		return
+	}
+	msg, ok := eventMessage(ev)
+	if !ok {
+		return
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		s.logger().Error("signaling: encode event", "type", ev.Type, "err", err)
+		return
+	}
+	s.sendEvent(b)
+}
+
+// sendMessage encodes and enqueues a reply.
+func (s *session) sendMessage(msg outbound) {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		s.logger().Error("signaling: encode message", "type", msg.Type, "err", err)
+		return
+	}
+	s.send(b)
+}
+
+// sendError reports err to the client as an "error" message. Client
+// mistakes are logged at debug level, internal errors at error level (this
+// is where they are handled).
+func (s *session) sendError(err error) {
+	code := wireCode(err)
+	if code == codeInternal {
+		s.logger().Error("signaling: request failed", "err", err)
+	} else {
+		s.logger().Debug("signaling: rejected client message", "code", code, "err", err)
+	}
+	msg := newOutbound(typeError)
+	msg.Code = code
+	msg.Message = clientMessage(code, err)
+	s.sendMessage(msg)
+}
