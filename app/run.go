@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(handler.WithAttrs([]slog.Attr{slog.String("component", "http")}), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	serveDone := make(chan struct{})
 	var serveErr error // written before serveDone is closed

@@ -171,8 +171,10 @@ func TestAuthControlRequests(t *testing.T) {
 			replayed: true,
 		},
 		{
-			name:   "malformed body",
-			req:    func() *http.Request { return sign(http.MethodPost, negotiate, "b", ptSecret, []byte(`{"linkId":`), now) },
+			name: "malformed body",
+			req: func() *http.Request {
+				return sign(http.MethodPost, negotiate, "b", ptSecret, []byte(`{"linkId":`), now)
+			},
 			status: http.StatusBadRequest, code: "bad-request",
 		},
 		{

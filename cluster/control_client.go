@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -132,11 +131,4 @@ func (c *controlClient) sendRoomEvent(ctx context.Context, node, room string, bo
 		return fmt.Errorf("cluster: room event to %s: %w: not ok", node, ErrControlBadResponse)
 	}
 	return nil
-}
-
-// isControlRefusal reports whether err is a definitive answer from the peer
-// (it answered, with an error status) rather than a transport failure.
-func isControlRefusal(err error) bool {
-	var ce *ControlError
-	return errors.As(err, &ce)
 }

@@ -71,7 +71,39 @@ type inPipe struct {
 
 	err      error
 	state    pipeState
-	producer *sfu.Producer // set once the local producer exists
+	producer *sfu.Producer       // set once the local producer exists
+	track    *webrtc.TrackRemote // set when the track arrived
+	receiver *webrtc.RTPReceiver // set when the track arrived
+}
+
+// pipeResources are what a removed pipe still holds; collected under the
+// link mu, released outside it.
+type pipeResources struct {
+	producer *sfu.Producer
+	track    *webrtc.TrackRemote
+	receiver *webrtc.RTPReceiver
+}
+
+// resourcesLocked returns pp's resources. Caller holds the link mu.
+func (pp *inPipe) resourcesLocked() pipeResources {
+	return pipeResources{producer: pp.producer, track: pp.track, receiver: pp.receiver}
+}
+
+// release closes the local producer and unblocks the pipe's RTP and RTCP
+// readers right away. The readers would also end when the receiver stops
+// (renegotiation, PC close), but the deadline makes their exit independent
+// of pion's receiver lifecycle.
+func (r pipeResources) release() {
+	past := time.Unix(1, 0)
+	if r.track != nil {
+		_ = r.track.SetReadDeadline(past) // only fails for an unknown stream: nothing to unblock
+	}
+	if r.receiver != nil {
+		_ = r.receiver.SetReadDeadline(past)
+	}
+	if r.producer != nil {
+		r.producer.Close()
+	}
 }
 
 // settleLocked records the PipeIn outcome once. Caller holds the link mu.
@@ -188,7 +220,7 @@ func (l *inLink) abandon(pp *inPipe) bool {
 // and schedules a negotiation so the origin stops sending. It returns how
 // many pipes were removed.
 func (l *inLink) remove(match func(pipeKey) bool, cause error) int {
-	var prods []*sfu.Producer
+	var res []pipeResources
 	n := 0
 	l.mu.Lock()
 	for k, pp := range l.pipes {
@@ -199,16 +231,14 @@ func (l *inLink) remove(match func(pipeKey) bool, cause error) int {
 		delete(l.pipes, k)
 		pp.state = pipeClosed
 		pp.settleLocked(cause)
-		if pp.producer != nil {
-			prods = append(prods, pp.producer)
-		}
+		res = append(res, pp.resourcesLocked())
 	}
 	if n > 0 {
 		l.kickLocked()
 	}
 	l.mu.Unlock()
-	for _, prod := range prods {
-		prod.Close()
+	for _, r := range res {
+		r.release()
 	}
 	return n
 }
@@ -224,11 +254,9 @@ func (l *inLink) endPipe(pp *inPipe, why string) {
 	}
 	pp.state = pipeClosed
 	pp.settleLocked(fmt.Errorf("%w: %s", ErrPipeRemoved, why))
-	prod := pp.producer
+	res := pp.resourcesLocked()
 	l.mu.Unlock()
-	if prod != nil {
-		prod.Close()
-	}
+	res.release()
 	if removed {
 		l.log.Debug("pipe ended", "room", pp.key.room, "producer", pp.key.producer, "why", why)
 	}
@@ -313,7 +341,7 @@ func (l *inLink) negotiate() {
 	for _, r := range resp.Rejected {
 		reasons[pipeKey{room: r.Room, producer: r.ProducerID}] = r.Reason
 	}
-	var prods []*sfu.Producer
+	var res []pipeResources
 	l.mu.Lock()
 	for k, pp := range offered {
 		if l.pipes[k] != pp {
@@ -333,14 +361,12 @@ func (l *inLink) negotiate() {
 		delete(l.pipes, k)
 		pp.state = pipeClosed
 		pp.settleLocked(&RejectedError{Room: k.room, ProducerID: k.producer, Origin: l.peer, Reason: reason})
-		if pp.producer != nil {
-			prods = append(prods, pp.producer)
-		}
+		res = append(res, pp.resourcesLocked())
 		l.log.Info("pipe rejected by origin", "room", k.room, "producer", k.producer, "reason", reason)
 	}
 	l.mu.Unlock()
-	for _, prod := range prods {
-		prod.Close()
+	for _, r := range res {
+		r.release()
 	}
 }
 
@@ -414,6 +440,7 @@ func (l *inLink) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 		return
 	}
 	pp.state = pipeActive
+	pp.track, pp.receiver = track, receiver
 	pp.settleLocked(nil)
 	l.p.wg.Add(1)
 	l.mu.Unlock()
@@ -546,13 +573,11 @@ func (l *inLink) shutdown(cause error, o closeOpts) bool {
 	}
 	l.closed = true
 	tellPeer := o.tellPeer && l.answered
-	var prods []*sfu.Producer
+	var res []pipeResources
 	for _, pp := range l.pipes {
 		pp.state = pipeClosed
 		pp.settleLocked(cause)
-		if pp.producer != nil {
-			prods = append(prods, pp.producer)
-		}
+		res = append(res, pp.resourcesLocked())
 	}
 	l.pipes = make(map[pipeKey]*inPipe)
 	l.mu.Unlock()
@@ -560,8 +585,8 @@ func (l *inLink) shutdown(cause error, o closeOpts) bool {
 	l.cancel()
 	close(l.done)
 	l.p.removeInLink(l)
-	for _, prod := range prods {
-		prod.Close()
+	for _, r := range res {
+		r.release()
 	}
 	if err := l.pc.Close(); err != nil {
 		l.log.Debug("closing link peer connection", "err", err)

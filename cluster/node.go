@@ -146,22 +146,26 @@ func (n *Node) Start(ctx context.Context) error {
 	err := n.start(sctx)
 
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.state == stateClosed {
 		// Close waits for done and cleans up what start registered.
+		n.mu.Unlock()
 		return ErrNodeClosed
 	}
 	if err != nil {
 		n.state = stateNew
 		session := n.session
 		n.session = ""
+		n.mu.Unlock()
 		if session != "" {
+			// Best effort (the TTL cleans up otherwise); deletes what start wrote.
 			cctx, ccancel := context.WithTimeout(context.Background(), n.cfg.ConsulTimeout)
-			_ = n.reg.destroySession(cctx, session) // best effort; the TTL cleans up otherwise
+			_ = n.reg.destroySession(cctx, session)
 			ccancel()
 		}
+		n.kv.markAll() // a retried Start writes everything again
 		return err
 	}
+	defer n.mu.Unlock()
 	n.state = stateRunning
 	n.goLocked(n.runSession)
 	n.goLocked(n.runWriter)
@@ -418,6 +422,10 @@ func (n *Node) RoomClosed(name string) {
 // ignored (the engine reports local ones only).
 func (n *Node) ProducerAdded(r *sfu.Room, info sfu.ProducerInfo) {
 	if info.Remote || n.isClosed() {
+		return
+	}
+	if info.ID == "" {
+		n.log.Error("cluster: ignoring local producer without id", "room", r.Name())
 		return
 	}
 	v, err := encodeProducer(n.cfg.NodeID, info)

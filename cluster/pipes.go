@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,7 +30,7 @@ type PipesConfig struct {
 	// NodeID is this node's id; must equal the engine's NodeID.
 	NodeID string
 	// Secret is the shared cluster secret, the HMAC key of the control
-	// channel; at least 16 bytes. Not copied: do not modify it afterwards.
+	// channel; at least 16 bytes. NewPipes keeps a copy.
 	Secret []byte
 	// Resolve maps a node id to the base URL of its control channel
 	// ("http://10.0.0.2:8080", no path; routes are /cluster/v1/...), from
@@ -135,6 +136,7 @@ func NewPipes(cfg PipesConfig, engine *sfu.Engine) (*Pipes, error) {
 	if engine == nil {
 		return nil, errors.New("cluster: pipes: engine is required")
 	}
+	cfg.Secret = bytes.Clone(cfg.Secret)
 	if engine.NodeID() != cfg.NodeID {
 		return nil, fmt.Errorf("cluster: pipes: NodeID %q differs from the engine's %q", cfg.NodeID, engine.NodeID())
 	}
