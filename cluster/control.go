@@ -39,45 +39,75 @@ package cluster
 //
 // A link is ONE WebRTC PeerConnection per ordered node pair origin->puller,
 // shared by every room and producer that the puller pulls from the origin.
-// The puller (the node that wants media) always offers; the origin always
-// answers, so each side has a single, serialized negotiation role and
-// glare is impossible. Both PCs are built by sfu.Engine.NewPeerConnection:
-// same UDP mux, codecs, interceptors and DTLS-SRTP as participant PCs. A
-// link is identified by the puller's node id plus a random link id chosen
-// by the puller when it creates its PC; a negotiate with a new link id
-// (puller restarted, or re-created the link after a failure) makes the
-// origin drop its stale PC and start a fresh one.
+// Why: one ICE/DTLS handshake and one 5-tuple per node pair instead of one
+// per producer or room; producers come and go with a renegotiation on a
+// warm connection. Why ordered (A->B and B->A are two PCs): the puller
+// (the node that wants media) is always the offerer and the origin always
+// the answerer, so each side has one negotiation role, negotiations are
+// serialized per link on both sides (puller: one goroutine per link;
+// origin: one negotiation at a time per link), and glare is impossible.
+// Both PCs are built by sfu.Engine.NewPeerConnection: same UDP mux,
+// codecs, interceptors and DTLS-SRTP as participant PCs. A link is
+// identified by the puller's node id plus a random link id chosen by the
+// puller when it creates its PC; a negotiate with a new link id (puller
+// restarted, or re-created the link after a failure) makes the origin drop
+// its stale PC and start a fresh one.
 //
 //	POST /cluster/v1/links/{puller}/negotiate     (sender must be {puller})
 //	  {"linkId": "...", "offer": {"type":"offer","sdp":"..."},
-//	   "wanted": [{"room":"r","producerId":"p"}, ...]}
+//	   "wanted": [{"room":"r","producerId":"p","pipeId":"7"}, ...]}
 //	-> 200 {"answer": {"type":"answer","sdp":"..."},
-//	        "accepted": [{"room","producerId"}, ...],
+//	        "accepted": [{"room","producerId","pipeId","ssrc"}, ...],
 //	        "rejected": [{"room","producerId","reason"}, ...]}
 //
 // "wanted" is the COMPLETE set the puller wants on this link now (not a
-// delta), so the exchange is idempotent. The offer has ICE gathering
-// complete (no trickle) and one recvonly m-line per producer ever wanted on
-// the link (the puller adds one per newly wanted producer). The origin sets
-// the offer, attaches every newly wanted LOCAL producer with
-// Producer.NewConsumer (track id = producer id, stream id = participant id),
-// closes consumers that are no longer wanted, and answers after gathering
-// completes. It refuses (rejected, with a reason) unknown rooms/producers
-// and remote producers: a producer is only ever served by the node where it
-// was published, so media can never loop between nodes. The puller maps
-// arriving tracks to producers by track id, re-produces them in its local
-// room with Room.AddProducer (Remote=true) and forwards RTP. PLI from the
-// puller's subscribers is written as RTCP on the link and reaches the
-// publisher through the origin's consumer. When an origin producer closes,
-// the origin sends an RTCP BYE for its SSRC on the link so the puller drops
-// the piped producer at once; the authoritative removal still comes from
-// the cluster registry (the orchestrator calls Pipes.Unpipe).
+// delta), so the exchange is idempotent and a lost response cannot leave
+// the two sides disagreeing for long. Concurrent PipeIn calls on the
+// puller are batched into the next negotiation. pipeId names the puller's
+// pipe instance: the same producer wanted with a new pipeId (dropped and
+// wanted again between two negotiations) gets a fresh sender. "ssrc" is
+// the SSRC the origin sends the producer with, which the puller uses to
+// bind the arriving track to its pipe.
+//
+// The offer has ICE gathering complete (no trickle) and one recvonly
+// m-line per producer ever wanted on the link (the puller adds one per
+// newly wanted producer; m-lines freed by removed producers are reused by
+// the origin's AddTrack, so the SDP only grows with the peak number of
+// concurrent pipes plus churn, and restarts from scratch when an idle link
+// is closed). The origin sets the offer, attaches every newly wanted LOCAL
+// producer with Producer.NewConsumer (track id = producer id, stream id =
+// participant id), closes consumers that are no longer wanted, and answers
+// after gathering completes. It refuses (rejected, with a reason; see the
+// Reject* constants) unknown rooms/producers and remote producers: a
+// producer is only ever served by the node where it was published, so
+// media can never loop between nodes. The puller maps arriving tracks to
+// pipes by track id (= producer id) and announced SSRC, re-produces them
+// in its local room with Room.AddProducer (Remote=true) and forwards RTP.
+// PLI from the puller's subscribers is written as RTCP on the link and
+// reaches the publisher through the origin's consumer. When an origin
+// producer closes, the origin sends an RTCP BYE for its SSRC on the link
+// so the puller drops the piped producer at once; the authoritative
+// removal still comes from the cluster registry (the orchestrator calls
+// Pipes.Unpipe).
 //
 //	POST /cluster/v1/links/{puller}/close          (sender must be {puller})
 //	  {"linkId": "..."}  -> 200 {"closed": true|false}
 //
-// The puller closes an idle link (nothing wanted for LinkIdleTimeout) and
-// tells the origin; a stale link id is ignored (closed=false).
+// The puller closes a link that has carried nothing for LinkIdleTimeout
+// (default 5s, so a quick re-publish reuses the warm link) and tells the
+// origin (best effort); a stale link id is ignored (closed=false).
+//
+// # Failures and timeouts
+//
+// Every control request and every negotiation step (ICE gathering
+// included) is bounded by RequestTimeout. On the puller, a failed or timed
+// out negotiation, or the link PC reaching "failed" (or "closed" without
+// us closing it, e.g. the origin shut down), closes the link and every
+// producer piped through it and calls the OnLinkFailed callback; pending
+// PipeIn calls return ErrLinkFailed. On the origin, a failed PC or a bad
+// offer closes its side; the puller notices on its own. Pipes.DropNode
+// (node left the cluster) closes both directions without talking to the
+// node.
 //
 // # Room events (placeholder for chat and other room-scoped messages)
 //
@@ -118,10 +148,24 @@ const (
 // ctxKey is the type of context keys of this package.
 type ctxKey string
 
-// PipeRef names one producer of one room on the wire.
+// PipeRef names one producer of one room on the wire. PipeID identifies
+// the puller's pipe instance: when the puller drops a pipe and wants the
+// same producer again before the origin heard of the removal, the new
+// PipeID makes the origin attach a fresh sender (new SSRC, new track at the
+// puller) instead of silently keeping the old one.
 type PipeRef struct {
 	Room       string `json:"room"`
 	ProducerID string `json:"producerId"`
+	PipeID     string `json:"pipeId,omitempty"`
+}
+
+// AcceptedPipe is a PipeRef the origin serves, with the SSRC of its sender
+// on the link, so the puller binds exactly that track to the pipe.
+type AcceptedPipe struct {
+	Room       string `json:"room"`
+	ProducerID string `json:"producerId"`
+	PipeID     string `json:"pipeId,omitempty"`
+	SSRC       uint32 `json:"ssrc,omitempty"`
 }
 
 // RejectedPipe is a PipeRef the origin refused, with one of the Reject*
@@ -142,7 +186,7 @@ type negotiateRequest struct {
 // negotiateResponse is the 200 body of a negotiate.
 type negotiateResponse struct {
 	Answer   webrtc.SessionDescription `json:"answer"`
-	Accepted []PipeRef                 `json:"accepted"`
+	Accepted []AcceptedPipe            `json:"accepted"`
 	Rejected []RejectedPipe            `json:"rejected"`
 }
 
@@ -391,6 +435,7 @@ func (p *Pipes) handleRoomEvent(w http.ResponseWriter, r *http.Request) {
 // servedPipe is one local producer sent on an outgoing link.
 type servedPipe struct {
 	key      pipeKey
+	pipeID   string // the puller's pipe instance
 	producer *sfu.Producer
 	consumer *sfu.Consumer
 	ssrc     uint32        // SSRC of the link sender (for BYE), 0 if unknown
@@ -461,27 +506,29 @@ func (l *outLink) negotiate(ctx context.Context, req negotiateRequest) (negotiat
 		return negotiateResponse{}, fmt.Errorf("%w: applying offer: %v", ErrControlBadRequest, err)
 	}
 
-	wanted := make(map[pipeKey]bool, len(req.Wanted))
-	resp := negotiateResponse{Accepted: []PipeRef{}, Rejected: []RejectedPipe{}}
+	wanted := make(map[pipeKey]string, len(req.Wanted)) // -> pipe id
+	resp := negotiateResponse{Accepted: []AcceptedPipe{}, Rejected: []RejectedPipe{}}
 	var order []pipeKey
 	for _, w := range req.Wanted {
 		k := pipeKey{room: w.Room, producer: w.ProducerID}
-		switch {
-		case !validID(w.Room) || !validID(w.ProducerID):
-			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: w.Room, ProducerID: w.ProducerID, Reason: RejectInvalid})
-		case wanted[k]:
-			// listed twice: serve once, report once
-		default:
-			wanted[k] = true
-			order = append(order, k)
+		if _, dup := wanted[k]; dup {
+			continue // listed twice: serve once, report once
 		}
+		if !validID(w.Room) || !validID(w.ProducerID) || len(w.PipeID) > maxIDLength {
+			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: w.Room, ProducerID: w.ProducerID, Reason: RejectInvalid})
+			continue
+		}
+		wanted[k] = w.PipeID
+		order = append(order, k)
 	}
 
-	// Stop serving what is no longer wanted (or whose producer closed).
+	// Stop serving what is no longer wanted, whose producer closed, or
+	// that the puller wants as a new pipe instance. Removing first frees
+	// the producer's track for re-adding below.
 	var drop []*servedPipe
 	l.mu.Lock()
 	for k, s := range l.served {
-		if !wanted[k] || isDone(s.producer.Done()) {
+		if id, ok := wanted[k]; !ok || id != s.pipeID || isDone(s.producer.Done()) {
 			delete(l.served, k)
 			drop = append(drop, s)
 		}
@@ -493,9 +540,9 @@ func (l *outLink) negotiate(ctx context.Context, req negotiateRequest) (negotiat
 	}
 
 	for _, k := range order {
-		reason := l.serve(k)
+		ssrc, reason := l.serve(k, wanted[k])
 		if reason == "" {
-			resp.Accepted = append(resp.Accepted, PipeRef{Room: k.room, ProducerID: k.producer})
+			resp.Accepted = append(resp.Accepted, AcceptedPipe{Room: k.room, ProducerID: k.producer, PipeID: wanted[k], SSRC: ssrc})
 		} else {
 			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: k.room, ProducerID: k.producer, Reason: reason})
 		}
@@ -529,55 +576,56 @@ func (l *outLink) negotiate(ctx context.Context, req negotiateRequest) (negotiat
 	return resp, nil
 }
 
-// serve makes sure the local producer k is sent on the link and returns ""
-// or the reason it cannot be. Called only from negotiate (serialized).
-func (l *outLink) serve(k pipeKey) string {
+// serve makes sure the local producer k is sent on the link for pipe
+// instance pipeID and returns its sender SSRC, or the reason it cannot be
+// served. Called only from negotiate (serialized).
+func (l *outLink) serve(k pipeKey, pipeID string) (uint32, string) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return RejectShuttingDown
+		return 0, RejectShuttingDown
 	}
 	if s := l.served[k]; s != nil {
 		l.mu.Unlock()
-		return "" // still served (closed producers were dropped above)
+		return s.ssrc, "" // still served (stale entries were dropped above)
 	}
 	l.mu.Unlock()
 
 	room := l.p.engine.Room(k.room)
 	if room == nil {
-		return RejectRoomNotFound
+		return 0, RejectRoomNotFound
 	}
 	prod := room.Producer(k.producer)
 	if prod == nil {
-		return RejectUnknownProducer
+		return 0, RejectUnknownProducer
 	}
 	if info := prod.Info(); info.Remote || info.Origin != l.p.cfg.NodeID {
 		// Only the node where a producer was published serves it: piping
 		// onward could loop and would double the hops.
-		return RejectRemoteProducer
+		return 0, RejectRemoteProducer
 	}
 	cons, err := prod.NewConsumer(l.pc)
 	if err != nil {
 		if errors.Is(err, sfu.ErrProducerClosed) {
-			return RejectProducerClosed
+			return 0, RejectProducerClosed
 		}
 		l.log.Warn("attaching producer to link failed", "room", k.room, "producer", k.producer, "err", err)
-		return RejectConsumerFailed
+		return 0, RejectConsumerFailed
 	}
-	s := &servedPipe{key: k, producer: prod, consumer: cons, ssrc: senderSSRC(cons.Sender()), stop: make(chan struct{})}
+	s := &servedPipe{key: k, pipeID: pipeID, producer: prod, consumer: cons, ssrc: senderSSRC(cons.Sender()), stop: make(chan struct{})}
 
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		cons.Close()
-		return RejectShuttingDown
+		return 0, RejectShuttingDown
 	}
 	l.served[k] = s
 	l.p.wg.Add(1)
 	l.mu.Unlock()
 	go l.watch(s)
-	l.log.Info("serving producer", "room", k.room, "producer", k.producer, "ssrc", s.ssrc)
-	return ""
+	l.log.Info("serving producer", "room", k.room, "producer", k.producer, "pipe", pipeID, "ssrc", s.ssrc)
+	return s.ssrc, ""
 }
 
 // watch sends an RTCP BYE for s's SSRC when its producer closes while it

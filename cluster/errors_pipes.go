@@ -78,12 +78,10 @@ const (
 	RejectRemoteProducer  = "remote-producer"   // producer is itself piped in: never piped onward (no loops)
 	RejectProducerClosed  = "producer-closed"   // producer closed since it was accepted
 	RejectConsumerFailed  = "consumer-failed"   // attaching the producer to the link failed
-	RejectDuplicate       = "duplicate"         // the same (room, producer) was listed twice
 	RejectInvalid         = "invalid"           // empty room or producer id
 	RejectShuttingDown    = "shutting-down"     // origin is closing the link
 	RejectNotAccepted     = "not-accepted"      // origin listed it neither accepted nor rejected
-	RejectOriginMismatch  = "origin-mismatch"   // (puller side) not expected from this origin
-	RejectLocalRoomClosed = "local-room-closed" // (puller side) the local room disappeared
+	RejectLocalRoomClosed = "local-room-closed" // (puller side, logs only) the local room disappeared
 )
 
 // ControlError is the error the control client returns for a non-2xx

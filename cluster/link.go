@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,11 +67,13 @@ func (s pipeState) String() string {
 // are guarded by the link's mu.
 type inPipe struct {
 	key     pipeKey
+	id      string // pipe instance id, unique on its link
 	info    sfu.ProducerInfo
 	settled chan struct{} // closed once err is final (accepted: nil)
 
 	err      error
 	state    pipeState
+	ssrc     uint32              // SSRC the origin announced for it (0: unknown)
 	producer *sfu.Producer       // set once the local producer exists
 	track    *webrtc.TrackRemote // set when the track arrived
 	receiver *webrtc.RTPReceiver // set when the track arrived
@@ -138,8 +141,9 @@ type inLink struct {
 	mu         sync.Mutex
 	closed     bool
 	pipes      map[pipeKey]*inPipe
-	negotiated bool // at least one offer was sent
-	answered   bool // at least one answer was applied (the origin has state)
+	lastPipeID uint64 // pipe instance counter
+	negotiated bool   // at least one offer was sent
+	answered   bool   // at least one answer was applied (the origin has state)
 }
 
 // newInLink returns an unstarted incoming link over pc.
@@ -181,7 +185,8 @@ func (l *inLink) want(room string, info sfu.ProducerInfo) (*inPipe, error) {
 	if pp := l.pipes[k]; pp != nil {
 		return pp, nil
 	}
-	pp := &inPipe{key: k, info: info, settled: make(chan struct{})}
+	l.lastPipeID++
+	pp := &inPipe{key: k, id: strconv.FormatUint(l.lastPipeID, 10), info: info, settled: make(chan struct{})}
 	l.pipes[k] = pp
 	l.kickLocked()
 	return pp, nil
@@ -309,7 +314,7 @@ func (l *inLink) negotiate() {
 	var fresh []sfu.Kind
 	for k, pp := range l.pipes {
 		offered[k] = pp
-		wanted = append(wanted, PipeRef{Room: k.room, ProducerID: k.producer})
+		wanted = append(wanted, PipeRef{Room: k.room, ProducerID: k.producer, PipeID: pp.id})
 		if pp.state == pipePending {
 			pp.state = pipeOffered
 			fresh = append(fresh, pp.info.Kind)
@@ -323,7 +328,7 @@ func (l *inLink) negotiate() {
 		return strings.Compare(a.ProducerID, b.ProducerID)
 	})
 
-	resp, err := l.exchange(fresh, wanted)
+	resp, err := l.exchange(fresh, wanted, offered)
 	if err != nil {
 		if l.isClosed() {
 			return // closed under us (Unpipe of the last pipe racing DropNode, Close, ...)
@@ -335,7 +340,9 @@ func (l *inLink) negotiate() {
 
 	accepted := make(map[pipeKey]bool, len(resp.Accepted))
 	for _, a := range resp.Accepted {
-		accepted[pipeKey{room: a.Room, producer: a.ProducerID}] = true
+		if pp := offered[pipeKey{room: a.Room, producer: a.ProducerID}]; pp != nil && (a.PipeID == "" || a.PipeID == pp.id) {
+			accepted[pp.key] = true
+		}
 	}
 	reasons := make(map[pipeKey]string, len(resp.Rejected))
 	for _, r := range resp.Rejected {
@@ -372,8 +379,11 @@ func (l *inLink) negotiate() {
 
 // exchange adds one recvonly transceiver per fresh kind, creates the offer,
 // waits for ICE gathering, sends it with the wanted set and applies the
-// answer. Bounded by RequestTimeout and the link context.
-func (l *inLink) exchange(fresh []sfu.Kind, wanted []PipeRef) (negotiateResponse, error) {
+// answer. Before applying it, it records the announced SSRCs on the
+// offered pipes, so that onTrack (which can only fire after the answer is
+// applied) binds exactly the announced tracks. Bounded by RequestTimeout
+// and the link context.
+func (l *inLink) exchange(fresh []sfu.Kind, wanted []PipeRef, offered map[pipeKey]*inPipe) (negotiateResponse, error) {
 	for _, k := range fresh {
 		if _, err := l.pc.AddTransceiverFromKind(codecType(k), webrtc.RTPTransceiverInit{
 			Direction: webrtc.RTPTransceiverDirectionRecvonly,
@@ -407,6 +417,14 @@ func (l *inLink) exchange(fresh []sfu.Kind, wanted []PipeRef) (negotiateResponse
 	if resp.Answer.Type != webrtc.SDPTypeAnswer {
 		return negotiateResponse{}, fmt.Errorf("%w: answer has type %s", ErrControlBadResponse, resp.Answer.Type)
 	}
+	l.mu.Lock()
+	for _, a := range resp.Accepted {
+		pp := offered[pipeKey{room: a.Room, producer: a.ProducerID}]
+		if pp != nil && l.pipes[pp.key] == pp && (a.PipeID == "" || a.PipeID == pp.id) && pp.state == pipeOffered {
+			pp.ssrc = a.SSRC
+		}
+	}
+	l.mu.Unlock()
 	if err := l.pc.SetRemoteDescription(resp.Answer); err != nil {
 		return negotiateResponse{}, fmt.Errorf("setting answer: %w", err)
 	}
@@ -425,9 +443,11 @@ func (l *inLink) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 		l.mu.Unlock()
 		return
 	}
+	ssrc := uint32(track.SSRC())
 	var pp *inPipe
 	for k, cand := range l.pipes {
-		if k.producer == id && (cand.state == pipeOffered || cand.state == pipeAccepted) {
+		if k.producer == id && (cand.state == pipeOffered || cand.state == pipeAccepted) &&
+			(cand.ssrc == 0 || cand.ssrc == ssrc) {
 			pp = cand
 			break
 		}

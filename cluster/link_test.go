@@ -96,7 +96,7 @@ func TestLinkPipeInContextEnds(t *testing.T) {
 func TestLinkControlFailureClosesLink(t *testing.T) {
 	ptLeakCheck(t)
 	ctx := ptContext(t)
-	c := newPTCluster(t, func(cfg *PipesConfig) { cfg.RequestTimeout = 2 * time.Second }, "a", "b")
+	c := newPTCluster(t, func(cfg *PipesConfig) { cfg.RequestTimeout = 5 * time.Second }, "a", "b")
 	a, b := c.node("a"), c.node("b")
 	_, prod1 := ptPublish(ctx, t, a, "room", "alice")
 	_, prod2 := ptPublish(ctx, t, a, "room", "dave")
@@ -194,5 +194,148 @@ func TestLinkUnpipeRoom(t *testing.T) {
 	})
 	if sub2.ev.has(sfu.EventProducerRemoved, prod2.ID) != nil {
 		t.Error("producer of the other room was removed")
+	}
+}
+
+func TestPipeRePipeAfterUnpipe(t *testing.T) {
+	tests := []struct {
+		name string
+		// waitOrigin waits until the origin stopped serving before piping
+		// again (removal and re-add in separate negotiations).
+		waitOrigin bool
+		// batch makes the removal and the re-add part of one negotiation
+		// (e.g. a room closing and re-opening at once): the origin must
+		// attach a fresh sender for the new pipe instance.
+		batch bool
+	}{
+		{name: "after the origin stopped serving", waitOrigin: true},
+		{name: "in the same negotiation", batch: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ptLeakCheck(t)
+			ctx := ptContext(t)
+			c := newPTCluster(t, func(cfg *PipesConfig) { cfg.LinkIdleTimeout = time.Minute }, "a", "b")
+			a, b := c.node("a"), c.node("b")
+			_, prod := ptPublish(ctx, t, a, "room", "alice")
+			sub := ptJoin(t, b, "room", "bob")
+			if err := b.pipes.PipeIn(ctx, "room", prod); err != nil {
+				t.Fatalf("PipeIn: %v", err)
+			}
+			first := ptWaitMedia(ctx, t, sub, prod)
+			linkID := ptLink(b, "a", DirectionIn).LinkID
+
+			if tc.batch {
+				// Keep b's link busy with a negotiation a holds, so that
+				// Unpipe and PipeIn below are batched into the next one.
+				release := a.holdNegotiations()
+				t.Cleanup(release)
+				bogus := prod
+				bogus.ID = "bogus"
+				busy := make(chan error, 1)
+				go func() { busy <- b.pipes.PipeIn(ctx, "room", bogus) }()
+				ptWait(ctx, t, "negotiation in flight", func() bool {
+					for _, p := range ptLink(b, "a", DirectionIn).Producers {
+						if p.ID == bogus.ID && p.State == "offered" {
+							return true
+						}
+					}
+					return false
+				})
+				b.pipes.Unpipe("room", prod.ID)
+				again := make(chan error, 1)
+				go func() { again <- b.pipes.PipeIn(ctx, "room", prod) }()
+				ptWait(ctx, t, "re-pipe pending", func() bool {
+					for _, p := range ptLink(b, "a", DirectionIn).Producers {
+						if p.ID == prod.ID && p.State == "pending" {
+							return true
+						}
+					}
+					return false
+				})
+				release()
+				if err := <-busy; !errors.Is(err, ErrPipeRejected) {
+					t.Fatalf("bogus PipeIn: %v, want ErrPipeRejected", err)
+				}
+				if err := <-again; err != nil {
+					t.Fatalf("PipeIn again: %v", err)
+				}
+			} else {
+				b.pipes.Unpipe("room", prod.ID)
+				if tc.waitOrigin {
+					ptWait(ctx, t, "origin stops serving", func() bool {
+						ls := ptLink(a, "b", DirectionOut)
+						return ls != nil && len(ls.Producers) == 0
+					})
+				}
+				if err := b.pipes.PipeIn(ctx, "room", prod); err != nil {
+					t.Fatalf("PipeIn again: %v", err)
+				}
+			}
+			ptWait(ctx, t, "media again on a new track", func() bool {
+				rt := sub.track(prod.ID)
+				return rt != nil && rt != first && rt.packets.Load() >= 5
+			})
+			ptWait(ctx, t, "pipe active again", func() bool {
+				ls := ptLink(b, "a", DirectionIn)
+				return ls != nil && len(ls.Producers) == 1 && ls.Producers[0].State == "active"
+			})
+			if ls := ptLink(b, "a", DirectionIn); ls.LinkID != linkID {
+				t.Errorf("link after re-pipe = %s, want the same link %s reused", ls.LinkID, linkID)
+			}
+			if st := a.pipes.Status(); len(st) != 1 || len(st[0].Producers) != 1 {
+				t.Errorf("a Status = %+v, want one link serving one producer", st)
+			}
+		})
+	}
+}
+
+func TestPipeRejections(t *testing.T) {
+	ptLeakCheck(t)
+	ctx := ptContext(t)
+	c := newPTCluster(t, nil, "a", "b", "c")
+	a, b, cc := c.node("a"), c.node("b"), c.node("c")
+
+	_, prod := ptPublish(ctx, t, a, "room", "alice")
+	subB := ptJoin(t, b, "room", "bob")
+	ptJoin(t, cc, "room", "carol")
+	ptJoin(t, cc, "elsewhere", "carol")
+	if err := b.pipes.PipeIn(ctx, "room", prod); err != nil {
+		t.Fatalf("PipeIn on b: %v", err)
+	}
+	ptWaitMedia(ctx, t, subB, prod)
+
+	onward := prod
+	onward.Origin = "b" // b has it, but only as a piped (remote) producer
+	unknown := prod
+	unknown.ID = "no-such-producer"
+
+	tests := []struct {
+		name   string
+		room   string
+		info   sfu.ProducerInfo
+		reason string
+	}{
+		{"remote producer is never served onward", "room", onward, RejectRemoteProducer},
+		{"unknown producer", "room", unknown, RejectUnknownProducer},
+		{"room unknown at origin", "elsewhere", prod, RejectRoomNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := cc.pipes.PipeIn(ctx, tc.room, tc.info)
+			var rej *RejectedError
+			if !errors.As(err, &rej) || !errors.Is(err, ErrPipeRejected) {
+				t.Fatalf("PipeIn error = %v, want a *RejectedError", err)
+			}
+			if rej.Reason != tc.reason || rej.Origin != tc.info.Origin {
+				t.Errorf("rejection = %+v, want reason %s from %s", *rej, tc.reason, tc.info.Origin)
+			}
+			if ptHasProducer(cc, tc.room, tc.info.ID) {
+				t.Error("rejected producer was added on c")
+			}
+		})
+	}
+	if ls := ptLink(b, "c", DirectionOut); ls != nil && len(ls.Producers) != 0 {
+		t.Errorf("b serves %+v to c, want nothing", ls.Producers)
 	}
 }
