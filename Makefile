@@ -77,10 +77,10 @@ vet:
 
 ## gotest: Go unit and integration tests with the race detector.
 gotest: consul
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 ## e2e: Playwright tests against the real bin/confab in Chromium.
-e2e: build chromium npm
+e2e: build chromium npm consul
 	cd e2e && CONFAB_BIN="$(abspath $(CONFAB))" CHROMIUM="$(CHROMIUM)" npx playwright test
 
 ## cluster: a local Consul agent plus three nodes on 127.0.0.1:8081-8083.
@@ -89,5 +89,12 @@ cluster: build consul
 
 clean:
 	rm -rf $(CONFAB) e2e/test-results e2e/playwright-report
+
+## fuzz: search for failing signaling inputs, FUZZTIME per fuzz target.
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParseMessage -fuzztime=$(FUZZTIME) ./web/
+	$(GO) test -run='^$$' -fuzz=FuzzSession -fuzztime=$(FUZZTIME) ./web/
 
 FORCE:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Default values of the Config fields, as documented by `confab --help`.
@@ -18,6 +19,9 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultMaxParticipants = 100
 	DefaultMaxRooms        = 1000
+	// DefaultDrainTimeout is how long a stopping node waits for its rooms
+	// to empty after telling its clients to move (--drain-timeout).
+	DefaultDrainTimeout = 30 * time.Second
 
 	// MinSecretLen is the minimum length of --cluster-secret, matching what
 	// package cluster requires of its HMAC key.
@@ -64,8 +68,13 @@ type Config struct {
 	// MaxRooms is the per-node room limit (--max-rooms).
 	MaxRooms int
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
-	// WebSocket (--allowed-origin); the page's own host is always allowed.
+	// WebSocket (--allowed-origin); the page's own host and the cluster's
+	// nodes are always allowed.
 	AllowedOrigins []string
+	// DrainTimeout bounds the drain on shutdown (--drain-timeout): after
+	// asking its clients to move, Run waits until the node has no rooms or
+	// this much time has passed, then shuts down.
+	DrainTimeout time.Duration
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -94,6 +103,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxRooms == 0 {
 		c.MaxRooms = DefaultMaxRooms
 	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
 }
 
 // DefaultConfig returns a Config holding every default that does not depend
@@ -106,6 +118,7 @@ func DefaultConfig() Config {
 		LogLevel:        DefaultLogLevel,
 		MaxParticipants: DefaultMaxParticipants,
 		MaxRooms:        DefaultMaxRooms,
+		DrainTimeout:    DefaultDrainTimeout,
 	}
 }
 
@@ -136,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)
+	}
+	if c.DrainTimeout <= 0 {
+		return flagError("drain-timeout", c.DrainTimeout.String(), errDuration)
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "" || strings.ContainsAny(o, " \t\r\n,") {

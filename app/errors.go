@@ -16,6 +16,7 @@ var (
 	errPositive  = errors.New("must be a positive integer")
 	errOrigin    = errors.New("must be a non-empty host without spaces")
 	errURL       = errors.New("must be an absolute http:// or https:// URL")
+	errDuration  = errors.New("must be a positive duration such as 30s or 2m")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: --foo-bar is
@@ -122,8 +123,14 @@ func flagSpecs() []*flagSpec {
 		},
 		{
 			name: "allowed-origin", arg: "host", list: true,
-			usage: "extra Origin host allowed to open the signaling WebSocket; repeatable or comma separated",
+			usage: "extra Origin host allowed to open the signaling WebSocket (the cluster's nodes always are); repeatable or comma separated",
 			apply: func(c *Config, v string) error { c.AllowedOrigins = append(c.AllowedOrigins, v); return nil },
+		},
+		{
+			name: "drain-timeout", arg: "duration",
+			usage: "on SIGTERM, how long to wait for clients to move to other nodes before shutting down (a second signal exits at once)",
+			def:   func(Config) string { return DefaultDrainTimeout.String() },
+			apply: func(c *Config, v string) (err error) { c.DrainTimeout, err = parsePositiveDuration(v); return err },
 		},
 	}
 }
@@ -252,6 +259,15 @@ func parsePort(s string) (int, error) {
 		return 0, errPortRange
 	}
 	return n, nil
+}
+
+// parsePositiveDuration parses a time.ParseDuration string > 0.
+func parsePositiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, errDuration
+	}
+	return d, nil
 }
 
 // parsePositive parses an integer >= 1.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // env returns a getenv func backed by a map.
@@ -59,6 +60,7 @@ func TestParseConfig(t *testing.T) {
 				"CONFAB_MAX_PARTICIPANTS": "5",
 				"CONFAB_MAX_ROOMS":        "7",
 				"CONFAB_ALLOWED_ORIGIN":   "a.example,b.example:8443",
+				"CONFAB_DRAIN_TIMEOUT":    "1m30s",
 			},
 			want: Config{
 				HTTPAddr:        "0.0.0.0:8081",
@@ -73,6 +75,7 @@ func TestParseConfig(t *testing.T) {
 				MaxParticipants: 5,
 				MaxRooms:        7,
 				AllowedOrigins:  []string{"a.example", "b.example:8443"},
+				DrainTimeout:    90 * time.Second,
 			},
 		},
 		{
@@ -118,6 +121,12 @@ func TestParseConfig(t *testing.T) {
 				c.HTTPAddr = "0.0.0.0:8082"
 				c.AdvertiseAddr = "http://127.0.0.1:8082"
 			}),
+		},
+		{
+			name: "drain timeout",
+			args: []string{"--node-id", "n1", "--drain-timeout", "500ms"},
+			env:  map[string]string{"CONFAB_DRAIN_TIMEOUT": "10s"},
+			want: base(func(c *Config) { c.DrainTimeout = 500 * time.Millisecond }),
 		},
 		{
 			name: "ephemeral udp port",
@@ -171,6 +180,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"short secret", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "short"}, nil, `flag --cluster-secret`},
 		{"consul addr", []string{"--consul", "consul", "--cluster-secret", "0123456789abcdef"}, nil, `invalid value "consul" for flag --consul: `},
 		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "0123456789abcdef", "--advertise-addr", "127.0.0.1:8081"}, nil, `for flag --advertise-addr: `},
+		{"drain timeout without unit", []string{"--drain-timeout", "30"}, nil, `invalid value "30" for flag --drain-timeout: `},
+		{"drain timeout zero", []string{"--drain-timeout", "0s"}, nil, `invalid value "0s" for flag --drain-timeout: `},
+		{"drain timeout from env", nil, map[string]string{"CONFAB_DRAIN_TIMEOUT": "-5s"}, `for flag --drain-timeout (from $CONFAB_DRAIN_TIMEOUT)`},
 		{"unknown flag", []string{"--bogus"}, nil, `unknown flag: --bogus`},
 		{"missing value", []string{"--udp-port"}, nil, `flag needs an argument: --udp-port`},
 		{"positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},

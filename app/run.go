@@ -25,12 +25,30 @@ import (
 // its context is cancelled.
 const ShutdownTimeout = 10 * time.Second
 
+// drainPollInterval is how often a draining node checks whether its rooms
+// are empty.
+const drainPollInterval = 100 * time.Millisecond
+
+// drainer is implemented by memberships that can leave the cluster's
+// rotation before shutting down (stop attracting participants, e.g. by
+// marking the node's Consul service critical). Checked at run time so that
+// cluster may add it without app changing.
+type drainer interface {
+	Drain(ctx context.Context) error
+}
+
 // Run starts one confab node and blocks until ctx is cancelled or the HTTP
 // server fails. It applies defaults to cfg and validates it, opens the ICE UDP
 // socket and the HTTP listener, and logs "confab listening" with the actual
-// addresses and the node id. On return every component has been closed, in
-// the order web, HTTP server, cluster membership, media engine; the returned
-// error joins whatever went wrong (nil after a clean shutdown).
+// addresses and the node id.
+//
+// When ctx is cancelled (SIGTERM) the node drains first: the membership's
+// Drain hook runs if it has one, web.Server.Drain refuses new participants
+// and tells every client to move to another node, and Run waits until the
+// engine has no rooms left or cfg.DrainTimeout has passed. Then it shuts
+// down. On return every component has been closed, in the order web, HTTP
+// server, cluster membership, media engine; the returned error joins
+// whatever went wrong (nil after a clean shutdown).
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -80,6 +98,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Engine: engine,
 		Status: func(ctx context.Context) (any, error) { return membership.Status(ctx) },
 		Ready:  membership.Ready,
+		Peers:  peersOf(membership, cfg.NodeID),
 		Mounts: map[string]http.Handler{"/cluster/": membership.Handler()},
 	})
 	if err != nil {
@@ -117,10 +136,71 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	select {
 	case <-ctx.Done():
-		log.Info("confab shutting down")
-		return nil
 	case <-serveDone:
 		return fmt.Errorf("app: http server: %w", serveErr)
+	}
+	if !drain(membership, srv, engine, cfg.DrainTimeout, serveDone, log) {
+		return fmt.Errorf("app: http server: %w", serveErr)
+	}
+	log.Info("confab shutting down")
+	return nil
+}
+
+// drain is the planned-shutdown phase of Run: it runs the membership's Drain
+// hook (if any), drains the web server (no new participants, clients told to
+// move) and waits until the engine has no rooms or timeout has passed. It
+// returns false if the HTTP server failed meanwhile (serveDone closed).
+func drain(membership cluster.Membership, srv *web.Server, engine *sfu.Engine, timeout time.Duration,
+	serveDone <-chan struct{}, log *slog.Logger) bool {
+	start := time.Now()
+	log.Info("confab draining", "rooms", len(engine.Rooms()), "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if d, ok := membership.(drainer); ok {
+		if err := d.Drain(ctx); err != nil {
+			log.Warn("cluster drain failed; draining anyway", "err", err)
+		}
+	}
+	srv.Drain("this node is shutting down")
+
+	tick := time.NewTicker(drainPollInterval)
+	defer tick.Stop()
+	for {
+		rooms := len(engine.Rooms())
+		if rooms == 0 {
+			log.Info("confab drained: no rooms left", "took", time.Since(start).Round(time.Millisecond))
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			log.Warn("drain timeout: closing the remaining rooms", "rooms", rooms, "timeout", timeout)
+			return true
+		case <-serveDone:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// peersOf returns the web.Deps.Peers function of a membership: the live,
+// not draining nodes of its Status, with their advertised URLs, this node
+// included.
+// This node is left out when its URL is unknown (single-node mode); web
+// then adds it with the URL the browser used.
+func peersOf(membership cluster.Membership, nodeID string) func(ctx context.Context) []web.Peer {
+	return func(ctx context.Context) []web.Peer {
+		st, err := membership.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		peers := make([]web.Peer, 0, len(st.Nodes))
+		for _, n := range st.Nodes {
+			if n.URL == "" || (n.ID != nodeID && (!n.Alive || n.Draining)) {
+				continue
+			}
+			peers = append(peers, web.Peer{ID: n.ID, URL: n.URL})
+		}
+		return peers
 	}
 }
 

@@ -39,6 +39,9 @@ var sharedConsul struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(childMain(spec)) // this process is a child node (child_test.go)
+	}
 	dir, err := os.MkdirTemp("", "confab-consul-")
 	if err == nil {
 		sharedConsul.agent, sharedConsul.err = startConsulAgent(dir)
@@ -152,6 +155,7 @@ func startConsulAgentOn(bin, dir string, ports consulPorts) (*consulAgent, error
 	)
 	a.cmd.Stdout = logf
 	a.cmd.Stderr = logf
+	tieToTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -198,14 +202,58 @@ func (a *consulAgent) waitReady(limit time.Duration) error {
 	return fmt.Errorf("timed out: %v", last)
 }
 
-// stop kills the agent and waits for it.
+// stop kills the agent (SIGKILL to its process group, as kill -9 would)
+// and waits for it. Idempotent. A frozen agent is killed too.
 func (a *consulAgent) stop() {
-	if a.cmd.Process != nil {
-		_ = a.cmd.Process.Kill()
+	if a.cmd != nil && a.cmd.Process != nil {
+		_ = killProcess(a.cmd.Process)
 		<-a.waitErr
 		a.waitErr <- nil
 	}
 	a.httpc.CloseIdleConnections()
+}
+
+// freeze stops the agent process (SIGSTOP) without killing it: its ports
+// stay open, requests hang. Sessions survive a freeze shorter than their
+// TTL.
+func (a *consulAgent) freeze(t *testing.T) {
+	t.Helper()
+	if err := freezeProcess(a.cmd.Process); err != nil {
+		t.Fatalf("freeze consul agent: %v", err)
+	}
+	a.httpc.CloseIdleConnections()
+}
+
+// thaw resumes a frozen agent.
+func (a *consulAgent) thaw(t *testing.T) {
+	t.Helper()
+	if err := thawProcess(a.cmd.Process); err != nil {
+		t.Fatalf("thaw consul agent: %v", err)
+	}
+}
+
+// restart starts a fresh agent (no data: a dev agent keeps nothing) on the
+// same ports as the stopped agent a; the test's cleanup stops it.
+func (a *consulAgent) restart(t *testing.T) *consulAgent {
+	t.Helper()
+	a2, err := startConsulAgentOn(a.bin, a.dir, a.ports)
+	if err != nil {
+		t.Fatalf("restart consul agent on the same ports: %v", err)
+	}
+	t.Cleanup(a2.stop)
+	return a2
+}
+
+// privateConsul starts an agent of the test's own (for tests that stop or
+// restart Consul); the test's cleanup stops it.
+func privateConsul(t *testing.T) *consulAgent {
+	t.Helper()
+	a, err := startConsulAgent(t.TempDir())
+	if err != nil {
+		t.Fatalf("start consul agent: %v", err)
+	}
+	t.Cleanup(a.stop)
+	return a
 }
 
 func (a *consulAgent) logTail() string {

@@ -109,6 +109,18 @@ package cluster
 // (node left the cluster) closes both directions without talking to the
 // node.
 //
+// # Liveness probe
+//
+//	GET /cluster/v1/ping   (signed like every request, empty body)
+//	-> 200 {"node": "<responder id>"}   (signed response)
+//
+// A node whose link to a peer goes "disconnected" (ICE heard nothing for
+// sfu.Config.ICEDisconnectedTimeout) or fails pings the peer with a short
+// timeout (PipesConfig.ProbeTimeout). No signed answer (connection
+// refused, timeout, reset, wrong signer) means the peer process is gone:
+// the membership drops its pipes at once instead of waiting for Consul to
+// expire its session. See Node.probe.
+//
 // # Room events (placeholder for chat and other room-scoped messages)
 //
 //	POST /cluster/v1/rooms/{room}/events
@@ -200,6 +212,11 @@ type closeLinkResponse struct {
 	Closed bool `json:"closed"`
 }
 
+// pingResponse is the 200 body of GET /cluster/v1/ping.
+type pingResponse struct {
+	Node string `json:"node"`
+}
+
 // okResponse is the body of accepted room events.
 type okResponse struct {
 	OK bool `json:"ok"`
@@ -236,6 +253,9 @@ func (p *Pipes) newControlHandler() http.Handler {
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/negotiate", p.handleNegotiate)
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/close", p.handleCloseLink)
 	mux.HandleFunc("POST "+controlPrefix+"rooms/{room}/events", p.handleRoomEvent)
+	mux.HandleFunc("GET "+controlPrefix+"ping", func(w http.ResponseWriter, r *http.Request) {
+		p.writeJSON(w, r, http.StatusOK, pingResponse{Node: p.cfg.NodeID})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, r, fmt.Errorf("%w: %s %s", ErrControlNotFound, r.Method, r.URL.Path))
 	})
@@ -476,11 +496,19 @@ func newOutLink(p *Pipes, puller, linkID string, pc *webrtc.PeerConnection) *out
 	}
 }
 
-// start installs the PC handlers. Called once under Pipes.mu.
+// start installs the PC handlers ("disconnected" is reported to the
+// OnLinkDisconnected callback, "failed"/"closed" close the link). Called
+// once under Pipes.mu.
 func (l *outLink) start() {
 	l.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		l.log.Debug("link state", "state", s)
-		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+		switch s {
+		case webrtc.PeerConnectionStateDisconnected:
+			if !l.isClosed() {
+				l.log.Info("link disconnected: nothing heard from the peer")
+				l.p.linkDisconnected(l.peer)
+			}
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			l.close("peer connection " + s.String())
 		}
 	})

@@ -49,19 +49,30 @@ func newOwnHTTPClient(timeout time.Duration) *http.Client {
 // Non-2xx responses become *ControlError; transport failures and bad or
 // unsigned 2xx responses are returned wrapped.
 func (c *controlClient) do(ctx context.Context, node, path string, in, out any) error {
-	base, ok := c.resolve(node)
-	if !ok || base == "" {
-		return fmt.Errorf("cluster: control %s: %w: %s", path, ErrNodeUnresolved, node)
-	}
 	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("cluster: control %s: encoding request: %w", path, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	return c.send(ctx, http.MethodPost, node, path, body, out)
+}
+
+// send is do with an explicit method and raw body (nil for a GET).
+func (c *controlClient) send(ctx context.Context, method, node, path string, body []byte, out any) error {
+	base, ok := c.resolve(node)
+	if !ok || base == "" {
+		return fmt.Errorf("cluster: control %s: %w: %s", path, ErrNodeUnresolved, node)
+	}
+	var rd io.Reader = http.NoBody
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
 		return fmt.Errorf("cluster: control %s: node %s: %w", path, node, err)
 	}
-	req.Header.Set("Content-Type", contentTypeJSON)
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", contentTypeJSON)
+	}
 	req.Header.Set("Accept", contentTypeJSON)
 	sig := signRequest(c.secret, req, c.nodeID, body, c.now())
 
@@ -129,6 +140,19 @@ func (c *controlClient) sendRoomEvent(ctx context.Context, node, room string, bo
 	}
 	if !resp.OK {
 		return fmt.Errorf("cluster: room event to %s: %w: not ok", node, ErrControlBadResponse)
+	}
+	return nil
+}
+
+// ping asks node to prove it is alive: a signed GET /cluster/v1/ping whose
+// signed answer names node.
+func (c *controlClient) ping(ctx context.Context, node string) error {
+	var resp pingResponse
+	if err := c.send(ctx, http.MethodGet, node, controlPrefix+"ping", nil, &resp); err != nil {
+		return err
+	}
+	if resp.Node != node {
+		return fmt.Errorf("cluster: ping %s: %w: answered by %q", node, ErrControlBadResponse, resp.Node)
 	}
 	return nil
 }

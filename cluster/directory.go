@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -36,11 +37,55 @@ type linkBackoff struct {
 }
 
 // runDirectory keeps the node directory (confab/nodes/) up to date until ctx
-// is done. Owned by Node; started by Start.
+// is done, and ends resync grace periods (resync.go): when one ends, it
+// applies the latest directory again and has every room re-evaluate. Owned
+// by Node; started by Start. The blocking query runs on a helper goroutine
+// it waits for.
 func (n *Node) runDirectory(ctx context.Context) {
 	defer n.wg.Done()
-	w := n.newPrefixWatch(nodesPrefix)
-	w.run(ctx, n.applyDirectory)
+	results := make(chan api.KVPairs, 1)
+	var qwg sync.WaitGroup
+	qwg.Add(1)
+	go func() {
+		defer qwg.Done()
+		n.newPrefixWatch(nodesPrefix).run(ctx, func(p api.KVPairs) {
+			// Snapshots: the latest wins over an unconsumed older one.
+			select {
+			case <-results:
+			default:
+			}
+			results <- p
+		})
+	}()
+	defer qwg.Wait()
+	graceEnd := time.NewTimer(time.Hour)
+	graceEnd.Stop()
+	defer graceEnd.Stop()
+	var last api.KVPairs
+	have := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-results:
+			last, have = p, true
+			n.applyDirectory(p)
+		case <-n.resyncCh:
+		case <-graceEnd.C:
+			if n.inResync(time.Now()) {
+				break // extended meanwhile
+			}
+			n.log.Info("consul resync grace period over; dropping what did not come back")
+			if have {
+				n.applyDirectory(last)
+			}
+			n.pokeRooms()
+		}
+		graceEnd.Stop()
+		if d := time.Until(n.resyncDeadline()); d > 0 {
+			graceEnd.Reset(d + 10*time.Millisecond)
+		}
+	}
 }
 
 // newPrefixWatch returns a watch of prefix with the node's settings.
@@ -53,15 +98,19 @@ func (n *Node) newPrefixWatch(prefix string) *prefixWatch {
 		maxBackoff: n.cfg.MaxBackoff,
 		health:     n.health,
 		log:        n.log,
+		onReset:    func() { n.startResync("consul index went backwards on " + prefix) },
 	}
 }
 
 // applyDirectory replaces the node directory with the records in pairs. For
 // every other node whose record disappeared, or was rewritten by a new life
 // of that node (different start time or URL), it drops the node's links and
-// pipes (Pipes.DropNode); then it asks every room watch to re-evaluate which
-// remote producers to pipe. If this node's own record is missing while it has
-// a session, the session goroutine is asked to check the session at once.
+// pipes (Pipes.DropNode) and forgets whether it was unreachable; then it asks
+// every room watch to re-evaluate which remote producers to pipe. During a
+// resync grace period nodes missing from pairs are kept. If this node's own
+// record is missing while it has a session, the session goroutine is asked
+// to check the session at once, and if the record was there before, a
+// resync grace period starts (Consul lost data).
 func (n *Node) applyDirectory(pairs api.KVPairs) {
 	recs := make(map[string]nodeRecord, len(pairs))
 	for _, p := range pairs {
@@ -84,6 +133,20 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 	if n.state == stateClosed {
 		n.mu.Unlock()
 		return
+	}
+	_, selfPresent := recs[self]
+	_, selfWasPresent := n.nodes[self]
+	checkSelf := !selfPresent && n.session != "" && n.state == stateRunning
+	// Our record vanished although we hold it: Consul lost data (or
+	// expired us); other records may be missing for the same reason.
+	lostData := checkSelf && selfWasPresent && !n.kv.isDirty(nodeKey(self))
+	firstResync := lostData && n.extendResyncLocked(now)
+	if now.Before(n.resyncUntil) {
+		for id, old := range n.nodes {
+			if _, ok := recs[id]; !ok && id != self {
+				recs[id] = old // not trusted as gone yet
+			}
+		}
 	}
 	var dropped, joined []string
 	for id, old := range n.nodes {
@@ -115,9 +178,8 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 		if _, ok := recs[id]; !ok {
 			delete(n.links, id)
 		}
+		delete(n.unreachable, id) // gone, or a new life judged afresh
 	}
-	_, selfPresent := recs[self]
-	checkSelf := !selfPresent && n.session != "" && n.state == stateRunning
 	n.nodes = recs
 	rooms := n.roomWatchesLocked()
 	n.mu.Unlock()
@@ -135,6 +197,9 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 		for _, w := range rooms {
 			w.poke()
 		}
+	}
+	if lostData {
+		n.resyncStarted("own node record vanished", firstResync)
 	}
 	if checkSelf {
 		n.nudgeSession()
@@ -154,14 +219,14 @@ func (n *Node) resolve(id string) (string, bool) {
 }
 
 // origins returns the nodes whose producers may be piped: every other node in
-// the directory, with the time before which PipeIn must not be tried (zero
-// when there is no link backoff).
+// the directory that is not marked unreachable, with the time before which
+// PipeIn must not be tried (zero when there is no link backoff).
 func (n *Node) origins() map[string]time.Time {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := make(map[string]time.Time, len(n.nodes))
 	for id := range n.nodes {
-		if id == n.cfg.NodeID {
+		if _, dead := n.unreachable[id]; dead || id == n.cfg.NodeID {
 			continue
 		}
 		var until time.Time
@@ -176,6 +241,8 @@ func (n *Node) origins() map[string]time.Time {
 // onLinkFailed is the Pipes' link-failure callback: it delays re-piping from
 // node (growing backoff) and asks every room watch to re-evaluate, which pipes
 // the node's producers in again (over a new link) once the delay has passed.
+// It also probes the node (liveness.go): if it is gone, its producers are
+// not piped again at all.
 func (n *Node) onLinkFailed(node string) {
 	now := time.Now()
 	n.mu.Lock()
@@ -207,4 +274,6 @@ func (n *Node) onLinkFailed(node string) {
 	for _, w := range rooms {
 		w.poke()
 	}
+	// Is the node itself gone? (Its control channel answers a probe if not.)
+	n.probe(node, "link failed")
 }

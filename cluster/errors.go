@@ -13,6 +13,15 @@ var (
 	ErrAlreadyStarted = errors.New("cluster: already started")
 	// ErrNodeClosed is returned by Start, Status and Ready after Close.
 	ErrNodeClosed = errors.New("cluster: node closed")
+	// ErrDegraded is wrapped by Ready while the node runs but Consul is
+	// unreachable or the node has no session: it keeps serving its rooms
+	// and existing links, local joins and publishing work, but it cannot
+	// learn about other nodes' changes or announce its own until Consul is
+	// back.
+	ErrDegraded = errors.New("cluster: degraded: consul unreachable; serving existing rooms and links")
+	// ErrDraining is returned by Ready after Drain: the node is leaving the
+	// cluster's rotation and should take no new participants.
+	ErrDraining = errors.New("cluster: node draining")
 	// ErrKeyHeld means a KV key is held by another Consul session, usually
 	// a second live process using the same node id.
 	ErrKeyHeld = errors.New("cluster: key held by another session")

@@ -38,7 +38,7 @@ type itTrack struct {
 // offers, records events and received tracks, and can publish synthetic VP8
 // tracks while counting the PLIs its publisher receives.
 type itClient struct {
-	t    *testing.T
+	t    itT
 	name string
 	api  *webrtc.API
 	p    *sfu.Participant
@@ -56,7 +56,25 @@ type itClient struct {
 	plis   int
 }
 
+// itT is what itClient needs of a *testing.T; the child node process
+// (child_test.go) provides its own.
+type itT interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
+// itJoin joins a client named name to room on node n; the test's cleanup
+// closes it.
 func itJoin(t *testing.T, n *testNode, room, name string) *itClient {
+	t.Helper()
+	return itJoinEngine(t, n.engine, room, name)
+}
+
+// itJoinEngine joins a client named name to room on engine.
+func itJoinEngine(t itT, engine *sfu.Engine, room, name string) *itClient {
 	t.Helper()
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
@@ -68,9 +86,9 @@ func itJoin(t *testing.T, n *testNode, room, name string) *itClient {
 		t.Fatalf("sfu.NewAPI: %v", err)
 	}
 	c := &itClient{t: t, name: name, api: wapi, offers: make(chan webrtc.SessionDescription, 256), stop: make(chan struct{})}
-	p, err := n.engine.Join(room, sfu.JoinParams{Name: name, Events: c})
+	p, err := engine.Join(room, sfu.JoinParams{Name: name, Events: c})
 	if err != nil {
-		t.Fatalf("%s joins %s on %s: %v", name, room, n.id, err)
+		t.Fatalf("%s joins %s on %s: %v", name, room, engine.NodeID(), err)
 	}
 	c.p = p
 	c.wg.Add(1)
@@ -545,8 +563,9 @@ func TestIntegrationCluster(t *testing.T) {
 
 // TestIntegrationStaleNode: records left by a dead node id (its session not
 // yet expired) make the other nodes try, and fail, to pipe a ghost
-// producer; when the id starts again the records are cleared and the ghost
-// is dropped everywhere.
+// producer; the failed link makes them probe the node, which does not
+// answer, so they mark it unreachable and stop trying. When the id starts
+// again the records are cleared and the ghost is dropped everywhere.
 func TestIntegrationStaleNode(t *testing.T) {
 	a := consulForTest(t)
 	checkLeaks(t)
@@ -580,10 +599,12 @@ func TestIntegrationStaleNode(t *testing.T) {
 	nb := startTestNode(ctx, t, a, "node-b")
 	bob := itJoin(t, nb, "demo", "Bob")
 	_ = bob
-	// node-b knows the dead node and keeps failing to pipe the ghost.
-	waitFor(ctx, t, "node-b sees the ghost's node", func() bool {
+	// node-b knows the dead node, fails to pipe the ghost, probes the dead
+	// node's control channel (refused) and marks it unreachable: it stops
+	// trying until the record changes.
+	waitFor(ctx, t, "node-b marks the ghost's node unreachable", func() bool {
 		for _, ni := range itStatus(ctx, t, nb).Nodes {
-			if ni.ID == "node-d" && ni.Alive && ni.URL == deadURL {
+			if ni.ID == "node-d" && !ni.Alive && ni.URL == deadURL {
 				return true
 			}
 		}
@@ -631,9 +652,11 @@ func TestIntegrationStaleNode(t *testing.T) {
 	itWaitMedia(ctx, t, bob, pd)
 }
 
-// TestIntegrationNodeDeath: a node crashes (no clean shutdown); once Consul
-// expires its session its records vanish and the other node drops its
-// producers.
+// TestIntegrationNodeDeath: a node crashes in-process (no clean shutdown of
+// its membership: no session destroy, no renewals); the other node drops
+// its producers (through its links, see TestIntegrationNodeKill for kill -9
+// of a real process) and, once Consul expires the session (between TTL and
+// 2×TTL), the dead node's records vanish and it is listed dead.
 func TestIntegrationNodeDeath(t *testing.T) {
 	a := consulForTest(t)
 	checkLeaks(t)
@@ -649,6 +672,7 @@ func TestIntegrationNodeDeath(t *testing.T) {
 
 	// Crash node-a: its goroutines stop (no renewals, no cleanup), its
 	// HTTP server and media engine go away.
+	crashed := time.Now()
 	na.node.cancel()
 	na.node.wg.Wait()
 	na.srv.Close()
@@ -657,7 +681,11 @@ func TestIntegrationNodeDeath(t *testing.T) {
 		t.Fatalf("engine close: %v", err)
 	}
 	t.Log("waiting for Consul to expire node-a's session (up to 2×TTL)")
+	waitFor(ctx, t, "bob's producer removed", func() bool { return bob.hasEvent(sfu.EventProducerRemoved, p.ID) })
+	t.Logf("crashed node's producer removed on node-b %v after the crash", time.Since(crashed).Round(10*time.Millisecond))
 	waitFor(ctx, t, "node-a's records expire", func() bool { _, ok := readNodeRecord(t, a, "node-a"); return !ok })
+	t.Logf("Consul expired the crashed node's session %v after the crash (TTL %v: expiry between TTL and 2×TTL)",
+		time.Since(crashed).Round(100*time.Millisecond), DefaultSessionTTL)
 	if keys := kvKeys(t, a, roomPrefix("demo")+roomProdDir); len(keys) != 0 {
 		t.Fatalf("producer records of the dead node survive: %v", keys)
 	}

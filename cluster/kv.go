@@ -29,6 +29,9 @@ type nodeRecord struct {
 	Version   string    `json:"version"`
 	Load      int       `json:"load"`
 	StartedAt time.Time `json:"startedAt"`
+	// Draining is set by Drain: the node still serves its rooms but takes
+	// no new participants; peer lists offered to browsers skip it.
+	Draining bool `json:"draining,omitempty"`
 }
 
 func nodeKey(node string) string { return nodesPrefix + escapeSegment(node) }

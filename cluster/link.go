@@ -556,9 +556,15 @@ func (l *inLink) writeRTCP() {
 }
 
 // onState closes the link when its PeerConnection fails or closes without
-// us closing it.
+// us closing it, and reports "disconnected" (the peer went silent) to the
+// OnLinkDisconnected callback.
 func (l *inLink) onState(s webrtc.PeerConnectionState) {
 	l.log.Debug("link state", "state", s)
+	if s == webrtc.PeerConnectionStateDisconnected && !l.isClosed() {
+		l.log.Info("link disconnected: nothing heard from the peer", "state", s)
+		l.p.linkDisconnected(l.peer)
+		return
+	}
 	if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 		if !l.isClosed() {
 			l.log.Warn("link peer connection failed", "state", s)

@@ -53,6 +53,10 @@ func (l *Local) Handler() http.Handler { return http.NotFoundHandler() }
 // Ready returns nil.
 func (l *Local) Ready() error { return nil }
 
+// Drain does nothing and returns nil: a single node has no rotation to
+// leave (the app's own drain refuses new participants).
+func (l *Local) Drain(context.Context) error { return nil }
+
 // Close does nothing and returns nil.
 func (l *Local) Close() error { return nil }
 

@@ -25,6 +25,12 @@ func TestLocal(t *testing.T) {
 	if err := l.Ready(); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
+	if err := l.Drain(context.Background()); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if err := l.Ready(); err != nil {
+		t.Fatalf("Ready after the no-op Drain: %v", err)
+	}
 	p, err := engine.Join("demo", sfu.JoinParams{Name: "Alice", Events: nopEvents})
 	if err != nil {
 		t.Fatal(err)

@@ -26,8 +26,15 @@ type Membership interface {
 	Status(ctx context.Context) (Status, error)
 	// Handler serves the node-to-node control channel, mounted at "/cluster/".
 	Handler() http.Handler
-	// Ready returns nil when the node is serving normally.
+	// Ready returns nil when the node is serving normally, otherwise an
+	// error saying why (not started, closed, draining, degraded).
 	Ready() error
+	// Drain takes the node out of the cluster's rotation before a planned
+	// shutdown: it keeps serving its rooms and links, but announces that it
+	// takes no new participants (Ready returns ErrDraining; a Consul node
+	// marks its record draining and its service critical). ctx bounds the
+	// announcement; Close afterwards removes every record. Idempotent.
+	Drain(ctx context.Context) error
 	// Close leaves the cluster and waits for every goroutine of the
 	// membership. Idempotent.
 	Close() error
@@ -70,8 +77,13 @@ type NodeInfo struct {
 	Load int `json:"load"`
 	// StartedAt is when the node started.
 	StartedAt time.Time `json:"startedAt"`
-	// Alive is true while the node's record exists (its session is alive);
-	// a node that went away is listed with Alive false for a while.
+	// Draining is true while the node drains (Drain): it still serves its
+	// rooms but takes no new participants, so clients must not be sent to
+	// it.
+	Draining bool `json:"draining,omitempty"`
+	// Alive is true while the node's record exists (its session is alive)
+	// and its control channel has not been found unreachable by a link
+	// probe; a node that went away is listed with Alive false for a while.
 	Alive bool `json:"alive"`
 	// Self marks the node that answered.
 	Self bool `json:"self,omitempty"`

@@ -44,6 +44,8 @@ type Node struct {
 	kv           *kvState
 	health       *consulHealth
 	checkSession chan struct{} // capacity 1: "renew now" (e.g. a write saw an invalid session)
+	writerKick   chan struct{} // capacity 1: "retry failed writes now" (a new session exists)
+	resyncCh     chan struct{} // capacity 1: "a resync grace period started or was extended"
 	startedAt    time.Time
 
 	ctx    context.Context // cancelled by Close; parent of every goroutine's context
@@ -59,6 +61,15 @@ type Node struct {
 	departed  map[string]departedNode // nodes whose record vanished recently
 	rooms     map[string]*roomWatch   // current watch per open room (may be stopping)
 	links     map[string]*linkBackoff // per remote node, after link failures
+	// unreachable are nodes whose record exists but whose control channel
+	// did not answer a probe (liveness.go); probing are the nodes a probe
+	// goroutine currently runs for.
+	unreachable map[string]unreachableNode
+	probing     map[string]bool
+	// resyncUntil: until then Consul is known to have lost data (resync.go)
+	// and records missing from it are not taken as departures.
+	resyncUntil time.Time
+	draining    bool // Drain was called
 }
 
 // New creates the Consul-backed membership of engine. It validates cfg (after
@@ -89,6 +100,8 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		kv:           newKVState(),
 		health:       newConsulHealth(cfg.Logger),
 		checkSession: make(chan struct{}, 1),
+		writerKick:   make(chan struct{}, 1),
+		resyncCh:     make(chan struct{}, 1),
 		startedAt:    time.Now().UTC().Truncate(time.Millisecond),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -96,6 +109,8 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		departed:     make(map[string]departedNode),
 		rooms:        make(map[string]*roomWatch),
 		links:        make(map[string]*linkBackoff),
+		unreachable:  make(map[string]unreachableNode),
+		probing:      make(map[string]bool),
 	}
 	pipes, err := NewPipes(PipesConfig{
 		NodeID:  cfg.NodeID,
@@ -109,6 +124,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		return nil, fmt.Errorf("cluster: new node: %w", err)
 	}
 	pipes.SetOnLinkFailed(n.onLinkFailed)
+	pipes.SetOnLinkDisconnected(n.onLinkDisconnected)
 	n.pipes = pipes
 	return n, nil
 }
@@ -204,7 +220,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("cluster: start: read node directory: %w", err)
 	}
 	n.applyDirectory(pairs)
-	n.refreshLoad()
+	n.refreshRecord(false)
 	if err := n.applyOps(ctx, n.kv.take()); err != nil {
 		if n.kv.isDirty(nodeKey(n.cfg.NodeID)) {
 			return fmt.Errorf("cluster: start: register node: %w", err)
@@ -212,7 +228,7 @@ func (n *Node) start(ctx context.Context) error {
 		// Room and producer records are retried by the writer.
 		n.health.fail("kv writes", err)
 	}
-	if err := n.reg.registerService(ctx, n.advertiseURL, n.cfg.Version); err != nil {
+	if err := n.registerService(ctx); err != nil {
 		return fmt.Errorf("cluster: start: %w", err)
 	}
 	return nil
@@ -228,19 +244,34 @@ func (n *Node) goLocked(f func(ctx context.Context)) {
 // /cluster/v1/). Mount it at "/cluster/" without stripping the prefix.
 func (n *Node) Handler() http.Handler { return n.pipes.Handler() }
 
-// Ready returns nil while the node runs, ErrNotStarted before Start completed
-// and ErrNodeClosed after Close.
+// Ready returns nil while the node runs normally. Otherwise it returns an
+// error describing why: ErrNotStarted before Start completed, ErrNodeClosed
+// after Close, ErrDraining after Drain, and an error wrapping ErrDegraded
+// (with the last Consul error) while Consul is unreachable or the node has
+// no session — the node then keeps serving its rooms and links and local
+// joins work; /readyz reports it as degraded.
 func (n *Node) Ready() error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	switch n.state {
+	state, draining, session := n.state, n.draining, n.session
+	n.mu.Unlock()
+	switch state {
 	case stateRunning:
-		return nil
 	case stateClosed:
 		return ErrNodeClosed
 	default:
 		return ErrNotStarted
 	}
+	if draining {
+		return ErrDraining
+	}
+	healthy, lastErr := n.health.state()
+	switch {
+	case !healthy:
+		return fmt.Errorf("%w: %v", ErrDegraded, lastErr)
+	case session == "":
+		return fmt.Errorf("%w: no consul session (re-creating it)", ErrDegraded)
+	}
+	return nil
 }
 
 // Close leaves the cluster: it stops the room watches (unpiping their rooms),
@@ -305,7 +336,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	session := n.session
 	nodes := make([]NodeInfo, 0, len(n.nodes)+len(n.departed)+1)
 	for id, rec := range n.nodes {
-		nodes = append(nodes, nodeInfo(rec, true, id == n.cfg.NodeID))
+		_, dead := n.unreachable[id]
+		nodes = append(nodes, nodeInfo(rec, !dead, id == n.cfg.NodeID))
 	}
 	for id, d := range n.departed {
 		if _, ok := n.nodes[id]; !ok {
@@ -352,7 +384,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 }
 
 func nodeInfo(rec nodeRecord, alive, self bool) NodeInfo {
-	return NodeInfo{ID: rec.ID, URL: rec.URL, Version: rec.Version, Load: rec.Load, StartedAt: rec.StartedAt, Alive: alive, Self: self}
+	return NodeInfo{ID: rec.ID, URL: rec.URL, Version: rec.Version, Load: rec.Load, StartedAt: rec.StartedAt,
+		Draining: rec.Draining, Alive: alive, Self: self}
 }
 
 // RoomOpened records that room r is open on this node and starts its watch.
@@ -462,6 +495,14 @@ func (n *Node) setSession(id string) {
 	n.mu.Unlock()
 }
 
+// kickWriter asks a failing writer to retry now.
+func (n *Node) kickWriter() {
+	select {
+	case n.writerKick <- struct{}{}:
+	default:
+	}
+}
+
 // nudgeSession asks the session goroutine to renew now.
 func (n *Node) nudgeSession() {
 	select {
@@ -474,31 +515,33 @@ func isSessionLost(err error) bool { return errors.Is(err, ErrSessionLost) }
 
 // selfRecordLocked is this node's record. Caller holds n.mu.
 func (n *Node) selfRecordLocked() nodeRecord {
-	return nodeRecord{ID: n.cfg.NodeID, URL: n.advertiseURL, Version: n.cfg.Version, Load: n.load, StartedAt: n.startedAt}
+	return nodeRecord{ID: n.cfg.NodeID, URL: n.advertiseURL, Version: n.cfg.Version, Load: n.load,
+		StartedAt: n.startedAt, Draining: n.draining}
 }
 
-// refreshLoad recounts the local participants and rewrites the node record
-// when the count changed (or was never written).
-func (n *Node) refreshLoad() {
+// refreshRecord recounts the local participants and rewrites the node
+// record when force is set, the count changed, or it was never written. It
+// returns the record's value.
+func (n *Node) refreshRecord(force bool) []byte {
 	load := 0
 	for _, r := range n.engine.Rooms() {
 		load += len(r.LocalParticipants())
 	}
 	_, written := n.kv.get(nodeKey(n.cfg.NodeID))
 	n.mu.Lock()
-	changed := load != n.load || !written
+	changed := force || load != n.load || !written
 	n.load = load
 	rec := n.selfRecordLocked()
 	n.mu.Unlock()
-	if !changed {
-		return
-	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		n.log.Error("cluster: encode node record", "err", err)
-		return
+		return nil
 	}
-	n.kv.set(nodeKey(n.cfg.NodeID), b)
+	if changed {
+		n.kv.set(nodeKey(n.cfg.NodeID), b)
+	}
+	return b
 }
 
 // applyOps writes ops to Consul with the current session. Failed keys are
@@ -539,8 +582,9 @@ func (n *Node) applyOps(ctx context.Context, ops []kvOp) error {
 
 // runWriter applies the dirty part of the desired KV state to Consul until ctx
 // is done. Failures are retried with capped, jittered exponential backoff;
-// while failing, new changes wait for the next retry. Logs once per change
-// between failing and working.
+// while failing, new changes wait for the next retry (or for kickWriter,
+// after a new session was created). Logs once per change between failing
+// and working.
 func (n *Node) runWriter(ctx context.Context) {
 	defer n.wg.Done()
 	const activity = "kv writes"
@@ -555,6 +599,9 @@ func (n *Node) runWriter(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-retry.C:
+			case <-n.writerKick: // a new session: retry at once
+				retry.Stop()
+				b.reset()
 			}
 		} else {
 			select {

@@ -21,6 +21,7 @@ const (
 	DefaultPipeRequestTimeout = 5 * time.Second
 	DefaultPipeMaxClockSkew   = 30 * time.Second
 	DefaultLinkIdleTimeout    = 5 * time.Second
+	DefaultPipeProbeTimeout   = 2 * time.Second
 	minSecretLength           = 16
 )
 
@@ -48,6 +49,10 @@ type PipesConfig struct {
 	// after it stopped carrying producers, so that a quick re-publish reuses
 	// it. Default 5s.
 	LinkIdleTimeout time.Duration
+	// ProbeTimeout bounds one liveness probe (Ping) of a peer's control
+	// channel. Short, so that a dead peer is recognised quickly; a live
+	// peer answers a ping in milliseconds. Default 2s.
+	ProbeTimeout time.Duration
 	// Logger is the parent logger; default slog.Default().
 	Logger *slog.Logger
 	// HTTPClient sends control requests. Default: a client owned by Pipes
@@ -65,6 +70,9 @@ func (c *PipesConfig) SetDefaults() {
 	}
 	if c.LinkIdleTimeout == 0 {
 		c.LinkIdleTimeout = DefaultLinkIdleTimeout
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = DefaultPipeProbeTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -86,6 +94,8 @@ func (c *PipesConfig) Validate() error {
 		return errors.New("cluster: pipes: MaxClockSkew must be positive")
 	case c.LinkIdleTimeout <= 0:
 		return errors.New("cluster: pipes: LinkIdleTimeout must be positive")
+	case c.ProbeTimeout <= 0:
+		return errors.New("cluster: pipes: ProbeTimeout must be positive")
 	}
 	return nil
 }
@@ -118,12 +128,13 @@ type Pipes struct {
 
 	wg sync.WaitGroup // every goroutine started by Pipes and its links
 
-	mu           sync.Mutex
-	closed       bool
-	in           map[string]*inLink  // by origin node id: links this node pulls from
-	out          map[string]*outLink // by puller node id: links this node serves
-	onLinkFailed func(nodeID string)
-	onRoomEvent  func(RoomEvent)
+	mu            sync.Mutex
+	closed        bool
+	in            map[string]*inLink  // by origin node id: links this node pulls from
+	out           map[string]*outLink // by puller node id: links this node serves
+	onLinkFailed  func(nodeID string)
+	onLinkTrouble func(nodeID string)
+	onRoomEvent   func(RoomEvent)
 }
 
 // NewPipes validates cfg and returns Pipes for engine. Nothing starts until
@@ -183,6 +194,34 @@ func (p *Pipes) SetOnLinkFailed(fn func(nodeID string)) {
 	p.mu.Lock()
 	p.onLinkFailed = fn
 	p.mu.Unlock()
+}
+
+// SetOnLinkDisconnected installs fn, called with the peer node id when a
+// link with that peer (either direction) reports the WebRTC connection
+// state "disconnected": ICE heard nothing from the peer for
+// sfu.Config.ICEDisconnectedTimeout. The link stays open (ICE may recover;
+// it fails after sfu.Config.ICEFailedTimeout more). The membership uses it
+// to probe the peer (Ping) and drop it at once when it is dead. Same rules
+// as SetOnLinkFailed: no locks held, a Pipes or pion goroutine, must not
+// block. nil disables.
+func (p *Pipes) SetOnLinkDisconnected(fn func(nodeID string)) {
+	p.mu.Lock()
+	p.onLinkTrouble = fn
+	p.mu.Unlock()
+}
+
+// Ping checks that nodeID's control channel answers: a signed
+// GET /cluster/v1/ping with a signed answer from nodeID, bounded by ctx and
+// ProbeTimeout. nil proves the peer process is alive and holds the
+// secret; an error (connection refused, timeout, bad answer, ...) means it
+// could not be reached.
+func (p *Pipes) Ping(ctx context.Context, nodeID string) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+	defer cancel()
+	if err := p.client.ping(ctx, nodeID); err != nil {
+		return fmt.Errorf("cluster: ping %s: %w", nodeID, err)
+	}
+	return nil
 }
 
 // SetRoomEventHandler installs fn, called for every authenticated
@@ -471,6 +510,17 @@ func (p *Pipes) removeOutLink(l *outLink) {
 		delete(p.out, l.peer)
 	}
 	p.mu.Unlock()
+}
+
+// linkDisconnected invokes the OnLinkDisconnected callback (no locks held
+// on entry).
+func (p *Pipes) linkDisconnected(nodeID string) {
+	p.mu.Lock()
+	fn, closed := p.onLinkTrouble, p.closed
+	p.mu.Unlock()
+	if fn != nil && !closed {
+		fn(nodeID)
+	}
 }
 
 // linkFailed invokes the OnLinkFailed callback (no locks held on entry).

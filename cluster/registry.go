@@ -212,41 +212,75 @@ func (r *registry) deregisterService(ctx context.Context) error {
 
 func serviceID(node string) string { return "confab-" + node }
 
+// setMaintenance puts the node's service into Consul maintenance mode
+// (enable: its health becomes critical with reason, so service discovery
+// and load balancers skip it) or takes it out again.
+func (r *registry) setMaintenance(ctx context.Context, enable bool, reason string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	var err error
+	if enable {
+		err = r.client.Agent().EnableServiceMaintenanceOpts(serviceID(r.nodeID), reason, q)
+	} else {
+		err = r.client.Agent().DisableServiceMaintenanceOpts(serviceID(r.nodeID), q)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: service maintenance %v: %w", enable, err)
+	}
+	return nil
+}
+
 // consulHealth tracks which background activities (writer, session renewal,
-// each watch) currently fail, so that each logs once per state change rather
-// than once per retry, and Status can report the connection's health.
+// each watch) currently fail, so that Ready and Status can report the
+// connection's health, and so that the node logs once per state change of
+// the whole connection — "consul unreachable" when the first activity
+// starts failing, "consul reachable again" when the last one recovers —
+// rather than once per retry or per activity (those go to debug).
 type consulHealth struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	failing map[string]error
 	last    error
+	since   time.Time // when the current failure period began
 }
 
 func newConsulHealth(log *slog.Logger) *consulHealth {
 	return &consulHealth{log: log, failing: make(map[string]error)}
 }
 
-// fail records that activity failed with err; it logs only when the activity
-// was healthy before.
+// fail records that activity failed with err.
 func (h *consulHealth) fail(activity string, err error) {
 	h.mu.Lock()
 	_, was := h.failing[activity]
+	first := len(h.failing) == 0
 	h.failing[activity] = err
 	h.last = err
+	if first {
+		h.since = time.Now()
+	}
 	h.mu.Unlock()
-	if !was {
-		h.log.Warn("consul trouble, retrying", "activity", activity, "err", err)
+	switch {
+	case first:
+		h.log.Warn("consul trouble: serving existing rooms and links, retrying with backoff", "activity", activity, "err", err)
+	case !was:
+		h.log.Debug("consul trouble in another activity", "activity", activity, "err", err)
 	}
 }
 
-// ok records that activity succeeded; it logs only when it was failing.
+// ok records that activity succeeded.
 func (h *consulHealth) ok(activity string) {
 	h.mu.Lock()
 	_, was := h.failing[activity]
 	delete(h.failing, activity)
+	recovered := was && len(h.failing) == 0
+	since := h.since
 	h.mu.Unlock()
-	if was {
-		h.log.Info("consul recovered", "activity", activity)
+	switch {
+	case recovered:
+		h.log.Info("consul recovered", "activity", activity, "after", time.Since(since).Round(time.Millisecond))
+	case was:
+		h.log.Debug("consul activity recovered", "activity", activity)
 	}
 }
 

@@ -47,6 +47,7 @@ type roomWatch struct {
 	failing map[string]bool             // producers whose PipeIn failed (logged once)
 	bad     map[string]bool             // malformed keys (logged once)
 	retry   backoff
+	sawSelf bool // the last result held this node's own room record
 }
 
 func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWatch {
@@ -166,11 +167,15 @@ func (n *Node) roomWatchEnded(w *roomWatch) {
 }
 
 // update replaces the watch's view of the room with the KV pairs of a result.
+// If this node's own room record vanished from one result to the next while
+// the node holds it, Consul lost data: a resync grace period starts (before
+// sync acts on the result).
 func (w *roomWatch) update(pairs api.KVPairs) {
 	self := w.n.cfg.NodeID
 	remote := make(map[string]sfu.ProducerInfo)
 	nodes := []string{}
 	seen := make(map[string]bool)
+	hasSelf := false
 	for _, p := range pairs {
 		k, ok := parseRoomKey(p.Key)
 		if !ok || k.Room != w.name {
@@ -180,6 +185,7 @@ func (w *roomWatch) update(pairs api.KVPairs) {
 		}
 		if k.Producer == "" {
 			nodes = append(nodes, k.Node)
+			hasSelf = hasSelf || k.Node == self
 			continue
 		}
 		if k.Node == self {
@@ -203,6 +209,13 @@ func (w *roomWatch) update(pairs api.KVPairs) {
 			delete(w.bad, key)
 		}
 	}
+	selfKey := roomNodeKey(w.name, self)
+	if _, held := w.n.kv.get(selfKey); w.sawSelf && !hasSelf && held && !w.n.kv.isDirty(selfKey) {
+		// Our own record vanished although we hold it: Consul lost data
+		// (or expired us); other nodes' records may be missing too.
+		w.n.startResync("own room record vanished")
+	}
+	w.sawSelf = hasSelf
 	sort.Strings(nodes)
 	w.remote = remote
 	w.mu.Lock()
@@ -220,20 +233,39 @@ func (w *roomWatch) logBad(key, why string) {
 
 // sync pipes in every remote producer whose node is alive and not in link
 // backoff, and unpipes those that are no longer announced or whose node went
-// away. It returns when to run again (0: only on the next change).
+// away. During a resync grace period (resync.go) producers that are piped
+// but missing from the records stay piped. It returns when to run again (0:
+// only on the next change).
 func (w *roomWatch) sync() time.Duration {
 	origins := w.n.origins()
 	now := time.Now()
+	actual := make(map[string]bool)
+	for _, p := range w.n.pipes.Piped(w.name) {
+		actual[p.ID] = true
+	}
 	desired := make(map[string]sfu.ProducerInfo, len(w.remote))
 	for id, p := range w.remote {
 		if _, alive := origins[p.Origin]; alive {
 			desired[id] = p
 		}
 	}
+	if w.n.inResync(now) {
+		// Consul lost data: what is piped stays piped until its origin
+		// registers it again or the grace period ends.
+		for id, p := range w.piped {
+			if _, ok := desired[id]; ok || !actual[id] {
+				continue
+			}
+			if _, alive := origins[p.Origin]; alive {
+				desired[id] = p
+			}
+		}
+	}
 	for id, p := range w.piped {
 		if d, ok := desired[id]; !ok || d.Origin != p.Origin {
 			w.n.pipes.Unpipe(w.name, id)
 			delete(w.piped, id)
+			delete(actual, id)
 		}
 	}
 	for id := range w.failing {
@@ -241,17 +273,15 @@ func (w *roomWatch) sync() time.Duration {
 			delete(w.failing, id)
 		}
 	}
+	for id := range actual {
+		if _, ok := desired[id]; !ok {
+			// Piped but no longer wanted (e.g. left over after a failure).
+			w.n.pipes.Unpipe(w.name, id)
+		}
+	}
 	if len(desired) == 0 {
 		w.retry.reset()
 		return 0
-	}
-	actual := make(map[string]bool)
-	for _, p := range w.n.pipes.Piped(w.name) {
-		actual[p.ID] = true
-		if _, ok := desired[p.ID]; !ok {
-			// Piped but no longer wanted (e.g. left over after a failure).
-			w.n.pipes.Unpipe(w.name, p.ID)
-		}
 	}
 	ids := make([]string, 0, len(desired))
 	for id := range desired {

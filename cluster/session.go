@@ -115,10 +115,11 @@ func (n *Node) runSession(ctx context.Context) {
 			}
 			n.setSession(newID)
 			n.log.Info("consul session re-created; writing records again", "session", newID)
-			if err := n.reg.registerService(ctx, n.advertiseURL, n.cfg.Version); err != nil && ctx.Err() == nil {
+			n.kv.markAll()
+			n.kickWriter()
+			if err := n.registerService(ctx); err != nil && ctx.Err() == nil {
 				n.log.Warn("cluster: register service again", "err", err)
 			}
-			n.kv.markAll()
 			n.health.ok(activity)
 			b.reset()
 			wait = n.cfg.SessionTTL / 2
@@ -130,12 +131,17 @@ func (n *Node) runSession(ctx context.Context) {
 			n.health.ok(activity)
 			b.reset()
 			wait = n.cfg.SessionTTL / 2
-			n.refreshLoad()
+			n.refreshRecord(false)
 		case ctx.Err() != nil:
 			return
 		case isSessionLost(err):
 			n.log.Warn("consul session lost; its records are gone, re-registering", "session", id)
 			n.setSession("")
+			// Consul lost data (restarted without it) or expired us after
+			// a long outage: the other nodes' records may be missing too
+			// until they re-register, so do not take absences as departures
+			// for a while.
+			n.startResync("session lost")
 			wait = 0
 		default:
 			n.health.fail(activity, err)

@@ -26,6 +26,9 @@ type prefixWatch struct {
 	maxBackoff time.Duration
 	health     *consulHealth // may be nil
 	log        *slog.Logger
+	// onReset, when set, is called (on run's goroutine, before the result
+	// is delivered) when the index went backwards: the store lost data.
+	onReset func()
 }
 
 // nextIndex applies the blocking-query index rules of Consul's documentation
@@ -88,6 +91,9 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 		next, changed := nextIndex(index, meta.LastIndex, first)
 		if next == 0 && index != 0 {
 			w.log.Info("consul index went backwards; restarting watch", "prefix", w.prefix, "was", index, "now", meta.LastIndex)
+			if w.onReset != nil {
+				w.onReset()
+			}
 		}
 		index = next
 		first = false

@@ -14,6 +14,16 @@ const (
 	DefaultKeyframeInterval       = 500 * time.Millisecond
 	DefaultMaxParticipantsPerRoom = 100
 	DefaultMaxRooms               = 1000
+	// ICE liveness defaults (pion's own are 5s, 25s and 2s). A peer that
+	// goes silent (crash, kill -9, network loss) makes its peer connection
+	// "disconnected" after DefaultICEDisconnectedTimeout and "failed"
+	// DefaultICEFailedTimeout later, so dead browsers and dead node links
+	// are noticed within seconds. The keepalive (a STUN binding request on
+	// the selected pair) keeps healthy idle connections well inside the
+	// disconnected timeout.
+	DefaultICEDisconnectedTimeout = 2 * time.Second
+	DefaultICEFailedTimeout       = 6 * time.Second
+	DefaultICEKeepaliveInterval   = 500 * time.Millisecond
 )
 
 // Config configures an Engine. Call SetDefaults, then Validate (New does
@@ -40,6 +50,18 @@ type Config struct {
 	MaxParticipantsPerRoom int
 	// MaxRooms limits the number of rooms. 0 = default 1000.
 	MaxRooms int
+	// ICEDisconnectedTimeout is how long a peer connection (browser or
+	// node-to-node link) may receive nothing before it is reported
+	// "disconnected". Default DefaultICEDisconnectedTimeout (2s).
+	ICEDisconnectedTimeout time.Duration
+	// ICEFailedTimeout is how much longer a disconnected peer connection
+	// may stay silent before it is reported "failed" (the participant or
+	// link is then closed). Default DefaultICEFailedTimeout (6s).
+	ICEFailedTimeout time.Duration
+	// ICEKeepaliveInterval is how often ICE sends a binding request on the
+	// selected candidate pair; it must be well below
+	// ICEDisconnectedTimeout. Default DefaultICEKeepaliveInterval (500ms).
+	ICEKeepaliveInterval time.Duration
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -60,6 +82,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxRooms == 0 {
 		c.MaxRooms = DefaultMaxRooms
+	}
+	if c.ICEDisconnectedTimeout == 0 {
+		c.ICEDisconnectedTimeout = DefaultICEDisconnectedTimeout
+	}
+	if c.ICEFailedTimeout == 0 {
+		c.ICEFailedTimeout = DefaultICEFailedTimeout
+	}
+	if c.ICEKeepaliveInterval == 0 {
+		c.ICEKeepaliveInterval = DefaultICEKeepaliveInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -95,6 +126,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRooms < 1 {
 		return fmt.Errorf("sfu: config: MaxRooms %d must be >= 1", c.MaxRooms)
+	}
+	if c.ICEDisconnectedTimeout <= 0 || c.ICEFailedTimeout <= 0 || c.ICEKeepaliveInterval <= 0 {
+		return fmt.Errorf("sfu: config: ICE timeouts must be positive (disconnected %v, failed %v, keepalive %v)",
+			c.ICEDisconnectedTimeout, c.ICEFailedTimeout, c.ICEKeepaliveInterval)
+	}
+	if c.ICEKeepaliveInterval >= c.ICEDisconnectedTimeout {
+		return fmt.Errorf("sfu: config: ICEKeepaliveInterval %v must be shorter than ICEDisconnectedTimeout %v",
+			c.ICEKeepaliveInterval, c.ICEDisconnectedTimeout)
 	}
 	if c.Logger == nil {
 		return fmt.Errorf("sfu: config: Logger is nil")

@@ -99,7 +99,8 @@ type transport struct {
 }
 
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
-// SettingEngine. The caller closes it with close.
+// SettingEngine (ICE timeouts from cfg apply to every peer connection:
+// participants' and node-to-node links). The caller closes it with close.
 func newTransport(cfg *Config) (*transport, error) {
 	addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
 	if err != nil {
@@ -121,6 +122,7 @@ func newTransport(cfg *Config) (*transport, error) {
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{netType})
+	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepaliveInterval)
 	if len(cfg.PublicIPs) > 0 {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        append([]string(nil), cfg.PublicIPs...),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"path"
 	"strings"
@@ -24,6 +25,19 @@ const (
 	// DefaultWriteTimeout bounds how long writing one message to a client
 	// may take before the connection is dropped.
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultRateLimit is the sustained number of client messages per
+	// second one connection may send; messages beyond it are refused with
+	// the error code "rate-limited".
+	DefaultRateLimit = 20
+	// DefaultRateBurst is how many messages a connection may send at once
+	// (the token bucket's capacity).
+	DefaultRateBurst = 50
+	// DefaultAbuseFactor: a connection that sends more than this many
+	// times the rate limit (sustained, or in one burst) is closed with
+	// StatusPolicyViolation.
+	DefaultAbuseFactor = 3
+	// DefaultPeersTimeout bounds one call of Deps.Peers.
+	DefaultPeersTimeout = 2 * time.Second
 )
 
 // Config configures a Server. New applies SetDefaults and Validate to its
@@ -44,10 +58,29 @@ type Config struct {
 	// AllowedOrigins are extra Origin host patterns (path.Match syntax,
 	// e.g. "app.example.com" or "*.example.com"; with "://" matched
 	// against scheme://host) allowed to open the signaling WebSocket. The
-	// request's own host is always allowed.
+	// request's own host and the hosts of the cluster's nodes (Deps.Peers)
+	// are always allowed.
 	AllowedOrigins []string
+	// RateLimit is the sustained number of messages per second a client
+	// may send on one signaling connection (token bucket refill rate).
+	// Zero means DefaultRateLimit; a negative value disables rate limiting.
+	RateLimit float64
+	// RateBurst is the token bucket's capacity: how many messages a client
+	// may send at once. Default DefaultRateBurst.
+	RateBurst int
+	// AbuseFactor: a client sending more than AbuseFactor times RateLimit
+	// (and AbuseFactor times RateBurst at once) is disconnected with
+	// StatusPolicyViolation. Default DefaultAbuseFactor; must be >= 1.
+	AbuseFactor float64
+	// PeersTimeout bounds one call of Deps.Peers. Default
+	// DefaultPeersTimeout.
+	PeersTimeout time.Duration
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
+
+	// now is the clock of the rate limiters; nil means time.Now. Tests set
+	// it to a fake clock so that floods are judged deterministically.
+	now func() time.Time
 }
 
 // SetDefaults fills zero fields with their defaults. NodeID stays empty
@@ -61,6 +94,21 @@ func (c *Config) SetDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = DefaultRateBurst
+	}
+	if c.AbuseFactor == 0 {
+		c.AbuseFactor = DefaultAbuseFactor
+	}
+	if c.PeersTimeout == 0 {
+		c.PeersTimeout = DefaultPeersTimeout
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -78,6 +126,18 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteTimeout < 0 {
 		return fmt.Errorf("web: config: WriteTimeout %v is negative", c.WriteTimeout)
+	}
+	if math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		return fmt.Errorf("web: config: RateLimit %v is not a finite number", c.RateLimit)
+	}
+	if c.RateBurst < 1 {
+		return fmt.Errorf("web: config: RateBurst %d must be >= 1", c.RateBurst)
+	}
+	if c.AbuseFactor < 1 {
+		return fmt.Errorf("web: config: AbuseFactor %v must be >= 1", c.AbuseFactor)
+	}
+	if c.PeersTimeout < 0 {
+		return fmt.Errorf("web: config: PeersTimeout %v is negative", c.PeersTimeout)
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "" || o == "*" {
@@ -101,14 +161,34 @@ type Deps struct {
 	// Status produces the document served as JSON at GET /api/cluster.
 	// Called per request with the request context. Required.
 	Status func(ctx context.Context) (any, error)
-	// Ready is consulted by GET /readyz: 200 when it returns nil, else 503.
-	// Optional: nil means always ready.
+	// Ready is consulted by GET /readyz: {"status":"ready"} when it returns
+	// nil, else 200 {"status":"degraded","reason":...} (the node still
+	// serves, e.g. while Consul is unreachable). Optional: nil means always
+	// ready. Draining (Server.Drain) overrides it with 503.
 	Ready func() error
+	// Peers lists the live nodes of the cluster that browsers can reach,
+	// this node included: sent in "joined" and "move", used to allow the
+	// WebSocket Origin of pages served by another node, and added to the
+	// room page's Content-Security-Policy. Called on request goroutines
+	// with a context bounded by Config.PeersTimeout; it must be cheap and
+	// safe for concurrent use. Optional: nil means this node alone (its URL
+	// taken from the request).
+	Peers func(ctx context.Context) []Peer
 	// Mounts maps a path to a handler mounted as is (the path is not
 	// stripped). A path ending in "/" is a prefix ("/cluster/" serves
 	// "/cluster/" and everything below it), otherwise an exact path. Any
 	// HTTP method is routed. Optional.
 	Mounts map[string]http.Handler
+}
+
+// Peer is one node of the cluster as browsers see it.
+type Peer struct {
+	// ID is the node id (as in "joined".nodeId).
+	ID string `json:"id"`
+	// URL is the node's base URL reachable by browsers, e.g.
+	// "https://node2.example.com" or "http://127.0.0.1:8082"; the page
+	// opens ws(s)://<host>/rooms/{room}/ws on it.
+	URL string `json:"url"`
 }
 
 func (d *Deps) validate() error {

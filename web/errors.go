@@ -18,6 +18,8 @@ const (
 	codeInvalidSDP         = "invalid-sdp"
 	codeRoomFull           = "room-full"
 	codeTooManyRooms       = "too-many-rooms"
+	codeRateLimited        = "rate-limited"
+	codeDraining           = "draining"
 	codeInternal           = "internal"
 )
 
@@ -36,7 +38,18 @@ var (
 	errAlreadyJoined = errors.New("web: already joined")
 	// errInvalidName: the display name is empty, too long or has control characters.
 	errInvalidName = errors.New("web: invalid display name")
+	// errRateLimited: the client sent messages faster than Config.RateLimit
+	// allows; the message was dropped.
+	errRateLimited = errors.New("web: rate limited")
+	// errDraining: the node is draining (Server.Drain) and takes no new
+	// participants.
+	errDraining = errors.New("web: node draining")
 )
+
+// errForeignOrigin: the signaling WebSocket's Origin is neither this host,
+// an allowed pattern, nor a node of the cluster. Answered with HTTP 403
+// before the upgrade, so it has no wire code.
+var errForeignOrigin = errors.New("web: origin not allowed")
 
 // protocolError is a client-caused error: kind is one of the sentinels
 // above (it selects the wire code), detail is the text sent to the client.
@@ -70,6 +83,10 @@ func wireCode(err error) string {
 		return codeAlreadyJoined
 	case errors.Is(err, errInvalidName):
 		return codeInvalidName
+	case errors.Is(err, errRateLimited):
+		return codeRateLimited
+	case errors.Is(err, errDraining):
+		return codeDraining
 	case errors.Is(err, sfu.ErrInvalidSDP):
 		return codeInvalidSDP
 	case errors.Is(err, sfu.ErrRoomFull):
@@ -83,6 +100,19 @@ func wireCode(err error) string {
 	default:
 		return codeInternal
 	}
+}
+
+// joinError turns an Engine.Join failure into the error reported to the
+// client: the room and node limits get a plain explanation (keeping their
+// sfu sentinel, hence their wire code); anything else is wrapped as is.
+func joinError(room, nodeID string, err error) error {
+	switch {
+	case errors.Is(err, sfu.ErrRoomFull):
+		return protoErrorf(sfu.ErrRoomFull, "room %q is full: it has reached the participant limit of node %s", room, nodeID)
+	case errors.Is(err, sfu.ErrTooManyRooms):
+		return protoErrorf(sfu.ErrTooManyRooms, "node %s cannot open room %q: it already hosts as many rooms as it may", nodeID, room)
+	}
+	return fmt.Errorf("join room %s: %w", room, err)
 }
 
 // clientMessage is the human-readable text sent with an error code. For

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,9 +69,9 @@ func (s *Server) handleRoom(c echo.Context) error {
 	return render(c, http.StatusOK, templates.Room(page))
 }
 
-// handleSignaling serves GET /rooms/:room/ws: it upgrades to a WebSocket
-// (Origin must be the request's host or match Config.AllowedOrigins) and
-// runs a signaling session until the connection ends.
+// handleSignaling serves GET /rooms/:room/ws: it checks the Origin (see
+// checkOrigin; 403 when foreign), upgrades to a WebSocket and runs a
+// signaling session until the connection ends.
 func (s *Server) handleSignaling(c echo.Context) error {
 	room := c.Param("room")
 	if !validRoomName(room) {
@@ -81,18 +82,27 @@ func (s *Server) handleSignaling(c echo.Context) error {
 	}
 	defer s.sessions.Done()
 
-	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
-		OriginPatterns: s.cfg.AllowedOrigins,
+	r := c.Request()
+	if err := s.checkOrigin(r); err != nil {
+		s.log.Info("signaling: upgrade refused", "room", room, "origin", r.Header.Get("Origin"), "err", err)
+		return c.String(http.StatusForbidden, "forbidden: "+err.Error())
+	}
+	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+		// checkOrigin above is the (dynamic) origin policy.
+		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		// Accept has already written the HTTP error (403 for a foreign
-		// Origin, 400 for a bad handshake).
-		s.log.Info("signaling: upgrade refused", "room", room, "origin", c.Request().Header.Get("Origin"), "err", err)
+		// Accept has already written the HTTP error (400 for a bad
+		// handshake).
+		s.log.Info("signaling: upgrade failed", "room", room, "err", err)
 		return nil
 	}
 	log := s.log.With("room", room, "remote", c.RealIP())
 	log.Debug("signaling: connected")
-	newSession(s, conn, room, log).run()
+	ss := newSession(s, conn, room, requestURL(c.Scheme(), r.Host), log)
+	s.track(ss)
+	defer s.untrack(ss)
+	ss.run()
 	return nil
 }
 
@@ -102,19 +112,33 @@ func (s *Server) handleHealth(c echo.Context) error {
 	return c.String(http.StatusOK, "ok")
 }
 
-// handleReady serves GET /readyz: 200 when Deps.Ready reports nil (or is
-// unset), 503 with the reason otherwise (and after Close).
+// readyStatus is the JSON body of GET /readyz.
+type readyStatus struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// handleReady serves GET /readyz:
+//   - 200 {"status":"ready"} when serving normally;
+//   - 200 {"status":"degraded","reason":...} when Deps.Ready reports an
+//     error (e.g. Consul is unreachable): the node still serves its rooms
+//     and takes participants, so load balancers keep sending traffic;
+//   - 503 {"status":"draining"} after Drain;
+//   - 503 {"status":"shutting-down"} after Close.
 func (s *Server) handleReady(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	if s.ctx.Err() != nil {
-		return c.String(http.StatusServiceUnavailable, "not ready: shutting down")
+	switch {
+	case s.isDraining():
+		return c.JSON(http.StatusServiceUnavailable, readyStatus{Status: "draining"})
+	case s.ctx.Err() != nil:
+		return c.JSON(http.StatusServiceUnavailable, readyStatus{Status: "shutting-down"})
 	}
 	if s.deps.Ready != nil {
 		if err := s.deps.Ready(); err != nil {
-			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return c.JSON(http.StatusOK, readyStatus{Status: "degraded", Reason: err.Error()})
 		}
 	}
-	return c.String(http.StatusOK, "ready")
+	return c.JSON(http.StatusOK, readyStatus{Status: "ready"})
 }
 
 // handleCluster serves GET /api/cluster: the Deps.Status document as JSON.
@@ -129,22 +153,33 @@ func (s *Server) handleCluster(c echo.Context) error {
 }
 
 // securityHeaders adds a strict CSP and friends to HTML pages. The pages
-// load only same-origin scripts/styles and connect only to the same-origin
-// WebSocket.
-func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		connect := "'self'"
-		if host := c.Request().Host; safeHost(host) {
-			connect += " ws://" + host + " wss://" + host
+// load only same-origin scripts/styles; they may open WebSockets to this
+// host and, on room pages (withPeers), to every node of the cluster known
+// when the page is served, for failover.
+func (s *Server) securityHeaders(withPeers bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			sources := []string{"'self'"}
+			host := c.Request().Host
+			if safeHost(host) {
+				sources = append(sources, "ws://"+host, "wss://"+host)
+			}
+			if withPeers && s.deps.Peers != nil {
+				for _, p := range s.peers(c.Request().Context(), "") {
+					if src := wsSource(p.URL); src != "" && !slices.Contains(sources, src) {
+						sources = append(sources, src)
+					}
+				}
+			}
+			h := c.Response().Header()
+			h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
+				"img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src "+strings.Join(sources, " ")+"; "+
+				"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Referrer-Policy", "same-origin")
+			h.Set("X-Frame-Options", "DENY")
+			return next(c)
 		}
-		h := c.Response().Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
-			"img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src "+connect+"; "+
-			"base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "DENY")
-		return next(c)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -164,20 +165,31 @@ func TestReadyz(t *testing.T) {
 	tests := []struct {
 		name       string
 		ready      func() error
+		drain      bool
 		wantStatus int
 		wantBody   string
 	}{
-		{name: "no readiness func", ready: nil, wantStatus: http.StatusOK, wantBody: "ready"},
-		{name: "ready", ready: func() error { return nil }, wantStatus: http.StatusOK, wantBody: "ready"},
-		{name: "not ready", ready: func() error { return errors.New("consul unreachable") },
-			wantStatus: http.StatusServiceUnavailable, wantBody: "not ready: consul unreachable"},
+		{name: "no readiness func", ready: nil, wantStatus: http.StatusOK, wantBody: `{"status":"ready"}`},
+		{name: "ready", ready: func() error { return nil }, wantStatus: http.StatusOK, wantBody: `{"status":"ready"}`},
+		{name: "degraded", ready: func() error { return errors.New("consul unreachable") },
+			wantStatus: http.StatusOK, wantBody: `{"status":"degraded","reason":"consul unreachable"}`},
+		{name: "draining", ready: func() error { return nil }, drain: true,
+			wantStatus: http.StatusServiceUnavailable, wantBody: `{"status":"draining"}`},
+		{name: "draining while degraded", ready: func() error { return errors.New("consul unreachable") }, drain: true,
+			wantStatus: http.StatusServiceUnavailable, wantBody: `{"status":"draining"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newEnv(t, envOptions{deps: Deps{Engine: engine, Ready: tt.ready}})
-			status, _, body := env.get("/readyz", nil)
-			if status != tt.wantStatus || body != tt.wantBody {
-				t.Fatalf("GET /readyz = %d %q, want %d %q", status, body, tt.wantStatus, tt.wantBody)
+			if tt.drain {
+				env.srv.Drain("test")
+			}
+			status, hdr, body := env.get("/readyz", nil)
+			if status != tt.wantStatus || strings.TrimSpace(body) != tt.wantBody {
+				t.Fatalf("GET /readyz = %d %s, want %d %s", status, body, tt.wantStatus, tt.wantBody)
+			}
+			if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q, want JSON", ct)
 			}
 		})
 	}
@@ -188,11 +200,17 @@ func TestReadyzAfterClose(t *testing.T) {
 	if err := env.srv.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if status, _, _ := env.get("/readyz", nil); status != http.StatusServiceUnavailable {
-		t.Errorf("GET /readyz after Close = %d, want 503", status)
+	status, _, body := env.get("/readyz", nil)
+	if status != http.StatusServiceUnavailable || strings.TrimSpace(body) != `{"status":"shutting-down"}` {
+		t.Errorf("GET /readyz after Close = %d %s, want 503 shutting-down", status, body)
 	}
 	if _, resp, err := env.dial("room", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("dial after Close: err=%v resp=%v, want 503", err, resp)
+	}
+	// Drain after Close is a no-op.
+	env.srv.Drain("late")
+	if status, _, _ := env.get("/readyz", nil); status != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz after Close and Drain = %d, want 503", status)
 	}
 }
 
@@ -316,6 +334,12 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative write timeout", cfg: Config{WriteTimeout: -1}, wantErr: "WriteTimeout"},
 		{name: "wildcard origin", cfg: Config{AllowedOrigins: []string{"*"}}, wantErr: "AllowedOrigins"},
 		{name: "bad origin pattern", cfg: Config{AllowedOrigins: []string{"[bad"}}, wantErr: "AllowedOrigins"},
+		{name: "rate limit disabled", cfg: Config{RateLimit: -1}},
+		{name: "rate limit NaN", cfg: Config{RateLimit: math.NaN()}, wantErr: "RateLimit"},
+		{name: "rate limit infinite", cfg: Config{RateLimit: math.Inf(1)}, wantErr: "RateLimit"},
+		{name: "negative burst", cfg: Config{RateBurst: -5}, wantErr: "RateBurst"},
+		{name: "abuse factor below 1", cfg: Config{AbuseFactor: 0.5}, wantErr: "AbuseFactor"},
+		{name: "negative peers timeout", cfg: Config{PeersTimeout: -1}, wantErr: "PeersTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,7 +357,8 @@ func TestConfigValidate(t *testing.T) {
 	t.Run("defaults applied", func(t *testing.T) {
 		var cfg Config
 		cfg.SetDefaults()
-		if cfg.MaxMessageBytes != 64<<10 || cfg.OutboxSize != 256 || cfg.WriteTimeout <= 0 || cfg.Logger == nil {
+		if cfg.MaxMessageBytes != 64<<10 || cfg.OutboxSize != 256 || cfg.WriteTimeout <= 0 || cfg.Logger == nil ||
+			cfg.RateLimit != 20 || cfg.RateBurst != 50 || cfg.AbuseFactor != 3 || cfg.PeersTimeout <= 0 || cfg.now == nil {
 			t.Errorf("defaults = %+v", cfg)
 		}
 	})

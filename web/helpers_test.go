@@ -36,7 +36,7 @@ func testLogger() *slog.Logger {
 
 // newEngine starts a real engine on an ephemeral loopback UDP port; it is
 // closed when the test ends.
-func newEngine(t *testing.T, mutate func(*sfu.Config)) *sfu.Engine {
+func newEngine(t testing.TB, mutate func(*sfu.Config)) *sfu.Engine {
 	t.Helper()
 	cfg := sfu.Config{
 		NodeID:          "test-node",

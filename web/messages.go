@@ -33,7 +33,11 @@ const (
 	typeProducerRemoved   = "producer-removed"
 	typeError             = "error"
 	typePong              = "pong"
+	typeMove              = "move"
 )
+
+// moveReasonDraining is the "reason" of the "move" sent by Server.Drain.
+const moveReasonDraining = "draining"
 
 // wireSDP is a session description on the wire: {"type":"offer","sdp":"..."}.
 type wireSDP struct {
@@ -143,7 +147,8 @@ func parseMessage(data []byte) (inbound, error) {
 
 // sessionDescription checks a wire SDP of a publish / subscriber-answer
 // message: present (else bad-message), of the expected type and non-empty
-// (else invalid-sdp). Parsing the SDP itself is left to the engine.
+// (else invalid-sdp). The session checks its content (checkSDP) once the
+// client has joined, before the engine applies it.
 func sessionDescription(s *wireSDP, want webrtc.SDPType, msgType string) (webrtc.SessionDescription, error) {
 	if s == nil {
 		return webrtc.SessionDescription{}, protoErrorf(errBadMessage, `%s: missing "sdp"`, msgType)
@@ -179,8 +184,8 @@ type outbound struct {
 	Message     string                   `json:"message,omitempty"`
 }
 
-// joinedMessage is the reply to a successful join. Participants and
-// Producers are never null on the wire.
+// joinedMessage is the reply to a successful join. Participants,
+// Producers and Nodes are never null on the wire.
 type joinedMessage struct {
 	V             int                   `json:"v"`
 	Type          string                `json:"type"`
@@ -189,6 +194,17 @@ type joinedMessage struct {
 	Room          string                `json:"room"`
 	Participants  []sfu.ParticipantInfo `json:"participants"`
 	Producers     []sfu.ProducerInfo    `json:"producers"`
+	Nodes         []Peer                `json:"nodes"`
+}
+
+// moveMessage tells a client to leave this node and rejoin its room on one
+// of Nodes (never null on the wire; empty when no other node is known).
+type moveMessage struct {
+	V       int    `json:"v"`
+	Type    string `json:"type"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+	Nodes   []Peer `json:"nodes"`
 }
 
 func newOutbound(typ string) outbound { return outbound{V: protocolVersion, Type: typ} }

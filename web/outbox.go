@@ -24,6 +24,8 @@ const (
 	reasonShutdown       = "server shutting down"
 	reasonParticipantEnd = "participant closed"
 	reasonWriteFailed    = "write failed"
+	reasonFlood          = "rate limit exceeded"
+	reasonDraining       = "draining"
 )
 
 // send enqueues a reply produced by the reader goroutine (pong, error,

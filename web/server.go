@@ -5,11 +5,14 @@
 //
 // A Server is created by app with New, served through Handler, and closed
 // with Close before the engine: Close ends every signaling session (each
-// one closes its participant) and waits for all their goroutines.
+// one closes its participant) and waits for all their goroutines. Before a
+// planned shutdown app calls Drain: the node stops taking participants and
+// tells its clients to move to another node.
 package web
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -35,10 +38,16 @@ type Server struct {
 	ctx    context.Context // cancelled by Close; parent of every session
 	cancel context.CancelFunc
 
-	mu       sync.Mutex // guards closed and the sessions wait group's Add
-	closed   bool
-	sessions sync.WaitGroup // one per signaling connection handler
+	mu         sync.Mutex // guards the fields below and the sessions wait group's Add
+	closed     bool
+	draining   bool
+	live       map[*session]struct{} // open signaling sessions
+	knownHosts map[string]struct{}   // origin keys (see originKey) of every peer seen
+	sessions   sync.WaitGroup        // one per signaling connection handler
 }
+
+// maxKnownHosts bounds Server.knownHosts.
+const maxKnownHosts = 1024
 
 // New validates cfg and deps and builds the routes. The caller owns deps
 // (engine, status, mounts) and must call Close before closing the engine.
@@ -68,6 +77,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		assets: a,
 		ctx:    ctx,
 		cancel: cancel,
+
+		live:       map[*session]struct{}{},
+		knownHosts: map[string]struct{}{},
 	}
 	s.echo = s.routes()
 	return s, nil
@@ -93,6 +105,62 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Drain prepares a planned shutdown. From now on the node takes no new
+// participants (a "join" is answered with the error "draining" and the
+// socket is closed with 1013 try again later), GET /readyz answers 503
+// {"status":"draining"}, and every client gets a "move" message listing the
+// other nodes (Deps.Peers minus this one) so that it rejoins its room
+// elsewhere. Sessions stay open until their clients leave or Close ends
+// them. message is a human-readable explanation sent along ("" for none).
+//
+// Called by app when it is asked to stop; safe for concurrent use.
+// Idempotent: only the first call (before Close) has an effect. It calls
+// Deps.Peers once, bounded by Config.PeersTimeout, and never blocks on
+// clients (the messages are only queued).
+func (s *Server) Drain(message string) {
+	s.mu.Lock()
+	if s.draining || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	sessions := make([]*session, 0, len(s.live))
+	for ss := range s.live {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+
+	var nodes []Peer
+	for _, p := range s.peers(s.ctx, "") {
+		if p.ID != s.nodeID {
+			nodes = append(nodes, p)
+		}
+	}
+	if nodes == nil {
+		nodes = []Peer{}
+	}
+	b, err := json.Marshal(moveMessage{
+		V: protocolVersion, Type: typeMove, Reason: moveReasonDraining, Message: message, Nodes: nodes,
+	})
+	if err != nil { // cannot happen with these types
+		s.log.Error("web: drain: encode move", "err", err)
+		return
+	}
+	for _, ss := range sessions {
+		// Queued like a room event: a session that is joining gets it
+		// right after "joined".
+		ss.sendEvent(b)
+	}
+	s.log.Info("web: draining: asked clients to move", "sessions", len(sessions), "nodes", len(nodes), "message", message)
+}
+
+// isDraining reports whether Drain was called.
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
 // acquire registers a new signaling connection; false after Close.
 func (s *Server) acquire() bool {
 	s.mu.Lock()
@@ -104,6 +172,19 @@ func (s *Server) acquire() bool {
 	return true
 }
 
+// track adds an open session to the set Drain reaches; untrack removes it.
+func (s *Server) track(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live[ss] = struct{}{}
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, ss)
+}
+
 // routes builds the Echo instance.
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
@@ -111,9 +192,9 @@ func (s *Server) routes() *echo.Echo {
 	e.HidePort = true
 	e.Use(s.recoverMiddleware, s.logMiddleware)
 
-	e.GET("/", s.handleLobby, securityHeaders)
-	e.GET("/rooms/:room", s.handleRoom, securityHeaders)
-	e.GET("/rooms/", s.handleRoom, securityHeaders) // empty room name: 400 page
+	e.GET("/", s.handleLobby, s.securityHeaders(false))
+	e.GET("/rooms/:room", s.handleRoom, s.securityHeaders(true))
+	e.GET("/rooms/", s.handleRoom, s.securityHeaders(false)) // empty room name: 400 page
 	e.GET("/rooms/:room/ws", s.handleSignaling)
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)

@@ -33,6 +33,7 @@ type session struct {
 	srv          *Server
 	conn         *websocket.Conn
 	room         string
+	selfURL      string                      // this node's base URL as the client reached it
 	log          atomic.Pointer[slog.Logger] // scoped; gains the participant id on join
 	ctx          context.Context             // the server's lifetime
 	writeTimeout time.Duration
@@ -43,6 +44,9 @@ type session struct {
 
 	// Reader-goroutine state (no lock needed).
 	participant *sfu.Participant // nil until joined
+	limiter     *rateLimiter     // nil when rate limiting is disabled
+	limitedOnce bool             // the first rate-limited message was logged
+	trickled    map[sfu.Target]int
 
 	mu             sync.Mutex // guards the fields below
 	closeRequested bool
@@ -51,20 +55,27 @@ type session struct {
 	closeFlush     bool
 	live           bool     // "joined" was queued; events go straight to out
 	pending        [][]byte // events that arrived before "joined" was queued
+	offerMids      []string // mids of the latest subscriber offer (nil before the first)
 }
 
 // The session receives its participant's engine events.
 var _ sfu.EventHandler = (*session)(nil)
 
-func newSession(srv *Server, conn *websocket.Conn, room string, log *slog.Logger) *session {
+// newSession prepares a session on conn for room; selfURL is this node's
+// base URL as the client reached it (for "joined".nodes without
+// Deps.Peers). The caller runs it with run.
+func newSession(srv *Server, conn *websocket.Conn, room, selfURL string, log *slog.Logger) *session {
 	s := &session{
 		srv:          srv,
 		conn:         conn,
 		room:         room,
+		selfURL:      selfURL,
 		ctx:          srv.ctx,
 		writeTimeout: srv.cfg.WriteTimeout,
 		out:          make(chan []byte, srv.cfg.OutboxSize),
 		closing:      make(chan struct{}),
+		limiter:      newRateLimiter(&srv.cfg),
+		trickled:     map[sfu.Target]int{},
 	}
 	s.log.Store(log)
 	return s
@@ -106,16 +117,41 @@ func (s *session) readLoop() {
 			}
 			return
 		}
-		if s.isClosing() {
-			continue // keep reading until the close handshake completes
+		s.receive(typ, data)
+	}
+}
+
+// receive is the per-message state machine of the session: rate limit,
+// framing, decoding and dispatch; failures are reported to the client as
+// "error" messages. Once a close was requested it ignores everything (the
+// reader keeps reading until the close handshake completes). Reader
+// goroutine only (tests and fuzzing drive it directly).
+func (s *session) receive(typ websocket.MessageType, data []byte) {
+	if s.isClosing() {
+		return
+	}
+	switch s.limiter.judge() {
+	case abusive:
+		s.logger().Warn("signaling: client keeps flooding, closing",
+			"rate", s.srv.cfg.RateLimit, "burst", s.srv.cfg.RateBurst, "factor", s.srv.cfg.AbuseFactor)
+		s.requestClose(websocket.StatusPolicyViolation, reasonFlood, false)
+		return
+	case limited:
+		if !s.limitedOnce {
+			s.limitedOnce = true
+			s.logger().Info("signaling: client exceeds the rate limit, dropping messages",
+				"rate", s.srv.cfg.RateLimit, "burst", s.srv.cfg.RateBurst)
 		}
-		if typ != websocket.MessageText {
-			s.sendError(protoErrorf(errBadMessage, "binary messages are not supported"))
-			continue
-		}
-		if err := s.handle(data); err != nil {
-			s.sendError(err)
-		}
+		s.sendError(protoErrorf(errRateLimited, "too many messages: at most %v per second (bursts of %d); message dropped",
+			s.srv.cfg.RateLimit, s.srv.cfg.RateBurst))
+		return
+	}
+	if typ != websocket.MessageText {
+		s.sendError(protoErrorf(errBadMessage, "binary messages are not supported"))
+		return
+	}
+	if err := s.handle(data); err != nil {
+		s.sendError(err)
 	}
 }
 
@@ -140,6 +176,9 @@ func (s *session) handle(data []byte) error {
 		s.logger().Debug("signaling: participant leaves")
 		s.requestClose(websocket.StatusNormalClosure, reasonLeft, true)
 	case typePublish:
+		if err := checkSDP(msg.Type, msg.SDP.Type, msg.SDP.SDP); err != nil {
+			return err
+		}
 		answer, err := p.Publish(msg.SDP)
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
@@ -148,10 +187,29 @@ func (s *session) handle(data []byte) error {
 		reply.SDP = toWireSDP(answer)
 		s.sendMessage(reply)
 	case typeSubscriberAnswer:
+		if err := checkSDP(msg.Type, msg.SDP.Type, msg.SDP.SDP); err != nil {
+			return err
+		}
+		// The engine offers one at a time and waits for the answer, so
+		// the latest offer is the one being answered.
+		s.mu.Lock()
+		offerMids := s.offerMids
+		s.mu.Unlock()
+		if offerMids != nil {
+			if err := matchOffer(msg.Type, msg.SDP.SDP, offerMids); err != nil {
+				return err
+			}
+		}
 		if err := p.SetSubscriberAnswer(msg.SDP); err != nil {
 			return fmt.Errorf("subscriber answer: %w", err)
 		}
 	case typeCandidate:
+		if msg.Candidate.Candidate != "" {
+			if s.trickled[msg.Target] >= maxTrickleCandidates {
+				return protoErrorf(errBadMessage, "candidate: more than %d candidates for the %s connection", maxTrickleCandidates, msg.Target)
+			}
+			s.trickled[msg.Target]++
+		}
 		if err := p.AddICECandidate(msg.Target, msg.Candidate); err != nil {
 			return fmt.Errorf("candidate for %s: %w", msg.Target, err)
 		}
@@ -159,7 +217,8 @@ func (s *session) handle(data []byte) error {
 	return nil
 }
 
-// join validates the name, joins the engine room and queues "joined".
+// join validates the name, joins the engine room and queues "joined". On
+// a draining node it answers "draining" and closes the connection instead.
 func (s *session) join(rawName string) error {
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
@@ -168,9 +227,14 @@ func (s *session) join(rawName string) error {
 	if err != nil {
 		return protoErrorf(errInvalidName, "invalid name: %v (1-64 characters, no control characters)", err)
 	}
+	if s.srv.isDraining() {
+		s.sendError(protoErrorf(errDraining, "node %s is shutting down and takes no new participants: join another node", s.srv.nodeID))
+		s.requestClose(websocket.StatusTryAgainLater, reasonDraining, true)
+		return nil
+	}
 	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s})
 	if err != nil {
-		return fmt.Errorf("join room %s: %w", s.room, err)
+		return joinError(s.room, s.srv.nodeID, err)
 	}
 	s.participant = p
 	s.log.Store(s.logger().With("participant", p.ID()))
@@ -191,6 +255,7 @@ func (s *session) join(rawName string) error {
 		Room:          s.room,
 		Participants:  peers,
 		Producers:     producers,
+		Nodes:         s.srv.peers(s.ctx, s.selfURL),
 	})
 	if err != nil {
 		// Cannot happen with these types; fail the session rather than lie.
@@ -231,6 +296,13 @@ func (s *session) HandleEvent(ev sfu.Event) {
 	case sfu.EventConnectionState:
 		s.logger().Debug("signaling: peer connection state", "target", ev.Target, "state", ev.State)
 		return
+	case sfu.EventSubscriberOffer:
+		if ev.SDP != nil {
+			m := mids(ev.SDP.SDP)
+			s.mu.Lock()
+			s.offerMids = m
+			s.mu.Unlock()
+		}
 	}
 	msg, ok := eventMessage(ev)
 	if !ok {

@@ -38,7 +38,8 @@ func TestSignalingBadInput(t *testing.T) {
 		{name: "double join", joinFirst: true, raw: `{"v":1,"type":"join","name":"Again"}`, want: codeAlreadyJoined},
 		{name: "garbage sdp", joinFirst: true, raw: `{"v":1,"type":"publish","sdp":{"type":"offer","sdp":"this is not sdp"}}`, want: codeInvalidSDP},
 		{name: "answer as offer", joinFirst: true, raw: `{"v":1,"type":"publish","sdp":{"type":"answer","sdp":"v=0"}}`, want: codeInvalidSDP},
-		{name: "unsolicited answer", joinFirst: true, raw: `{"v":1,"type":"subscriber-answer","sdp":{"type":"answer","sdp":"v=0\r\n"}}`, want: codeBadMessage},
+		{name: "unparsable answer", joinFirst: true, raw: `{"v":1,"type":"subscriber-answer","sdp":{"type":"answer","sdp":"no sdp here"}}`, want: codeInvalidSDP},
+		{name: "unsolicited answer", joinFirst: true, raw: `{"v":1,"type":"subscriber-answer","sdp":{"type":"answer","sdp":"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}}`, want: codeBadMessage},
 		{name: "bad candidate target", joinFirst: true, raw: `{"v":1,"type":"candidate","target":"nobody","candidate":{"candidate":"x"}}`, want: codeBadMessage},
 	}
 	for _, tt := range tests {
@@ -111,13 +112,38 @@ func TestSignalingJoined(t *testing.T) {
 
 func TestSignalingRoomFull(t *testing.T) {
 	env := newEnv(t, envOptions{engine: func(c *sfu.Config) { c.MaxParticipantsPerRoom = 1 }})
-	env.join("tiny", "First")
+	first, _ := env.join("tiny", "First")
 	c := env.mustDial("tiny")
 	c.send(map[string]any{"v": 1, "type": "join", "name": "Second"})
-	c.expectError(codeRoomFull)
-	// Still not joined, and the session is usable: another room works.
+	m := c.expectError(codeRoomFull)
+	if want := `room "tiny" is full`; !strings.Contains(m.Message, want) {
+		t.Errorf("room-full message %q does not say %q", m.Message, want)
+	}
+	// Still not joined, and the session is usable.
 	c.send(map[string]any{"v": 1, "type": "ping"})
 	c.expectError(codeNotJoined)
+	// Once the room has space again the same connection may join.
+	first.send(map[string]any{"v": 1, "type": "leave"})
+	first.expectClose()
+	waitFor(t, "the room to empty", func() bool { return localParticipants(env.engine, "tiny") == 0 })
+	c.send(map[string]any{"v": 1, "type": "join", "name": "Second"})
+	c.expect(typeJoined)
+}
+
+func TestSignalingTooManyRooms(t *testing.T) {
+	env := newEnv(t, envOptions{engine: func(c *sfu.Config) { c.MaxRooms = 1 }})
+	first, _ := env.join("only-room", "First")
+	env.join("only-room", "Second") // joining an existing room is fine
+	c := env.mustDial("other-room")
+	c.send(map[string]any{"v": 1, "type": "join", "name": "Third"})
+	m := c.expectError(codeTooManyRooms)
+	if want := `cannot open room "other-room"`; !strings.Contains(m.Message, want) {
+		t.Errorf("too-many-rooms message %q does not say %q", m.Message, want)
+	}
+	first.ping()
+	if n := len(env.engine.Rooms()); n != 1 {
+		t.Errorf("%d rooms, want 1", n)
+	}
 }
 
 func TestSignalingOversizedMessage(t *testing.T) {

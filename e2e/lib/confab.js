@@ -7,13 +7,15 @@
 //           (one context per participant, like separate browsers) and
 //           returns the page; every context is closed after the test.
 //
-// Helpers: roomURL, expectMediaFlowing, mediaStats.
+// Helpers: startConfab, roomURL, expectMediaFlowing, mediaStats, freeTCPPort,
+// freeUDPPort. Cluster fixtures (Consul + several nodes) are in cluster.js.
 const { test: base, expect } = require('@playwright/test');
 const { spawn } = require('node:child_process');
 const dgram = require('node:dgram');
 const net = require('node:net');
 const path = require('node:path');
 const fs = require('node:fs');
+const { track, terminate, exitStatus } = require('./procs');
 
 const CONFAB_BIN = process.env.CONFAB_BIN || path.resolve(__dirname, '..', '..', 'bin', 'confab');
 
@@ -45,16 +47,23 @@ function freeUDPPort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * startConfab runs bin/confab on free ports and resolves once /healthz
- * answers 200. The returned object's stop() sends SIGTERM and rejects unless
- * the process exits with status 0 within 15s.
+ * startConfab runs bin/confab on free ports (or the given ones) and resolves
+ * once /healthz answers 200. The returned object's stop() sends SIGTERM and
+ * rejects unless the process exits with status 0 within 15s; kill(graceMs)
+ * sends SIGTERM, then SIGKILL after graceMs, and resolves with the exit
+ * status. The process is killed when the test process exits in any case.
+ *
+ * Options: nodeId, extraArgs (appended to the flags), httpPort, udpPort
+ * (default: free ports), readyTimeout (ms, default 15s).
  */
-async function startConfab({ nodeId = 'e2e-node', extraArgs = [] } = {}) {
+async function startConfab({
+  nodeId = 'e2e-node', extraArgs = [], httpPort, udpPort, readyTimeout = 15_000,
+} = {}) {
   if (!fs.existsSync(CONFAB_BIN)) {
     throw new Error(`${CONFAB_BIN} does not exist; run 'make build' (or 'make e2e')`);
   }
-  const httpPort = await freeTCPPort();
-  const udpPort = await freeUDPPort();
+  httpPort = httpPort || await freeTCPPort();
+  udpPort = udpPort || await freeUDPPort();
   const args = [
     '--http-addr', `127.0.0.1:${httpPort}`,
     '--udp-port', String(udpPort),
@@ -66,18 +75,21 @@ async function startConfab({ nodeId = 'e2e-node', extraArgs = [] } = {}) {
   // Only the flags above configure the server: drop CONFAB_* from the env.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONFAB_')));
   const proc = spawn(CONFAB_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(proc, `confab ${nodeId}`);
   let output = '';
   proc.stdout.on('data', (d) => { output += d; });
   proc.stderr.on('data', (d) => { output += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  let exitStatus = null;
-  exited.then((s) => { exitStatus = s; });
+  const spawnError = new Promise((resolve) => proc.once('error', resolve));
+  spawnError.then((err) => { output += `\n[e2e] spawn error: ${err.message}\n`; });
+  const exited = exitStatus(proc);
+  let exitState = null;
+  exited.then((s) => { exitState = s; });
 
   const url = `http://127.0.0.1:${httpPort}`;
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + readyTimeout;
   for (;;) {
-    if (exitStatus) {
-      throw new Error(`confab exited early (${JSON.stringify(exitStatus)}):\n${output}`);
+    if (exitState) {
+      throw new Error(`confab ${nodeId} exited early (${JSON.stringify(exitState)}):\n${output}`);
     }
     try {
       const res = await fetch(`${url}/healthz`);
@@ -86,8 +98,8 @@ async function startConfab({ nodeId = 'e2e-node', extraArgs = [] } = {}) {
       // not listening yet
     }
     if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`confab did not answer ${url}/healthz within 15s:\n${output}`);
+      await terminate(proc, { graceMs: 0, signal: 'SIGKILL' });
+      throw new Error(`confab ${nodeId} did not answer ${url}/healthz within ${readyTimeout}ms:\n${output}`);
     }
     await sleep(100);
   }
@@ -97,13 +109,15 @@ async function startConfab({ nodeId = 'e2e-node', extraArgs = [] } = {}) {
     nodeId,
     httpPort,
     udpPort,
+    args,
+    pid: proc.pid,
     logs: () => output,
+    /** exited is the exit status, or null while the process runs. */
+    exited: () => exitState,
+    kill: (graceMs = 5_000) => terminate(proc, { graceMs }),
     async stop() {
-      if (!exitStatus) proc.kill('SIGTERM');
-      const status = await Promise.race([exited, sleep(15_000).then(() => null)]);
-      if (!status) {
-        proc.kill('SIGKILL');
-        await exited;
+      const status = await terminate(proc, { graceMs: 15_000 });
+      if (status.killed) {
         throw new Error(`confab did not exit within 15s of SIGTERM:\n${output}`);
       }
       if (status.code !== 0) {
@@ -242,4 +256,6 @@ async function expectMediaFlowing(page, { remotes = 1, timeout = 20_000, label =
   );
 }
 
-module.exports = { test, expect, startConfab, roomURL, mediaStats, expectMediaFlowing, flowProblems, sleep };
+module.exports = {
+  test, expect, startConfab, roomURL, mediaStats, expectMediaFlowing, flowProblems, sleep, freeTCPPort, freeUDPPort,
+};

@@ -5,10 +5,20 @@
 //   connecting    until media flows (a PC is connected) for the first time
 //   connected     signaling open and the publisher or subscriber PC connected
 //                 (or, with nothing to send or receive yet, once joined)
-//   reconnecting  signaling or ICE was lost; a new session is being set up
+//   reconnecting  the session was lost (node gone, network, ICE failure) or
+//                 the node asked us to move; a new one is being set up
 //   disconnected  after "Leave", or when the server refused us for good
 //
-// For tests it exposes window.confab = {pcs: {publisher, subscriber}, state, ...}.
+// Failover: the page remembers the cluster's nodes (the "nodes" of "joined"
+// and "move"). When its session is lost it rejoins the same room with the
+// same name on another node (round robin; a node that just failed is tried
+// again only when no other is left, a draining node only when nothing else
+// is known), with backoff between attempts, and never gives up while the
+// page is open, except after "Leave". Local media is kept; remote tiles are
+// cleared and come back with the new session.
+//
+// For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
+// participantId, nodeId, nodes, leave}.
 
 import { Signaling, wsURL } from './signaling.js';
 import { Publisher, Subscriber } from './peers.js';
@@ -16,10 +26,32 @@ import { getLocalMedia, describeMediaError } from './media.js';
 import { RoomView } from './ui.js';
 
 // Errors after which retrying cannot help.
-const FATAL_ERRORS = new Set(['invalid-name', 'room-full', 'too-many-rooms', 'unsupported-version']);
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000, 8000];
-// Close code we use when we abandon a session ourselves (ICE failure).
+const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version']);
+// Limits of one node: fatal for the very first join (nothing else is known
+// yet), otherwise the next node is tried.
+const NODE_LIMIT_ERRORS = new Set(['room-full', 'too-many-rooms']);
+// Delays between reconnection attempts; the last one repeats forever.
+const BACKOFF_MS = [500, 1000, 2000, 4000, 5000];
+// How long every peer connection may stay interrupted (ICE disconnected)
+// before the session is given up and set up anew, possibly elsewhere.
+const INTERRUPTED_MS = 10000;
+// After this many failed attempts in a row the page says it is retrying.
+const NOTICE_AFTER_ATTEMPTS = 3;
+// Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
+
+/** validNodeURL accepts absolute http(s) URLs. */
+function validNodeURL(url) {
+  if (typeof url !== 'string' || url === '') {
+    return false;
+  }
+  try {
+    const u = new URL(url);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
 
 class RoomApp {
   constructor(root) {
@@ -33,14 +65,27 @@ class RoomApp {
     this.subscriber = null;
     this.participantId = '';
     this.joined = false;
+    this.everJoined = false;
     this.leaving = false;
     this.fatal = false;
-    this.attempt = 0;
+    this.attempt = 0; // failed attempts since media last flowed
     this.recovering = false; // lost a session; 'reconnecting' until media flows again
     this.reconnectTimer = null;
+    this.interruptedTimer = null;
     this.state = 'connecting';
     /** producer id -> participant id, for tracks and removals */
     this.producers = new Map();
+
+    // The node that served the page is reachable at the page's origin.
+    this.home = { id: root.dataset.nodeId, url: window.location.origin };
+    /** @type {{id: string, url: string}[]} known nodes of the cluster */
+    this.nodes = [this.home];
+    /** @type {{id: string, url: string}|null} node of the current session */
+    this.node = null;
+    this.failed = new Set(); // node ids that failed since the last join
+    this.draining = new Set(); // node ids that asked us to leave
+    this.next = 0; // round-robin position
+
     this.debug = { pcs: { publisher: null, subscriber: null } };
     this.#expose();
   }
@@ -52,6 +97,7 @@ class RoomApp {
       get state() { return app.state; },
       get participantId() { return app.participantId; },
       get nodeId() { return app.nodeId; },
+      get nodes() { return app.nodes.map((n) => ({ ...n })); },
       leave: () => app.leave(),
     };
   }
@@ -77,9 +123,15 @@ class RoomApp {
     this.#connect();
   }
 
+  /** #connect opens a session on the next node and joins the room. */
   async #connect() {
     this.reconnectTimer = null;
-    const sig = new Signaling(wsURL(this.room), {
+    if (this.leaving || this.fatal) {
+      return;
+    }
+    const node = this.#pickNode();
+    this.node = node;
+    const sig = new Signaling(wsURL(this.room, node.url), {
       onMessage: (msg) => this.#handle(sig, msg),
       onClose: (ev) => this.#onClose(sig, ev),
     });
@@ -89,15 +141,59 @@ class RoomApp {
     } catch (err) {
       console.warn(err);
       if (this.signaling === sig) {
-        this.#scheduleReconnect();
+        this.#lose(`cannot connect to node ${node.id}`);
       }
       return;
     }
-    if (this.leaving) {
-      sig.close();
+    if (this.signaling !== sig || this.leaving) {
+      sig.close(); // abandoned (left) while connecting
       return;
     }
     sig.send('join', { name: this.name });
+  }
+
+  /**
+   * #pickNode chooses the node of the next session: round robin over the
+   * known nodes that neither failed since the last successful join nor are
+   * draining; when none is left, over those that are not draining (the
+   * node that just failed included: maybe it was a blip); when only
+   * draining nodes are known, over all of them (one may be back by now).
+   */
+  #pickNode() {
+    const known = this.nodes.length > 0 ? this.nodes : [this.home];
+    let pool = known.filter((n) => !this.failed.has(n.id) && !this.draining.has(n.id));
+    if (pool.length === 0) {
+      this.failed.clear();
+      pool = known.filter((n) => !this.draining.has(n.id));
+    }
+    if (pool.length === 0) {
+      this.draining.clear();
+      pool = known;
+    }
+    const node = pool[this.next % pool.length];
+    this.next += 1;
+    return node;
+  }
+
+  /** #setNodes replaces the known nodes with a server-provided list. */
+  #setNodes(list) {
+    if (!Array.isArray(list)) {
+      return;
+    }
+    const nodes = [];
+    for (const n of list) {
+      if (!n || typeof n.id !== 'string' || n.id === '' || nodes.some((m) => m.id === n.id)) {
+        continue;
+      }
+      // The page's own node is known to be reachable at the page's origin.
+      const url = n.id === this.home.id ? this.home.url : n.url;
+      if (validNodeURL(url)) {
+        nodes.push({ id: n.id, url });
+      }
+    }
+    if (nodes.length > 0) {
+      this.nodes = nodes;
+    }
   }
 
   #handle(sig, msg) {
@@ -140,6 +236,9 @@ class RoomApp {
           this.view.detachProducer(msg.producer.id);
         }
         break;
+      case 'move':
+        this.#onMove(msg);
+        break;
       case 'error':
         this.#onError(sig, msg);
         break;
@@ -152,13 +251,17 @@ class RoomApp {
 
   #onJoined(msg) {
     this.joined = true;
-    this.attempt = 0;
+    this.everJoined = true;
+    this.failed.clear();
     this.participantId = msg.participantId;
     if (msg.nodeId) {
       this.nodeId = msg.nodeId;
       this.view.setNodeID(msg.nodeId);
+      this.draining.delete(msg.nodeId);
     }
+    this.#setNodes(msg.nodes);
     this.view.showError('');
+    this.view.showNotice('');
     for (const p of msg.participants || []) {
       this.#addParticipant(p);
     }
@@ -167,12 +270,15 @@ class RoomApp {
     }
     this.#ensureSubscriber();
     if (this.stream) {
-      const send = (type, fields) => this.signaling.send(type, fields);
+      const sig = this.signaling;
+      const send = (type, fields) => sig.send(type, fields);
       this.publisher = new Publisher(send, () => this.#updateState());
       this.debug.pcs.publisher = this.publisher.pc;
       this.publisher.start(this.stream).catch((err) => {
-        console.error('publisher: cannot publish', err);
-        this.view.showError(`Cannot publish your camera/microphone: ${err.message}`);
+        if (this.signaling === sig) {
+          console.error('publisher: cannot publish', err);
+          this.view.showError(`Cannot publish your camera/microphone: ${err.message}`);
+        }
       });
     }
     this.#updateState();
@@ -180,7 +286,8 @@ class RoomApp {
 
   #ensureSubscriber() {
     if (!this.subscriber) {
-      const send = (type, fields) => this.signaling.send(type, fields);
+      const sig = this.signaling;
+      const send = (type, fields) => sig.send(type, fields);
       this.subscriber = new Subscriber(send, () => this.#updateState(), (ev) => this.#onTrack(ev));
       this.debug.pcs.subscriber = this.subscriber.pc;
     }
@@ -212,16 +319,41 @@ class RoomApp {
     this.view.ensureTile(p.participantId, p.participantName, p.remote ? p.origin : '');
   }
 
+  /** #onMove: the node is draining; rejoin elsewhere right away. */
+  #onMove(msg) {
+    console.info(`node ${this.nodeId} asks us to move (${msg.reason || 'no reason'})`);
+    if (this.node) {
+      this.draining.add(this.node.id);
+    }
+    this.#setNodes(msg.nodes);
+    this.#lose('moving to another node', { polite: true, immediate: true });
+  }
+
   #onError(sig, msg) {
     console.warn(`signaling error ${msg.code}: ${msg.message}`);
-    if (FATAL_ERRORS.has(msg.code) && !this.joined) {
-      this.fatal = true;
-      this.view.showError(`Cannot join: ${msg.message || msg.code}`);
-      sig.close(1000, 'giving up');
+    if (this.joined) {
+      if (msg.code === 'invalid-sdp') {
+        this.view.showError(`Media negotiation failed: ${msg.message || msg.code}`);
+      }
       return;
     }
-    if (msg.code === 'invalid-sdp') {
-      this.view.showError(`Media negotiation failed: ${msg.message || msg.code}`);
+    // The join was refused.
+    const retryElsewhere = msg.code === 'draining' || (NODE_LIMIT_ERRORS.has(msg.code) && this.everJoined);
+    if (retryElsewhere) {
+      if (msg.code === 'draining' && this.node) {
+        this.draining.add(this.node.id);
+      }
+      this.#lose(`join refused by node ${this.node ? this.node.id : '?'}: ${msg.code}`);
+      return;
+    }
+    if (FATAL_ERRORS.has(msg.code) || NODE_LIMIT_ERRORS.has(msg.code)) {
+      this.fatal = true;
+      this.#clearTimers();
+      this.view.showError(`Cannot join: ${msg.message || msg.code}`);
+      this.signaling = null;
+      sig.close(1000, 'giving up');
+      this.#teardownSession();
+      this.#setState('disconnected');
     }
   }
 
@@ -229,28 +361,44 @@ class RoomApp {
     if (sig !== this.signaling) {
       return;
     }
-    this.#teardownSession();
-    if (this.leaving || this.fatal) {
-      this.#setState('disconnected');
-      return;
-    }
-    console.info(`signaling closed (${ev.code} ${ev.reason}); reconnecting`);
-    this.#scheduleReconnect();
+    this.#lose(`signaling closed (${ev.code} ${ev.reason || ''})`);
   }
 
-  #scheduleReconnect() {
-    if (this.leaving || this.fatal || this.reconnectTimer !== null) {
+  /**
+   * #lose abandons the current session (if any) and schedules a new one,
+   * on another node if possible: after the backoff delay, or at once
+   * (immediate, used for "move"). With polite it says "leave" first.
+   */
+  #lose(why, { polite = false, immediate = false } = {}) {
+    if (this.leaving || this.fatal) {
       return;
     }
-    if (this.attempt >= RECONNECT_DELAYS_MS.length) {
-      this.view.showError('Lost the connection to the server.');
-      this.#setState('disconnected');
-      return;
+    console.info(`session lost: ${why}; reconnecting`);
+    if (this.node) {
+      this.failed.add(this.node.id);
     }
-    const delay = RECONNECT_DELAYS_MS[this.attempt];
-    this.attempt += 1;
+    const sig = this.signaling;
+    this.signaling = null; // its events are ignored from now on
+    if (sig) {
+      if (polite) {
+        sig.send('leave');
+      }
+      sig.close(polite ? 1000 : CLOSE_RESTART, polite ? 'moving' : 'restart');
+    }
+    this.#teardownSession();
     this.recovering = true;
     this.#setState('reconnecting');
+    if (this.reconnectTimer !== null) {
+      return; // already scheduled
+    }
+    let delay = 0;
+    if (!immediate) {
+      delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+      this.attempt += 1;
+    }
+    if (this.attempt >= NOTICE_AFTER_ATTEMPTS) {
+      this.view.showNotice('Connection lost. Trying to reconnect…');
+    }
     this.reconnectTimer = setTimeout(() => this.#connect(), delay);
   }
 
@@ -258,6 +406,7 @@ class RoomApp {
   #teardownSession() {
     this.joined = false;
     this.participantId = '';
+    this.#clearInterrupted();
     if (this.publisher) {
       this.publisher.close();
       this.publisher = null;
@@ -266,6 +415,8 @@ class RoomApp {
       this.subscriber.close();
       this.subscriber = null;
     }
+    this.debug.pcs.publisher = null;
+    this.debug.pcs.subscriber = null;
     this.producers.clear();
     this.view.clearTiles();
   }
@@ -275,11 +426,9 @@ class RoomApp {
       return;
     }
     this.leaving = true;
-    if (this.reconnectTimer !== null) {
-      clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = null;
-    }
+    this.#clearTimers();
     const sig = this.signaling;
+    this.signaling = null;
     if (sig) {
       // The server closes the socket after "leave"; close it ourselves too in
       // case the server is unreachable.
@@ -291,6 +440,21 @@ class RoomApp {
     this.view.showNotice('');
     this.view.showLeft(`${window.location.pathname}${window.location.search}`);
     this.#setState('disconnected');
+  }
+
+  #clearTimers() {
+    if (this.reconnectTimer !== null) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+    this.#clearInterrupted();
+  }
+
+  #clearInterrupted() {
+    if (this.interruptedTimer !== null) {
+      clearTimeout(this.interruptedTimer);
+      this.interruptedTimer = null;
+    }
   }
 
   #stopLocalMedia() {
@@ -309,9 +473,7 @@ class RoomApp {
     const peers = [this.publisher, this.subscriber].filter((p) => p !== null);
     if (peers.some((p) => p.failed)) {
       // The server notices too and drops us; start over right away.
-      if (this.signaling) {
-        this.signaling.close(CLOSE_RESTART, 'ice failed');
-      }
+      this.#lose('a peer connection failed');
       return;
     }
     const waiting = this.recovering ? 'reconnecting' : 'connecting';
@@ -320,11 +482,21 @@ class RoomApp {
       return;
     }
     if (peers.some((p) => p.connected)) {
+      this.#clearInterrupted();
       this.recovering = false;
+      this.attempt = 0;
       this.#setState('connected');
       return;
     }
     if (peers.some((p) => p.interrupted)) {
+      // Media stopped (ICE disconnected). It may come back by itself; if
+      // it does not, set up a new session.
+      if (this.interruptedTimer === null) {
+        this.interruptedTimer = setTimeout(() => {
+          this.interruptedTimer = null;
+          this.#lose('media interrupted for too long');
+        }, INTERRUPTED_MS);
+      }
       this.#setState('reconnecting');
       return;
     }
@@ -333,6 +505,7 @@ class RoomApp {
     const idle = this.publisher === null && (this.subscriber === null || !this.subscriber.negotiated);
     if (idle) {
       this.recovering = false;
+      this.attempt = 0;
     }
     this.#setState(idle ? 'connected' : waiting);
   }

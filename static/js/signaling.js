@@ -2,16 +2,28 @@
 //
 // Messages are JSON objects {"v":1,"type":"...", ...}; see docs/protocol.md.
 // Signaling knows nothing about WebRTC: it connects, sends typed messages,
-// keeps the connection alive with an application-level ping every 20 s and
-// reports incoming messages and the close to its owner via callbacks.
+// keeps the connection alive with an application-level ping every 10 s and
+// reports incoming messages and the close to its owner via callbacks. A
+// server that stays silent for DEAD_AFTER_MS (no pong, nothing) counts as
+// gone: the socket is closed and onClose fires, as when the TCP connection
+// breaks.
 
 export const PROTOCOL_VERSION = 1;
-export const PING_INTERVAL_MS = 20000;
+export const PING_INTERVAL_MS = 10000;
+export const DEAD_AFTER_MS = 25000;
+export const CONNECT_TIMEOUT_MS = 10000;
+/** Close code used when the server stopped answering. */
+export const CLOSE_UNRESPONSIVE = 4001;
 
-/** wsURL returns the signaling URL for room, ws: or wss: like the page. */
-export function wsURL(room, loc = window.location) {
-  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/rooms/${encodeURIComponent(room)}/ws`;
+/**
+ * wsURL returns the signaling URL of room on the node whose base URL is
+ * base (e.g. "http://127.0.0.1:8082"; default: the page's own origin):
+ * ws: for http, wss: for https.
+ */
+export function wsURL(room, base = window.location.origin) {
+  const u = new URL(base, window.location.href);
+  const scheme = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${u.host}/rooms/${encodeURIComponent(room)}/ws`;
 }
 
 export class Signaling {
@@ -25,27 +37,43 @@ export class Signaling {
     this.onClose = onClose;
     this.ws = null;
     this.pingTimer = null;
+    this.lastHeard = 0;
+    this.ended = false; // onClose was called
   }
 
-  /** connect opens the socket; resolves once open, rejects if it closes first. */
+  /**
+   * connect opens the socket; resolves once open, rejects if it closes (or
+   * is blocked, or takes longer than CONNECT_TIMEOUT_MS) first.
+   */
   connect() {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url);
+      const ws = new WebSocket(this.url); // may throw (e.g. blocked by CSP): rejects
       this.ws = ws;
       let opened = false;
+      const timeout = setTimeout(() => {
+        if (!opened) {
+          ws.close();
+        }
+      }, CONNECT_TIMEOUT_MS);
       ws.addEventListener('open', () => {
         opened = true;
+        clearTimeout(timeout);
+        this.lastHeard = Date.now();
         this.#startPing();
         resolve();
       });
-      ws.addEventListener('message', (ev) => this.#receive(ev.data));
+      ws.addEventListener('message', (ev) => {
+        this.lastHeard = Date.now();
+        this.#receive(ev.data);
+      });
       ws.addEventListener('close', (ev) => {
+        clearTimeout(timeout);
         this.#stopPing();
         if (!opened) {
-          reject(new Error(`signaling: connection failed (close code ${ev.code})`));
+          reject(new Error(`signaling: connection to ${this.url} failed (close code ${ev.code})`));
           return;
         }
-        this.onClose({ code: ev.code, reason: ev.reason });
+        this.#end({ code: ev.code, reason: ev.reason });
       });
       // 'error' is always followed by 'close'; nothing to do here.
       ws.addEventListener('error', () => {});
@@ -74,6 +102,15 @@ export class Signaling {
     }
   }
 
+  /** #end reports the end of an opened connection, once. */
+  #end(ev) {
+    if (this.ended) {
+      return;
+    }
+    this.ended = true;
+    this.onClose(ev);
+  }
+
   #receive(data) {
     let msg;
     try {
@@ -91,7 +128,16 @@ export class Signaling {
 
   #startPing() {
     this.#stopPing();
-    this.pingTimer = setInterval(() => this.send('ping'), PING_INTERVAL_MS);
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastHeard > DEAD_AFTER_MS) {
+        console.warn(`signaling: no answer from ${this.url} for ${DEAD_AFTER_MS} ms; giving up on it`);
+        // Do not wait for a close handshake the server will not answer.
+        this.close(CLOSE_UNRESPONSIVE, 'unresponsive');
+        this.#end({ code: CLOSE_UNRESPONSIVE, reason: 'unresponsive' });
+        return;
+      }
+      this.send('ping');
+    }, PING_INTERVAL_MS);
   }
 
   #stopPing() {
