@@ -318,6 +318,15 @@ func TestPeersOf(t *testing.T) {
 				{ID: "n2", URL: "http://10.0.0.2:8082", Alive: true},
 				{ID: "n3", URL: "http://10.0.0.3:8083", Alive: false}, // departed
 				{ID: "n4", URL: "", Alive: true},
+				{ID: "n5", URL: "http://10.0.0.5:8085", Alive: true, Draining: true}, // shutting down
+			}},
+			want: []web.Peer{{ID: "n1", URL: "http://10.0.0.1:8081"}, {ID: "n2", URL: "http://10.0.0.2:8082"}},
+		},
+		{
+			name: "this node while draining",
+			status: cluster.Status{Nodes: []cluster.NodeInfo{
+				{ID: "n1", URL: "http://10.0.0.1:8081", Alive: true, Draining: true, Self: true},
+				{ID: "n2", URL: "http://10.0.0.2:8082", Alive: true},
 			}},
 			want: []web.Peer{{ID: "n1", URL: "http://10.0.0.1:8081"}, {ID: "n2", URL: "http://10.0.0.2:8082"}},
 		},

@@ -65,6 +65,7 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	var next, done atomic.Int64
 	var slowest atomic.Int64
+	var perWorker [soakWorkers]atomic.Int64
 	t.Run("workers", func(t *testing.T) {
 		for w := range soakWorkers {
 			t.Run(fmt.Sprint(w), func(t *testing.T) {
@@ -77,6 +78,7 @@ func TestSoak(t *testing.T) {
 					}
 					took := soakCycle(t, na, nb, room, int(i))
 					done.Add(1)
+					perWorker[w].Add(1)
 					for {
 						cur := slowest.Load()
 						if int64(took) <= cur || slowest.CompareAndSwap(cur, int64(took)) {
@@ -92,6 +94,11 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %d/%d cycles in %v (%d at a time; %v per cycle on average, slowest %v)", n, soakCycles,
 		elapsed.Round(100*time.Millisecond), soakWorkers, (elapsed / time.Duration(max(n, 1))).Round(time.Millisecond),
 		time.Duration(slowest.Load()).Round(time.Millisecond))
+	counts := make([]int64, soakWorkers)
+	for w := range perWorker {
+		counts[w] = perWorker[w].Load()
+	}
+	t.Logf("soak: cycles per worker %v", counts)
 	if n < soakCycles {
 		t.Logf("soak: stopped early after the %v budget", soakBudget)
 	}
