@@ -36,8 +36,10 @@ type Config struct {
 	// "0.0.0.0:50000", or "127.0.0.1:0" in tests (0 = ephemeral port; see
 	// Engine.UDPAddr). Default "0.0.0.0:50000".
 	UDPAddr string
-	// PublicIPs are optional NAT 1:1 IPs advertised in host candidates
-	// instead of the local interface addresses.
+	// PublicIPs are optional NAT 1:1 IPs advertised as extra host
+	// candidates next to the local interface addresses: browsers outside
+	// reach the public address, while other nodes on the same private
+	// network still connect to the interface address.
 	PublicIPs []string
 	// IncludeLoopback includes loopback candidates (needed on a box with
 	// only lo; the app sets true).

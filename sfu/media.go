@@ -127,7 +127,7 @@ func newTransport(cfg *Config) (*transport, error) {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        append([]string(nil), cfg.PublicIPs...),
 			AsCandidateType: webrtc.ICECandidateTypeHost,
-			Mode:            webrtc.ICEAddressRewriteReplace,
+			Mode:            webrtc.ICEAddressRewriteAppend,
 		}); err != nil {
 			_ = mux.Close()
 			return nil, fmt.Errorf("sfu: public ips: %w", err)
