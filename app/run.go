@@ -95,11 +95,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		AllowedOrigins: cfg.AllowedOrigins,
 		Logger:         log.With("component", "web"),
 	}, web.Deps{
-		Engine: engine,
-		Status: func(ctx context.Context) (any, error) { return membership.Status(ctx) },
-		Ready:  membership.Ready,
-		Peers:  peersOf(membership, cfg.NodeID),
-		Mounts: map[string]http.Handler{"/cluster/": membership.Handler()},
+		Engine:  engine,
+		Status:  func(ctx context.Context) (any, error) { return membership.Status(ctx) },
+		Ready:   membership.Ready,
+		Peers:   peersOf(membership, cfg.NodeID),
+		Members: membersOf(membership),
+		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
 	})
 	if err != nil {
 		return fmt.Errorf("app: create web server: %w", err)
@@ -179,6 +180,24 @@ func drain(membership cluster.Membership, srv *web.Server, engine *sfu.Engine, t
 			return false
 		case <-tick.C:
 		}
+	}
+}
+
+// membersOf returns the web.Deps.Members function of a membership: every
+// node its Status lists with a URL, live or not, draining or not.
+func membersOf(membership cluster.Membership) func(ctx context.Context) []web.Peer {
+	return func(ctx context.Context) []web.Peer {
+		st, err := membership.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		members := make([]web.Peer, 0, len(st.Nodes))
+		for _, n := range st.Nodes {
+			if n.URL != "" {
+				members = append(members, web.Peer{ID: n.ID, URL: n.URL})
+			}
+		}
+		return members
 	}
 }
 

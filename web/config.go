@@ -174,6 +174,13 @@ type Deps struct {
 	// safe for concurrent use. Optional: nil means this node alone (its URL
 	// taken from the request).
 	Peers func(ctx context.Context) []Peer
+	// Members lists every node the cluster knows of, whether live,
+	// draining or recently departed (a superset of Peers). It is used only
+	// by the WebSocket Origin check: a page served by a node that is
+	// draining or has died must still reach this node, even when this node
+	// (just restarted, say) never listed that node among its Peers. Same
+	// calling rules as Peers. Optional: nil means Peers alone decides.
+	Members func(ctx context.Context) []Peer
 	// Mounts maps a path to a handler mounted as is (the path is not
 	// stripped). A path ending in "/" is a prefix ("/cluster/" serves
 	// "/cluster/" and everything below it), otherwise an exact path. Any

@@ -70,8 +70,9 @@ func (s *Server) knownHost(key string) bool {
 // WebSocket. Allowed: no Origin header (not a browser), an Origin whose host
 // is the request's Host, one matching Config.AllowedOrigins (path.Match,
 // case-insensitive; against scheme://host when the pattern has "://", else
-// against host[:port]), and the origin of any node of the cluster, live
-// (Deps.Peers) or seen live earlier in this process's lifetime. Nodes are
+// against host[:port]), and the origin of any node of the cluster: live
+// (Deps.Peers), known to the cluster though draining or departed
+// (Deps.Members), or seen earlier in this process's lifetime. Nodes are
 // compared by host and port (default ports filled in from the scheme).
 func (s *Server) checkOrigin(r *http.Request) error {
 	origin := r.Header.Get("Origin")
@@ -98,15 +99,30 @@ func (s *Server) checkOrigin(r *http.Request) error {
 		if s.knownHost(key) {
 			return nil
 		}
-		if s.deps.Peers != nil {
-			for _, p := range s.peers(r.Context(), "") {
-				if k, ok := originKey(p.URL); ok && k == key {
-					return nil
-				}
+		if s.deps.Peers != nil && containsOrigin(s.peers(r.Context(), ""), key) {
+			return nil
+		}
+		if s.deps.Members != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PeersTimeout)
+			members := s.deps.Members(ctx)
+			cancel()
+			s.remember(members)
+			if containsOrigin(members, key) {
+				return nil
 			}
 		}
 	}
 	return fmt.Errorf("%w: Origin %q is not allowed for host %q", errForeignOrigin, truncate(origin, 64), truncate(r.Host, 64))
+}
+
+// containsOrigin reports whether one of peers' URLs has the origin key key.
+func containsOrigin(peers []Peer, key string) bool {
+	for _, p := range peers {
+		if k, ok := originKey(p.URL); ok && k == key {
+			return true
+		}
+	}
+	return false
 }
 
 // originKey normalises a URL (or an Origin) to lower-case host:port, the

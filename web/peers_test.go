@@ -149,6 +149,46 @@ func TestSignalingOriginPeers(t *testing.T) {
 	})
 }
 
+// TestSignalingOriginMembers: a node that never listed another node among
+// its Peers (it restarted after that node began draining) still accepts
+// the WebSocket of a page served by it, because the cluster still knows
+// the node (Deps.Members); nodes the cluster does not know stay refused.
+func TestSignalingOriginMembers(t *testing.T) {
+	peers := newPeerList(Peer{ID: "test-node", URL: "http://127.0.0.1:8080"})
+	members := newPeerList(
+		Peer{ID: "test-node", URL: "http://127.0.0.1:8080"},
+		Peer{ID: "n3", URL: "http://127.0.0.3:8083"},
+	)
+	env := newEnv(t, envOptions{deps: Deps{Peers: peers.get, Members: members.get}})
+	tests := []struct {
+		name   string
+		origin string
+		want   bool
+	}{
+		{"draining member", "http://127.0.0.3:8083", true},
+		{"member host, other port", "http://127.0.0.3:9999", false},
+		{"stranger", "http://127.0.0.9:8089", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := http.Header{}
+			hdr.Set("Origin", tt.origin)
+			c, resp, err := env.dial("members", hdr)
+			got := err == nil
+			if err != nil && (resp == nil || resp.StatusCode != http.StatusForbidden) {
+				t.Fatalf("dial with Origin %q: %v (resp %v), want success or 403", tt.origin, err, resp)
+			}
+			if got {
+				c.send(map[string]any{"v": 1, "type": "join", "name": "Al"})
+				c.expect(typeJoined)
+			}
+			if got != tt.want {
+				t.Errorf("Origin %q accepted = %v, want %v", tt.origin, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestRoomPageCSP: the room page may open WebSockets to its own host and
 // every node of the cluster (for failover); the lobby only to its own host.
 func TestRoomPageCSP(t *testing.T) {
