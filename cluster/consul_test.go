@@ -335,7 +335,7 @@ func testContext(t *testing.T) context.Context {
 
 // waitFor polls cond every 20ms until it holds, failing the test with what
 // when ctx ends first.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+func waitFor(ctx context.Context, t itT, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

@@ -15,7 +15,7 @@ package cluster
 //	    METHOD "\n" path "\n" node "\n" timestamp "\n" hex(sha256(body))))
 //
 // where secret is the shared cluster secret and path the escaped request
-// path (e.g. "/cluster/v1/links/b/negotiate"). The receiver rejects with 401
+// path (e.g. "/cluster/v1/links/a/negotiate"). The receiver rejects with 401
 // (JSON error, no state change) a missing/wrong signature, a timestamp
 // more than MaxClockSkew away from its clock, and any signature it already
 // accepted within that window (replay). Bodies over 1 MiB get 413; bodies
@@ -32,82 +32,125 @@ package cluster
 //
 // All bodies are JSON. Errors are {"error": code, "message": text} with
 // code one of unauthorized (401), forbidden (403), bad-request (400),
-// too-large (413), not-found (404), not-implemented (501), unavailable
-// (503), internal (500).
+// too-large (413), not-found (404), conflict (409), not-implemented (501),
+// unavailable (503), internal (500).
 //
 // # Links
 //
-// A link is ONE WebRTC PeerConnection per ordered node pair origin->puller,
-// shared by every room and producer that the puller pulls from the origin.
-// Why: one ICE/DTLS handshake and one 5-tuple per node pair instead of one
-// per producer or room; producers come and go with a renegotiation on a
-// warm connection. Why ordered (A->B and B->A are two PCs): the puller
-// (the node that wants media) is always the offerer and the origin always
-// the answerer, so each side has one negotiation role, negotiations are
-// serialized per link on both sides (puller: one goroutine per link;
-// origin: one negotiation at a time per link), and glare is impossible.
-// Both PCs are built by sfu.Engine.NewPeerConnection: same UDP mux,
-// codecs, interceptors and DTLS-SRTP as participant PCs. A link is
-// identified by the puller's node id plus a random link id chosen by the
-// puller when it creates its PC; a negotiate with a new link id (puller
-// restarted, or re-created the link after a failure) makes the origin drop
-// its stale PC and start a fresh one.
+// A link is ONE WebRTC PeerConnection per UNORDERED pair of nodes,
+// carrying producers in both directions and shared by every room. Why one:
+// all PCs of a node share one ICE UDP socket (sfu.Engine), and pion's UDP
+// mux routes non-STUN packets by remote address only, so two PCs between
+// the same two sockets (A->B and B->A) would receive each other's SRTP
+// (auth tag failures, stalled media). One PC per pair also means one
+// ICE/DTLS handshake per pair; producers come and go by renegotiating a
+// warm connection. Both PCs are built by sfu.Engine.NewPeerConnection
+// (same UDP mux, codecs, interceptors and DTLS-SRTP as participant PCs).
 //
-//	POST /cluster/v1/links/{puller}/negotiate     (sender must be {puller})
-//	  {"linkId": "...", "offer": {"type":"offer","sdp":"..."},
-//	   "wanted": [{"room":"r","producerId":"p","pipeId":"7"}, ...]}
-//	-> 200 {"answer": {"type":"answer","sdp":"..."},
-//	        "accepted": [{"room","producerId","pipeId","ssrc"}, ...],
-//	        "rejected": [{"room","producerId","reason"}, ...]}
+// Roles. The node with the lexicographically smaller id is the link's
+// CONTROLLER and the only one that ever sends an offer; the other is the
+// ANSWERER. So there is no glare and no rollback. Each side keeps what it
+// pulls from the peer (room, producer id, pipe id) and what it serves to
+// the peer. The controller runs one negotiation round at a time (changes
+// made meanwhile, local or announced by the answerer, are coalesced into
+// the next round). When the answerer's pulls change it sends its complete
+// wanted set to the controller (want, below), which negotiates it; the
+// answerer never holds a lock that answering an offer needs while its want
+// request is outstanding.
 //
-// "wanted" is the COMPLETE set the puller wants on this link now (not a
-// delta), so the exchange is idempotent and a lost response cannot leave
-// the two sides disagreeing for long. Concurrent PipeIn calls on the
-// puller are batched into the next negotiation. pipeId names the puller's
-// pipe instance: the same producer wanted with a new pipeId (dropped and
-// wanted again between two negotiations) gets a fresh sender. "ssrc" is
-// the SSRC the origin sends the producer with, which the puller uses to
-// bind the arriving track to its pipe.
+// Identity. The link id is a random id chosen by the controller when it
+// creates its side. The answerer has a random side id of its own. A side
+// that gets an initial offer (seq 1) with a new link id while it has
+// another link with that peer drops the stale one (the controller
+// restarted or re-created the link); a controller that gets a want from a
+// new answerer side (with no link id) drops its stale link (the answerer
+// restarted or re-created its side). Requests naming a link or side the
+// receiver does not have get 409 and the sender fails its side: pulls
+// through a replaced or failed link close and OnLinkFailed fires; the
+// orchestrator pipes them again over a fresh link.
 //
-// The offer has ICE gathering complete (no trickle) and one recvonly
-// m-line per producer ever wanted on the link (the puller adds one per
-// newly wanted producer; m-lines freed by removed producers are reused by
-// the origin's AddTrack, so the SDP only grows with the peak number of
-// concurrent pipes plus churn, and restarts from scratch when an idle link
-// is closed). The origin sets the offer, attaches every newly wanted LOCAL
-// producer with Producer.NewConsumer (track id = producer id, stream id =
-// participant id), closes consumers that are no longer wanted, and answers
-// after gathering completes. It refuses (rejected, with a reason; see the
-// Reject* constants) unknown rooms/producers and remote producers: a
-// producer is only ever served by the node where it was published, so
-// media can never loop between nodes. The puller maps arriving tracks to
-// pipes by track id (= producer id) and announced SSRC, re-produces them
-// in its local room with Room.AddProducer (Remote=true) and forwards RTP.
-// PLI from the puller's subscribers is written as RTCP on the link and
-// reaches the publisher through the origin's consumer. When an origin
-// producer closes, the origin sends an RTCP BYE for its SSRC on the link
-// so the puller drops the piped producer at once; the authoritative
-// removal still comes from the cluster registry (the orchestrator calls
+//	POST /cluster/v1/links/{controller}/negotiate   (sender must be {controller},
+//	                                                  and the controller of the pair)
+//	  {"linkId": "...", "side": "<answerer side id, \"\" if not known yet>",
+//	   "seq": 1, "offer": {"type":"offer","sdp":"..."},
+//	   "wanted": [{"room","producerId","pipeId"}, ...],
+//	   "wantVersion": 3,
+//	   "tracks": [{"room","producerId","pipeId","ssrc","mid"}, ...],
+//	   "rejected": [{"room","producerId","pipeId","reason"}, ...]}
+//	-> 200 {"side": "<answerer side id>", "answer": {"type":"answer","sdp":"..."},
+//	        "accepted": [{"room","producerId","pipeId","ssrc","mid"}, ...],
+//	        "rejected": [{"room","producerId","pipeId","reason"}, ...]}
+//
+// "wanted" is the COMPLETE set the controller pulls from the answerer now
+// (not a delta), so the exchange is idempotent. "tracks" and "rejected"
+// are the controller's verdict on the answerer's wanted set of version
+// "wantVersion": tracks it sends (pipe id -> SSRC and mid of its sender),
+// producers it refuses. "accepted"/"rejected" in the answer are the
+// answerer's verdict on "wanted", with the SSRC and mid of its senders.
+// Each side binds an arriving track to its pull by track id (= producer
+// id) and the announced SSRC, recorded before the description carrying
+// the track is applied. pipeId names the puller's pipe instance: the same
+// producer wanted with a new pipeId (dropped and wanted again between two
+// rounds) gets a fresh sender.
+//
+// SDP. The offer has ICE gathering complete (no trickle). The controller
+// sends its own tracks on sendonly m-lines (one per sender it ever
+// attached) and adds one recvonly m-line per producer it newly pulls; the
+// answerer attaches its served producers with Producer.NewConsumer
+// (AddTrack), which takes those offered recvonly m-lines (or ones freed by
+// an earlier removed track) and never adds m-lines an answer could not
+// carry (a producer without a free m-line is refused as "no-slot"). The
+// SDP therefore grows with the producers that crossed the link in its
+// lifetime and starts from scratch when an idle link is closed. Both
+// sides refuse (rejected, with a reason; see the Reject* constants)
+// unknown rooms/producers and remote producers: a producer is only ever
+// served by the node where it was published, so media can never loop
+// between nodes. The puller re-produces arriving tracks in its local room
+// with Room.AddProducer (Remote=true) and forwards RTP. PLI from the
+// puller's subscribers is written as RTCP on the link and reaches the
+// publisher through the serving side's consumer. When a served producer
+// closes, its node sends an RTCP BYE for its SSRC on the link so the
+// puller drops the piped producer at once; the authoritative removal
+// still comes from the cluster registry (the orchestrator calls
 // Pipes.Unpipe).
 //
-//	POST /cluster/v1/links/{puller}/close          (sender must be {puller})
-//	  {"linkId": "..."}  -> 200 {"closed": true|false}
+//	POST /cluster/v1/links/{answerer}/want          (sender must be {answerer},
+//	                                                  the receiver the controller)
+//	  {"linkId": "<link id, \"\" before the first offer>", "side": "...",
+//	   "version": 4, "wanted": [{"room","producerId","pipeId"}, ...]}
+//	-> 200 {"linkId": "...", "version": 4,
+//	        "accepted": [{"room","producerId","pipeId","ssrc","mid"}, ...],
+//	        "rejected": [{"room","producerId","pipeId","reason"}, ...]}
 //
-// The puller closes a link that has carried nothing for LinkIdleTimeout
-// (default 5s, so a quick re-publish reuses the warm link) and tells the
-// origin (best effort); a stale link id is ignored (closed=false).
+// The answerer's COMPLETE wanted set, versioned (a new version per
+// change; one request in flight per link). The controller records it,
+// runs a round (whose offer reaches the answerer's negotiate endpoint
+// while this request waits) and answers once a round covering this
+// version completed, with its verdict.
+//
+//	POST /cluster/v1/links/{sender}/close            (sender must be {sender})
+//	  {"linkId": "...", "side": "<sender side id>", "idle": true|false}
+//	-> 200 {"closed": true|false}
+//
+// The controller closes a link that carried nothing in either direction
+// for LinkIdleTimeout (default 5s, so a quick re-publish reuses the warm
+// link) after asking the answerer with idle=true; the answerer refuses
+// (closed=false) while it wants something (its want request is on its
+// way). idle=false tells the peer that the sender closed its side
+// (failure, shutdown): the receiver closes its side like a failed link.
+// A stale link id is ignored (closed=false).
 //
 // # Failures and timeouts
 //
 // Every control request and every negotiation step (ICE gathering
-// included) is bounded by RequestTimeout. On the puller, a failed or timed
-// out negotiation, or the link PC reaching "failed" (or "closed" without
-// us closing it, e.g. the origin shut down), closes the link and every
-// producer piped through it and calls the OnLinkFailed callback; pending
-// PipeIn calls return ErrLinkFailed. On the origin, a failed PC or a bad
-// offer closes its side; the puller notices on its own. Pipes.DropNode
-// (node left the cluster) closes both directions without talking to the
-// node.
+// included) is bounded by RequestTimeout; a want request by
+// 3 x RequestTimeout (it may wait for a round in flight and its own).
+// A failed or timed out round or want request, a 409, a close from the
+// peer, or the link PC reaching "failed" (or "closed" without us closing
+// it) closes the link: every producer piped through it and every link
+// consumer close, pending PipeIn calls return ErrLinkFailed, and the
+// OnLinkFailed callback fires if this side pulled anything. Pipes.DropNode
+// (node left the cluster) closes the link without talking to the node.
 //
 // # Liveness probe
 //
@@ -131,20 +174,16 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
-
-	"github.com/confab/confab/sfu"
 )
 
 // Control channel limits and paths.
@@ -162,8 +201,8 @@ type ctxKey string
 
 // PipeRef names one producer of one room on the wire. PipeID identifies
 // the puller's pipe instance: when the puller drops a pipe and wants the
-// same producer again before the origin heard of the removal, the new
-// PipeID makes the origin attach a fresh sender (new SSRC, new track at the
+// same producer again before the serving node heard of the removal, the
+// new PipeID makes it attach a fresh sender (new SSRC, new track at the
 // puller) instead of silently keeping the old one.
 type PipeRef struct {
 	Room       string `json:"room"`
@@ -171,40 +210,67 @@ type PipeRef struct {
 	PipeID     string `json:"pipeId,omitempty"`
 }
 
-// AcceptedPipe is a PipeRef the origin serves, with the SSRC of its sender
-// on the link, so the puller binds exactly that track to the pipe.
+// AcceptedPipe is a PipeRef a node serves on a link, with the SSRC and mid
+// of its sender, so the puller binds exactly that track to the pipe.
 type AcceptedPipe struct {
 	Room       string `json:"room"`
 	ProducerID string `json:"producerId"`
 	PipeID     string `json:"pipeId,omitempty"`
 	SSRC       uint32 `json:"ssrc,omitempty"`
+	Mid        string `json:"mid,omitempty"`
 }
 
-// RejectedPipe is a PipeRef the origin refused, with one of the Reject*
-// reasons.
+// RejectedPipe is a PipeRef a node refused to serve, with one of the
+// Reject* reasons.
 type RejectedPipe struct {
 	Room       string `json:"room"`
 	ProducerID string `json:"producerId"`
+	PipeID     string `json:"pipeId,omitempty"`
 	Reason     string `json:"reason"`
 }
 
-// negotiateRequest is the body of POST /cluster/v1/links/{puller}/negotiate.
+// negotiateRequest is the body of POST /cluster/v1/links/{controller}/negotiate.
 type negotiateRequest struct {
-	LinkID string                    `json:"linkId"`
-	Offer  webrtc.SessionDescription `json:"offer"`
-	Wanted []PipeRef                 `json:"wanted"`
+	LinkID      string                    `json:"linkId"`
+	Side        string                    `json:"side,omitempty"` // answerer side id the controller knows ("" none yet)
+	Seq         uint64                    `json:"seq"`            // offers sent on the link, 1 for the first
+	Offer       webrtc.SessionDescription `json:"offer"`
+	Wanted      []PipeRef                 `json:"wanted"`      // what the controller pulls (complete set)
+	WantVersion uint64                    `json:"wantVersion"` // answerer want version that Tracks/Rejected answer
+	Tracks      []AcceptedPipe            `json:"tracks"`      // the controller's senders for the answerer's wants
+	Rejected    []RejectedPipe            `json:"rejected"`    // the answerer's wants the controller refused
 }
 
 // negotiateResponse is the 200 body of a negotiate.
 type negotiateResponse struct {
+	Side     string                    `json:"side"` // the answerer's side id
 	Answer   webrtc.SessionDescription `json:"answer"`
 	Accepted []AcceptedPipe            `json:"accepted"`
 	Rejected []RejectedPipe            `json:"rejected"`
 }
 
-// closeLinkRequest is the body of POST /cluster/v1/links/{puller}/close.
+// wantRequest is the body of POST /cluster/v1/links/{answerer}/want.
+type wantRequest struct {
+	LinkID  string    `json:"linkId,omitempty"` // link id the answerer adopted ("" none yet)
+	Side    string    `json:"side"`             // the answerer's side id
+	Version uint64    `json:"version"`          // grows with every change of Wanted
+	Wanted  []PipeRef `json:"wanted"`           // what the answerer pulls (complete set)
+}
+
+// wantResponse is the 200 body of a want: the outcome of the round that
+// negotiated (at least) that version.
+type wantResponse struct {
+	LinkID   string         `json:"linkId"`
+	Version  uint64         `json:"version"`
+	Accepted []AcceptedPipe `json:"accepted"`
+	Rejected []RejectedPipe `json:"rejected"`
+}
+
+// closeLinkRequest is the body of POST /cluster/v1/links/{sender}/close.
 type closeLinkRequest struct {
 	LinkID string `json:"linkId"`
+	Side   string `json:"side,omitempty"` // the sender's side id
+	Idle   bool   `json:"idle,omitempty"` // a proposal, refused while the receiver wants something
 }
 
 // closeLinkResponse is the 200 body of a close.
@@ -251,6 +317,7 @@ type controlAuth struct {
 func (p *Pipes) newControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/negotiate", p.handleNegotiate)
+	mux.HandleFunc("POST "+controlPrefix+"links/{node}/want", p.handleWant)
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/close", p.handleCloseLink)
 	mux.HandleFunc("POST "+controlPrefix+"rooms/{room}/events", p.handleRoomEvent)
 	mux.HandleFunc("GET "+controlPrefix+"ping", func(w http.ResponseWriter, r *http.Request) {
@@ -342,28 +409,37 @@ func decodeJSON(body []byte, v any) error {
 // validID reports whether s is acceptable as a wire id.
 func validID(s string) bool { return s != "" && len(s) <= maxIDLength }
 
-// pullerFrom checks that the {node} path segment is the authenticated
-// sender: a node may only negotiate or close its own links.
-func (p *Pipes) pullerFrom(r *http.Request) (string, error) {
+// senderFrom checks that the {node} path segment is the authenticated
+// sender: a node may only act as itself on its links.
+func (p *Pipes) senderFrom(r *http.Request) (string, error) {
 	a := authOf(r)
-	puller := r.PathValue("node")
+	node := r.PathValue("node")
 	if a == nil {
 		return "", fmt.Errorf("%w: unauthenticated", ErrControlUnauthorized)
 	}
-	if puller != a.node {
-		return "", fmt.Errorf("%w: link of node %q requested by %q", ErrControlForbidden, puller, a.node)
+	if node != a.node {
+		return "", fmt.Errorf("%w: link of node %q requested by %q", ErrControlForbidden, node, a.node)
 	}
-	if puller == p.cfg.NodeID {
+	if node == p.cfg.NodeID {
 		return "", fmt.Errorf("%w: a node cannot link to itself", ErrControlBadRequest)
 	}
-	return puller, nil
+	return node, nil
 }
 
-// handleNegotiate serves POST /cluster/v1/links/{puller}/negotiate (origin
-// side). It runs on the HTTP server's goroutine, bounded by the request
-// context and RequestTimeout.
+// checkRefs validates a wanted list from the wire (its entries are checked
+// one by one when served).
+func checkRefs(refs []PipeRef) error {
+	if len(refs) > maxWantedPerLink {
+		return fmt.Errorf("%w: more than %d wanted producers", ErrControlBadRequest, maxWantedPerLink)
+	}
+	return nil
+}
+
+// handleNegotiate serves POST /cluster/v1/links/{controller}/negotiate (on
+// the answerer). It runs on the HTTP server's goroutine, bounded by the
+// request context and RequestTimeout.
 func (p *Pipes) handleNegotiate(w http.ResponseWriter, r *http.Request) {
-	puller, err := p.pullerFrom(r)
+	peer, err := p.senderFrom(r)
 	if err != nil {
 		p.writeError(w, r, err)
 		return
@@ -376,10 +452,16 @@ func (p *Pipes) handleNegotiate(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !validID(req.LinkID):
 		err = fmt.Errorf("%w: missing or oversized linkId", ErrControlBadRequest)
+	case len(req.Side) > maxIDLength:
+		err = fmt.Errorf("%w: oversized side", ErrControlBadRequest)
 	case req.Offer.Type != webrtc.SDPTypeOffer || req.Offer.SDP == "":
 		err = fmt.Errorf("%w: offer must be an SDP offer", ErrControlBadRequest)
-	case len(req.Wanted) > maxWantedPerLink:
-		err = fmt.Errorf("%w: more than %d wanted producers", ErrControlBadRequest, maxWantedPerLink)
+	case req.Seq == 0:
+		err = fmt.Errorf("%w: seq must be positive", ErrControlBadRequest)
+	case peer > p.cfg.NodeID:
+		err = fmt.Errorf("%w: node %s is not the controller of its link with %s", ErrControlForbidden, peer, p.cfg.NodeID)
+	default:
+		err = cmp.Or(checkRefs(req.Wanted), checkRefs(refsOf(req.Tracks)))
 	}
 	if err != nil {
 		p.writeError(w, r, err)
@@ -387,22 +469,75 @@ func (p *Pipes) handleNegotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.RequestTimeout)
 	defer cancel()
-	l, err := p.outLinkFor(puller, req.LinkID)
+	l, err := p.linkForOffer(peer, req)
 	if err != nil {
-		p.writeError(w, r, err)
+		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s-%s: %w", peer, p.cfg.NodeID, err))
 		return
 	}
-	resp, err := l.negotiate(ctx, req)
+	resp, err := l.answer(ctx, req)
 	if err != nil {
-		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s->%s: %w", p.cfg.NodeID, puller, err))
+		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s-%s: %w", peer, p.cfg.NodeID, err))
 		return
 	}
 	p.writeJSON(w, r, http.StatusOK, resp)
 }
 
-// handleCloseLink serves POST /cluster/v1/links/{puller}/close (origin side).
+// handleWant serves POST /cluster/v1/links/{answerer}/want (on the
+// controller): it waits for the round that negotiates the wanted set,
+// bounded by the request context and twice RequestTimeout (a round in
+// flight, then the one covering the request).
+func (p *Pipes) handleWant(w http.ResponseWriter, r *http.Request) {
+	peer, err := p.senderFrom(r)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	var req wantRequest
+	if err := decodeJSON(authOf(r).body, &req); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	switch {
+	case !validID(req.Side) || len(req.LinkID) > maxIDLength:
+		err = fmt.Errorf("%w: missing or oversized side or linkId", ErrControlBadRequest)
+	case req.Version == 0:
+		err = fmt.Errorf("%w: version must be positive", ErrControlBadRequest)
+	case peer < p.cfg.NodeID:
+		err = fmt.Errorf("%w: node %s is the controller of its link with %s", ErrControlForbidden, peer, p.cfg.NodeID)
+	default:
+		err = checkRefs(req.Wanted)
+	}
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*p.cfg.RequestTimeout)
+	defer cancel()
+	l, err := p.linkForWant(peer, req)
+	if err != nil {
+		p.writeError(w, r, fmt.Errorf("cluster: want on link %s-%s: %w", p.cfg.NodeID, peer, err))
+		return
+	}
+	resp, err := l.acceptWants(ctx, req)
+	if err != nil {
+		p.writeError(w, r, fmt.Errorf("cluster: want on link %s-%s: %w", p.cfg.NodeID, peer, err))
+		return
+	}
+	p.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// refsOf returns the PipeRefs of accepted entries.
+func refsOf(as []AcceptedPipe) []PipeRef {
+	refs := make([]PipeRef, len(as))
+	for i, a := range as {
+		refs[i] = PipeRef{Room: a.Room, ProducerID: a.ProducerID, PipeID: a.PipeID}
+	}
+	return refs
+}
+
+// handleCloseLink serves POST /cluster/v1/links/{sender}/close (either side).
 func (p *Pipes) handleCloseLink(w http.ResponseWriter, r *http.Request) {
-	puller, err := p.pullerFrom(r)
+	peer, err := p.senderFrom(r)
 	if err != nil {
 		p.writeError(w, r, err)
 		return
@@ -412,16 +547,13 @@ func (p *Pipes) handleCloseLink(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, r, err)
 		return
 	}
-	if !validID(req.LinkID) {
-		p.writeError(w, r, fmt.Errorf("%w: missing or oversized linkId", ErrControlBadRequest))
+	if !validID(req.LinkID) || len(req.Side) > maxIDLength {
+		p.writeError(w, r, fmt.Errorf("%w: missing or oversized linkId or side", ErrControlBadRequest))
 		return
 	}
 	closed := false
-	p.mu.Lock()
-	l := p.out[puller]
-	p.mu.Unlock()
-	if l != nil && l.id == req.LinkID {
-		closed = l.close("closed by puller")
+	if l := p.linkWith(peer); l != nil {
+		closed = l.closeRequested(req)
 	}
 	p.writeJSON(w, r, http.StatusOK, closeLinkResponse{Closed: closed})
 }
@@ -447,283 +579,4 @@ func (p *Pipes) handleRoomEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	fn(RoomEvent{From: a.node, Room: room, Body: json.RawMessage(bytes.Clone(a.body))})
 	p.writeJSON(w, r, http.StatusAccepted, okResponse{OK: true})
-}
-
-// ---------------------------------------------------------------------------
-// Origin side of a link (this node answers and sends).
-
-// servedPipe is one local producer sent on an outgoing link.
-type servedPipe struct {
-	key      pipeKey
-	pipeID   string // the puller's pipe instance
-	producer *sfu.Producer
-	consumer *sfu.Consumer
-	ssrc     uint32        // SSRC of the link sender (for BYE), 0 if unknown
-	stop     chan struct{} // closed when no longer served
-}
-
-// outLink is the origin side of a link: this node sends local producers to
-// node peer over pc and answers the peer's offers. Negotiations are
-// serialized by sem (a request waiting for it gives up with its context).
-// mu guards closed and served. Goroutines (owned via Pipes.wg): one watch
-// per served producer, ending when the producer closes, it is no longer
-// served, or the link closes.
-type outLink struct {
-	p    *Pipes
-	peer string // puller node id
-	id   string // the puller's link id
-	log  *slog.Logger
-	pc   *webrtc.PeerConnection
-	sem  chan struct{} // cap 1: negotiation in progress
-	done chan struct{} // closed on close
-
-	mu     sync.Mutex
-	closed bool
-	served map[pipeKey]*servedPipe
-}
-
-// newOutLink returns an unstarted outgoing link over pc.
-func newOutLink(p *Pipes, puller, linkID string, pc *webrtc.PeerConnection) *outLink {
-	return &outLink{
-		p:      p,
-		peer:   puller,
-		id:     linkID,
-		log:    p.log.With("peer", puller, "direction", "out", "link", linkID),
-		pc:     pc,
-		sem:    make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		served: make(map[pipeKey]*servedPipe),
-	}
-}
-
-// start installs the PC handlers ("disconnected" is reported to the
-// OnLinkDisconnected callback, "failed"/"closed" close the link). Called
-// once under Pipes.mu.
-func (l *outLink) start() {
-	l.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		l.log.Debug("link state", "state", s)
-		switch s {
-		case webrtc.PeerConnectionStateDisconnected:
-			if !l.isClosed() {
-				l.log.Info("link disconnected: nothing heard from the peer")
-				l.p.linkDisconnected(l.peer)
-			}
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			l.close("peer connection " + s.String())
-		}
-	})
-}
-
-// negotiate applies one offer from the puller: serve exactly the wanted
-// local producers, answer. Any failure after the offer was applied closes
-// the link (the puller will fail its side too and start over).
-func (l *outLink) negotiate(ctx context.Context, req negotiateRequest) (negotiateResponse, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
-	case <-ctx.Done():
-		return negotiateResponse{}, fmt.Errorf("%w: waiting for the previous negotiation: %v", ErrControlUnavailable, ctx.Err())
-	}
-	defer func() { <-l.sem }()
-	if l.isClosed() {
-		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
-	}
-	if err := l.pc.SetRemoteDescription(req.Offer); err != nil {
-		l.close("bad offer")
-		return negotiateResponse{}, fmt.Errorf("%w: applying offer: %v", ErrControlBadRequest, err)
-	}
-
-	wanted := make(map[pipeKey]string, len(req.Wanted)) // -> pipe id
-	resp := negotiateResponse{Accepted: []AcceptedPipe{}, Rejected: []RejectedPipe{}}
-	var order []pipeKey
-	for _, w := range req.Wanted {
-		k := pipeKey{room: w.Room, producer: w.ProducerID}
-		if _, dup := wanted[k]; dup {
-			continue // listed twice: serve once, report once
-		}
-		if !validID(w.Room) || !validID(w.ProducerID) || len(w.PipeID) > maxIDLength {
-			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: w.Room, ProducerID: w.ProducerID, Reason: RejectInvalid})
-			continue
-		}
-		wanted[k] = w.PipeID
-		order = append(order, k)
-	}
-
-	// Stop serving what is no longer wanted, whose producer closed, or
-	// that the puller wants as a new pipe instance. Removing first frees
-	// the producer's track for re-adding below.
-	var drop []*servedPipe
-	l.mu.Lock()
-	for k, s := range l.served {
-		if id, ok := wanted[k]; !ok || id != s.pipeID || isDone(s.producer.Done()) {
-			delete(l.served, k)
-			drop = append(drop, s)
-		}
-	}
-	l.mu.Unlock()
-	for _, s := range drop {
-		close(s.stop)
-		s.consumer.Close()
-	}
-
-	for _, k := range order {
-		ssrc, reason := l.serve(k, wanted[k])
-		if reason == "" {
-			resp.Accepted = append(resp.Accepted, AcceptedPipe{Room: k.room, ProducerID: k.producer, PipeID: wanted[k], SSRC: ssrc})
-		} else {
-			resp.Rejected = append(resp.Rejected, RejectedPipe{Room: k.room, ProducerID: k.producer, Reason: reason})
-		}
-	}
-
-	answer, err := l.pc.CreateAnswer(nil)
-	if err != nil {
-		l.close("creating answer failed")
-		return negotiateResponse{}, fmt.Errorf("creating answer: %w", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(l.pc)
-	if err := l.pc.SetLocalDescription(answer); err != nil {
-		l.close("setting answer failed")
-		return negotiateResponse{}, fmt.Errorf("setting answer: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-l.done:
-		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
-	case <-ctx.Done():
-		l.close("gathering timed out")
-		return negotiateResponse{}, fmt.Errorf("%w: gathering candidates: %v", ErrControlUnavailable, ctx.Err())
-	}
-	local := l.pc.LocalDescription()
-	if local == nil {
-		l.close("no local description")
-		return negotiateResponse{}, errors.New("no local description after answering")
-	}
-	resp.Answer = *local
-	l.log.Debug("link negotiated", "accepted", len(resp.Accepted), "rejected", len(resp.Rejected))
-	return resp, nil
-}
-
-// serve makes sure the local producer k is sent on the link for pipe
-// instance pipeID and returns its sender SSRC, or the reason it cannot be
-// served. Called only from negotiate (serialized).
-func (l *outLink) serve(k pipeKey, pipeID string) (uint32, string) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return 0, RejectShuttingDown
-	}
-	if s := l.served[k]; s != nil {
-		l.mu.Unlock()
-		return s.ssrc, "" // still served (stale entries were dropped above)
-	}
-	l.mu.Unlock()
-
-	room := l.p.engine.Room(k.room)
-	if room == nil {
-		return 0, RejectRoomNotFound
-	}
-	prod := room.Producer(k.producer)
-	if prod == nil {
-		return 0, RejectUnknownProducer
-	}
-	if info := prod.Info(); info.Remote || info.Origin != l.p.cfg.NodeID {
-		// Only the node where a producer was published serves it: piping
-		// onward could loop and would double the hops.
-		return 0, RejectRemoteProducer
-	}
-	cons, err := prod.NewConsumer(l.pc)
-	if err != nil {
-		if errors.Is(err, sfu.ErrProducerClosed) {
-			return 0, RejectProducerClosed
-		}
-		l.log.Warn("attaching producer to link failed", "room", k.room, "producer", k.producer, "err", err)
-		return 0, RejectConsumerFailed
-	}
-	s := &servedPipe{key: k, pipeID: pipeID, producer: prod, consumer: cons, ssrc: senderSSRC(cons.Sender()), stop: make(chan struct{})}
-
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		cons.Close()
-		return 0, RejectShuttingDown
-	}
-	l.served[k] = s
-	l.p.wg.Add(1)
-	l.mu.Unlock()
-	go l.watch(s)
-	l.log.Info("serving producer", "room", k.room, "producer", k.producer, "pipe", pipeID, "ssrc", s.ssrc)
-	return s.ssrc, ""
-}
-
-// watch sends an RTCP BYE for s's SSRC when its producer closes while it
-// is served, so the puller drops the pipe without waiting for the registry.
-func (l *outLink) watch(s *servedPipe) {
-	defer l.p.wg.Done()
-	select {
-	case <-s.producer.Done():
-	case <-s.stop:
-		return
-	case <-l.done:
-		return
-	}
-	if s.ssrc == 0 {
-		return
-	}
-	if err := l.pc.WriteRTCP([]rtcp.Packet{&rtcp.Goodbye{Sources: []uint32{s.ssrc}, Reason: "producer closed"}}); err != nil {
-		l.log.Debug("writing BYE on link failed", "producer", s.key.producer, "err", err)
-	}
-}
-
-// isClosed reports whether the link was closed.
-func (l *outLink) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
-
-// close closes the link once (consumers, PC) and reports whether this call
-// closed it.
-func (l *outLink) close(why string) bool {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return false
-	}
-	l.closed = true
-	served := l.served
-	l.served = make(map[pipeKey]*servedPipe)
-	l.mu.Unlock()
-
-	close(l.done)
-	l.p.removeOutLink(l)
-	for _, s := range served {
-		s.consumer.Close()
-	}
-	if err := l.pc.Close(); err != nil {
-		l.log.Debug("closing link peer connection", "err", err)
-	}
-	l.log.Info("link closed", "why", why)
-	return true
-}
-
-// senderSSRC returns the SSRC of a link sender, or 0.
-func senderSSRC(s *webrtc.RTPSender) uint32 {
-	if s == nil {
-		return 0
-	}
-	if enc := s.GetParameters().Encodings; len(enc) > 0 {
-		return uint32(enc[0].SSRC)
-	}
-	return 0
-}
-
-// isDone reports whether ch is closed.
-func isDone(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }

@@ -28,17 +28,19 @@ type controlClient struct {
 
 // newOwnHTTPClient returns the HTTP client Pipes uses when the config has
 // none: bounded dials and header waits, no redirects (a redirect would need
-// re-signing and is never legitimate on the control channel).
+// re-signing and is never legitimate on the control channel). A want
+// request legitimately waits up to wantTimeoutFactor x timeout for its
+// answer, so the header wait allows that much.
 func newOwnHTTPClient(timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = timeout
-	tr.ResponseHeaderTimeout = timeout
+	tr.ResponseHeaderTimeout = wantTimeoutFactor * timeout
 	tr.MaxIdleConnsPerHost = 4
 	tr.IdleConnTimeout = 90 * time.Second
 	return &http.Client{
 		Transport: tr,
-		Timeout:   2 * timeout, // backstop; contexts are tighter
+		Timeout:   (wantTimeoutFactor + 1) * timeout, // backstop; contexts are tighter
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -105,27 +107,41 @@ func (c *controlClient) send(ctx context.Context, method, node, path string, bod
 	return nil
 }
 
-// linkPath returns the control path of an action on puller's link.
-func linkPath(puller, action string) string {
-	return controlPrefix + "links/" + url.PathEscape(puller) + "/" + action
+// linkPath returns the control path of an action of sender on its link.
+func linkPath(sender, action string) string {
+	return controlPrefix + "links/" + url.PathEscape(sender) + "/" + action
 }
 
-// negotiate sends the puller's offer and wanted set to origin.
-func (c *controlClient) negotiate(ctx context.Context, origin string, req negotiateRequest) (negotiateResponse, error) {
+// negotiate sends the controller's offer (req) to the answerer peer.
+func (c *controlClient) negotiate(ctx context.Context, peer string, req negotiateRequest) (negotiateResponse, error) {
 	var resp negotiateResponse
-	if err := c.do(ctx, origin, linkPath(c.nodeID, "negotiate"), req, &resp); err != nil {
+	if err := c.do(ctx, peer, linkPath(c.nodeID, "negotiate"), req, &resp); err != nil {
 		return negotiateResponse{}, err
 	}
 	if resp.Answer.SDP == "" {
-		return negotiateResponse{}, fmt.Errorf("cluster: negotiate with %s: %w: empty answer", origin, ErrControlBadResponse)
+		return negotiateResponse{}, fmt.Errorf("cluster: negotiate with %s: %w: empty answer", peer, ErrControlBadResponse)
 	}
 	return resp, nil
 }
 
-// closeLink tells origin that the puller closed link linkID.
-func (c *controlClient) closeLink(ctx context.Context, origin, linkID string) error {
+// want sends the answerer's wanted set (req) to the controller peer and
+// returns the outcome of the round that negotiated it.
+func (c *controlClient) want(ctx context.Context, peer string, req wantRequest) (wantResponse, error) {
+	var resp wantResponse
+	if err := c.do(ctx, peer, linkPath(c.nodeID, "want"), req, &resp); err != nil {
+		return wantResponse{}, err
+	}
+	return resp, nil
+}
+
+// closeLink tells peer that this node closed its side of a link (or, with
+// req.Idle, asks whether it may).
+func (c *controlClient) closeLink(ctx context.Context, peer string, req closeLinkRequest) (closeLinkResponse, error) {
 	var resp closeLinkResponse
-	return c.do(ctx, origin, linkPath(c.nodeID, "close"), closeLinkRequest{LinkID: linkID}, &resp)
+	if err := c.do(ctx, peer, linkPath(c.nodeID, "close"), req, &resp); err != nil {
+		return closeLinkResponse{}, err
+	}
+	return resp, nil
 }
 
 // sendRoomEvent posts an opaque JSON event for room to node.

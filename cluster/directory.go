@@ -99,6 +99,7 @@ func (n *Node) newPrefixWatch(prefix string) *prefixWatch {
 		health:     n.health,
 		log:        n.log,
 		onReset:    func() { n.startResync("consul index went backwards on " + prefix) },
+		restart:    n.watchRestart,
 	}
 }
 

@@ -34,6 +34,20 @@
 // which an owned writer goroutine applies to Consul with retries and capped,
 // jittered exponential backoff. If the session is lost (for instance after a
 // long Consul outage) a new one is created and every record is written again.
+// While Consul is unreachable the node keeps serving its rooms and links and
+// Ready reports ErrDegraded. When Consul lost its data (an agent restarted
+// without it) a resync grace period keeps peers and piped producers until
+// every node has registered again (resync.go).
+//
+// # Failures and planned shutdown
+//
+// A node notices a dead peer long before Consul expires the peer's session:
+// when a link to the peer goes silent (ICE "disconnected", see the ICE
+// timeouts of sfu.Config) or fails, it probes the peer's control channel and,
+// without a signed answer, drops the peer's pipes at once (liveness.go).
+// Drain takes the node out of the rotation before a planned shutdown
+// (drain.go). docs/reliability.md lists what is promised and how it is
+// tested.
 //
 // The KV schema, the pipe protocol and the failure behaviour are documented in
 // docs/cluster.md.

@@ -29,7 +29,8 @@ var (
 	// removed (Unpipe, UnpipeRoom, DropNode) before the origin accepted it.
 	ErrPipeRemoved = errors.New("cluster: pipe removed")
 	// ErrLinkFailed is returned by a pending PipeIn when its link failed
-	// (control request failed or timed out, ICE/DTLS failed).
+	// (control request failed, timed out or was refused as stale, the peer
+	// closed its side, ICE/DTLS failed).
 	ErrLinkFailed = errors.New("cluster: link failed")
 
 	// ErrControlUnauthorized (401): missing, malformed, wrong, expired or
@@ -42,8 +43,12 @@ var (
 	ErrControlBadRequest = errors.New("cluster: control: bad request")
 	// ErrControlTooLarge (413): request body over the 1 MiB limit.
 	ErrControlTooLarge = errors.New("cluster: control: request body too large")
-	// ErrControlNotFound (404): unknown route or link.
+	// ErrControlNotFound (404): unknown route.
 	ErrControlNotFound = errors.New("cluster: control: not found")
+	// ErrControlConflict (409): the request names a link or link side the
+	// receiver does not have (any more), or a superseded want version: the
+	// sender's side of the link is stale and must be closed.
+	ErrControlConflict = errors.New("cluster: control: conflict")
 	// ErrControlUnavailable (503): the node is shutting down or cannot keep
 	// more replay-protection state right now; retry later.
 	ErrControlUnavailable = errors.New("cluster: control: unavailable")
@@ -71,16 +76,17 @@ func (e *RejectedError) Error() string {
 // Unwrap returns ErrPipeRejected.
 func (e *RejectedError) Unwrap() error { return ErrPipeRejected }
 
-// Reasons an origin gives in negotiateResponse.Rejected.
+// Reasons a serving node gives in the rejected lists of the link protocol.
 const (
 	RejectRoomNotFound    = "room-not-found"    // no such local room on the origin
 	RejectUnknownProducer = "unknown-producer"  // no such producer in the room
 	RejectRemoteProducer  = "remote-producer"   // producer is itself piped in: never piped onward (no loops)
 	RejectProducerClosed  = "producer-closed"   // producer closed since it was accepted
 	RejectConsumerFailed  = "consumer-failed"   // attaching the producer to the link failed
+	RejectNoSlot          = "no-slot"           // (answerer) the offer had no free m-line for the producer
 	RejectInvalid         = "invalid"           // empty room or producer id
-	RejectShuttingDown    = "shutting-down"     // origin is closing the link
-	RejectNotAccepted     = "not-accepted"      // origin listed it neither accepted nor rejected
+	RejectShuttingDown    = "shutting-down"     // the serving node is closing the link
+	RejectNotAccepted     = "not-accepted"      // the serving node listed it neither accepted nor rejected
 	RejectLocalRoomClosed = "local-room-closed" // (puller side, logs only) the local room disappeared
 )
 
@@ -112,6 +118,8 @@ func (e *ControlError) Unwrap() error {
 		return ErrControlTooLarge
 	case http.StatusNotFound:
 		return ErrControlNotFound
+	case http.StatusConflict:
+		return ErrControlConflict
 	case http.StatusNotImplemented:
 		return ErrControlNotImplemented
 	case http.StatusServiceUnavailable:
@@ -136,6 +144,8 @@ func controlStatus(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "too-large"
 	case errors.Is(err, ErrControlNotFound):
 		return http.StatusNotFound, "not-found"
+	case errors.Is(err, ErrControlConflict):
+		return http.StatusConflict, "conflict"
 	case errors.Is(err, ErrControlNotImplemented):
 		return http.StatusNotImplemented, "not-implemented"
 	case errors.Is(err, ErrControlUnavailable), errors.Is(err, ErrPipesClosed):

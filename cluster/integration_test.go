@@ -68,7 +68,7 @@ type itT interface {
 
 // itJoin joins a client named name to room on node n; the test's cleanup
 // closes it.
-func itJoin(t *testing.T, n *testNode, room, name string) *itClient {
+func itJoin(t itT, n *testNode, room, name string) *itClient {
 	t.Helper()
 	return itJoinEngine(t, n.engine, room, name)
 }
@@ -321,7 +321,7 @@ func (c *itClient) publishVP8(ctx context.Context, trackID string) {
 
 // itLocalProducers waits until the room on n has want local producers of
 // participant pid and returns them sorted by id.
-func itLocalProducers(ctx context.Context, t *testing.T, n *testNode, room, pid string, want int) []sfu.ProducerInfo {
+func itLocalProducers(ctx context.Context, t itT, n *testNode, room, pid string, want int) []sfu.ProducerInfo {
 	t.Helper()
 	var ps []sfu.ProducerInfo
 	waitFor(ctx, t, "local producers on "+n.id, func() bool {
@@ -340,7 +340,7 @@ func itLocalProducers(ctx context.Context, t *testing.T, n *testNode, room, pid 
 }
 
 // itWaitMedia waits until c receives packets of prod.
-func itWaitMedia(ctx context.Context, t *testing.T, c *itClient, prod sfu.ProducerInfo) *itTrack {
+func itWaitMedia(ctx context.Context, t itT, c *itClient, prod sfu.ProducerInfo) *itTrack {
 	t.Helper()
 	var rt *itTrack
 	waitFor(ctx, t, c.name+" receives media of "+prod.ID, func() bool {
@@ -363,12 +363,18 @@ func itStatus(ctx context.Context, t *testing.T, n *testNode) Status {
 	return st
 }
 
-// itLinks returns n's links with peer in direction dir.
+// itLinks returns n's link with peer if it carries producers in direction
+// dir (one link per node pair carries both directions), with only those
+// producers listed.
 func itLinks(ctx context.Context, t *testing.T, n *testNode, peer, dir string) []LinkStatus {
 	t.Helper()
 	var out []LinkStatus
 	for _, l := range itStatus(ctx, t, n).Links {
-		if l.PeerNode == peer && l.Direction == dir {
+		if l.PeerNode != peer {
+			continue
+		}
+		l.Producers = slices.DeleteFunc(l.Producers, func(p PipedProducer) bool { return p.Direction != dir })
+		if len(l.Producers) > 0 {
 			out = append(out, l)
 		}
 	}

@@ -17,17 +17,24 @@ import (
 	"github.com/confab/confab/sfu"
 )
 
-// errLinkGone is returned by inLink.want when the link closed after it was
-// looked up; PipeIn then looks up (creates) a fresh link.
+// errLinkGone is returned by link.want when the link closed (or is being
+// closed as idle) after it was looked up; PipeIn then looks up (creates) a
+// fresh link.
 var errLinkGone = errors.New("cluster: link closed")
 
 // keyframeQueue is the number of pending PLI requests per link; more are
 // dropped (the engine already throttles per producer).
 const keyframeQueue = 64
 
-// courtesyTimeout bounds telling an origin that a link was closed: it is
-// best effort, and Close must not hang on dead peers.
+// courtesyTimeout bounds telling a peer that a link was closed: it is best
+// effort, and Close must not hang on dead peers.
 const courtesyTimeout = 2 * time.Second
+
+// Link roles in LinkStatus.
+const (
+	RoleController = "controller" // this node's id is the smaller one: it sends every offer
+	RoleAnswerer   = "answerer"   // the peer is the controller: this node answers
+)
 
 // pipeKey identifies a piped producer on a node.
 type pipeKey struct {
@@ -35,14 +42,14 @@ type pipeKey struct {
 	producer string
 }
 
-// pipeState is the lifecycle of an incoming pipe.
+// pipeState is the lifecycle of a pulled pipe.
 type pipeState int
 
 // Pipe states, in order.
 const (
-	pipePending  pipeState = iota // wanted, waiting for the next negotiation
-	pipeOffered                   // part of a negotiation in flight
-	pipeAccepted                  // origin accepted, waiting for the track
+	pipePending  pipeState = iota // wanted, not yet part of an exchange with the peer
+	pipeOffered                   // controller: in an offer in flight; answerer: in a want request in flight
+	pipeAccepted                  // the peer accepted to send it, waiting for the track
 	pipeActive                    // track arrived, local producer added
 	pipeClosed                    // removed
 )
@@ -63,17 +70,18 @@ func (s pipeState) String() string {
 	}
 }
 
-// inPipe is one producer pulled over an incoming link. Its mutable fields
-// are guarded by the link's mu.
+// inPipe is one producer this node pulls from the peer over a link. Its
+// mutable fields are guarded by the link's mu.
 type inPipe struct {
 	key     pipeKey
 	id      string // pipe instance id, unique on its link
 	info    sfu.ProducerInfo
+	version uint64        // the link's want version that first listed it
 	settled chan struct{} // closed once err is final (accepted: nil)
 
 	err      error
 	state    pipeState
-	ssrc     uint32              // SSRC the origin announced for it (0: unknown)
+	ssrc     uint32              // SSRC the peer announced for it (0: unknown)
 	producer *sfu.Producer       // set once the local producer exists
 	track    *webrtc.TrackRemote // set when the track arrived
 	receiver *webrtc.RTPReceiver // set when the track arrived
@@ -109,6 +117,13 @@ func (r pipeResources) release() {
 	}
 }
 
+// releaseAll releases every entry of rs.
+func releaseAll(rs []pipeResources) {
+	for _, r := range rs {
+		r.release()
+	}
+}
+
 // settleLocked records the PipeIn outcome once. Caller holds the link mu.
 func (pp *inPipe) settleLocked(err error) {
 	select {
@@ -119,82 +134,141 @@ func (pp *inPipe) settleLocked(err error) {
 	}
 }
 
-// inLink is the puller side of a link: this node receives producers of
-// node peer over pc, and is the offerer of every negotiation.
+// link is this node's side of THE link with node peer: one WebRTC
+// PeerConnection carrying producers in both directions, shared by every
+// room. pulls are the producers this node wants from the peer (tracks it
+// receives), serves the local producers the peer wants (tracks it sends).
+//
+// The side whose node id is smaller is the controller: it makes every
+// offer (link_controller.go), one round at a time from its run goroutine.
+// The other side answers those offers from the control handler and sends
+// its wanted set to the controller (link_answerer.go). See control.go for
+// the wire protocol.
 //
 // Goroutines (owned via Pipes.wg, all end when the link closes): run
-// (negotiations and the idle timer; the only goroutine touching
-// signaling, which serializes negotiations), writeRTCP (PLI), and per
-// active pipe forward (RTP) and readRTCP (BYE).
-type inLink struct {
-	p         *Pipes
-	peer      string // origin node id
-	id        string // link id (random, chosen here)
-	log       *slog.Logger
-	pc        *webrtc.PeerConnection
-	ctx       context.Context // cancelled on close: aborts control requests
-	cancel    context.CancelFunc
-	kick      chan struct{} // cap 1: "negotiate again"
-	keyframes chan uint32   // media SSRCs to send PLI for
-	done      chan struct{} // closed on close
+// (controller: negotiation rounds and the idle timer; answerer: want
+// requests), writeRTCP (PLI), per active pull forward (RTP) and readRTCP
+// (BYE), per served producer watch (BYE when it closes).
+type link struct {
+	p          *Pipes
+	peer       string
+	controller bool   // this node offers (its id is the smaller one)
+	side       string // random id of this side; the controller's is also the link id
+	log        *slog.Logger
+	pc         *webrtc.PeerConnection
+	ctx        context.Context // cancelled on close: aborts control requests
+	cancel     context.CancelFunc
+	kick       chan struct{} // cap 1: controller: negotiate again; answerer: send the wanted set again
+	keyframes  chan uint32   // media SSRCs to send PLI for
+	done       chan struct{} // closed on close
+	sem        chan struct{} // cap 1: one offer answered at a time (answerer)
 
 	mu         sync.Mutex
+	id         string // link id: the controller's side id ("" on the answerer until the first offer)
 	closed     bool
-	pipes      map[pipeKey]*inPipe
+	closing    chan struct{} // controller: non-nil while an idle close is agreed with the peer
+	exchanged  bool          // an offer/answer exchange completed: the peer has state for id
+	pulls      map[pipeKey]*inPipe
+	serves     map[pipeKey]*servedPipe
 	lastPipeID uint64 // pipe instance counter
-	negotiated bool   // at least one offer was sent
-	answered   bool   // at least one answer was applied (the origin has state)
+	version    uint64 // bumped on every change of pulls (the answerer sends it with its wants)
+
+	// Controller only.
+	seq         uint64        // offers sent
+	peerSide    string        // the answerer's side id, "" until learned
+	peerWanted  []PipeRef     // the answerer's latest wanted set
+	peerVersion uint64        // its version
+	applied     uint64        // peer want version answered by the last completed round
+	result      wantResponse  // outcome of the peer's wants in that round
+	roundDone   chan struct{} // closed (and replaced) after every round
+
+	// Answerer only.
+	sentVersion uint64 // version of the last wanted set the controller answered
 }
 
-// newInLink returns an unstarted incoming link over pc.
-func newInLink(p *Pipes, origin string, pc *webrtc.PeerConnection) *inLink {
-	l := &inLink{
-		p:         p,
-		peer:      origin,
-		id:        newLinkID(),
-		pc:        pc,
-		kick:      make(chan struct{}, 1),
-		keyframes: make(chan uint32, keyframeQueue),
-		done:      make(chan struct{}),
-		pipes:     make(map[pipeKey]*inPipe),
+// newLink returns an unstarted link with peer over pc. The controller's
+// link id is its side id; the answerer learns the id from the first offer.
+func newLink(p *Pipes, peer string, pc *webrtc.PeerConnection) *link {
+	l := &link{
+		p:          p,
+		peer:       peer,
+		controller: p.cfg.NodeID < peer,
+		side:       newLinkID(),
+		pc:         pc,
+		kick:       make(chan struct{}, 1),
+		keyframes:  make(chan uint32, keyframeQueue),
+		done:       make(chan struct{}),
+		sem:        make(chan struct{}, 1),
+		pulls:      make(map[pipeKey]*inPipe),
+		serves:     make(map[pipeKey]*servedPipe),
+		roundDone:  make(chan struct{}),
 	}
-	l.log = p.log.With("peer", origin, "direction", "in", "link", l.id)
+	role := RoleAnswerer
+	if l.controller {
+		l.id = l.side
+		role = RoleController
+	}
+	l.log = p.log.With("peer", peer, "role", role, "side", l.side)
 	l.ctx, l.cancel = context.WithCancel(p.ctx)
 	return l
 }
 
+// role returns RoleController or RoleAnswerer.
+func (l *link) role() string {
+	if l.controller {
+		return RoleController
+	}
+	return RoleAnswerer
+}
+
 // start installs the PC handlers and starts the link goroutines. Called
 // once, under Pipes.mu with Pipes open (so Close will close this link).
-func (l *inLink) start() {
+func (l *link) start() {
 	l.pc.OnTrack(l.onTrack)
 	l.pc.OnConnectionStateChange(l.onState)
 	l.p.wg.Add(2)
-	go l.run()
+	if l.controller {
+		go l.runController()
+	} else {
+		go l.runAnswerer()
+	}
 	go l.writeRTCP()
 }
 
-// want registers (room, info) as wanted and schedules a negotiation; an
-// existing pipe for the same key is returned as is (idempotent).
-func (l *inLink) want(room string, info sfu.ProducerInfo) (*inPipe, error) {
+// want registers (room, info) as pulled and schedules an exchange with the
+// peer; an existing pipe for the same key is returned as is (idempotent).
+// While the controller agrees an idle close with the peer it returns
+// errLinkGone and the channel that is closed once that is decided.
+func (l *link) want(room string, info sfu.ProducerInfo) (*inPipe, <-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, errLinkGone
+		return nil, nil, errLinkGone
+	}
+	if l.closing != nil {
+		return nil, l.closing, errLinkGone
 	}
 	k := pipeKey{room: room, producer: info.ID}
-	if pp := l.pipes[k]; pp != nil {
-		return pp, nil
+	if pp := l.pulls[k]; pp != nil {
+		return pp, nil, nil
 	}
 	l.lastPipeID++
-	pp := &inPipe{key: k, id: strconv.FormatUint(l.lastPipeID, 10), info: info, settled: make(chan struct{})}
-	l.pipes[k] = pp
-	l.kickLocked()
-	return pp, nil
+	l.changedLocked()
+	pp := &inPipe{key: k, id: strconv.FormatUint(l.lastPipeID, 10), info: info, version: l.version, settled: make(chan struct{})}
+	l.pulls[k] = pp
+	return pp, nil, nil
 }
 
-// kickLocked schedules a negotiation (coalesced). Caller holds l.mu or
-// owns l otherwise; never blocks.
-func (l *inLink) kickLocked() {
+// changedLocked records a change of the pulled set and schedules an
+// exchange. Caller holds l.mu.
+func (l *link) changedLocked() {
+	l.version++
+	l.kickLocked()
+}
+
+// kickLocked schedules a negotiation round (controller) or a want request
+// (answerer), coalesced. Never blocks.
+func (l *link) kickLocked() {
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -203,59 +277,54 @@ func (l *inLink) kickLocked() {
 
 // abandon withdraws pp if it is not settled yet (its PipeIn gave up) and
 // reports whether it did.
-func (l *inLink) abandon(pp *inPipe) bool {
+func (l *link) abandon(pp *inPipe) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	select {
 	case <-pp.settled:
-		l.mu.Unlock()
 		return false
 	default:
 	}
-	if l.pipes[pp.key] == pp {
-		delete(l.pipes, pp.key)
-		l.kickLocked()
+	if l.pulls[pp.key] == pp {
+		delete(l.pulls, pp.key)
+		l.changedLocked()
 	}
 	pp.state = pipeClosed
 	pp.settleLocked(ErrPipeRemoved)
-	l.mu.Unlock()
 	return true
 }
 
-// remove drops every pipe whose key matches, closes their local producers
-// and schedules a negotiation so the origin stops sending. It returns how
-// many pipes were removed.
-func (l *inLink) remove(match func(pipeKey) bool, cause error) int {
+// remove drops every pull whose key matches, closes their local producers
+// and schedules an exchange so the peer stops sending. It returns how many
+// pipes were removed.
+func (l *link) remove(match func(pipeKey) bool, cause error) int {
 	var res []pipeResources
-	n := 0
 	l.mu.Lock()
-	for k, pp := range l.pipes {
+	for k, pp := range l.pulls {
 		if !match(k) {
 			continue
 		}
-		n++
-		delete(l.pipes, k)
+		delete(l.pulls, k)
 		pp.state = pipeClosed
 		pp.settleLocked(cause)
 		res = append(res, pp.resourcesLocked())
 	}
-	if n > 0 {
-		l.kickLocked()
+	if len(res) > 0 {
+		l.changedLocked()
 	}
 	l.mu.Unlock()
-	for _, r := range res {
-		r.release()
-	}
-	return n
+	releaseAll(res)
+	return len(res)
 }
 
-// endPipe removes pp if it is still current (its track ended, the origin
+// endPipe removes pp if it is still current (its track ended, the peer
 // said BYE, or its local producer closed) and closes its producer.
-func (l *inLink) endPipe(pp *inPipe, why string) {
+func (l *link) endPipe(pp *inPipe, why string) {
 	l.mu.Lock()
-	removed := l.pipes[pp.key] == pp
+	removed := l.pulls[pp.key] == pp
 	if removed {
-		delete(l.pipes, pp.key)
-		l.kickLocked()
+		delete(l.pulls, pp.key)
+		l.changedLocked()
 	}
 	pp.state = pipeClosed
 	pp.settleLocked(fmt.Errorf("%w: %s", ErrPipeRemoved, why))
@@ -267,195 +336,107 @@ func (l *inLink) endPipe(pp *inPipe, why string) {
 	}
 }
 
-// run owns signaling: it negotiates whenever kicked and closes the link
-// once it has carried nothing for LinkIdleTimeout.
-func (l *inLink) run() {
-	defer l.p.wg.Done()
-	idle := time.NewTimer(l.p.cfg.LinkIdleTimeout)
-	idle.Stop()
-	defer idle.Stop()
-	for {
-		select {
-		case <-l.done:
-			return
-		case <-l.kick:
-			l.negotiate()
-			if l.empty() {
-				idle.Reset(l.p.cfg.LinkIdleTimeout)
-			} else {
-				idle.Stop()
+// settleLocked applies the peer's verdict on the pulls of one exchange:
+// candidates are the pulls the exchange covered; accepted ones move to
+// pipeAccepted (their PipeIn returns nil), the others are removed with the
+// peer's reason. Returns what removed pipes hold. Caller holds l.mu.
+func (l *link) settleLocked(candidates []*inPipe, accepted []AcceptedPipe, rejected []RejectedPipe) []pipeResources {
+	ok := make(map[pipeKey]string, len(accepted)) // -> pipe id
+	for _, a := range accepted {
+		ok[pipeKey{room: a.Room, producer: a.ProducerID}] = a.PipeID
+	}
+	reasons := make(map[pipeKey]string, len(rejected))
+	for _, r := range rejected {
+		reasons[pipeKey{room: r.Room, producer: r.ProducerID}] = r.Reason
+	}
+	var res []pipeResources
+	for _, pp := range candidates {
+		if l.pulls[pp.key] != pp {
+			continue // removed meanwhile; the next exchange tells the peer
+		}
+		if id, yes := ok[pp.key]; yes && (id == "" || id == pp.id) {
+			if pp.state < pipeAccepted {
+				pp.state = pipeAccepted
 			}
-		case <-idle.C:
-			if l.shutdown(fmt.Errorf("%w: link idle", ErrPipeRemoved), closeOpts{tellPeer: true, onlyIfIdle: true}) {
-				return
-			}
+			pp.settleLocked(nil)
+			continue
+		}
+		reason := reasons[pp.key]
+		if reason == "" {
+			reason = RejectNotAccepted
+		}
+		delete(l.pulls, pp.key)
+		l.changedLocked()
+		pp.state = pipeClosed
+		pp.settleLocked(&RejectedError{Room: pp.key.room, ProducerID: pp.key.producer, Origin: l.peer, Reason: reason})
+		res = append(res, pp.resourcesLocked())
+		l.log.Info("pipe rejected by peer", "room", pp.key.room, "producer", pp.key.producer, "reason", reason)
+	}
+	return res
+}
+
+// recordSSRCsLocked stores the SSRCs the peer announced for pulls that are
+// still waiting for their track, so that onTrack (which can only fire after
+// the description carrying them is applied) binds exactly those tracks.
+// Caller holds l.mu.
+func (l *link) recordSSRCsLocked(tracks []AcceptedPipe, covered func(*inPipe) bool) {
+	for _, a := range tracks {
+		pp := l.pulls[pipeKey{room: a.Room, producer: a.ProducerID}]
+		if pp != nil && (a.PipeID == "" || a.PipeID == pp.id) && pp.state <= pipeOffered && covered(pp) {
+			pp.ssrc = a.SSRC
 		}
 	}
 }
 
-// empty reports whether no pipe is wanted on the link.
-func (l *inLink) empty() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.pipes) == 0
-}
-
-// negotiate runs one offer/answer exchange with the origin for the current
-// wanted set. Called only from run. Any failure closes the link.
-func (l *inLink) negotiate() {
-	l.mu.Lock()
-	if l.closed || (len(l.pipes) == 0 && !l.negotiated) {
-		l.mu.Unlock()
-		return
-	}
-	l.negotiated = true
-	offered := make(map[pipeKey]*inPipe, len(l.pipes))
-	wanted := make([]PipeRef, 0, len(l.pipes))
-	var fresh []sfu.Kind
-	for k, pp := range l.pipes {
-		offered[k] = pp
+// wantedLocked returns the pulls as a sorted wire list, marking pending
+// ones offered; fresh lists the kinds of the newly offered ones. Caller
+// holds l.mu.
+func (l *link) wantedLocked() (wanted []PipeRef, pulls []*inPipe, fresh []sfu.Kind) {
+	wanted = make([]PipeRef, 0, len(l.pulls))
+	pulls = make([]*inPipe, 0, len(l.pulls))
+	for k, pp := range l.pulls {
+		pulls = append(pulls, pp)
 		wanted = append(wanted, PipeRef{Room: k.room, ProducerID: k.producer, PipeID: pp.id})
 		if pp.state == pipePending {
 			pp.state = pipeOffered
 			fresh = append(fresh, pp.info.Kind)
 		}
 	}
-	l.mu.Unlock()
 	slices.SortFunc(wanted, func(a, b PipeRef) int {
 		if a.Room != b.Room {
 			return strings.Compare(a.Room, b.Room)
 		}
 		return strings.Compare(a.ProducerID, b.ProducerID)
 	})
-
-	resp, err := l.exchange(fresh, wanted, offered)
-	if err != nil {
-		if l.isClosed() {
-			return // closed under us (Unpipe of the last pipe racing DropNode, Close, ...)
-		}
-		l.log.Warn("link negotiation failed", "err", err)
-		l.shutdown(fmt.Errorf("%w: %v", ErrLinkFailed, err), closeOpts{notify: true})
-		return
-	}
-
-	accepted := make(map[pipeKey]bool, len(resp.Accepted))
-	for _, a := range resp.Accepted {
-		if pp := offered[pipeKey{room: a.Room, producer: a.ProducerID}]; pp != nil && (a.PipeID == "" || a.PipeID == pp.id) {
-			accepted[pp.key] = true
-		}
-	}
-	reasons := make(map[pipeKey]string, len(resp.Rejected))
-	for _, r := range resp.Rejected {
-		reasons[pipeKey{room: r.Room, producer: r.ProducerID}] = r.Reason
-	}
-	var res []pipeResources
-	l.mu.Lock()
-	for k, pp := range offered {
-		if l.pipes[k] != pp {
-			continue // removed meanwhile; the next negotiation tells the origin
-		}
-		if accepted[k] {
-			if pp.state == pipeOffered {
-				pp.state = pipeAccepted
-			}
-			pp.settleLocked(nil)
-			continue
-		}
-		reason := reasons[k]
-		if reason == "" {
-			reason = RejectNotAccepted
-		}
-		delete(l.pipes, k)
-		pp.state = pipeClosed
-		pp.settleLocked(&RejectedError{Room: k.room, ProducerID: k.producer, Origin: l.peer, Reason: reason})
-		res = append(res, pp.resourcesLocked())
-		l.log.Info("pipe rejected by origin", "room", k.room, "producer", k.producer, "reason", reason)
-	}
-	l.mu.Unlock()
-	for _, r := range res {
-		r.release()
-	}
+	return wanted, pulls, fresh
 }
 
-// exchange adds one recvonly transceiver per fresh kind, creates the offer,
-// waits for ICE gathering, sends it with the wanted set and applies the
-// answer. Before applying it, it records the announced SSRCs on the
-// offered pipes, so that onTrack (which can only fire after the answer is
-// applied) binds exactly the announced tracks. Bounded by RequestTimeout
-// and the link context.
-func (l *inLink) exchange(fresh []sfu.Kind, wanted []PipeRef, offered map[pipeKey]*inPipe) (negotiateResponse, error) {
-	for _, k := range fresh {
-		if _, err := l.pc.AddTransceiverFromKind(codecType(k), webrtc.RTPTransceiverInit{
-			Direction: webrtc.RTPTransceiverDirectionRecvonly,
-		}); err != nil {
-			return negotiateResponse{}, fmt.Errorf("adding %s transceiver: %w", k, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(l.ctx, l.p.cfg.RequestTimeout)
-	defer cancel()
-	offer, err := l.pc.CreateOffer(nil)
-	if err != nil {
-		return negotiateResponse{}, fmt.Errorf("creating offer: %w", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(l.pc)
-	if err := l.pc.SetLocalDescription(offer); err != nil {
-		return negotiateResponse{}, fmt.Errorf("setting offer: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return negotiateResponse{}, fmt.Errorf("gathering candidates: %w", ctx.Err())
-	}
-	local := l.pc.LocalDescription()
-	if local == nil {
-		return negotiateResponse{}, errors.New("no local description")
-	}
-	resp, err := l.p.client.negotiate(ctx, l.peer, negotiateRequest{LinkID: l.id, Offer: *local, Wanted: wanted})
-	if err != nil {
-		return negotiateResponse{}, err
-	}
-	if resp.Answer.Type != webrtc.SDPTypeAnswer {
-		return negotiateResponse{}, fmt.Errorf("%w: answer has type %s", ErrControlBadResponse, resp.Answer.Type)
-	}
-	l.mu.Lock()
-	for _, a := range resp.Accepted {
-		pp := offered[pipeKey{room: a.Room, producer: a.ProducerID}]
-		if pp != nil && l.pipes[pp.key] == pp && (a.PipeID == "" || a.PipeID == pp.id) && pp.state == pipeOffered {
-			pp.ssrc = a.SSRC
-		}
-	}
-	l.mu.Unlock()
-	if err := l.pc.SetRemoteDescription(resp.Answer); err != nil {
-		return negotiateResponse{}, fmt.Errorf("setting answer: %w", err)
-	}
-	l.mu.Lock()
-	l.answered = true
-	l.mu.Unlock()
-	return resp, nil
-}
-
-// onTrack binds an arriving track (track id = producer id) to its wanted
-// pipe and starts forwarding. Runs on a pion goroutine.
-func (l *inLink) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+// onTrack binds an arriving track (track id = producer id, SSRC as
+// announced) to its pull and starts forwarding. Runs on a pion goroutine.
+func (l *link) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	id := track.ID()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return
 	}
+	// Bind by the SSRC the peer announced for exactly this pipe instance
+	// (recorded before the description carrying the track was applied).
+	// Never by track id alone: the track of an earlier instance of the
+	// same producer (dropped and wanted again) can still start late.
 	ssrc := uint32(track.SSRC())
 	var pp *inPipe
-	for k, cand := range l.pipes {
+	for k, cand := range l.pulls {
 		if k.producer == id && (cand.state == pipeOffered || cand.state == pipeAccepted) &&
-			(cand.ssrc == 0 || cand.ssrc == ssrc) {
+			cand.ssrc != 0 && cand.ssrc == ssrc {
 			pp = cand
 			break
 		}
 	}
 	if pp == nil {
 		l.mu.Unlock()
-		// Not (or no longer) wanted: the next negotiation removes it at the
-		// origin. Not reading it only costs pion's bounded buffer.
+		// Not (or no longer) wanted: the next exchange removes it at the
+		// peer. Not reading it only costs pion's bounded buffer.
 		l.log.Debug("unexpected track on link", "track", id, "ssrc", track.SSRC())
 		return
 	}
@@ -470,7 +451,7 @@ func (l *inLink) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 // forward adds the local producer for pp and copies RTP from the link
 // track into it until the track ends (renegotiated away, link closed) or
 // the producer is closed (Unpipe, local room closed).
-func (l *inLink) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	defer l.p.wg.Done()
 	room := l.p.engine.Room(pp.key.room)
 	if room == nil {
@@ -489,7 +470,7 @@ func (l *inLink) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc
 		return
 	}
 	l.mu.Lock()
-	if l.closed || l.pipes[pp.key] != pp {
+	if l.closed || l.pulls[pp.key] != pp {
 		l.mu.Unlock()
 		prod.Close()
 		return
@@ -513,9 +494,9 @@ func (l *inLink) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc
 	}
 }
 
-// readRTCP drains the RTCP the origin sends for pp's track and ends the
-// pipe on an RTCP BYE for its SSRC (origin producer closed).
-func (l *inLink) readRTCP(pp *inPipe, receiver *webrtc.RTPReceiver, ssrc uint32) {
+// readRTCP drains the RTCP the peer sends for pp's track and ends the pipe
+// on an RTCP BYE for its SSRC (the peer's producer closed).
+func (l *link) readRTCP(pp *inPipe, receiver *webrtc.RTPReceiver, ssrc uint32) {
 	defer l.p.wg.Done()
 	for {
 		pkts, _, err := receiver.ReadRTCP()
@@ -524,7 +505,7 @@ func (l *inLink) readRTCP(pp *inPipe, receiver *webrtc.RTPReceiver, ssrc uint32)
 		}
 		for _, pkt := range pkts {
 			if bye, ok := pkt.(*rtcp.Goodbye); ok && slices.Contains(bye.Sources, ssrc) {
-				l.endPipe(pp, "origin sent BYE")
+				l.endPipe(pp, "peer sent BYE")
 				return
 			}
 		}
@@ -533,7 +514,7 @@ func (l *inLink) readRTCP(pp *inPipe, receiver *webrtc.RTPReceiver, ssrc uint32)
 
 // requestKeyframe queues a PLI for the link track with media SSRC ssrc.
 // Called by the engine (piped producer's KeyframeRequester); never blocks.
-func (l *inLink) requestKeyframe(ssrc uint32) {
+func (l *link) requestKeyframe(ssrc uint32) {
 	select {
 	case l.keyframes <- ssrc:
 	default:
@@ -541,7 +522,7 @@ func (l *inLink) requestKeyframe(ssrc uint32) {
 }
 
 // writeRTCP sends queued PLIs on the link.
-func (l *inLink) writeRTCP() {
+func (l *link) writeRTCP() {
 	defer l.p.wg.Done()
 	for {
 		select {
@@ -558,7 +539,7 @@ func (l *inLink) writeRTCP() {
 // onState closes the link when its PeerConnection fails or closes without
 // us closing it, and reports "disconnected" (the peer went silent) to the
 // OnLinkDisconnected callback.
-func (l *inLink) onState(s webrtc.PeerConnectionState) {
+func (l *link) onState(s webrtc.PeerConnectionState) {
 	l.log.Debug("link state", "state", s)
 	if s == webrtc.PeerConnectionStateDisconnected && !l.isClosed() {
 		l.log.Info("link disconnected: nothing heard from the peer", "state", s)
@@ -566,66 +547,89 @@ func (l *inLink) onState(s webrtc.PeerConnectionState) {
 		return
 	}
 	if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
-		if !l.isClosed() {
-			l.log.Warn("link peer connection failed", "state", s)
+		l.mu.Lock()
+		closed, closing := l.closed, l.closing != nil
+		l.mu.Unlock()
+		switch {
+		case closed:
+		case closing:
+			// The answerer agreed to close the idle link and closed its PC
+			// before its answer reached us: not a failure.
+			l.shutdown(fmt.Errorf("%w: link idle", ErrPipeRemoved), closeOpts{})
+		default:
+			l.logFailure("link peer connection failed", "state", s)
 			l.shutdown(fmt.Errorf("%w: peer connection %s", ErrLinkFailed, s), closeOpts{notify: true})
 		}
 	}
 }
 
 // isClosed reports whether the link was closed.
-func (l *inLink) isClosed() bool {
+func (l *link) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.closed
 }
 
-// closeOpts are the options of inLink.shutdown.
+// closeOpts are the options of link.shutdown.
 type closeOpts struct {
-	notify     bool // call the OnLinkFailed callback
-	tellPeer   bool // tell the origin (if it ever answered), bounded by courtesyTimeout
-	onlyIfIdle bool // do nothing if a pipe is wanted (checked atomically with closing)
+	notify       bool // call the OnLinkFailed callback if this side pulled anything
+	tellPeer     bool // tell the peer (if it has state for the link), bounded by courtesyTimeout
+	onlyIfIdle   bool // do nothing if a pull is wanted (checked atomically with closing)
+	onlyIfUnused bool // answerer: do nothing once an offer adopted the link or a want is due
 }
 
 // shutdown closes the link once and reports whether this call closed it:
-// pending PipeIn calls fail with cause, piped producers close, the PC
-// closes. Telling the origin is best effort: it would otherwise only
-// notice through ICE consent failure.
-func (l *inLink) shutdown(cause error, o closeOpts) bool {
+// pending PipeIn calls fail with cause, piped producers and link consumers
+// close, the PC closes, requests waiting for a negotiation round fail.
+// Telling the peer is best effort: it would otherwise only notice through
+// ICE consent failure.
+func (l *link) shutdown(cause error, o closeOpts) bool {
 	l.mu.Lock()
-	if l.closed || (o.onlyIfIdle && (len(l.pipes) > 0 || len(l.kick) > 0)) {
+	if l.closed || (o.onlyIfIdle && len(l.pulls) > 0) ||
+		(o.onlyIfUnused && (l.id != "" || l.version != l.sentVersion || len(l.kick) > 0)) {
 		l.mu.Unlock()
 		return false
 	}
 	l.closed = true
-	tellPeer := o.tellPeer && l.answered
+	tell := o.tellPeer && l.exchanged && l.id != ""
+	req := closeLinkRequest{LinkID: l.id, Side: l.side}
+	hadPulls := len(l.pulls) > 0
 	var res []pipeResources
-	for _, pp := range l.pipes {
+	for _, pp := range l.pulls {
 		pp.state = pipeClosed
 		pp.settleLocked(cause)
 		res = append(res, pp.resourcesLocked())
 	}
-	l.pipes = make(map[pipeKey]*inPipe)
+	l.pulls = make(map[pipeKey]*inPipe)
+	served := l.serves
+	l.serves = make(map[pipeKey]*servedPipe)
+	if l.closing != nil {
+		close(l.closing)
+		l.closing = nil
+	}
+	close(l.roundDone) // waiters re-check and see closed
+	l.roundDone = make(chan struct{})
 	l.mu.Unlock()
 
 	l.cancel()
 	close(l.done)
-	l.p.removeInLink(l)
-	for _, r := range res {
-		r.release()
+	l.p.removeLink(l)
+	releaseAll(res)
+	for _, s := range served {
+		s.consumer.Close()
 	}
 	if err := l.pc.Close(); err != nil {
 		l.log.Debug("closing link peer connection", "err", err)
 	}
-	l.log.Info("link closed", "cause", cause)
-	if tellPeer {
+	l.log.Info("link closed", "link", req.LinkID, "cause", cause)
+	if tell {
 		ctx, cancel := context.WithTimeout(context.Background(), min(l.p.cfg.RequestTimeout, courtesyTimeout))
-		if err := l.p.client.closeLink(ctx, l.peer, l.id); err != nil {
-			l.log.Debug("telling origin about closed link failed", "err", err)
+		if _, err := l.p.client.closeLink(ctx, l.peer, req); err != nil {
+			l.log.Debug("telling the peer about the closed link failed", "err", err)
 		}
 		cancel()
 	}
-	if o.notify {
+	if o.notify && hadPulls {
 		l.p.linkFailed(l.peer)
 	}
 	return true

@@ -43,9 +43,10 @@ type Node struct {
 	pipes        *Pipes
 	kv           *kvState
 	health       *consulHealth
-	checkSession chan struct{} // capacity 1: "renew now" (e.g. a write saw an invalid session)
-	writerKick   chan struct{} // capacity 1: "retry failed writes now" (a new session exists)
-	resyncCh     chan struct{} // capacity 1: "a resync grace period started or was extended"
+	checkSession chan struct{}  // capacity 1: "renew now" (e.g. a write saw an invalid session)
+	writerKick   chan struct{}  // capacity 1: "retry failed writes now" (a new session exists)
+	resyncCh     chan struct{}  // capacity 1: "a resync grace period started or was extended"
+	watchRestart *restartSignal // restarts every watch from index 0 (resync.go)
 	startedAt    time.Time
 
 	ctx    context.Context // cancelled by Close; parent of every goroutine's context
@@ -102,6 +103,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		checkSession: make(chan struct{}, 1),
 		writerKick:   make(chan struct{}, 1),
 		resyncCh:     make(chan struct{}, 1),
+		watchRestart: newRestartSignal(),
 		startedAt:    time.Now().UTC().Truncate(time.Millisecond),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -296,6 +298,7 @@ func (n *Node) Close() error {
 		<-startDone
 	}
 	n.wg.Wait()
+	n.watchRestart.stop()
 
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.ConsulTimeout)

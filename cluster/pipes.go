@@ -45,9 +45,9 @@ type PipesConfig struct {
 	// timestamp and this node's clock; also how long signatures are
 	// remembered for replay protection. Default 30s.
 	MaxClockSkew time.Duration
-	// LinkIdleTimeout is the grace period an incoming link is kept open
-	// after it stopped carrying producers, so that a quick re-publish reuses
-	// it. Default 5s.
+	// LinkIdleTimeout is the grace period a link is kept open after it
+	// stopped carrying producers in both directions, so that a quick
+	// re-publish reuses it. Default 5s.
 	LinkIdleTimeout time.Duration
 	// ProbeTimeout bounds one liveness probe (Ping) of a peer's control
 	// channel. Short, so that a dead peer is recognised quickly; a live
@@ -100,11 +100,13 @@ func (c *PipesConfig) Validate() error {
 	return nil
 }
 
-// Pipes moves producers between nodes: it pulls remote producers into
-// local rooms over incoming links (this node offers) and serves local
-// producers to other nodes over outgoing links (this node answers), and it
-// serves the authenticated control channel both use. See the protocol
-// summary at the top of control.go.
+// Pipes moves producers between nodes: over ONE link per peer node (one
+// PeerConnection carrying producers in both directions, shared by all
+// rooms) it pulls remote producers into local rooms and serves local
+// producers to the peer, and it serves the authenticated control channel
+// the links are negotiated on. Of two nodes, the one with the smaller id
+// controls their link (sends every offer). See the protocol summary at the
+// top of control.go.
 //
 // Ownership: Pipes owns every link PeerConnection, every piped-in
 // sfu.Producer it added, every sfu.Consumer it created on link PCs, and all
@@ -130,11 +132,11 @@ type Pipes struct {
 
 	mu            sync.Mutex
 	closed        bool
-	in            map[string]*inLink  // by origin node id: links this node pulls from
-	out           map[string]*outLink // by puller node id: links this node serves
+	links         map[string]*link // by peer node id
 	onLinkFailed  func(nodeID string)
 	onLinkTrouble func(nodeID string)
 	onRoomEvent   func(RoomEvent)
+	lastFailure   map[string]time.Time // by peer: last link failure logged at WARN
 }
 
 // NewPipes validates cfg and returns Pipes for engine. Nothing starts until
@@ -155,8 +157,9 @@ func NewPipes(cfg PipesConfig, engine *sfu.Engine) (*Pipes, error) {
 		cfg:    cfg,
 		engine: engine,
 		log:    cfg.Logger.With("component", "pipes", "node", cfg.NodeID),
-		in:     make(map[string]*inLink),
-		out:    make(map[string]*outLink),
+		links:  make(map[string]*link),
+
+		lastFailure: make(map[string]time.Time),
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -181,24 +184,26 @@ func NewPipes(cfg PipesConfig, engine *sfu.Engine) (*Pipes, error) {
 // "/cluster/" WITHOUT stripping the prefix: it routes /cluster/v1/... .
 func (p *Pipes) Handler() http.Handler { return p.handler }
 
-// SetOnLinkFailed installs fn, called with the origin node id when an
-// incoming link (one this node pulls from) fails: ICE/DTLS failure, the PC
-// closing unexpectedly, or a control request to the origin failing or
-// timing out. By then the link and every producer piped through it are
-// closed; the orchestrator may re-pipe what the registry still lists (a new
-// link is created) or treat the node as gone. Outgoing-link failures are
-// not reported: the puller notices them itself. fn is called without locks
-// held, from a Pipes goroutine; it may call Pipes methods but must not
-// block for long. Set it before use; nil disables.
+// SetOnLinkFailed installs fn, called with the peer node id when the link
+// with that node fails while this node pulls producers over it: ICE/DTLS
+// failure, the PC closing unexpectedly, a control request to the peer
+// failing, timing out or being refused as stale, or the peer closing its
+// side. By then the link and every producer piped through it are closed;
+// the orchestrator may re-pipe what the registry still lists (a new link
+// is created) or treat the node as gone. A failing link that only served
+// the peer is not reported: the peer notices it itself. fn is called
+// without locks held, from a Pipes, pion or HTTP handler goroutine; it may
+// call Pipes methods but must not block for long. Set it before use; nil
+// disables.
 func (p *Pipes) SetOnLinkFailed(fn func(nodeID string)) {
 	p.mu.Lock()
 	p.onLinkFailed = fn
 	p.mu.Unlock()
 }
 
-// SetOnLinkDisconnected installs fn, called with the peer node id when a
-// link with that peer (either direction) reports the WebRTC connection
-// state "disconnected": ICE heard nothing from the peer for
+// SetOnLinkDisconnected installs fn, called with the peer node id when the
+// link with that peer reports the WebRTC connection state "disconnected":
+// ICE heard nothing from the peer for
 // sfu.Config.ICEDisconnectedTimeout. The link stays open (ICE may recover;
 // it fails after sfu.Config.ICEFailedTimeout more). The membership uses it
 // to probe the peer (Ping) and drop it at once when it is dead. Same rules
@@ -248,8 +253,8 @@ func (p *Pipes) SendRoomEvent(ctx context.Context, nodeID, room string, body jso
 
 // PipeIn makes the producer described by info (published on node
 // info.Origin, in room) available in the local room: it gets or creates
-// the one link from info.Origin, and has the origin send the producer on it
-// (batched with concurrent PipeIn calls into the link's next negotiation).
+// the one link with info.Origin, and has the origin send the producer on
+// it (batched with concurrent changes into the link's next negotiation).
 // When the track arrives, it is added with room.AddProducer (Remote=true;
 // its keyframe requests become PLI on the link) and its RTP forwarded.
 //
@@ -268,18 +273,27 @@ func (p *Pipes) PipeIn(ctx context.Context, room string, info sfu.ProducerInfo) 
 		return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, ErrPipeRoomNotFound)
 	}
 	var (
-		l   *inLink
+		l   *link
 		pp  *inPipe
 		err error
 	)
-	// A link found in the map can close (idle, failure) before want runs;
-	// the next lookup then creates a fresh one. Bounded retries.
-	for range 3 {
-		if l, err = p.inLinkFor(info.Origin); err != nil {
+	// A link found in the map can close (idle, failure) before want runs,
+	// or be agreeing an idle close with its peer (wait for the outcome);
+	// the next lookup then finds it or creates a fresh one. Bounded retries.
+	for range 5 {
+		if l, err = p.linkFor(info.Origin); err != nil {
 			return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, err)
 		}
-		if pp, err = l.want(room, info); !errors.Is(err, errLinkGone) {
+		var wait <-chan struct{}
+		if pp, wait, err = l.want(room, info); !errors.Is(err, errLinkGone) {
 			break
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return fmt.Errorf("cluster: pipe in %s/%s: %w", room, info.ID, ctx.Err())
+			}
 		}
 	}
 	if err != nil {
@@ -316,11 +330,12 @@ func (p *Pipes) checkPipe(room string, info sfu.ProducerInfo) error {
 
 // Unpipe closes the local piped producer (room, producerID), if any, and
 // has the origin stop sending it (next negotiation of its link); when the
-// link then carries nothing it is closed after LinkIdleTimeout. A pending
-// PipeIn for it fails with ErrPipeRemoved. Safe for concurrent use.
+// link then carries nothing in either direction it is closed after
+// LinkIdleTimeout. A pending PipeIn for it fails with ErrPipeRemoved. Safe
+// for concurrent use.
 func (p *Pipes) Unpipe(room, producerID string) {
 	k := pipeKey{room: room, producer: producerID}
-	for _, l := range p.inLinks() {
+	for _, l := range p.allLinks() {
 		if l.remove(func(pk pipeKey) bool { return pk == k }, ErrPipeRemoved) > 0 {
 			return
 		}
@@ -329,32 +344,25 @@ func (p *Pipes) Unpipe(room, producerID string) {
 
 // UnpipeRoom closes every pipe into room (the room closed locally).
 func (p *Pipes) UnpipeRoom(room string) {
-	for _, l := range p.inLinks() {
+	for _, l := range p.allLinks() {
 		l.remove(func(pk pipeKey) bool { return pk.room == room }, ErrPipeRemoved)
 	}
 }
 
-// DropNode closes both links with nodeID (the one pulling from it and the
-// one serving it) and every producer piped through them, without telling
-// the node (it died or left). Does not call the OnLinkFailed callback.
+// DropNode closes the link with nodeID (both directions) and every
+// producer piped through it, without telling the node (it died or left).
+// Does not call the OnLinkFailed callback.
 func (p *Pipes) DropNode(nodeID string) {
-	p.mu.Lock()
-	in, out := p.in[nodeID], p.out[nodeID]
-	p.mu.Unlock()
-	if in != nil {
-		in.shutdown(fmt.Errorf("%w: node %s dropped", ErrPipeRemoved, nodeID), closeOpts{})
-	}
-	if out != nil {
-		out.close("node dropped")
+	if l := p.linkWith(nodeID); l != nil {
+		l.shutdown(fmt.Errorf("%w: node %s dropped", ErrPipeRemoved, nodeID), closeOpts{})
 	}
 }
 
-// Close closes every link (telling origins that incoming links are gone,
-// best effort, in parallel, each bounded by min(RequestTimeout, 2s)),
-// closes piped producers and link consumers, and waits for every goroutine
-// and for control requests being handled. Idempotent; PipeIn returns
-// ErrPipesClosed and the control channel answers 503 afterwards. Call it
-// before sfu.Engine.Close.
+// Close closes every link (telling the peers, best effort, in parallel,
+// each bounded by min(RequestTimeout, 2s)), closes piped producers and
+// link consumers, and waits for every goroutine and for control requests
+// being handled. Idempotent; PipeIn returns ErrPipesClosed and the control
+// channel answers 503 afterwards. Call it before sfu.Engine.Close.
 func (p *Pipes) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -363,26 +371,19 @@ func (p *Pipes) Close() error {
 		return nil
 	}
 	p.closed = true
-	ins := make([]*inLink, 0, len(p.in))
-	for _, l := range p.in {
-		ins = append(ins, l)
-	}
-	outs := make([]*outLink, 0, len(p.out))
-	for _, l := range p.out {
-		outs = append(outs, l)
+	links := make([]*link, 0, len(p.links))
+	for _, l := range p.links {
+		links = append(links, l)
 	}
 	p.mu.Unlock()
 
 	var wg sync.WaitGroup
-	for _, l := range ins {
+	for _, l := range links {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			l.shutdown(ErrPipesClosed, closeOpts{tellPeer: true})
 		}()
-	}
-	for _, l := range outs {
-		l.close("shutting down")
 	}
 	wg.Wait()
 	p.cancel()
@@ -393,121 +394,232 @@ func (p *Pipes) Close() error {
 	return nil
 }
 
-// inLinks returns a snapshot of the incoming links.
-func (p *Pipes) inLinks() []*inLink {
+// allLinks returns a snapshot of the links.
+func (p *Pipes) allLinks() []*link {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ls := make([]*inLink, 0, len(p.in))
-	for _, l := range p.in {
+	ls := make([]*link, 0, len(p.links))
+	for _, l := range p.links {
 		ls = append(ls, l)
 	}
 	return ls
 }
 
-// inLinkFor returns the open incoming link from origin, creating it (and
-// its PeerConnection) when there is none.
-func (p *Pipes) inLinkFor(origin string) (*inLink, error) {
+// linkWith returns the link with peer, or nil.
+func (p *Pipes) linkWith(peer string) *link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.links[peer]
+}
+
+// errLinkRace is returned by createLink when another link with the peer
+// appeared while the PC was being built.
+var errLinkRace = errors.New("cluster: concurrent link setup")
+
+// createLink builds a link with peer (and its PeerConnection), applies
+// init to it before anyone else can see it, and registers and starts it
+// unless Pipes closed or an open link with peer appeared meanwhile
+// (errLinkRace, the new PC is closed).
+func (p *Pipes) createLink(peer string, init func(*link)) (*link, error) {
+	pc, err := p.engine.NewPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("creating link peer connection: %w", err)
+	}
+	l := newLink(p, peer, pc)
+	if init != nil {
+		init(l)
+	}
+	id := l.id // l is shared once registered
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = pc.Close() // never used
+		return nil, ErrPipesClosed
+	}
+	if cur := p.links[peer]; cur != nil && !cur.isClosed() {
+		p.mu.Unlock()
+		_ = pc.Close() // lost the race; never used
+		return cur, errLinkRace
+	}
+	p.links[peer] = l
+	l.start() // handlers and goroutines; under p.mu so Close sees it
+	p.mu.Unlock()
+	l.log.Info("link created", "link", id)
+	return l, nil
+}
+
+// linkFor returns the open link with peer, creating it (and its
+// PeerConnection) when there is none.
+func (p *Pipes) linkFor(peer string) (*link, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPipesClosed
 	}
-	if l := p.in[origin]; l != nil && !l.isClosed() {
+	if l := p.links[peer]; l != nil && !l.isClosed() {
 		p.mu.Unlock()
 		return l, nil
 	}
 	p.mu.Unlock()
-
-	if _, ok := p.cfg.Resolve(origin); !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNodeUnresolved, origin)
+	if _, ok := p.cfg.Resolve(peer); !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNodeUnresolved, peer)
 	}
-	pc, err := p.engine.NewPeerConnection()
-	if err != nil {
-		return nil, fmt.Errorf("creating link peer connection: %w", err)
+	l, err := p.createLink(peer, nil)
+	if errors.Is(err, errLinkRace) {
+		return l, nil
 	}
-	l := newInLink(p, origin, pc)
-
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = pc.Close() // never used
-		return nil, ErrPipesClosed
-	}
-	if cur := p.in[origin]; cur != nil && !cur.isClosed() {
-		p.mu.Unlock()
-		_ = pc.Close() // lost the race; never used
-		return cur, nil
-	}
-	p.in[origin] = l
-	l.start() // handlers and goroutines; under p.mu so Close sees it
-	p.mu.Unlock()
-	p.log.Info("link created", "peer", origin, "direction", "in", "link", l.id)
-	return l, nil
+	return l, err
 }
 
-// removeInLink forgets l if it is still the link from its origin.
-func (p *Pipes) removeInLink(l *inLink) {
-	p.mu.Lock()
-	if p.in[l.peer] == l {
-		delete(p.in, l.peer)
-	}
-	p.mu.Unlock()
-}
-
-// outLinkFor returns the outgoing link serving puller with linkID,
-// replacing a link with another id (the puller re-created its side).
-func (p *Pipes) outLinkFor(puller, linkID string) (*outLink, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrPipesClosed
-	}
-	cur := p.out[puller]
-	p.mu.Unlock()
-	if cur != nil {
-		if cur.id == linkID {
-			return cur, nil
-		}
-		cur.close("replaced by a new link from the puller")
-	}
-
-	pc, err := p.engine.NewPeerConnection()
-	if err != nil {
-		return nil, fmt.Errorf("creating link peer connection: %w", err)
-	}
-	l := newOutLink(p, puller, linkID, pc)
-
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = pc.Close() // never used
-		return nil, ErrPipesClosed
-	}
-	if cur := p.out[puller]; cur != nil {
-		// A concurrent negotiate from the same puller won; the puller
-		// serializes its negotiations, so this only happens with a
-		// misbehaving or restarted peer. Keep the one with our link id.
-		if cur.id == linkID {
+// linkForOffer returns the link an offer from the controller peer is for
+// (see "Identity" in control.go): the current link if the offer names it;
+// the current not yet negotiated side, which adopts the link id, for a
+// first offer; a fresh link for a first offer when there is none or the
+// current one is stale (it is closed as failed). Anything else is
+// ErrControlConflict.
+func (p *Pipes) linkForOffer(peer string, req negotiateRequest) (*link, error) {
+	for range 3 {
+		p.mu.Lock()
+		if p.closed {
 			p.mu.Unlock()
-			_ = pc.Close()
-			return cur, nil
+			return nil, ErrPipesClosed
+		}
+		var stale *link
+		if cur := p.links[peer]; cur != nil {
+			cur.mu.Lock()
+			switch {
+			case cur.closed:
+				// being removed: as if absent
+			case cur.id == req.LinkID:
+				ok := req.Side == "" || req.Side == cur.side
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				if !ok {
+					return nil, fmt.Errorf("%w: link %s is not with side %s", ErrControlConflict, req.LinkID, req.Side)
+				}
+				return cur, nil
+			case cur.id == "" && req.Seq == 1 && (req.Side == "" || req.Side == cur.side):
+				cur.id = req.LinkID
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				cur.log.Info("link adopted", "link", req.LinkID)
+				return cur, nil
+			case cur.id != "" && req.Seq == 1:
+				stale = cur
+			default:
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				return nil, fmt.Errorf("%w: unknown link %s (offer %d, side %q)", ErrControlConflict, req.LinkID, req.Seq, req.Side)
+			}
+			cur.mu.Unlock()
 		}
 		p.mu.Unlock()
-		_ = pc.Close()
-		return nil, fmt.Errorf("%w: concurrent link setup from %s", ErrControlUnavailable, puller)
+		if req.Seq != 1 {
+			return nil, fmt.Errorf("%w: unknown link %s (offer %d)", ErrControlConflict, req.LinkID, req.Seq)
+		}
+		if stale != nil {
+			stale.shutdown(fmt.Errorf("%w: replaced by a new link from the controller", ErrLinkFailed), closeOpts{notify: true})
+		}
+		l, err := p.createLink(peer, func(l *link) { l.id = req.LinkID })
+		if errors.Is(err, errLinkRace) {
+			continue // decide again against the link that won
+		}
+		return l, err
 	}
-	p.out[puller] = l
-	l.start()
-	p.mu.Unlock()
-	p.log.Info("link created", "peer", puller, "direction", "out", "link", linkID)
-	return l, nil
+	return nil, fmt.Errorf("%w: concurrent link setup with %s", ErrControlUnavailable, peer)
 }
 
-// removeOutLink forgets l if it is still the link to its puller.
-func (p *Pipes) removeOutLink(l *outLink) {
+// linkForWant returns the link a want request from the answerer peer is
+// for (see "Identity" in control.go): the current link if it is with the
+// request's side (a side not known yet is adopted); a fresh link when
+// there is none or the request comes from a new side that has no link id
+// yet (the stale link is closed as failed). Anything else is
+// ErrControlConflict.
+func (p *Pipes) linkForWant(peer string, req wantRequest) (*link, error) {
+	for range 3 {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrPipesClosed
+		}
+		var stale *link
+		if cur := p.links[peer]; cur != nil {
+			cur.mu.Lock()
+			known := req.LinkID == "" || req.LinkID == cur.id
+			switch {
+			case cur.closed:
+				// being removed: as if absent
+			case known && (cur.peerSide == req.Side || cur.peerSide == ""):
+				cur.peerSide = req.Side
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				return cur, nil
+			case req.LinkID == cur.id:
+				// The answerer replaced its side on our first offer and we
+				// have not seen its answer yet.
+				cur.resetPeerSideLocked(req.Side)
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				return cur, nil
+			case req.LinkID == "":
+				stale = cur // a new side of the peer: it restarted or re-created its side
+			default:
+				cur.mu.Unlock()
+				p.mu.Unlock()
+				return nil, fmt.Errorf("%w: unknown link %s", ErrControlConflict, req.LinkID)
+			}
+			cur.mu.Unlock()
+		}
+		p.mu.Unlock()
+		if req.LinkID != "" {
+			return nil, fmt.Errorf("%w: unknown link %s", ErrControlConflict, req.LinkID)
+		}
+		if stale != nil {
+			stale.shutdown(fmt.Errorf("%w: replaced by a new side of the peer", ErrLinkFailed), closeOpts{notify: true})
+		}
+		l, err := p.createLink(peer, func(l *link) { l.peerSide = req.Side })
+		if errors.Is(err, errLinkRace) {
+			continue
+		}
+		return l, err
+	}
+	return nil, fmt.Errorf("%w: concurrent link setup with %s", ErrControlUnavailable, peer)
+}
+
+// failureLogQuiet is how long after a link failure logged at WARN further
+// failures with the same peer are logged at DEBUG only: while a peer stays
+// unreachable the orchestrator re-pipes with backoff, and each attempt
+// fails the same way.
+const failureLogQuiet = time.Minute
+
+// failureLevel returns the level to log a link failure with peer at:
+// WARN for the first of a series, DEBUG for repeats within failureLogQuiet.
+func (p *Pipes) failureLevel(peer string) slog.Level {
+	now := time.Now()
 	p.mu.Lock()
-	if p.out[l.peer] == l {
-		delete(p.out, l.peer)
+	defer p.mu.Unlock()
+	if last, ok := p.lastFailure[peer]; ok && now.Sub(last) < failureLogQuiet {
+		return slog.LevelDebug
+	}
+	for id, t := range p.lastFailure { // keep the map small
+		if now.Sub(t) >= failureLogQuiet {
+			delete(p.lastFailure, id)
+		}
+	}
+	p.lastFailure[peer] = now
+	return slog.LevelWarn
+}
+
+// logFailure logs a failure of l (see Pipes.failureLevel).
+func (l *link) logFailure(msg string, args ...any) {
+	l.log.Log(context.Background(), l.p.failureLevel(l.peer), msg, args...)
+}
+
+// removeLink forgets l if it is still the link with its peer.
+func (p *Pipes) removeLink(l *link) {
+	p.mu.Lock()
+	if p.links[l.peer] == l {
+		delete(p.links, l.peer)
 	}
 	p.mu.Unlock()
 }

@@ -7,71 +7,57 @@ import (
 	"github.com/confab/confab/sfu"
 )
 
-// Link directions in LinkStatus.
+// Producer directions in PipedProducer.
 const (
-	DirectionIn  = "in"  // this node pulls producers from PeerNode
-	DirectionOut = "out" // this node sends producers to PeerNode
+	DirectionIn  = "in"  // this node pulls the producer from PeerNode
+	DirectionOut = "out" // this node sends the producer to PeerNode
 )
 
-// LinkStatus describes one node-to-node link for GET /api/cluster.
+// LinkStatus describes this node's link with one peer node (one link per
+// pair of nodes, carrying producers both ways) for GET /api/cluster.
 type LinkStatus struct {
-	PeerNode  string          `json:"peerNode"`
-	Direction string          `json:"direction"` // DirectionIn or DirectionOut
-	LinkID    string          `json:"linkId"`
+	PeerNode string `json:"peerNode"`
+	// LinkID is chosen by the controller; "" on the answerer until the
+	// first offer arrived. Both sides report the same id.
+	LinkID string `json:"linkId"`
+	// Role is RoleController (this node sends the offers) or RoleAnswerer.
+	Role      string          `json:"role"`
 	State     string          `json:"state"` // WebRTC connection state: new, connecting, connected, disconnected, failed, closed
 	Producers []PipedProducer `json:"producers"`
 }
 
 // PipedProducer is one producer carried by a link.
 type PipedProducer struct {
-	Room  string   `json:"room"`
-	ID    string   `json:"id"`
-	Kind  sfu.Kind `json:"kind"`
-	State string   `json:"state,omitempty"` // in-links: pending, offered, accepted, active
+	Room      string   `json:"room"`
+	ID        string   `json:"id"`
+	Kind      sfu.Kind `json:"kind"`
+	Direction string   `json:"direction"`       // DirectionIn or DirectionOut
+	State     string   `json:"state,omitempty"` // in: pending, offered, accepted, active
 }
 
-// Status returns a snapshot of every open link, sorted by peer node then
-// direction, producers sorted by room then id. Never nil. Safe for
+// Status returns a snapshot of every open link, sorted by peer node, its
+// producers sorted by direction, room, then id. Never nil. Safe for
 // concurrent use.
 func (p *Pipes) Status() []LinkStatus {
-	p.mu.Lock()
-	ins := make([]*inLink, 0, len(p.in))
-	for _, l := range p.in {
-		ins = append(ins, l)
-	}
-	outs := make([]*outLink, 0, len(p.out))
-	for _, l := range p.out {
-		outs = append(outs, l)
-	}
-	p.mu.Unlock()
-
-	out := make([]LinkStatus, 0, len(ins)+len(outs))
-	for _, l := range ins {
-		ls := LinkStatus{PeerNode: l.peer, Direction: DirectionIn, LinkID: l.id, State: l.pc.ConnectionState().String(), Producers: []PipedProducer{}}
+	links := p.allLinks()
+	out := make([]LinkStatus, 0, len(links))
+	for _, l := range links {
+		ls := LinkStatus{PeerNode: l.peer, Role: l.role(), State: l.pc.ConnectionState().String(), Producers: []PipedProducer{}}
 		l.mu.Lock()
-		for k, pp := range l.pipes {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: pp.info.Kind, State: pp.state.String()})
+		ls.LinkID = l.id
+		for k, pp := range l.pulls {
+			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: pp.info.Kind, Direction: DirectionIn, State: pp.state.String()})
+		}
+		for k, s := range l.serves {
+			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: s.producer.Info().Kind, Direction: DirectionOut})
 		}
 		l.mu.Unlock()
-		out = append(out, ls)
-	}
-	for _, l := range outs {
-		ls := LinkStatus{PeerNode: l.peer, Direction: DirectionOut, LinkID: l.id, State: l.pc.ConnectionState().String(), Producers: []PipedProducer{}}
-		l.mu.Lock()
-		for k, s := range l.served {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: s.producer.Info().Kind})
-		}
-		l.mu.Unlock()
-		out = append(out, ls)
-	}
-	for i := range out {
-		slices.SortFunc(out[i].Producers, func(a, b PipedProducer) int {
-			return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.ID, b.ID))
+		slices.SortFunc(ls.Producers, func(a, b PipedProducer) int {
+			return cmp.Or(cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Room, b.Room), cmp.Compare(a.ID, b.ID))
 		})
+		out = append(out, ls)
 	}
-	slices.SortFunc(out, func(a, b LinkStatus) int {
-		return cmp.Or(cmp.Compare(a.PeerNode, b.PeerNode), cmp.Compare(a.Direction, b.Direction))
-	})
+	slices.SortFunc(out, func(a, b LinkStatus) int { return cmp.Compare(a.PeerNode, b.PeerNode) })
 	return out
 }
 
@@ -81,9 +67,9 @@ func (p *Pipes) Status() []LinkStatus {
 // and re-PipeIn missing ones. Never nil.
 func (p *Pipes) Piped(room string) []sfu.ProducerInfo {
 	out := []sfu.ProducerInfo{}
-	for _, l := range p.inLinks() {
+	for _, l := range p.allLinks() {
 		l.mu.Lock()
-		for k, pp := range l.pipes {
+		for k, pp := range l.pulls {
 			if k.room == room {
 				info := pp.info
 				info.Remote = true

@@ -127,7 +127,7 @@ func TestLinkPeerVanishesAfterAnswer(t *testing.T) {
 			return
 		}
 		<-gathered
-		resp := negotiateResponse{Answer: *pc.LocalDescription(), Accepted: []AcceptedPipe{}, Rejected: []RejectedPipe{}}
+		resp := negotiateResponse{Side: "fake-side", Answer: *pc.LocalDescription(), Accepted: []AcceptedPipe{}, Rejected: []RejectedPipe{}}
 		for _, wp := range req.Wanted {
 			resp.Accepted = append(resp.Accepted, AcceptedPipe{Room: wp.Room, ProducerID: wp.ProducerID, PipeID: wp.PipeID})
 		}

@@ -17,14 +17,17 @@ import (
 //
 // So when the node sees evidence that Consul lost data — a watch index
 // that went backwards, its own session unknown to Consul, or its own node
-// record vanished while it holds a session — it starts a grace period of
-// 2×SessionTTL. During the grace period absences are not trusted: nodes
-// missing from the directory are kept, and piped producers missing from a
-// room's records stay piped (records that appear are acted upon at once,
-// so new producers are piped as usual). When the grace period ends the
-// directory and every room are evaluated again against what Consul holds
-// then, and whatever is still missing is dropped. Dead nodes are still
-// noticed during the grace period through their links (liveness.go).
+// or room record vanished while it holds it — it starts a grace period of
+// 2×SessionTTL. When it starts, every watch restarts its blocking query
+// from index 0 at once (a query waiting on an index of the old store would
+// block until the new store's index caught up or the wait ran out) and the
+// session is checked at once. During the grace period absences are not
+// trusted: nodes missing from the directory are kept, and piped producers
+// missing from a room's records stay piped (records that appear are acted
+// upon at once, so new producers are piped as usual). When the grace period
+// ends the directory and every room are evaluated again against what Consul
+// holds then, and whatever is still missing is dropped. Dead nodes are
+// still noticed during the grace period through their links (liveness.go).
 
 // resyncGrace is how long absences are not trusted after Consul lost data.
 func (n *Node) resyncGrace() time.Duration { return 2 * n.cfg.SessionTTL }
@@ -54,6 +57,8 @@ func (n *Node) resyncStarted(why string, first bool) {
 	if first {
 		n.log.Warn("consul lost data: keeping peers and piped producers while every node re-registers",
 			"why", why, "grace", n.resyncGrace())
+		n.watchRestart.fire() // blocking queries with old indexes would hang
+		n.nudgeSession()      // is our session gone too? find out now
 	}
 	select {
 	case n.resyncCh <- struct{}{}:

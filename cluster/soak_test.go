@@ -66,29 +66,31 @@ func TestSoak(t *testing.T) {
 	var next, done atomic.Int64
 	var slowest atomic.Int64
 	var perWorker [soakWorkers]atomic.Int64
-	t.Run("workers", func(t *testing.T) {
-		for w := range soakWorkers {
-			t.Run(fmt.Sprint(w), func(t *testing.T) {
-				t.Parallel()
-				room := fmt.Sprintf("soak-%d", w)
-				for time.Since(start) < soakBudget {
-					i := next.Add(1)
-					if i > soakCycles {
-						return
-					}
-					took := soakCycle(t, na, nb, room, int(i))
-					done.Add(1)
-					perWorker[w].Add(1)
-					for {
-						cur := slowest.Load()
-						if int64(took) <= cur || slowest.CompareAndSwap(cur, int64(took)) {
-							break
-						}
+	var wg sync.WaitGroup
+	for w := range soakWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wt := &workerT{t}
+			room := fmt.Sprintf("soak-%d", w)
+			for time.Since(start) < soakBudget && !t.Failed() {
+				i := next.Add(1)
+				if i > soakCycles {
+					return
+				}
+				took := soakCycle(wt, na, nb, room, int(i))
+				done.Add(1)
+				perWorker[w].Add(1)
+				for {
+					cur := slowest.Load()
+					if int64(took) <= cur || slowest.CompareAndSwap(cur, int64(took)) {
+						break
 					}
 				}
-			})
-		}
-	})
+			}
+		}()
+	}
+	wg.Wait()
 	elapsed := time.Since(start)
 	n := done.Load()
 	t.Logf("soak: %d/%d cycles in %v (%d at a time; %v per cycle on average, slowest %v)", n, soakCycles,
@@ -99,7 +101,7 @@ func TestSoak(t *testing.T) {
 		counts[w] = perWorker[w].Load()
 	}
 	t.Logf("soak: cycles per worker %v", counts)
-	if n < soakCycles {
+	if n < soakCycles && !t.Failed() {
 		t.Logf("soak: stopped early after the %v budget", soakBudget)
 	}
 	if t.Failed() {
@@ -129,10 +131,27 @@ func TestSoak(t *testing.T) {
 	}
 }
 
+// workerT is the itT of a soak worker goroutine: failures are reported on
+// the test (Errorf is safe from any goroutine) and end only the worker
+// (FailNow may not be called off the test goroutine).
+type workerT struct{ t *testing.T }
+
+func (w *workerT) Helper()                        {}
+func (w *workerT) Cleanup(f func())               { w.t.Cleanup(f) }
+func (w *workerT) Errorf(format string, a ...any) { w.t.Errorf(format, a...) }
+func (w *workerT) Fatalf(format string, a ...any) {
+	w.t.Errorf(format, a...)
+	runtime.Goexit()
+}
+func (w *workerT) Fatal(a ...any) {
+	w.t.Error(a...)
+	runtime.Goexit()
+}
+
 // soakCycle runs one cycle in room: a publisher joins node A, a subscriber
 // joins node B and receives the piped producer, both leave (in an order
 // that alternates). It returns how long the cycle took.
-func soakCycle(t *testing.T, na, nb *testNode, room string, i int) time.Duration {
+func soakCycle(t itT, na, nb *testNode, room string, i int) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), soakCycleBound)

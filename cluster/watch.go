@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -29,6 +30,48 @@ type prefixWatch struct {
 	// onReset, when set, is called (on run's goroutine, before the result
 	// is delivered) when the index went backwards: the store lost data.
 	onReset func()
+	// restart, when set, makes the watch drop its index and query again
+	// from 0 at once whenever it fires (a blocking query in flight is
+	// abandoned).
+	restart *restartSignal
+}
+
+// restartSignal tells watches to start over from index 0: after Consul lost
+// its data, a blocking query with an old (higher) WaitIndex would block
+// until the fresh store's index catches up or the wait times out (30s by
+// default), hiding every change meanwhile. Safe for concurrent use.
+type restartSignal struct {
+	mu     sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newRestartSignal() *restartSignal {
+	r := &restartSignal{}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r
+}
+
+// current returns a context that is cancelled by the next fire.
+func (r *restartSignal) current() context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ctx
+}
+
+// fire restarts every watch using the signal.
+func (r *restartSignal) fire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancel()
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+}
+
+// stop releases the signal's context.
+func (r *restartSignal) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancel()
 }
 
 // nextIndex applies the blocking-query index rules of Consul's documentation
@@ -54,7 +97,8 @@ func nextIndex(prev, got uint64, first bool) (next uint64, changed bool) {
 // result that may differ from the previous one (always the first). deliver
 // runs on run's goroutine; it must not block for long. Errors are retried
 // with capped, jittered exponential backoff and logged once per failure
-// period through health.
+// period through health; the first query after an error does not block, so
+// that an index that went backwards meanwhile is noticed at once.
 func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 	activity := "watch " + w.prefix
 	if w.health != nil {
@@ -63,14 +107,33 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 	b := backoff{min: 250 * time.Millisecond, max: w.maxBackoff}
 	var index uint64
 	first := true
+	failed := false // the last query failed
 	for ctx.Err() == nil {
 		start := time.Now()
+		restarted := context.Background()
+		if w.restart != nil {
+			restarted = w.restart.current()
+		}
 		qctx, cancel := context.WithTimeout(ctx, w.wait+w.wait/16+w.timeout)
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.wait}).WithContext(qctx)
+		stop := context.AfterFunc(restarted, cancel)
+		waitIndex := index
+		if failed {
+			// After an error, ask without blocking: if the agent came back
+			// without its data, a blocking query with the old index would
+			// hang until the new index caught up; the answer's index tells
+			// at once whether it went backwards.
+			waitIndex = 0
+		}
+		q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: w.wait}).WithContext(qctx)
 		pairs, meta, err := w.kv.List(w.prefix, q)
+		stop()
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if restarted.Err() != nil {
+			index, first = 0, true // start over; the next result is delivered
+			continue
 		}
 		if err != nil || meta == nil {
 			if err == nil {
@@ -79,11 +142,13 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 			if w.health != nil {
 				w.health.fail(activity, err)
 			}
+			failed = true
 			if !sleepCtx(ctx, b.next()) {
 				return
 			}
 			continue
 		}
+		failed = false
 		if w.health != nil {
 			w.health.ok(activity)
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +54,7 @@ type fakeResult struct {
 	index uint64
 	pairs api.KVPairs
 	err   error
+	block bool // block until the query's context ends
 }
 
 func (f *fakeLister) List(_ string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error) {
@@ -67,7 +70,7 @@ func (f *fakeLister) List(_ string, q *api.QueryOptions) (api.KVPairs, *api.Quer
 	case f.called <- struct{}{}:
 	default:
 	}
-	if r == nil {
+	if r == nil || r.block {
 		<-q.Context().Done()
 		return nil, nil, q.Context().Err()
 	}
@@ -91,9 +94,11 @@ func TestPrefixWatchIndexHandling(t *testing.T) {
 		script: []fakeResult{
 			{index: 10, pairs: pair("a")},    // first: delivered
 			{index: 10, pairs: pair("a")},    // wait timed out: not delivered
-			{err: errors.New("consul down")}, // error: retried with backoff, same index
-			{index: 12, pairs: pair("b")},    // change: delivered
-			{index: 5, pairs: pair("c")},     // went backwards: delivered, reset to 0
+			{err: errors.New("consul down")}, // error: retried with backoff
+			{index: 10, pairs: pair("a")},    // non-blocking check after the error: unchanged, not delivered
+			{index: 12, pairs: pair("b")},    // blocking again with the kept index; change: delivered
+			{err: errors.New("consul down")}, // error again
+			{index: 5, pairs: pair("c")},     // non-blocking check: went backwards: delivered, reset to 0
 			{index: 6, pairs: pair("c")},     // after the reset: delivered
 			{index: 0, pairs: api.KVPairs{}}, // bogus 0: ... index 0 < 6 resets
 			{index: 0, pairs: api.KVPairs{}}, // 0 again after reset: clamped to 1
@@ -117,11 +122,11 @@ func TestPrefixWatchIndexHandling(t *testing.T) {
 		})
 	}()
 	tctx := testContext(t)
-	waitFor(tctx, t, "script consumed", func() bool { return len(f.calls()) == 9 })
+	waitFor(tctx, t, "script consumed", func() bool { return len(f.calls()) == 11 })
 	cancel()
 	<-done
 
-	wantIdx := []uint64{0, 10, 10, 10, 12, 0, 6, 0, 1}
+	wantIdx := []uint64{0, 10, 10, 0, 10, 12, 0, 0, 6, 0, 1}
 	idx := f.calls()
 	if len(idx) != len(wantIdx) {
 		t.Fatalf("WaitIndex sequence %v, want %v", idx, wantIdx)
@@ -141,6 +146,44 @@ func TestPrefixWatchIndexHandling(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("delivered %v, want %v", got, want)
 		}
+	}
+}
+
+// TestPrefixWatchRestartSignal: firing the restart signal abandons a
+// blocking query in flight and queries again from index 0 at once; the
+// result is delivered even if the index is the same as before.
+func TestPrefixWatchRestartSignal(t *testing.T) {
+	checkLeaks(t)
+	f := &fakeLister{
+		called: make(chan struct{}, 1),
+		script: []fakeResult{
+			{index: 10, pairs: api.KVPairs{{Key: "a"}}}, // first: delivered
+			{block: true}, // blocking query with index 10, abandoned by the signal
+			{index: 10, pairs: api.KVPairs{{Key: "a"}}}, // from index 0 again: delivered
+		},
+	}
+	restart := newRestartSignal()
+	defer restart.stop()
+	var delivered atomic.Int64
+	w := &prefixWatch{kv: f, prefix: "p/", wait: time.Minute, timeout: time.Minute, maxBackoff: 20 * time.Millisecond,
+		log: testLogger(t), restart: restart}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, func(api.KVPairs) { delivered.Add(1) })
+	}()
+	tctx := testContext(t)
+	waitFor(tctx, t, "blocking query in flight", func() bool { return len(f.calls()) == 2 })
+	restart.fire()
+	waitFor(tctx, t, "query again from 0", func() bool { return len(f.calls()) == 4 })
+	cancel()
+	<-done
+	if got, want := f.calls(), []uint64{0, 10, 0, 10}; !slices.Equal(got, want) {
+		t.Errorf("WaitIndex sequence %v, want %v", got, want)
+	}
+	if n := delivered.Load(); n != 2 {
+		t.Errorf("delivered %d results, want 2", n)
 	}
 }
 

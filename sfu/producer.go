@@ -92,13 +92,34 @@ func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
 // consumer (or closes the producer, which closes all its consumers).
 // Errors: ErrInvalidArgument for a nil pc, ErrProducerClosed.
 func (p *Producer) NewConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
+	return p.attachConsumer(pc, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) { return pc.AddTrack(t) })
+}
+
+// NewSendonlyConsumer is NewConsumer on a new sendonly transceiver of pc
+// (AddTransceiverFromTrack) instead of AddTrack. AddTrack reuses any
+// transceiver of the track's kind that has no sender; on the offering side
+// that includes transceivers it only receives on, which it turns sendrecv.
+// The cluster links' offerer uses this to keep the m-lines it sends on
+// apart from the recvonly ones it offers to the peer. Addition to the spec.
+func (p *Producer) NewSendonlyConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
+	return p.attachConsumer(pc, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		return tr.Sender(), nil
+	})
+}
+
+// attachConsumer creates a consumer whose sender add attaches to pc.
+func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.TrackLocal) (*webrtc.RTPSender, error)) (*Consumer, error) {
 	if pc == nil {
 		return nil, fmt.Errorf("sfu: new consumer: %w: nil peer connection", ErrInvalidArgument)
 	}
 	if p.closedFlag.Load() {
 		return nil, ErrProducerClosed
 	}
-	sender, err := pc.AddTrack(p.track)
+	sender, err := add(p.track)
 	if err != nil {
 		return nil, fmt.Errorf("sfu: new consumer for %s: add track: %w", p.info.ID, err)
 	}

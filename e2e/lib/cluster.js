@@ -63,11 +63,15 @@ async function fetchJSON(url, { timeout = 5_000 } = {}) {
  * HTTP, Serf LAN/WAN and server RPC on free ports (DNS and gRPC off) and
  * waits until the agent has a leader and can create a session.
  */
-async function startConsul({ readyTimeout = 60_000 } = {}) {
+async function startConsul({ readyTimeout = 60_000, ports = null } = {}) {
   if (!fs.existsSync(CONSUL_BIN)) {
     throw new Error(`${CONSUL_BIN} does not exist; run 'make consul' (or 'make test')`);
   }
-  const [httpPort, serfLAN, serfWAN, server] = await distinctPorts(4, freeTCPPort);
+  // ports (from a previous agent's .ports) restarts an agent on the same
+  // ports; a dev agent starts with no data.
+  const [httpPort, serfLAN, serfWAN, server] = ports
+    ? [ports.httpPort, ports.serfLAN, ports.serfWAN, ports.server]
+    : await distinctPorts(4, freeTCPPort);
   const args = [
     'agent', '-dev',
     '-node', `confab-e2e-${httpPort}`,
@@ -127,8 +131,13 @@ async function startConsul({ readyTimeout = 60_000 } = {}) {
     addr,
     url,
     httpPort,
+    ports: { httpPort, serfLAN, serfWAN, server },
     pid: proc.pid,
     logs: () => output,
+    /** signal sends sig (e.g. 'SIGKILL') to the agent without waiting. */
+    signal: (sig) => proc.kill(sig),
+    /** wait resolves with { code, signal } once the agent has exited. */
+    wait: () => exitStatus(proc),
     exited: () => exitState,
     /** kv lists the keys under prefix (recursively); [] when there are none. */
     async kv(prefix) {
@@ -148,12 +157,25 @@ async function startConsul({ readyTimeout = 60_000 } = {}) {
  * random 32-hex-digit cluster secret. It resolves once every node answers
  * /healthz and every node's /api/cluster lists all N nodes as alive.
  */
-async function startCluster({ nodes: n = 3, readyTimeout = 45_000 } = {}) {
-  const consul = await startConsul();
+async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = [] } = {}) {
+  let consul = await startConsul();
+  // Logs of processes that were replaced (restartNode, restartConsul).
+  const oldLogs = {};
+  let specs = [];
+  const nodeOptions = (s) => ({
+    ...s,
+    readyTimeout,
+    extraArgs: [
+      '--consul', consul.addr,
+      '--advertise-addr', `http://127.0.0.1:${s.httpPort}`,
+      '--cluster-secret', secret,
+      ...nodeArgs,
+    ],
+  });
   const secret = crypto.randomBytes(16).toString('hex');
   const started = [];
   const cluster = {
-    consul,
+    get consul() { return consul; },
     secret,
     nodes: started,
     node(id) {
@@ -170,9 +192,33 @@ async function startCluster({ nodes: n = 3, readyTimeout = 45_000 } = {}) {
     },
     /** logs returns { name: log } for consul and every node. */
     logs() {
-      const out = { consul: consul.logs() };
-      for (const x of started) out[x.nodeId] = x.logs();
+      const out = { consul: (oldLogs.consul || '') + consul.logs() };
+      for (const x of started) out[x.nodeId] = (oldLogs[x.nodeId] || '') + x.logs();
       return out;
+    },
+    /**
+     * restartNode starts node id again with the same node id, ports and
+     * flags (the previous process must have exited; its log is kept in
+     * front of the new one). Resolves once /healthz answers.
+     */
+    async restartNode(id) {
+      const i = started.findIndex((x) => x.nodeId === id);
+      const old = started[i];
+      if (!old.exited()) throw new Error(`restartNode(${id}): the node is still running`);
+      const spec = specs.find((s) => s.nodeId === id);
+      oldLogs[id] = `${oldLogs[id] || ''}${old.logs()}\n----- ${id} exited ${JSON.stringify(old.exited())}; restarted at ${new Date().toISOString()} -----\n`;
+      started[i] = await startConfab(nodeOptions(spec));
+      return started[i];
+    },
+    /**
+     * restartConsul starts a fresh dev agent (no data) on the ports of the
+     * previous one, which must have exited. Resolves once it has a leader.
+     */
+    async restartConsul() {
+      if (!consul.exited()) throw new Error('restartConsul: the agent is still running');
+      oldLogs.consul = `${oldLogs.consul || ''}${consul.logs()}\n----- consul exited ${JSON.stringify(consul.exited())}; restarted at ${new Date().toISOString()} -----\n`;
+      consul = await startConsul({ ports: consul.ports });
+      return consul;
     },
     /**
      * stop stops the nodes (SIGTERM, SIGKILL after 10s) and then Consul. It
@@ -199,16 +245,8 @@ async function startCluster({ nodes: n = 3, readyTimeout = 45_000 } = {}) {
     const taken = new Set();
     const httpPorts = await distinctPorts(n, freeTCPPort, taken);
     const udpPorts = await distinctPorts(n, freeUDPPort, taken);
-    const specs = httpPorts.map((httpPort, i) => ({ nodeId: `n${i + 1}`, httpPort, udpPort: udpPorts[i] }));
-    const nodes = await Promise.allSettled(specs.map((s) => startConfab({
-      ...s,
-      readyTimeout: readyTimeout,
-      extraArgs: [
-        '--consul', consul.addr,
-        '--advertise-addr', `http://127.0.0.1:${s.httpPort}`,
-        '--cluster-secret', secret,
-      ],
-    })));
+    specs = httpPorts.map((httpPort, i) => ({ nodeId: `n${i + 1}`, httpPort, udpPort: udpPorts[i] }));
+    const nodes = await Promise.allSettled(specs.map((s) => startConfab(nodeOptions(s))));
     for (const r of nodes) if (r.status === 'fulfilled') started.push(r.value);
     const failed = nodes.filter((r) => r.status === 'rejected');
     if (failed.length) throw failed[0].reason;
@@ -249,11 +287,15 @@ async function startCluster({ nodes: n = 3, readyTimeout = 45_000 } = {}) {
 }
 
 const test = base.extend({
+  // Extra flags for every node (worker option: test.use({ clusterNodeArgs })
+  // in a spec file gives that file its own worker and cluster).
+  clusterNodeArgs: [[], { scope: 'worker', option: true }],
+
   // One cluster per worker: started before the worker's first test that uses
   // it, stopped after its last one (and on any failure, since Playwright
   // replaces the worker after a failed test).
-  cluster: [async ({}, use) => {
-    const cluster = await startCluster({ nodes: 3 });
+  cluster: [async ({ clusterNodeArgs }, use) => {
+    const cluster = await startCluster({ nodes: 3, nodeArgs: clusterNodeArgs });
     let problems = [];
     try {
       await use(cluster);

@@ -115,6 +115,10 @@ async function startConfab({
     /** exited is the exit status, or null while the process runs. */
     exited: () => exitState,
     kill: (graceMs = 5_000) => terminate(proc, { graceMs }),
+    /** signal sends sig (e.g. 'SIGKILL') without waiting; see wait(). */
+    signal: (sig) => proc.kill(sig),
+    /** wait resolves with { code, signal } once the process has exited. */
+    wait: () => exited,
     async stop() {
       const status = await terminate(proc, { graceMs: 15_000 });
       if (status.killed) {

@@ -53,11 +53,11 @@ const show = (x) => JSON.stringify(x);
  *    of the other nodes of the room (same ids, kinds and names, origin =
  *    that node, remote = true);
  *  - a node without participants does not list the room;
- *  - for every ordered pair origin -> puller of nodes of the room where the
- *    origin has producers, the puller has exactly one in-link from the
- *    origin and the origin exactly one out-link to the puller (same link
- *    id), both connected, each carrying exactly the origin's local producers
- *    of the room (in-link producers "active");
+ *  - for every pair of nodes of the room where either has producers, each
+ *    node has exactly one link with the other (one link per node pair,
+ *    carrying both directions; same link id on both, one "controller" and
+ *    one "answerer"), connected, carrying exactly the other node's local
+ *    producers of the room as "in" (all "active") and its own as "out";
  *  - no other link on any node carries a producer of the room;
  *  - Consul has confab/rooms/{room}/nodes/{node} for exactly the nodes of the
  *    room and confab/rooms/{room}/producers/{node}/{id} for exactly their
@@ -140,34 +140,43 @@ function roomProblems(statuses, keys, room, placement) {
     }
   }
 
-  // Links: one per ordered pair of room nodes, carrying the origin's
-  // producers; no other link carries anything of the room.
+  // Links: one per pair of room nodes, carrying each node's producers of
+  // the room out and the other's in; no other link carries anything of the
+  // room.
+  const ids = (ps) => ps.map((p) => p.id);
   for (const [id, st] of Object.entries(statuses)) {
     for (const l of st.links || []) {
       const carried = (l.producers || []).filter((p) => p.room === room);
-      const [origin, puller] = l.direction === 'in' ? [l.peerNode, id] : [id, l.peerNode];
-      const pairInRoom = origin !== puller && hosts.includes(origin) && hosts.includes(puller);
-      const want = pairInRoom ? localIds[origin] : [];
-      if (want === undefined) continue; // origin's room is missing: reported above
-      const what = `${id} ${l.direction}-link ${l.direction === 'in' ? 'from' : 'to'} ${l.peerNode}`;
-      if (!same(carried.map((p) => p.id), want)) {
-        problems.push(`${what}: carries ${show(carried.map((p) => p.id))} of room ${room}, want ${show(want)}`);
+      const pairInRoom = l.peerNode !== id && hosts.includes(l.peerNode) && hosts.includes(id);
+      const wantIn = pairInRoom ? localIds[l.peerNode] : [];
+      const wantOut = pairInRoom ? localIds[id] : [];
+      if (wantIn === undefined || wantOut === undefined) continue; // a room is missing: reported above
+      const what = `${id} link with ${l.peerNode}`;
+      const gotIn = carried.filter((p) => p.direction === 'in');
+      const gotOut = carried.filter((p) => p.direction === 'out');
+      if (gotIn.length + gotOut.length !== carried.length) {
+        problems.push(`${what}: producers without direction: ${show(carried)}`);
       }
-      if (want.length > 0 && l.state !== 'connected') problems.push(`${what}: state ${l.state}`);
-      if (l.direction === 'in') {
-        for (const p of carried) if (p.state !== 'active') problems.push(`${what}: producer ${p.id} state ${p.state}`);
-      }
+      if (!same(ids(gotIn), wantIn)) problems.push(`${what}: pulls ${show(ids(gotIn))} of room ${room}, want ${show(wantIn)}`);
+      if (!same(ids(gotOut), wantOut)) problems.push(`${what}: serves ${show(ids(gotOut))} of room ${room}, want ${show(wantOut)}`);
+      if (wantIn.length + wantOut.length > 0 && l.state !== 'connected') problems.push(`${what}: state ${l.state}`);
+      for (const p of gotIn) if (p.state !== 'active') problems.push(`${what}: pulled producer ${p.id} state ${p.state}`);
     }
   }
-  for (const origin of hosts) {
-    for (const puller of hosts) {
-      if (origin === puller || !(localIds[origin] && localIds[origin].length > 0)) continue;
-      const ins = (statuses[puller].links || []).filter((l) => l.direction === 'in' && l.peerNode === origin);
-      const outs = (statuses[origin].links || []).filter((l) => l.direction === 'out' && l.peerNode === puller);
-      if (ins.length !== 1) problems.push(`${puller} has ${ins.length} in-links from ${origin}, want 1`);
-      if (outs.length !== 1) problems.push(`${origin} has ${outs.length} out-links to ${puller}, want 1`);
-      if (ins.length === 1 && outs.length === 1 && ins[0].linkId !== outs[0].linkId) {
-        problems.push(`link ${origin}->${puller}: id ${ins[0].linkId} on ${puller} but ${outs[0].linkId} on ${origin}`);
+  for (const a of hosts) {
+    for (const b of hosts) {
+      if (a >= b) continue;
+      if (!((localIds[a] || []).length + (localIds[b] || []).length > 0)) continue;
+      const ab = (statuses[a].links || []).filter((l) => l.peerNode === b);
+      const ba = (statuses[b].links || []).filter((l) => l.peerNode === a);
+      if (ab.length !== 1) problems.push(`${a} has ${ab.length} links with ${b}, want 1`);
+      if (ba.length !== 1) problems.push(`${b} has ${ba.length} links with ${a}, want 1`);
+      if (ab.length === 1 && ba.length === 1) {
+        if (ab[0].linkId !== ba[0].linkId) problems.push(`link ${a}-${b}: id ${ab[0].linkId} on ${a} but ${ba[0].linkId} on ${b}`);
+        // The smaller node id controls the link (sends the offers).
+        if (ab[0].role !== 'controller' || ba[0].role !== 'answerer') {
+          problems.push(`link ${a}-${b}: roles ${ab[0].role} on ${a}, ${ba[0].role} on ${b}, want controller/answerer`);
+        }
       }
     }
   }
@@ -276,7 +285,7 @@ test.describe('cluster of three nodes', () => {
       const after = await expectRoom(cluster, room, { n1: ['Alice'], n2: ['Bob'] });
       expect(occurrences(after.statuses, [...carolIds, carolId]), 'Carol\'s producers or participant in /api/cluster').toEqual([]);
       expect(after.keys.filter((k) => carolIds.some((id) => k.endsWith(`/${id}`))), 'Carol\'s producers in Consul').toEqual([]);
-      // Alice and Bob still see each other over the n1 <-> n2 links.
+      // Alice and Bob still see each other over the n1 <-> n2 link.
       await expectSees(pages.Alice, ['Bob']);
       await expectSees(pages.Bob, ['Alice']);
     });
@@ -288,8 +297,8 @@ test.describe('cluster of three nodes', () => {
     // A second room spans n1 and n2 meanwhile: Frank publishes on n1 and Vic
     // watches on n2 without publishing, so n2 pulls from n1 over a link; the
     // solo room must still stay on n1 and off that link. (Vic publishes
-    // nothing so that there is only the n1 -> n2 link: the first test covers
-    // media in both directions.)
+    // nothing, so the n1-n2 link carries one direction only: the first test
+    // covers media in both directions over one link.)
     const span = uniqueRoom('pair');
     let soloIds;
 
