@@ -94,12 +94,14 @@ package cluster
 // rounds) gets a fresh sender.
 //
 // SDP. The offer has ICE gathering complete (no trickle). The controller
-// sends its own tracks on sendonly m-lines (one per sender it ever
-// attached) and adds one recvonly m-line per producer it newly pulls; the
-// answerer attaches its served producers with Producer.NewConsumer
-// (AddTrack), which takes those offered recvonly m-lines (or ones freed by
-// an earlier removed track) and never adds m-lines an answer could not
-// carry (a producer without a free m-line is refused as "no-slot"). The
+// sends its own tracks on sendonly m-lines (Producer.NewSendonlyConsumer,
+// one m-line per sender it ever attached: pion's AddTrack on an offerer
+// would reuse its recvonly transceivers and make them sendrecv) and adds
+// one recvonly m-line per producer it newly pulls; the answerer attaches
+// its served producers with Producer.NewConsumer (AddTrack), which takes
+// those offered recvonly m-lines (or ones freed by an earlier removed
+// track) and never adds m-lines an answer could not carry (a producer
+// without a free m-line is refused as "no-slot"). The
 // SDP therefore grows with the producers that crossed the link in its
 // lifetime and starts from scratch when an idle link is closed. Both
 // sides refuse (rejected, with a reason; see the Reject* constants)
