@@ -210,7 +210,10 @@ func TestSignalingFloodClosed(t *testing.T) {
 // burst is served.
 func TestSignalingRateLimitDisabled(t *testing.T) {
 	clock := newFakeClock()
-	env := newEnv(t, envOptions{cfg: Config{RateLimit: -1, now: clock.now}})
+	// The outbox holds every pong: this test is about the rate limit, not
+	// about a client that reads too slowly (300 pongs would overflow the
+	// default outbox when the writer falls behind under -race).
+	env := newEnv(t, envOptions{cfg: Config{RateLimit: -1, OutboxSize: 1024, now: clock.now}})
 	c, _ := env.join("unlimited", "Al")
 	for range 300 {
 		c.send(map[string]any{"v": 1, "type": "ping"})
