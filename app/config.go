@@ -6,9 +6,10 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/confab/confab/cluster"
 )
 
 // Default values of the Config fields, as documented by `confab --help`.
@@ -27,10 +28,6 @@ const (
 	// package cluster requires of its HMAC key.
 	MinSecretLen = 16
 )
-
-// nodeIDPattern is what a node id must look like: it ends up in Consul
-// service ids, URLs and log lines, so it is kept to a safe alphabet.
-var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // Config is everything needed to run one confab node. It is produced by
 // ParseConfig from flags and environment, or built directly by tests.
@@ -141,7 +138,7 @@ func (c *Config) Validate() error {
 	if _, err := parseLogLevel(c.LogLevel); err != nil {
 		return flagError("log-level", c.LogLevel, err)
 	}
-	if !nodeIDPattern.MatchString(c.NodeID) {
+	if !cluster.ValidNodeID(c.NodeID) {
 		return flagError("node-id", c.NodeID, errNodeID)
 	}
 	if c.MaxParticipants < 1 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/confab/confab/cluster"
 )
 
 // env returns a getenv func backed by a map.
@@ -152,8 +154,8 @@ func TestParseConfigDefaultNodeID(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseConfig(nil): %v", err)
 	}
-	if !strings.HasPrefix(got.NodeID, "node-") || !nodeIDPattern.MatchString(got.NodeID) {
-		t.Errorf("default NodeID = %q, want node-<hostname> matching %v", got.NodeID, nodeIDPattern)
+	if !strings.HasPrefix(got.NodeID, "node-") || !cluster.ValidNodeID(got.NodeID) {
+		t.Errorf("default NodeID = %q, want a valid node-<hostname>", got.NodeID)
 	}
 }
 
@@ -243,7 +245,7 @@ func TestDefaultNodeID(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("DefaultNodeID(%q) = %q, want %q", tt.host, got, tt.want)
 			}
-			if !nodeIDPattern.MatchString(got) {
+			if !cluster.ValidNodeID(got) {
 				t.Errorf("DefaultNodeID(%q) = %q is not a valid node id", tt.host, got)
 			}
 		})

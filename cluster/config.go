@@ -27,10 +27,14 @@ const (
 	MinSecretLen = 16
 )
 
-// nodeIDPattern is the alphabet of node ids; it matches what package app
-// accepts for --node-id. Node ids appear in KV keys, Consul service ids and
+// nodeIDPattern is the alphabet of node ids (see ValidNodeID). Node ids appear in KV keys, Consul service ids and
 // URLs.
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidNodeID reports whether id is a valid node id: 1-63 letters, digits,
+// '.', '_' or '-', starting with a letter or digit. Package app checks
+// --node-id with it, so single-node and cluster mode accept the same ids.
+func ValidNodeID(id string) bool { return nodeIDPattern.MatchString(id) }
 
 // Config configures a Consul-backed Node. Fill it, then New applies
 // SetDefaults and Validate.
