@@ -261,26 +261,7 @@ func (c *itClient) publishVP8(ctx context.Context, trackID string) {
 	if err != nil {
 		t.Fatalf("AddTrack: %v", err)
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatalf("CreateOffer: %v", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatalf("SetLocalDescription: %v", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		t.Fatal("client gathering timed out")
-	}
-	answer, err := c.p.Publish(*pc.LocalDescription())
-	if err != nil {
-		t.Fatalf("Publish: %v", err)
-	}
-	if err := pc.SetRemoteDescription(answer); err != nil {
-		t.Fatalf("client SetRemoteDescription: %v", err)
-	}
+	publishOffer(ctx, t, c.p, pc)
 	c.wg.Add(2)
 	go func() { // RTCP reader: counts PLIs
 		defer c.wg.Done()

@@ -95,26 +95,7 @@ func (c *ptClient) publishAV(ctx context.Context) {
 			}
 		}()
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatalf("CreateOffer: %v", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatalf("SetLocalDescription: %v", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		t.Fatal("client gathering timed out")
-	}
-	answer, err := c.p.Publish(*pc.LocalDescription())
-	if err != nil {
-		t.Fatalf("Publish: %v", err)
-	}
-	if err := pc.SetRemoteDescription(answer); err != nil {
-		t.Fatalf("client SetRemoteDescription: %v", err)
-	}
+	publishOffer(ctx, t, c.p, pc)
 	write := func(tr *webrtc.TrackLocalStaticRTP, every time.Duration, pkt *rtp.Packet, step uint32) {
 		defer c.wg.Done()
 		tick := time.NewTicker(every)
