@@ -2,10 +2,13 @@
 // package. TestImportDirection enforces the package layering of confab:
 //
 //	cmd/confab -> app -> {web, cluster, sfu}
+//	cmd/confab-load -> tools (the load generator and its helpers)
 //	web        -> {sfu, templates, static}
 //	cluster    -> sfu
 //	templates  -> static
 //	sfu, static: import nothing of ours
+//	tools: imports only other tools packages (the load generator is a
+//	       client of the documented wire protocol, not of our Go API)
 //
 // Only production imports (not test imports) are checked. Sub-packages belong
 // to their top-level directory's layer (web/internal/x counts as web).
@@ -28,13 +31,14 @@ const module = "github.com/confab/confab"
 // import. A package whose layer is missing here fails the test, so a new
 // package has to be placed in the layering on purpose.
 var layers = map[string][]string{
-	"cmd":       {"app"},
+	"cmd":       {"app", "tools"},
 	"app":       {"web", "cluster", "sfu"},
 	"web":       {"sfu", "templates", "static"},
 	"cluster":   {"sfu"},
 	"templates": {"static"},
 	"static":    {},
 	"sfu":       {},
+	"tools":     {},
 }
 
 // edge is one module-internal import: from imports to (both module-relative).
@@ -60,6 +64,7 @@ var forbidden = []struct {
 	{"static", "cluster", "static holds assets only"},
 	{"static", "web", "static holds assets only"},
 	{"*", "cmd", "nothing imports a command"},
+	{"tools", "*", "tools speak the wire protocol; they import nothing of ours but other tools"},
 }
 
 // layer returns the top-level directory of a module-relative package path.
@@ -168,6 +173,10 @@ func TestCheckEdges(t *testing.T) {
 		{"cluster imports sfu", edge{"cluster", "sfu"}, true},
 		{"templates imports static", edge{"templates", "static"}, true},
 		{"sub-package of the same layer", edge{"sfu", "sfu/internal/rtpx"}, true},
+		{"load command imports tools", edge{"cmd/confab-load", "tools/load"}, true},
+		{"tools imports another tools package", edge{"tools/load", "tools/clip"}, true},
+		{"tools imports web", edge{"tools/load", "web"}, false},
+		{"tools imports app", edge{"tools/load", "app"}, false},
 		{"sfu imports web", edge{"sfu", "web"}, false},
 		{"sfu imports cluster", edge{"sfu", "cluster"}, false},
 		{"sfu imports static", edge{"sfu", "static"}, false},
