@@ -72,6 +72,10 @@ type Config struct {
 	// asking its clients to move, Run waits until the node has no rooms or
 	// this much time has passed, then shuts down.
 	DrainTimeout time.Duration
+	// PprofAddr is the host:port of a separate listener serving the Go
+	// runtime profiles under /debug/pprof/ (--pprof-addr). Empty (the
+	// default) serves none. Bind it to loopback: profiles are not public.
+	PprofAddr string
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -149,6 +153,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout <= 0 {
 		return flagError("drain-timeout", c.DrainTimeout.String(), errDuration)
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := splitHostPort(c.PprofAddr); err != nil {
+			return flagError("pprof-addr", c.PprofAddr, err)
+		}
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "" || strings.ContainsAny(o, " \t\r\n,") {

@@ -132,6 +132,11 @@ func flagSpecs() []*flagSpec {
 			def:   func(Config) string { return DefaultDrainTimeout.String() },
 			apply: func(c *Config, v string) (err error) { c.DrainTimeout, err = parsePositiveDuration(v); return err },
 		},
+		{
+			name: "pprof-addr", arg: "host:port",
+			usage: "serve Go runtime profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off when empty",
+			apply: func(c *Config, v string) error { c.PprofAddr = v; return nil },
+		},
 	}
 }
 

@@ -80,6 +80,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	if cfg.PprofAddr != "" {
+		stop, err := startPprof(cfg.PprofAddr, log.With("component", "pprof"))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+	}
+
 	membership, err := newMembership(cfg, engine, log)
 	if err != nil {
 		return err

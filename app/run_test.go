@@ -37,6 +37,7 @@ func TestRunSingleNode(t *testing.T) {
 	cfg.UDPPort = 0
 	cfg.NodeID = "test-node"
 	cfg.LogLevel = "warn"
+	cfg.PprofAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -47,12 +48,15 @@ func TestRunSingleNode(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	waitHealthy(t, client, base+"/healthz", done)
 
+	pprofBase := "http://" + cfg.PprofAddr
 	tests := []struct {
 		path       string
 		wantStatus int
 		wantBody   string // substring
 	}{
 		{"/healthz", http.StatusOK, ""},
+		{"/debug/pprof/", http.StatusNotFound, ""}, // profiles only on --pprof-addr
+		{pprofBase + "/debug/pprof/", http.StatusOK, "goroutine"},
 		{"/readyz", http.StatusOK, ""},
 		{"/api/cluster", http.StatusOK, "test-node"},
 		{"/", http.StatusOK, ""},
@@ -61,7 +65,11 @@ func TestRunSingleNode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimPrefix(tt.path, "/"), func(t *testing.T) {
-			res, err := client.Get(base + tt.path)
+			url := base + tt.path
+			if strings.HasPrefix(tt.path, "http://") {
+				url = tt.path
+			}
+			res, err := client.Get(url)
 			if err != nil {
 				t.Fatalf("GET %s: %v", tt.path, err)
 			}
