@@ -1,0 +1,215 @@
+// Package load is confab's load generator: simulated participants that speak
+// the documented signaling protocol (docs/protocol.md) over a WebSocket and
+// send and receive real media over pion peer connections, scenarios built
+// from them (fanout, meeting, cross-node, churn), and the measurements and
+// report of a run (loss, one-way delay, join and propagation times, server
+// CPU and memory per forwarded packet).
+//
+// The generator is a client of the wire protocol only: it imports nothing
+// of confab's server packages. It is meant to share a small machine with
+// the server it measures, so its receive path is cheap: one goroutine per
+// received track, no allocation, lock or logging per packet, and no
+// interceptors on the subscribers' peer connections.
+package load
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Scenario names, the values of Config.Scenario.
+const (
+	// ScenarioFanout is one publisher (VP8+Opus) and Subscribers
+	// subscribers on node URL.
+	ScenarioFanout = "fanout"
+	// ScenarioMeeting is Participants participants on node URL, each
+	// publishing VP8+Opus and receiving everyone else.
+	ScenarioMeeting = "meeting"
+	// ScenarioCrossNode is Subscribers subscribers on node URLB, then one
+	// publisher on node URL (both nodes in one cluster).
+	ScenarioCrossNode = "cross-node"
+	// ScenarioChurn is fanout plus subscribers that join at ChurnRate per
+	// second and leave after ChurnLifetime each.
+	ScenarioChurn = "churn"
+)
+
+// roomPattern is the room names confab accepts (docs/protocol.md).
+var roomPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Scenarios returns the scenario names.
+func Scenarios() []string {
+	return []string{ScenarioFanout, ScenarioMeeting, ScenarioCrossNode, ScenarioChurn}
+}
+
+// Defaults of Config.
+const (
+	DefaultURL           = "http://127.0.0.1:8080"
+	DefaultSubscribers   = 10
+	DefaultParticipants  = 4
+	DefaultDuration      = 20 * time.Second
+	DefaultWarmup        = 3 * time.Second
+	DefaultJoinRate      = 20
+	DefaultChurnRate     = 2
+	DefaultChurnLifetime = 5 * time.Second
+	DefaultIdleMax       = 0.25
+	// DefaultMediaTimeout bounds the wait for every receiver to get media
+	// after the joins.
+	DefaultMediaTimeout = 15 * time.Second
+
+	// maxClients bounds the simulated participants of one run.
+	maxClients = 5000
+)
+
+// Config is one load run. Zero fields get defaults from SetDefaults, except
+// Clip (required), URLB (required for cross-node) and the pin lists (empty:
+// no pinning).
+type Config struct {
+	// Scenario is one of Scenarios.
+	Scenario string
+	// URL is the base URL of node A (where publishers and, except for
+	// cross-node, subscribers join).
+	URL string
+	// URLB is the base URL of node B, where cross-node subscribers join.
+	URLB string
+	// Room is the room to use; empty picks a random one.
+	Room string
+	// Subscribers is N of fanout, cross-node and churn (steady subscribers).
+	Subscribers int
+	// Participants is P of meeting.
+	Participants int
+	// Clip is the directory of the clip (video.ivf, audio.ogg).
+	Clip string
+	// Duration is the measurement window.
+	Duration time.Duration
+	// Warmup runs between the end of the joins (once media flows) and the
+	// start of the window.
+	Warmup time.Duration
+	// JoinRate is how many participants join per second.
+	JoinRate float64
+	// ChurnRate is how many churning subscribers join per second (churn).
+	ChurnRate float64
+	// ChurnLifetime is how long each churning subscriber stays (churn).
+	ChurnLifetime time.Duration
+	// ServerPID and ServerPIDB are the pids of node A and B for CPU and
+	// memory: 0 finds the process listening on the URL's port (the node
+	// must run on this machine), negative disables the measurement.
+	ServerPID, ServerPIDB int
+	// PinServer and PinLoad are CPU lists to pin the node(s) and this
+	// process to, when the machine has at least two CPUs; empty: no pinning.
+	PinServer, PinLoad []int
+	// IdleMax aborts the run when, before it starts, the machine is busier
+	// than this fraction of all CPUs over one second; 0 disables the check.
+	IdleMax float64
+	// MediaTimeout bounds the wait for media at every receiver after the
+	// joins (receivers still without media then are reported as errors).
+	MediaTimeout time.Duration
+	// Timeout caps the whole run; 0 derives it from the other fields.
+	Timeout time.Duration
+}
+
+// SetDefaults fills zero fields with their defaults.
+func (c *Config) SetDefaults() {
+	if c.Scenario == "" {
+		c.Scenario = ScenarioFanout
+	}
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.Subscribers == 0 {
+		c.Subscribers = DefaultSubscribers
+	}
+	if c.Participants == 0 {
+		c.Participants = DefaultParticipants
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Warmup == 0 {
+		c.Warmup = DefaultWarmup
+	}
+	if c.JoinRate == 0 {
+		c.JoinRate = DefaultJoinRate
+	}
+	if c.ChurnRate == 0 {
+		c.ChurnRate = DefaultChurnRate
+	}
+	if c.ChurnLifetime == 0 {
+		c.ChurnLifetime = DefaultChurnLifetime
+	}
+	if c.MediaTimeout == 0 {
+		c.MediaTimeout = DefaultMediaTimeout
+	}
+	if c.Timeout == 0 {
+		c.Timeout = c.autoTimeout()
+	}
+}
+
+// autoTimeout is the time the joins, the media wait, the warm-up and the
+// window take, plus a minute for closing and slack.
+func (c *Config) autoTimeout() time.Duration {
+	joins := c.Subscribers + 1
+	if c.Scenario == ScenarioMeeting {
+		joins = c.Participants
+	}
+	d := time.Duration(float64(joins) / c.JoinRate * float64(time.Second))
+	d += c.MediaTimeout + c.Warmup + c.Duration + time.Minute
+	if c.Scenario == ScenarioChurn {
+		d += c.ChurnLifetime + JoinTimeout
+	}
+	return d
+}
+
+// Validate reports the first invalid field, naming its flag.
+func (c *Config) Validate() error {
+	switch {
+	case !validScenario(c.Scenario):
+		return fmt.Errorf("load: --scenario %q: want one of %v", c.Scenario, Scenarios())
+	case c.Room != "" && !roomPattern.MatchString(c.Room):
+		return fmt.Errorf("load: --room %q: want 1-64 of A-Z a-z 0-9 _ -", c.Room)
+	case c.Clip == "":
+		return errors.New("load: --clip is required (a directory with video.ivf and audio.ogg; make one with `confab-load clip`)")
+	case c.Scenario == ScenarioCrossNode && c.URLB == "":
+		return errors.New("load: --url-b is required for the cross-node scenario")
+	case c.Subscribers < 1 || c.Subscribers > maxClients:
+		return fmt.Errorf("load: --subscribers %d: want 1..%d", c.Subscribers, maxClients)
+	case c.Participants < 2 || c.Participants > maxClients:
+		return fmt.Errorf("load: --participants %d: want 2..%d", c.Participants, maxClients)
+	case c.Duration <= 0:
+		return fmt.Errorf("load: --duration %v: must be positive", c.Duration)
+	case c.Warmup < 0:
+		return fmt.Errorf("load: --warmup %v: must not be negative", c.Warmup)
+	case c.JoinRate <= 0 || c.JoinRate > 1000:
+		return fmt.Errorf("load: --join-rate %v: want more than 0 and at most 1000 per second", c.JoinRate)
+	case c.ChurnRate <= 0 || c.ChurnRate > 100:
+		return fmt.Errorf("load: --churn-rate %v: want more than 0 and at most 100 per second", c.ChurnRate)
+	case c.ChurnLifetime <= 0:
+		return fmt.Errorf("load: --churn-lifetime %v: must be positive", c.ChurnLifetime)
+	case c.IdleMax < 0 || c.IdleMax > 1:
+		return fmt.Errorf("load: --idle-max %v: want a fraction between 0 and 1", c.IdleMax)
+	case c.MediaTimeout <= 0:
+		return fmt.Errorf("load: media timeout %v: must be positive", c.MediaTimeout)
+	case c.Timeout <= 0:
+		return fmt.Errorf("load: --timeout %v: must be positive", c.Timeout)
+	}
+	for _, cpu := range append(append([]int(nil), c.PinServer...), c.PinLoad...) {
+		if cpu < 0 || cpu > 1023 {
+			return fmt.Errorf("load: CPU %d in --pin-server/--pin-load out of range", cpu)
+		}
+	}
+	if _, err := wsURL(c.URL, "x"); err != nil {
+		return fmt.Errorf("load: --url: %w", err)
+	}
+	if c.URLB != "" {
+		if _, err := wsURL(c.URLB, "x"); err != nil {
+			return fmt.Errorf("load: --url-b: %w", err)
+		}
+	}
+	return nil
+}
+
+func validScenario(s string) bool {
+	return slices.Contains(Scenarios(), s)
+}
