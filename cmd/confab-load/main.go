@@ -133,7 +133,7 @@ func parseRun(args []string, output io.Writer) (runOptions, error) {
 	fs.DurationVar(&c.MediaTimeout, "media-timeout", load.DefaultMediaTimeout, "how long to wait for media at every receiver after the joins")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "hard cap for the whole run (0: joins + media timeout + warm-up + duration + 1m)")
 	fs.StringVar(&o.json, "json", "", "write the report as JSON to this file (- for stdout)")
-	fs.StringVar(&o.markdown, "markdown", "", "append the report as a markdown table row to this file (header when new)")
+	fs.StringVar(&o.markdown, "markdown", "", "append the report as a markdown table row to this file (header when new; nothing when the run stopped before measuring)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -227,7 +227,7 @@ func writeOutputs(rep *load.Report, o runOptions, stdout io.Writer) error {
 			return rep.WriteJSON(f)
 		}))
 	}
-	if o.markdown != "" {
+	if o.markdown != "" && rep.DurationS > 0 { // no row for a run that never measured
 		errs = append(errs, writeFile(o.markdown, os.O_CREATE|os.O_APPEND|os.O_WRONLY, func(f *os.File) error {
 			st, err := f.Stat()
 			if err != nil {

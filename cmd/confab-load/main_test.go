@@ -107,7 +107,7 @@ func TestRunExitCodes(t *testing.T) {
 func TestWriteOutputs(t *testing.T) {
 	dir := t.TempDir()
 	o := runOptions{json: filepath.Join(dir, "r.json"), markdown: filepath.Join(dir, "r.md")}
-	rep := &load.Report{Scenario: load.ScenarioFanout, Errors: []string{}}
+	rep := &load.Report{Scenario: load.ScenarioFanout, DurationS: 1, Errors: []string{}}
 	var stdout strings.Builder
 	for range 2 {
 		if err := writeOutputs(rep, o, &stdout); err != nil {

@@ -55,6 +55,10 @@ type Report struct {
 	// RSSPerSubscriberKiB is the growth of the receivers' node's RSS from
 	// before the joins to the start of the window, per receiver.
 	RSSPerSubscriberKiB float64 `json:"rss_per_subscriber_kib"`
+	// LoadCPUSeconds is this process's (the generator's) CPU time in the
+	// window: close to DurationS times its CPUs means the generator, not the
+	// node, was the bottleneck.
+	LoadCPUSeconds float64 `json:"load_cpu_s"`
 	// DurationS is the length of the window.
 	DurationS float64 `json:"duration_s"`
 	// Errors lists distinct problems (capped); ErrorCount counts them all.
@@ -154,6 +158,14 @@ func (r *Report) serverCPUCell() string {
 	return cell + " (" + strings.Join(parts, ", ") + ")"
 }
 
+// loadCPUCell is the generator's CPU as a percentage of one CPU.
+func (r *Report) loadCPUCell() string {
+	if r.DurationS <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", 100*r.LoadCPUSeconds/r.DurationS)
+}
+
 // clients is the scenario's size as shown in tables.
 func (r *Report) clients() string {
 	if r.Scenario == ScenarioMeeting {
@@ -197,6 +209,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("server CPU", "%s s", r.cpuCell("%.2f", r.ServerCPUSeconds))
 	row("CPU per packet", "%s µs", r.cpuCell("%.2f", r.USPerPacket))
 	row("CPU per Mbit", "%s ms", r.cpuCell("%.2f", r.MSCPUPerMbit))
+	if r.DurationS > 0 {
+		row("generator CPU", "%.2f s (%.0f%% of one CPU)", r.LoadCPUSeconds, 100*r.LoadCPUSeconds/r.DurationS)
+	}
 	row("delay", "p50 %.2f, p95 %.2f, p99 %.2f ms (%d samples)", r.DelayMS.P50, r.DelayMS.P95, r.DelayMS.P99, r.DelayMS.N)
 	row("join", "p50 %.0f, p95 %.0f ms (%d)", r.JoinMS.P50, r.JoinMS.P95, r.JoinMS.N)
 	row("propagation", "p50 %.0f, p95 %.0f ms (%d)", r.PropagationMS.P50, r.PropagationMS.P95, r.PropagationMS.N)
@@ -216,7 +231,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 func MarkdownHeader() string {
 	cols := []string{"scenario", "clients", "pinned", "server CPU s", "pkts/s", "Mbit/s", "loss %",
 		"µs/pkt", "ms CPU/Mbit", "delay p50/p95/p99 ms", "join p50/p95 ms", "prop. p50/p95 ms",
-		"RSS/sub KiB", "errors"}
+		"RSS/sub KiB", "generator CPU %", "errors"}
 	sep := make([]string, len(cols))
 	for i := range sep {
 		sep[i] = "---"
@@ -244,6 +259,7 @@ func (r *Report) MarkdownRow() string {
 		fmt.Sprintf("%.0f / %.0f", r.JoinMS.P50, r.JoinMS.P95),
 		fmt.Sprintf("%.0f / %.0f", r.PropagationMS.P50, r.PropagationMS.P95),
 		r.cpuCell("%.0f", r.RSSPerSubscriberKiB),
+		r.loadCPUCell(),
 		fmt.Sprintf("%d", r.ErrorCount),
 	}
 	return "| " + strings.Join(cells, " | ") + " |\n"

@@ -57,8 +57,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 
 	r := &runner{cfg: cfg, media: media, log: log, rep: newReport(cfg, media)}
 	err = r.run(ctx)
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil || ctx.Err() == nil:
+	case errors.Is(err, context.DeadlineExceeded):
 		err = fmt.Errorf("load: run exceeded --timeout %v: %w", cfg.Timeout, err)
+	case errors.Is(err, context.Canceled):
+		err = fmt.Errorf("load: run interrupted: %w", err)
 	}
 	if err != nil {
 		r.addError(err.Error())
@@ -397,8 +401,8 @@ func (r *runner) waitMedia(ctx context.Context, clients []*Client) error {
 	}
 }
 
-// measure runs the warm-up and the window: RSS after the joins, CPU at both
-// ends of the window, RSS at its end.
+// measure runs the warm-up and the window: RSS after the joins, CPU (of the
+// nodes and of this process) at both ends of the window, RSS at its end.
 func (r *runner) measure(ctx context.Context) error {
 	if err := sleep(ctx, r.cfg.Warmup); err != nil {
 		return err
@@ -407,12 +411,16 @@ func (r *runner) measure(ctx context.Context) error {
 		s.rssJoined = s.rss()
 		s.cpuStart = s.cpu()
 	}
+	self, selfErr := host.CPU(os.Getpid())
 	r.env.Window.Start(r.env.Clock.Now())
 	err := sleep(ctx, r.cfg.Duration)
 	r.env.Window.Stop(r.env.Clock.Now())
 	for _, s := range r.servers {
 		s.cpuEnd = s.cpu()
 		s.rssEnd = s.rss()
+	}
+	if selfEnd, endErr := host.CPU(os.Getpid()); selfErr == nil && endErr == nil {
+		r.rep.LoadCPUSeconds = (selfEnd - self).Seconds()
 	}
 	return err
 }

@@ -164,8 +164,8 @@ func (r *runner) churnOne(ctx context.Context, ch *churner, name string) {
 	if c == nil {
 		return
 	}
-	// Stay the lifetime even if the window ends meanwhile, so that every
-	// churner has had its chance to receive media; but not past the run.
+	// Stay the lifetime, or until the churn stops at the end of the window
+	// (a churner cut short then without media is not an error).
 	_ = sleep(ctx, r.cfg.ChurnLifetime)
 	d, ok := c.JoinTime()
 	if err := c.Close(); err != nil {
