@@ -242,6 +242,27 @@ func (c *Client) JoinTime() (d time.Duration, ok bool) {
 	return time.Duration(first - c.dialAt), true
 }
 
+// Track describes a track the client receives.
+type Track struct {
+	// ID is the track id: the producer id of the protocol.
+	ID string
+	// Publisher is the stream id: the publishing participant's id.
+	Publisher string
+	// Kind is "audio" or "video".
+	Kind string
+}
+
+// Tracks lists the tracks received so far, in arrival order.
+func (c *Client) Tracks() []Track {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Track, len(c.tracks))
+	for i, t := range c.tracks {
+		out[i] = Track{ID: t.id, Publisher: t.publisher, Kind: t.kind.String()}
+	}
+	return out
+}
+
 // Err returns why the client's signaling connection ended, if it ended
 // before Close (the server dropped it, or it sent an undecodable message).
 func (c *Client) Err() error {
@@ -465,6 +486,7 @@ func (c *Client) describe(pc *webrtc.PeerConnection, desc webrtc.SessionDescript
 // when the track's first packet arrives).
 func (c *Client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	t := &trackReader{
+		id:        tr.ID(),
 		kind:      tr.Kind(),
 		publisher: tr.StreamID(),
 		times:     c.env.Registry.Lookup(tr.StreamID(), tr.Kind()),

@@ -16,10 +16,12 @@ const maxDelay = 10 * time.Second
 // rtpHeaderLen is the fixed RTP header length.
 const rtpHeaderLen = 12
 
-// trackReader is the receive side of one track of a subscriber PC. Its
-// fields are written only by its reader goroutine and read after that
-// goroutine ended (Client.Close waits for it).
+// trackReader is the receive side of one track of a subscriber PC. id,
+// kind, publisher and times are set before its reader goroutine starts; the
+// other fields are written only by that goroutine and read after it ended
+// (Client.Close waits for it).
 type trackReader struct {
+	id        string // track id = producer id
 	kind      webrtc.RTPCodecType
 	publisher string     // stream id = the publisher's participant id
 	times     *SendTimes // the publisher's send stamps; nil if not ours
