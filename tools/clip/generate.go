@@ -150,7 +150,10 @@ func Generate(ctx context.Context, dir string, o Options) error {
 		"--codec=vp8",
 		"--ivf",
 		"--rt",
-		"--cpu-used=8",
+		// WebRTC's desktop speed. Negative means a fixed speed; a positive
+		// value adapts the speed to wall-clock time and makes the output
+		// depend on the machine's load.
+		"--cpu-used=-6",
 		"--threads=2",
 		"--end-usage=cbr",
 		"--target-bitrate=" + strconv.Itoa(o.VideoKbps),
@@ -162,6 +165,9 @@ func Generate(ctx context.Context, dir string, o Options) error {
 		"--overshoot-pct=15",
 		"--min-q=2",
 		"--max-q=56",
+		// WebRTC's keyframe size cap, in percent of the mean frame:
+		// optimal buffer (600 ms) * 0.5 * fps / 10, at least 300.
+		"--max-intra-rate=" + strconv.Itoa(max(300, 30*o.FPS)),
 		"--lag-in-frames=0",
 		"--auto-alt-ref=0",
 		"--error-resilient=1",

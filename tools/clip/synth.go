@@ -21,9 +21,15 @@ const (
 	// noiseLen is the length of the table of precomputed noise samples; each
 	// row of each frame reads it from a random offset.
 	noiseLen = 1 << 20
-	// lumaNoise and chromaNoise are the peak amplitudes of the per-frame noise.
-	lumaNoise   = 12
-	chromaNoise = 4
+	// refNoise is the peak amplitude of the per-frame luma noise at refBPP
+	// bits per pixel (2000 kbps at 1280x720, 30 fps); other bit budgets scale
+	// it with the square root of the ratio, within [minNoise, maxNoise], so
+	// that CBR lands near its target at any size and bitrate. Chroma noise is
+	// a third of the luma noise.
+	refNoise = 12
+	refBPP   = 2000e3 / (1280 * 720 * 30)
+	minNoise = 2
+	maxNoise = 20
 	// seed makes the clip reproducible.
 	seed = 0x636f6e666162
 )
@@ -35,7 +41,7 @@ type y4m struct {
 	rng    *rand.Rand
 	luma   []uint8 // tileSize*tileSize texture for Y
 	chroma []uint8 // tileSize*tileSize texture for U and V
-	noise  []int8  // noiseLen samples in [-lumaNoise, lumaNoise]
+	noise  []int8  // noiseLen samples of per-frame luma noise
 	frame  int     // index of the next frame to render
 	buf    []byte  // the rendered frame (or header) being read
 	off    int     // read offset in buf
@@ -47,12 +53,14 @@ func newY4M(o Options) *y4m {
 	v := &y4m{
 		o:      o,
 		rng:    rng,
-		luma:   texture(rng, 0.06),
-		chroma: texture(rng, 0.02),
+		luma:   texture(rng, 0.005, 28, 10),
+		chroma: texture(rng, 0.004, 12, 0),
 		noise:  make([]int8, noiseLen),
 	}
+	bpp := float64(o.VideoKbps) * 1000 / float64(o.Width*o.Height*o.FPS)
+	amp := min(max(int(math.Round(refNoise*math.Sqrt(bpp/refBPP))), minNoise), maxNoise)
 	for i := range v.noise {
-		v.noise[i] = int8(rng.IntN(2*lumaNoise+1) - lumaNoise)
+		v.noise[i] = int8(rng.IntN(2*amp+1) - amp)
 	}
 	header := fmt.Sprintf("YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 C420jpeg\n", o.Width, o.Height, o.FPS)
 	v.buf = append(make([]byte, 0, len(header)), header...)
@@ -60,13 +68,16 @@ func newY4M(o Options) *y4m {
 }
 
 // texture returns a tileSize*tileSize tile that wraps around seamlessly: a sum
-// of sinusoids with random directions (whole periods per tile) whose base
-// frequency is freq cycles per pixel, plus fixed fine grain.
-func texture(rng *rand.Rand, freq float64) []uint8 {
+// of sinusoids with random directions (whole periods per tile), from coarse
+// shapes at lowFreq cycles per pixel to fine detail at 16 times that, with
+// amplitudes falling as frequencies rise, plus fixed fine grain of amplitude
+// grain.
+func texture(rng *rand.Rand, lowFreq, amp float64, grain int) []uint8 {
 	type wave struct{ fx, fy, phase, amp float64 }
-	waves := make([]wave, 12)
+	const n = 16
+	waves := make([]wave, n)
 	for i := range waves {
-		f := freq * float64(1+i%4) // harmonics up to 4x the base frequency
+		f := lowFreq * math.Pow(16, float64(i)/(n-1))
 		angle := rng.Float64() * 2 * math.Pi
 		// Round to whole cycles per tile so that the tile is periodic.
 		cx := math.Round(f * math.Cos(angle) * tileSize)
@@ -75,7 +86,7 @@ func texture(rng *rand.Rand, freq float64) []uint8 {
 			fx:    2 * math.Pi * cx / tileSize,
 			fy:    2 * math.Pi * cy / tileSize,
 			phase: rng.Float64() * 2 * math.Pi,
-			amp:   40 / float64(1+i%4),
+			amp:   amp / math.Sqrt(float64(1+i)),
 		}
 	}
 	t := make([]uint8, tileSize*tileSize)
@@ -85,7 +96,7 @@ func texture(rng *rand.Rand, freq float64) []uint8 {
 			for _, w := range waves {
 				s += w.amp * math.Sin(w.fx*float64(x)+w.fy*float64(y)+w.phase)
 			}
-			s += float64(rng.IntN(33) - 16) // static grain
+			s += float64(rng.IntN(2*grain+1) - grain)
 			t[y*tileSize+x] = clamp(int(s))
 		}
 	}
@@ -155,8 +166,8 @@ func (v *y4m) render() {
 		if x0 < x1 {
 			dtile := v.luma[((y+discY)&tileMask)<<tileBits:]
 			for x := x0; x < x1; x++ {
-				// Brighter and inverted so the disc edge is a real edge.
-				row[x] = clamp(255 - int(dtile[(x+discX)&tileMask]) + 30 + int(nz[x]))
+				// Brighter, so the disc edge is a real edge.
+				row[x] = clamp(int(dtile[(x+discX)&tileMask]) + 60 + int(nz[x]))
 			}
 		}
 	}
@@ -166,9 +177,9 @@ func (v *y4m) render() {
 		ut := v.chroma[((y+hue)&tileMask)<<tileBits:]
 		vt := v.chroma[((y*3+tileSize/2)&tileMask)<<tileBits:]
 		for x := range cw {
-			n := int(nz[x]) * chromaNoise / lumaNoise
-			uPlane[y*cw+x] = clamp(128 + (int(ut[(x+panX/2)&tileMask])-128)/2 + n)
-			vPlane[y*cw+x] = clamp(128 + (int(vt[(x+hue)&tileMask])-128)/2 - n)
+			n := int(nz[x]) / 3
+			uPlane[y*cw+x] = clamp(int(ut[(x+panX/2)&tileMask]) + n)
+			vPlane[y*cw+x] = clamp(int(vt[(x+hue)&tileMask]) - n)
 		}
 	}
 }
