@@ -113,7 +113,7 @@ func TestConfigAutoTimeout(t *testing.T) {
 // TestMarkdown checks that a row has as many cells as the header and shows
 // "-" for what was not measured.
 func TestMarkdown(t *testing.T) {
-	r := &Report{Scenario: ScenarioFanout, Params: Params{Subscribers: 7}, PPS: 1234, LossPercent: 0.5}
+	r := &Report{Scenario: ScenarioFanout, Params: Params{Subscribers: 7}, PPS: 1234, LossPercent: 0.5, DurationS: 1}
 	header := strings.Split(strings.TrimSpace(MarkdownHeader()), "\n")
 	row := r.MarkdownRow()
 	if len(header) != 2 {

@@ -196,6 +196,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	} else {
 		row("idle check", "off")
 	}
+	if r.DurationS == 0 && r.Receivers == 0 {
+		// Stopped before anything was measured: only say why.
+		row("errors", "%d", r.ErrorCount)
+		for _, e := range r.Errors {
+			row("", "%s", e)
+		}
+		return flush(tw)
+	}
 	for _, s := range r.Servers {
 		if s.Measured {
 			row("node "+s.Name, "pid %d, CPU %.2f s, RSS %d -> %d -> %d KiB", s.PID, s.CPUSeconds, s.RSSBeforeKiB, s.RSSJoinedKiB, s.RSSEndKiB)
@@ -220,6 +228,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, e := range r.Errors {
 		row("", "%s", e)
 	}
+	return flush(tw)
+}
+
+func flush(tw *tabwriter.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("load: write table: %w", err)
 	}

@@ -230,8 +230,18 @@ func TestRunIdleCheck(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	cfg := testConfig("http://127.0.0.1:1", ScenarioFanout)
 	cfg.IdleMax = 0.000001
-	_, err := Run(context.Background(), cfg, nil)
+	rep, err := Run(context.Background(), cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "--idle-max") {
 		t.Fatalf("Run error = %v, want the idle check to fail naming --idle-max", err)
+	}
+	if rep == nil || !rep.Idle.Checked || rep.Idle.Total <= cfg.IdleMax {
+		t.Fatalf("report %+v, want the idle check's result", rep)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "--idle-max") || strings.Contains(table.String(), "packets") {
+		t.Errorf("table of a run stopped before measuring:\n%s", table.String())
 	}
 }
