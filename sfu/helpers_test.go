@@ -19,7 +19,7 @@ import (
 // testTimeout bounds every wait; generous for loaded CI boxes.
 const testTimeout = 60 * time.Second
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
@@ -27,7 +27,7 @@ func testContext(t *testing.T) context.Context {
 }
 
 // waitUntil polls cond until it holds, failing the test when ctx ends.
-func waitUntil(ctx context.Context, t *testing.T, what string, cond func() bool) {
+func waitUntil(ctx context.Context, t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -40,7 +40,7 @@ func waitUntil(ctx context.Context, t *testing.T, what string, cond func() bool)
 	}
 }
 
-func newTestEngine(t *testing.T, mutate func(*Config)) *Engine {
+func newTestEngine(t testing.TB, mutate func(*Config)) *Engine {
 	t.Helper()
 	cfg := Config{
 		NodeID:          "node-a",

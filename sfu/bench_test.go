@@ -1,0 +1,279 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/sys/unix"
+)
+
+// benchPayloadSize is the RTP payload size of benchmark packets (a typical
+// full VP8 packet of a 720p stream).
+const benchPayloadSize = 1200
+
+// BenchmarkForward measures Producer.WriteRTP fanning one 1200-byte VP8
+// packet out to N subscriber peer connections through the engine's real
+// ICE UDP mux on loopback. Reported per op (one WriteRTP) and per outgoing
+// packet (op / N): wall time, CPU time of the writing thread (user+system,
+// which includes the kernel's loopback delivery), and heap allocations.
+// Allocations are process-wide, so they include the in-process receivers.
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) {
+			f := newForwardBench(b, n)
+			pkt := benchPacket()
+			// The writing thread's CPU time is read with
+			// CLOCK_THREAD_CPUTIME_ID, so keep it on one thread.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			allocs0 := heapAllocObjects()
+			cpu0 := threadCPU(b)
+			start := time.Now()
+			ops := 0
+			for b.Loop() {
+				pkt.SequenceNumber++
+				pkt.Timestamp += 3000
+				if err := f.prod.WriteRTP(pkt); err != nil {
+					b.Fatalf("WriteRTP: %v", err)
+				}
+				ops++
+			}
+			wall := time.Since(start)
+			cpu := threadCPU(b) - cpu0
+			allocs := heapAllocObjects() - allocs0
+			out := float64(ops * n)
+			b.ReportMetric(float64(wall.Nanoseconds())/out, "ns/pkt-out")
+			b.ReportMetric(float64(cpu.Nanoseconds())/out, "cpu-ns/pkt-out")
+			b.ReportMetric(float64(allocs)/out, "allocs/pkt-out")
+			b.StopTimer()
+			f.checkReceived(b)
+		})
+	}
+}
+
+// benchPacket returns a VP8 packet with a 1200-byte payload.
+func benchPacket() *rtp.Packet {
+	payload := make([]byte, benchPayloadSize)
+	copy(payload, []byte{0x10, 0x00, 0x9d, 0x01, 0x2a})
+	for i := 5; i < len(payload); i++ {
+		payload[i] = byte(i)
+	}
+	return &rtp.Packet{
+		Header:  rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x1234, Marker: true},
+		Payload: payload,
+	}
+}
+
+// heapAllocObjects returns the cumulative count of heap objects allocated
+// by the process.
+func heapAllocObjects() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// threadCPU returns the CPU time (user+system) of the calling OS thread.
+func threadCPU(b *testing.B) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		b.Fatalf("clock_gettime: %v", err)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// forwardBench is an engine with one remote video producer and N connected
+// subscribers.
+type forwardBench struct {
+	e    *Engine
+	prod *Producer
+	subs []*benchSub
+}
+
+func newForwardBench(b *testing.B, n int) *forwardBench {
+	b.Helper()
+	ctx := testContext(b)
+	e := newTestEngine(b, func(c *Config) { c.MaxParticipantsPerRoom = n + 1 })
+	f := &forwardBench{e: e}
+	for i := range n {
+		f.subs = append(f.subs, joinBenchSub(b, e, "bench", fmt.Sprintf("sub-%d", i)))
+	}
+	room := e.Room("bench")
+	info := ProducerInfo{
+		ID: "bench-video", Kind: KindVideo, ParticipantID: "bench-publisher", ParticipantName: "publisher",
+		Codec: Codec{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, Origin: "node-b", Remote: true,
+	}
+	prod, err := room.AddProducer(info, nil)
+	if err != nil {
+		b.Fatalf("AddProducer: %v", err)
+	}
+	b.Cleanup(prod.Close)
+	f.prod = prod
+
+	// Warm up until every subscriber receives media (ICE, DTLS and the
+	// subscriber renegotiation are done).
+	pkt := benchPacket()
+	pkt.SequenceNumber = 60000
+	waitUntil(ctx, b, "media at every subscriber", func() bool {
+		for range 10 {
+			pkt.SequenceNumber++
+			pkt.Timestamp += 3000
+			if err := prod.WriteRTP(pkt); err != nil {
+				b.Fatalf("WriteRTP: %v", err)
+			}
+		}
+		for _, s := range f.subs {
+			if s.packets.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return f
+}
+
+// checkReceived fails the benchmark when a subscriber stopped receiving.
+func (f *forwardBench) checkReceived(b *testing.B) {
+	for _, s := range f.subs {
+		if s.packets.Load() == 0 {
+			b.Errorf("subscriber %s received nothing", s.p.ID())
+		}
+	}
+}
+
+// benchSub is a lean subscriber: a pion peer connection without
+// interceptors that answers subscriber offers and drains every track
+// without allocating.
+type benchSub struct {
+	tb      testing.TB
+	p       *Participant
+	pc      *webrtc.PeerConnection
+	offers  chan webrtc.SessionDescription
+	stop    chan struct{}
+	wg      sync.WaitGroup // answer loop and track readers
+	packets atomic.Int64
+
+	mu     sync.Mutex // guards closed and wg.Add from pion's goroutines
+	closed bool
+}
+
+func joinBenchSub(tb testing.TB, e *Engine, room, name string) *benchSub {
+	tb.Helper()
+	m, err := NewMediaEngine()
+	if err != nil {
+		tb.Fatalf("NewMediaEngine: %v", err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	// An empty registry: without one pion registers its default
+	// interceptors, whose receive side allocates per packet.
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		tb.Fatalf("client pc: %v", err)
+	}
+	s := &benchSub{tb: tb, pc: pc, offers: make(chan webrtc.SessionDescription, 16), stop: make(chan struct{})}
+	pc.OnTrack(s.drain)
+	p, err := e.Join(room, JoinParams{Name: name, Events: EventHandlerFunc(func(ev Event) {
+		if ev.Type == EventSubscriberOffer {
+			s.offers <- *ev.SDP
+		}
+	})})
+	if err != nil {
+		_ = pc.Close()
+		tb.Fatalf("Join: %v", err)
+	}
+	s.p = p
+	s.wg.Add(1)
+	go s.answerLoop()
+	tb.Cleanup(s.close)
+	return s
+}
+
+func (s *benchSub) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.p.Close()
+	_ = s.pc.Close()
+	s.wg.Wait()
+}
+
+func (s *benchSub) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *benchSub) answerLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case offer := <-s.offers:
+			if err := s.answer(offer); err != nil && !errors.Is(err, ErrParticipantClosed) && !s.isClosed() {
+				s.tb.Errorf("answer: %v", err)
+			}
+		}
+	}
+}
+
+func (s *benchSub) answer(offer webrtc.SessionDescription) error {
+	if err := s.pc.SetRemoteDescription(offer); err != nil {
+		return err
+	}
+	answer, err := s.pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if err := s.pc.SetLocalDescription(answer); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	select {
+	case <-gathered:
+	case <-s.stop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.p.SetSubscriberAnswer(*s.pc.LocalDescription())
+}
+
+// drain reads a track until the peer connection closes.
+func (s *benchSub) drain(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := tr.Read(buf); err != nil {
+			return
+		}
+		s.packets.Add(1)
+	}
+}
