@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/confab/confab/sfu"
@@ -481,17 +483,50 @@ func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.R
 	go l.readRTCP(pp, receiver, ssrc)
 	l.log.Info("pipe active", "room", pp.key.room, "producer", pp.key.producer, "kind", info.Kind, "ssrc", ssrc)
 
+	// One buffer and packet for the pipe's lifetime (Producer.WriteRTP
+	// does not retain the packet): no allocation per packet.
+	buf := make([]byte, linkReadBuffer)
+	var pkt rtp.Packet
 	for {
-		pkt, _, err := track.ReadRTP()
+		n, _, err := track.Read(buf)
+		if errors.Is(err, io.ErrShortBuffer) {
+			continue // larger than any MTU: pion dropped it
+		}
 		if err != nil {
 			l.endPipe(pp, "track ended")
 			return
 		}
-		if err := prod.WriteRTP(pkt); errors.Is(err, sfu.ErrProducerClosed) {
+		if !linkPacket(&pkt, buf[:n]) {
+			continue
+		}
+		if err := prod.WriteRTP(&pkt); errors.Is(err, sfu.ErrProducerClosed) {
 			l.endPipe(pp, "local producer closed")
 			return
 		}
 	}
+}
+
+// linkReadBuffer is the size of a pipe's read buffer: more than pion's
+// receive MTU (1460 bytes by default).
+const linkReadBuffer = 1500
+
+// linkPacket parses b, an RTP packet received on a link, into pkt (reusing
+// its storage; pkt.Payload aliases b) and strips what belongs to the link
+// hop: header extensions (their ids were negotiated on the link, they mean
+// nothing to this node's subscribers, whose senders add their own) and
+// padding. It reports false for packets not to forward: unparsable, or
+// without payload (padding only). Like the engine's publisher path.
+func linkPacket(pkt *rtp.Packet, b []byte) bool {
+	if err := pkt.Unmarshal(b); err != nil || len(pkt.Payload) == 0 {
+		return false
+	}
+	pkt.Extension = false
+	pkt.ExtensionProfile = 0
+	pkt.Extensions = pkt.Extensions[:0]
+	pkt.Padding = false
+	pkt.Header.PaddingSize = 0
+	pkt.PaddingSize = 0 //nolint:staticcheck // deprecated field still copied by pion
+	return true
 }
 
 // readRTCP drains the RTCP the peer sends for pp's track and ends the pipe
