@@ -131,7 +131,7 @@ func parseRun(args []string, output io.Writer) (runOptions, error) {
 	pinLoad := fs.String("pin-load", "1", `CPUs to pin this process to ("" or "none": no pinning)`)
 	fs.Float64Var(&c.IdleMax, "idle-max", load.DefaultIdleMax, "abort when the machine is busier than this fraction of all CPUs before the start (0: no check)")
 	fs.DurationVar(&c.MediaTimeout, "media-timeout", load.DefaultMediaTimeout, "how long to wait for media at every receiver after the joins")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "hard cap for the whole run (0: joins + media timeout + warm-up + duration + 1m)")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "hard cap for the whole run; leaving afterwards is bounded separately (0: joins + media timeout + warm-up + duration + 1m)")
 	fs.StringVar(&o.json, "json", "", "write the report as JSON to this file (- for stdout)")
 	fs.StringVar(&o.markdown, "markdown", "", "append the report as a markdown table row to this file (header when new; nothing when the run stopped before measuring)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn or error")
