@@ -2,9 +2,11 @@
 #
 #   make run    build bin/confab and run one node on http://localhost:8080
 #   make test   install whatever is missing, then run every check:
-#               templ freshness, go vet, Go tests (race), Playwright in Chromium
+#               templ freshness, go vet, Go tests (race), every Go benchmark
+#               once, Playwright in Chromium
 #
-# Other targets: build, generate, vet, gotest, e2e, cluster, deps, clean.
+# Other targets: build, generate, vet, gotest, benchonce, e2e, cluster, deps,
+# bench (benchmarks + load scenarios -> docs/performance.md), clean.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -17,29 +19,34 @@ CHROMIUM  ?= /usr/bin/chromium
 BIN       := bin
 CONFAB    := $(BIN)/confab
 CONSUL    := $(BIN)/consul
+LOADGEN   := $(BIN)/confab-load
+CLIP      := $(BIN)/media/720p
 # apt-get needs root; use sudo when we are not root.
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Cluster tests look for the Consul binary here.
 export CONFAB_CONSUL_BIN := $(abspath $(CONSUL))
 
-.PHONY: build run test deps chromium consul npm generate templcheck vet gotest e2e cluster clean FORCE
+.PHONY: build run test deps chromium mediatools consul npm generate templcheck vet gotest benchonce e2e cluster bench clean FORCE
 
 ## build: compile bin/confab (go build is incremental, so always ask it).
-build: $(CONFAB)
+build: $(CONFAB) $(LOADGEN)
 
 $(CONFAB): FORCE
 	$(GO) build -o $@ ./cmd/confab
+
+$(LOADGEN): FORCE
+	$(GO) build -o $@ ./cmd/confab-load
 
 ## run: one node on http://localhost:8080, single-node mode (no Consul).
 run: build
 	./$(CONFAB) --http-addr 127.0.0.1:8080
 
 ## test: everything. Installs missing tools first.
-test: deps templcheck vet gotest e2e
+test: deps templcheck vet gotest benchonce e2e
 
 ## deps: what the tests need and the Go toolchain does not bring.
-deps: chromium consul npm
+deps: chromium mediatools consul npm
 
 ## chromium: Debian's Chromium for Playwright (apt, needs root or sudo).
 chromium:
@@ -47,6 +54,15 @@ chromium:
 		echo "installing chromium with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+## mediatools: Debian's VP8 and Opus encoders, which make the load
+## generator's test clips (apt, needs root or sudo).
+mediatools:
+	@if ! command -v vpxenc >/dev/null || ! command -v opusenc >/dev/null; then \
+		echo "installing vpx-tools and opus-tools with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y vpx-tools opus-tools; \
 	fi
 
 ## consul: the Consul agent pinned by tools/consul, built once into bin/.
@@ -79,6 +95,10 @@ vet:
 gotest: consul
 	$(GO) test -race -count=1 -timeout 25m ./...
 
+## benchonce: every Go benchmark for one iteration, so none of them rots.
+benchonce: consul
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 10m ./...
+
 ## e2e: Playwright tests against the real bin/confab in Chromium.
 e2e: build chromium npm consul
 	cd e2e && CONFAB_BIN="$(abspath $(CONFAB))" CHROMIUM="$(CHROMIUM)" npx playwright test
@@ -87,8 +107,18 @@ e2e: build chromium npm consul
 cluster: build consul
 	./tools/cluster.sh
 
+## bench: Go benchmarks with -benchmem plus the load scenarios (tools/bench.sh),
+## with the server and the generator pinned to different CPUs; rewrites the
+## generated part of docs/performance.md. Needs an otherwise idle box.
+bench: build consul mediatools $(CLIP)/video.ivf
+	./tools/bench.sh
+
+## The 720p, 2 Mbit/s VP8 + Opus clip the load generator sends (made once).
+$(CLIP)/video.ivf: | $(LOADGEN) mediatools
+	./$(LOADGEN) clip --out $(CLIP)
+
 clean:
-	rm -rf $(CONFAB) e2e/test-results e2e/playwright-report
+	rm -rf $(CONFAB) $(LOADGEN) e2e/test-results e2e/playwright-report
 
 ## fuzz: search for failing signaling inputs, FUZZTIME per fuzz target.
 FUZZTIME ?= 60s

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# bench.sh: measures confab and writes docs/performance.md. `make bench` runs
+# it after building bin/confab, bin/confab-load, bin/consul and the 720p test
+# clip. Steps:
+#
+#   1. the Go benchmarks of the hot paths (sfu forwarding, NACK cache, SRTP,
+#      the cluster pipe link), with -benchmem;
+#   2. the load scenarios against real confab processes: each node pinned to
+#      CPU 0 (taskset), the load generator pinned to CPU 1, the box checked
+#      idle before every scenario; one fresh node (or cluster) per scenario;
+#   3. a CPU profile of the server under the largest fan-out;
+#   4. docs/performance.md: the part between the "generated" markers is
+#      replaced with the machine, the date, the commands and the tables.
+#
+# Everything is bounded: every scenario has --timeout, and the script stops
+# every process it started on exit. Raw results stay in $BENCH_OUT.
+#
+# Environment (defaults in brackets):
+#   BENCH_OUT        raw results directory [bin/bench]
+#   BENCH_DOC        document to update [docs/performance.md]
+#   BENCH_CLIP       clip directory [bin/media/720p]
+#   BENCH_DURATION   measurement window per scenario [20s]
+#   BENCH_FANOUT     subscriber counts of the fan-out scenario [50 100 200]
+#   BENCH_GOTIME     -benchtime of the Go benchmarks [1s]
+#   BENCH_SKIP_GO=1  skip step 1 (keeps the previous Go results)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${BENCH_OUT:-bin/bench}
+doc=${BENCH_DOC:-docs/performance.md}
+clip=${BENCH_CLIP:-bin/media/720p}
+duration=${BENCH_DURATION:-20s}
+fanout_ns=${BENCH_FANOUT:-50 100 200}
+gotime=${BENCH_GOTIME:-1s}
+confab=bin/confab
+load=bin/confab-load
+consul=bin/consul
+server_cpu=0
+load_cpu=1
+
+for b in "$confab" "$load" "$consul"; do
+	[ -x "$b" ] || { echo "bench: $b is missing; run 'make bench'" >&2; exit 1; }
+done
+[ -f "$clip/video.ivf" ] || { echo "bench: no clip in $clip; run 'make bench'" >&2; exit 1; }
+if [ "$(nproc)" -lt 2 ]; then
+	echo "bench: needs 2 CPUs to pin server and generator apart; found $(nproc)" >&2
+	exit 1
+fi
+
+mkdir -p "$out"
+rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
+find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt -delete
+logdir=$out/logs
+mkdir -p "$logdir"
+started=$(date -u +%s)
+
+pids=()
+stop_all() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	pids=()
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# note CMD...: add CMD's command line (with the ports of this run) to
+# commands.txt, so the document shows exactly what was measured.
+note() {
+	printf '%q ' "$@" | sed 's/ $//' >>"$out/commands.txt"
+	echo >>"$out/commands.txt"
+}
+
+# record CMD...: note CMD and run it in the foreground.
+record() {
+	note "$@"
+	"$@"
+}
+
+# free_port: a loopback TCP port that was free a moment ago.
+free_port() {
+	"$load" freeport
+}
+
+# wait_http URL SECONDS: poll until URL answers 2xx.
+wait_http() {
+	local url=$1 deadline=$((SECONDS + $2))
+	until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "bench: $url did not come up; logs in $logdir" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# start_node NAME HTTP_PORT [confab flags...]: a node pinned to the server
+# CPU; sets NODE_PID.
+start_node() {
+	local name=$1 port=$2
+	shift 2
+	local cmd=(taskset -c "$server_cpu" "$confab" --node-id "$name"
+		--http-addr "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0
+		--max-participants 1000 --log-level warn --drain-timeout 2s "$@")
+	note "${cmd[@]}"
+	"${cmd[@]}" >"$logdir/$name.log" 2>&1 &
+	NODE_PID=$!
+	pids+=("$NODE_PID")
+	wait_http "http://127.0.0.1:$port/healthz" 30
+}
+
+# start_consul: a Consul dev agent on free loopback ports; sets CONSUL_ADDR.
+start_consul() {
+	local http serf_lan serf_wan server
+	http=$(free_port); serf_lan=$(free_port); serf_wan=$(free_port); server=$(free_port)
+	local cmd=("$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1
+		-http-port "$http" -serf-lan-port "$serf_lan" -serf-wan-port "$serf_wan"
+		-server-port "$server" -dns-port -1 -grpc-port -1 -log-level warn)
+	note "${cmd[@]}"
+	"${cmd[@]}" >"$logdir/consul.log" 2>&1 &
+	pids+=($!)
+	CONSUL_ADDR=127.0.0.1:$http
+	wait_http "http://$CONSUL_ADDR/v1/status/leader" 30
+	local deadline=$((SECONDS + 30))
+	until [ "$(curl -fsS "http://$CONSUL_ADDR/v1/status/leader")" != '""' ]; do
+		[ "$SECONDS" -lt "$deadline" ] || { echo "bench: consul elected no leader" >&2; return 1; }
+		sleep 0.2
+	done
+}
+
+# run_load NAME [confab-load run flags...]: one scenario, generator pinned
+# to the load CPU; the JSON report goes to $out/NAME.json.
+run_load() {
+	local name=$1
+	shift
+	echo "bench: scenario $name"
+	record taskset -c "$load_cpu" "$load" run --clip "$clip" --duration "$duration" \
+		--pin-server "$server_cpu" --pin-load "$load_cpu" --idle-max 0.25 \
+		--timeout 4m --json "$out/$name.json" "$@" 2>"$logdir/$name.load.log" |
+		tee "$out/$name.txt"
+}
+
+# 1. Go benchmarks.
+if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
+	echo "bench: Go benchmarks (-benchtime $gotime)"
+	record go test -run '^$' -bench . -benchmem -benchtime "$gotime" -count 1 -timeout 10m \
+		./sfu/ ./cluster/ ./tools/... | tee "$out/go-bench.txt"
+fi
+
+# 2. Single-node scenarios, one fresh node each.
+for n in $fanout_ns; do
+	port=$(free_port)
+	start_node bench-a "$port"
+	run_load "fanout-$n" --scenario fanout --url "http://127.0.0.1:$port" \
+		--server-pid "$NODE_PID" --subscribers "$n"
+	stop_all
+done
+
+port=$(free_port)
+start_node bench-a "$port"
+run_load meeting-10 --scenario meeting --url "http://127.0.0.1:$port" \
+	--server-pid "$NODE_PID" --participants 10
+stop_all
+
+port=$(free_port)
+start_node bench-a "$port"
+run_load churn-50 --scenario churn --url "http://127.0.0.1:$port" \
+	--server-pid "$NODE_PID" --subscribers 50 --churn-rate 4 --churn-lifetime 3s
+stop_all
+
+# 3. CPU profile of the server under the largest fan-out (a separate run, so
+# that the profiler's own cost stays out of the numbers above).
+maxn=0
+for n in $fanout_ns; do [ "$n" -gt "$maxn" ] && maxn=$n; done
+port=$(free_port)
+pport=$(free_port)
+start_node bench-a "$port" --pprof-addr "127.0.0.1:$pport"
+# The generator fetches the profile during its measurement window.
+run_load "fanout-$maxn-profiled" --scenario fanout --url "http://127.0.0.1:$port" \
+	--server-pid "$NODE_PID" --subscribers "$maxn" --duration 12s \
+	--pprof-url "http://127.0.0.1:$pport" --pprof-out "$out/fanout-$maxn.pprof"
+stop_all
+if [ -s "$out/fanout-$maxn.pprof" ]; then
+	go tool pprof -top -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-top.txt" 2>/dev/null
+	go tool pprof -top -cum -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-cum.txt" 2>/dev/null
+fi
+
+# 4. Two nodes in one Consul cluster: a direct fan-out on node B as the
+# baseline, then the same subscribers on B fed by a publisher on node A.
+start_consul
+secret=confab-bench-cluster-secret-0123456789
+pa=$(free_port)
+pb=$(free_port)
+start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret"
+pid_a=$NODE_PID
+start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret"
+pid_b=$NODE_PID
+run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
+	--server-pid "$pid_b" --subscribers 100
+run_load cross-node-100 --scenario cross-node --url "http://127.0.0.1:$pa" \
+	--url-b "http://127.0.0.1:$pb" --server-pid "$pid_a" --server-pid-b "$pid_b" \
+	--subscribers 100
+stop_all
+
+elapsed=$(($(date -u +%s) - started))
+echo "bench: scenarios done in ${elapsed}s"
+
+# 5. The document.
+"$load" report --dir "$out" --doc "$doc" --elapsed "${elapsed}s"
+echo "bench: wrote $doc"
