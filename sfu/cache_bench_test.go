@@ -10,15 +10,51 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 )
 
 // BenchmarkNACKCache measures the packet cache that answers NACKs.
+// "producer-cache" is the engine's: one packetCache per video producer,
+// written once per packet whatever the number of subscribers; "write"
+// stores one packet, "nack" stores one and answers a NACK for it through a
+// consumer (Consumer.onNACK, synchronous, to a sender that discards).
 // "pion-responder" is pion's nack responder interceptor as
-// webrtc.RegisterDefaultInterceptors configures it (one cache of 1024
-// copied packets per subscriber stream, so a fan-out to N subscribers
-// stores every packet N times); "write" stores one packet, "nack" stores one
-// and answers a NACK for it (the responder resends on a new goroutine).
+// webrtc.RegisterDefaultInterceptors configures it, which the engine no
+// longer uses (one cache of 1024 copied packets per subscriber stream, so
+// a fan-out to N subscribers stores every packet N times); its "nack"
+// resends on a new goroutine.
 func BenchmarkNACKCache(b *testing.B) {
+	b.Run("producer-cache/write", func(b *testing.B) {
+		var c packetCache
+		pkt := benchPacket()
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pkt.Payload)))
+		for b.Loop() {
+			pkt.SequenceNumber++
+			c.put(pkt)
+		}
+	})
+	b.Run("producer-cache/nack", func(b *testing.B) {
+		p := &Producer{
+			track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
+			cache: &packetCache{},
+		}
+		w := &recordingWriter{}
+		if _, err := p.track.Bind(&fakeBindContext{id: "a", ssrc: 7, w: w, codecs: []webrtc.RTPCodecParameters{vp8Params(96)}}); err != nil {
+			b.Fatal(err)
+		}
+		c := &Consumer{producer: p, ssrc: 7}
+		pkt := benchPacket()
+		b.ReportAllocs()
+		for b.Loop() {
+			pkt.SequenceNumber++
+			p.cache.put(pkt)
+			c.onNACK(7, pkt.SequenceNumber)
+		}
+		if w.writes == 0 {
+			b.Fatal("no NACK answered")
+		}
+	})
 	b.Run("pion-responder/write", func(b *testing.B) {
 		w, _ := pionResponder(b)
 		hdr, payload := benchHeaderPayload()

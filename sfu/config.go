@@ -24,6 +24,11 @@ const (
 	DefaultICEDisconnectedTimeout = 2 * time.Second
 	DefaultICEFailedTimeout       = 6 * time.Second
 	DefaultICEKeepaliveInterval   = 500 * time.Millisecond
+	// DefaultWriteBatch is the default Config.WriteBatch: 64 datagrams
+	// per sendmmsg (beyond that the saving per datagram is small).
+	DefaultWriteBatch = 64
+	// MaxWriteBatch is the largest accepted Config.WriteBatch.
+	MaxWriteBatch = 1024
 )
 
 // Config configures an Engine. Call SetDefaults, then Validate (New does
@@ -64,6 +69,12 @@ type Config struct {
 	// selected candidate pair; it must be well below
 	// ICEDisconnectedTimeout. Default DefaultICEKeepaliveInterval (500ms).
 	ICEKeepaliveInterval time.Duration
+	// WriteBatch is the most datagrams the UDP socket sends with one
+	// sendmmsg system call while a producer fans a packet out (the batch
+	// leaves when full and when the fan-out ends, so it adds no delay
+	// beyond the fan-out itself). 1 disables batching: one sendto per
+	// datagram. 0 = DefaultWriteBatch (64); at most MaxWriteBatch.
+	WriteBatch int
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -93,6 +104,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ICEKeepaliveInterval == 0 {
 		c.ICEKeepaliveInterval = DefaultICEKeepaliveInterval
+	}
+	if c.WriteBatch == 0 {
+		c.WriteBatch = DefaultWriteBatch
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -136,6 +150,9 @@ func (c *Config) Validate() error {
 	if c.ICEKeepaliveInterval >= c.ICEDisconnectedTimeout {
 		return fmt.Errorf("sfu: config: ICEKeepaliveInterval %v must be shorter than ICEDisconnectedTimeout %v",
 			c.ICEKeepaliveInterval, c.ICEDisconnectedTimeout)
+	}
+	if c.WriteBatch < 1 || c.WriteBatch > MaxWriteBatch {
+		return fmt.Errorf("sfu: config: WriteBatch %d must be between 1 and %d", c.WriteBatch, MaxWriteBatch)
 	}
 	if c.Logger == nil {
 		return fmt.Errorf("sfu: config: Logger is nil")

@@ -3,28 +3,76 @@ package sfu
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
 // Consumer binds a Producer's track to one peer connection. Created by
 // Producer.NewConsumer; it owns one goroutine reading RTCP from its
-// RTPSender (this also drives the sender's interceptors, e.g. the NACK
-// responder) and forwarding PLI/FIR to Producer.RequestKeyframe (plus one
-// request when the first RTCP arrives, i.e. once the consumer is connected).
+// RTPSender (this also drives the sender's interceptors), answering NACKs
+// from the producer's packet cache and forwarding PLI/FIR to
+// Producer.RequestKeyframe (plus one request when the first RTCP arrives,
+// i.e. once the consumer is connected).
 type Consumer struct {
 	producer *Producer
 	pc       *webrtc.PeerConnection
 	sender   *webrtc.RTPSender
+	ssrc     uint32 // the sender's SSRC (NACKs name it)
 	wg       sync.WaitGroup
 	done     chan struct{}
+
+	// NACK state, owned by the RTCP reader; allocated on the first NACK.
+	nack    *nackState
+	resends atomic.Uint64 // packets retransmitted (for tests)
 
 	mu     sync.Mutex // guards closed
 	closed bool
 }
 
 func newConsumer(p *Producer, pc *webrtc.PeerConnection, sender *webrtc.RTPSender) *Consumer {
-	return &Consumer{producer: p, pc: pc, sender: sender, done: make(chan struct{})}
+	c := &Consumer{producer: p, pc: pc, sender: sender, done: make(chan struct{})}
+	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
+		c.ssrc = uint32(enc[0].SSRC)
+	}
+	return c
+}
+
+// nackResendInterval is the shortest gap between two retransmissions of
+// one packet to one consumer: duplicate NACKs (a receiver repeats its
+// NACK each round trip until the packet arrives) closer than this are
+// answered once.
+const nackResendInterval = 20 * time.Millisecond
+
+// nackState is a consumer's scratch space for answering NACKs.
+type nackState struct {
+	hdr    rtp.Header
+	buf    [maxCachedPayload]byte
+	resent [nackCacheSize]int64 // unix nanos of the last resend, by cache slot
+	seqs   [nackCacheSize]uint16
+}
+
+// onNACK answers one NACKed sequence number.
+func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
+	if ssrc != c.ssrc || c.producer.cache == nil {
+		return
+	}
+	if c.nack == nil {
+		c.nack = &nackState{}
+		c.nack.hdr.CSRC = make([]uint32, 0, maxCSRC)
+	}
+	n := c.nack
+	slot := seq % nackCacheSize
+	now := time.Now().UnixNano()
+	if n.seqs[slot] == seq && n.resent[slot] != 0 && now-n.resent[slot] < int64(nackResendInterval) {
+		return
+	}
+	if c.producer.resend(ssrc, seq, &n.hdr, n.buf[:]) {
+		n.seqs[slot], n.resent[slot] = seq, now
+		c.resends.Add(1)
+	}
 }
 
 func (c *Consumer) start() {
@@ -74,6 +122,7 @@ func (c *Consumer) readRTCP() {
 		if first || wantsKeyframe(buf[:n]) {
 			c.producer.RequestKeyframe()
 		}
+		forEachNACK(buf[:n], c.onNACK)
 	}
 }
 

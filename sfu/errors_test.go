@@ -40,7 +40,7 @@ func TestPublishInvalidSDP(t *testing.T) {
 // clientOffer returns a valid offer with one video track.
 func clientOffer(t *testing.T) webrtc.SessionDescription {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatalf("pc: %v", err)
 	}
@@ -179,6 +179,10 @@ func TestConfig(t *testing.T) {
 		{"negative keyframe interval", func(c *Config) { c.KeyframeInterval = -time.Second }, true},
 		{"negative max rooms", func(c *Config) { c.MaxRooms = -1 }, true},
 		{"negative max participants", func(c *Config) { c.MaxParticipantsPerRoom = -1 }, true},
+		{"write batching off", func(c *Config) { c.WriteBatch = 1 }, false},
+		{"largest write batch", func(c *Config) { c.WriteBatch = MaxWriteBatch }, false},
+		{"write batch too large", func(c *Config) { c.WriteBatch = MaxWriteBatch + 1 }, true},
+		{"negative write batch", func(c *Config) { c.WriteBatch = -1 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +197,8 @@ func TestConfig(t *testing.T) {
 	var c Config
 	c.SetDefaults()
 	if c.NodeID != DefaultNodeID || c.UDPAddr != DefaultUDPAddr || c.KeyframeInterval != DefaultKeyframeInterval ||
-		c.MaxParticipantsPerRoom != DefaultMaxParticipantsPerRoom || c.MaxRooms != DefaultMaxRooms || c.Logger == nil {
+		c.MaxParticipantsPerRoom != DefaultMaxParticipantsPerRoom || c.MaxRooms != DefaultMaxRooms || c.Logger == nil ||
+		c.WriteBatch != DefaultWriteBatch {
 		t.Errorf("defaults = %+v", c)
 	}
 	if _, err := New(Config{UDPAddr: "nope"}); err == nil {

@@ -64,14 +64,18 @@ func newTestEngine(t testing.TB, mutate func(*Config)) *Engine {
 }
 
 // clientAPI builds a pion API for test clients: own ephemeral UDP sockets
-// (not the engine's mux), loopback only.
-func clientAPI(t *testing.T) *webrtc.API {
+// (not the engine's mux), loopback only; mutate (may be nil) adjusts the
+// settings.
+func clientAPI(t *testing.T, mutate func(*webrtc.SettingEngine)) *webrtc.API {
 	t.Helper()
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if mutate != nil {
+		mutate(&se)
+	}
 	api, err := NewAPI(se)
 	if err != nil {
 		t.Fatalf("NewAPI: %v", err)
@@ -135,6 +139,16 @@ type remoteTrack struct {
 	ssrc         uint32
 	packets      atomic.Int64 // RTP packets with a payload
 	ended        atomic.Bool
+
+	mu   sync.Mutex
+	seqs map[uint16]int // packets received per sequence number
+}
+
+// received returns how many packets with sequence number seq arrived.
+func (rt *remoteTrack) received(seq uint16) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.seqs[seq]
 }
 
 // client is an in-process pion client: it answers subscriber offers,
@@ -162,7 +176,13 @@ type client struct {
 
 func joinClient(t *testing.T, e *Engine, room, name string) *client {
 	t.Helper()
-	c := &client{t: t, api: clientAPI(t), rec: newRecorder(), stop: make(chan struct{})}
+	return joinClientWith(t, e, room, name, nil)
+}
+
+// joinClientWith is joinClient with adjusted client settings.
+func joinClientWith(t *testing.T, e *Engine, room, name string, mutate func(*webrtc.SettingEngine)) *client {
+	t.Helper()
+	c := &client{t: t, api: clientAPI(t, mutate), rec: newRecorder(), stop: make(chan struct{})}
 	p, err := e.Join(room, JoinParams{Name: name, Events: c.rec})
 	if err != nil {
 		t.Fatalf("Join(%q, %q): %v", room, name, err)
@@ -262,7 +282,7 @@ func (c *client) answer(offer webrtc.SessionDescription) error {
 
 // onTrack runs on pion's goroutine and reads until the PC closes.
 func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	rt := &remoteTrack{id: tr.ID(), streamID: tr.StreamID(), ssrc: uint32(tr.SSRC())}
+	rt := &remoteTrack{id: tr.ID(), streamID: tr.StreamID(), ssrc: uint32(tr.SSRC()), seqs: make(map[uint16]int)}
 	c.mu.Lock()
 	c.tracks = append(c.tracks, rt)
 	c.mu.Unlock()
@@ -274,6 +294,9 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		}
 		if len(pkt.Payload) > 0 {
 			rt.packets.Add(1)
+			rt.mu.Lock()
+			rt.seqs[pkt.SequenceNumber]++
+			rt.mu.Unlock()
 		}
 	}
 }

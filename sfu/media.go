@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -75,27 +77,57 @@ func NewMediaEngine() (*webrtc.MediaEngine, error) {
 
 // NewAPI builds a webrtc.API with its own MediaEngine (NewMediaEngine) and
 // its own interceptor registry (webrtc.RegisterDefaultInterceptors), using
-// the given SettingEngine. Addition to the spec (used by the engine for each
-// peer connection and by tests for client peer connections).
+// the given SettingEngine. Addition to the spec (used by tests and tools
+// for client peer connections; the engine's own peer connections differ
+// only in answering NACKs from the producers' shared caches).
 func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	return newAPI(se)
+}
+
+// engineAPI builds the API of one engine peer connection: like NewAPI, but
+// pion's nack responder is kept out of the send path (its stream filter
+// accepts no stream), because the engine answers NACKs itself from one
+// cache per producer instead of one copy of every packet per subscriber
+// (see nack.go). Every other default interceptor (NACK generator, RTCP
+// reports, stats, TWCC feedback) is registered as usual.
+func engineAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	return newAPI(se, webrtc.WithNackResponderOptions(
+		nack.ResponderStreamsFilter(func(*interceptor.StreamInfo) bool { return false })))
+}
+
+func newAPI(se webrtc.SettingEngine, opts ...webrtc.InterceptorOption) (*webrtc.API, error) {
 	m, err := NewMediaEngine()
 	if err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir, opts...); err != nil {
 		return nil, fmt.Errorf("sfu: register interceptors: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(se)), nil
 }
 
-// transport is the engine's network plumbing: the UDP socket, its ICE mux
-// and the SettingEngine shared (by value) by every peer connection.
+// srtpProfiles is the engine's SRTP protection profile preference: AES-GCM
+// first (an order of magnitude cheaper than AES-CM with HMAC-SHA1 on CPUs
+// with AES-NI and carry-less multiply; Chromium and Firefox support it),
+// AES-CM-HMAC-SHA1-80 for peers without it.
+func srtpProfiles() []dtls.SRTPProtectionProfile {
+	return []dtls.SRTPProtectionProfile{
+		dtls.SRTP_AEAD_AES_128_GCM,
+		dtls.SRTP_AEAD_AES_256_GCM,
+		dtls.SRTP_AES128_CM_HMAC_SHA1_80,
+	}
+}
+
+// transport is the engine's network plumbing: the UDP socket, the batching
+// wrapper the ICE mux writes through, the mux, and the SettingEngine shared
+// (by value) by every peer connection.
 type transport struct {
-	conn *net.UDPConn
-	mux  ice.UDPMux
-	se   webrtc.SettingEngine
+	conn  *net.UDPConn
+	batch *batchConn
+	mux   ice.UDPMux
+	se    webrtc.SettingEngine
 }
 
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
@@ -115,9 +147,11 @@ func newTransport(cfg *Config) (*transport, error) {
 		return nil, fmt.Errorf("sfu: listen udp %q: %w", cfg.UDPAddr, err)
 	}
 	lf := pionLoggerFactory{log: cfg.Logger.With("component", "sfu")}
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+	batch := newBatchConn(conn, cfg.WriteBatch)
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), batch)
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetSRTPProtectionProfiles(srtpProfiles()...)
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -133,12 +167,12 @@ func newTransport(cfg *Config) (*transport, error) {
 			return nil, fmt.Errorf("sfu: public ips: %w", err)
 		}
 	}
-	return &transport{conn: conn, mux: mux, se: se}, nil
+	return &transport{conn: conn, batch: batch, mux: mux, se: se}, nil
 }
 
 // newPeerConnection builds a peer connection with its own API.
 func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
-	api, err := NewAPI(t.se)
+	api, err := engineAPI(t.se)
 	if err != nil {
 		return nil, err
 	}

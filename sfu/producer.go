@@ -13,16 +13,20 @@ import (
 
 // Producer is one published track fanned out to consumers. Local producers
 // are created by the engine for every track a participant publishes; remote
-// ones by Room.AddProducer. RTP is fanned out through a single
-// webrtc.TrackLocalStaticRTP bound to every consumer's peer connection (pion
-// rewrites SSRC and payload type per binding; no per-consumer copy).
-// All methods are safe for concurrent use.
+// ones by Room.AddProducer. RTP is fanned out through a single track bound
+// to every consumer's RTPSender (fanoutTrack: SSRC and payload type are set
+// per binding, no per-consumer copy, no lock, no allocation). Video
+// producers keep their recent packets in one packetCache from which every
+// consumer answers NACKs. The datagrams of one fan-out leave in batches
+// (batchConn). All methods are safe for concurrent use.
 type Producer struct {
 	room     *Room
 	info     ProducerInfo
 	owner    *Participant // nil for remote producers
 	kr       KeyframeRequester
-	track    *webrtc.TrackLocalStaticRTP
+	track    *fanoutTrack
+	cache    *packetCache // nil for audio (no NACK negotiated)
+	batch    *batchConn   // the engine socket's write batching
 	interval time.Duration
 	log      *slog.Logger
 
@@ -44,16 +48,21 @@ type Producer struct {
 }
 
 func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Participant) (*Producer, error) {
-	track, err := webrtc.NewTrackLocalStaticRTP(info.Codec.Capability(), info.ID, info.ParticipantID)
-	if err != nil {
-		return nil, fmt.Errorf("sfu: producer track: %w", err)
+	if KindOf(info.Codec.MimeType) == "" {
+		return nil, fmt.Errorf("sfu: producer track: %w: codec %q", ErrInvalidArgument, info.Codec.MimeType)
+	}
+	var cache *packetCache
+	if info.Kind == KindVideo {
+		cache = &packetCache{}
 	}
 	return &Producer{
 		room:       r,
 		info:       info,
 		owner:      owner,
 		kr:         kr,
-		track:      track,
+		track:      newFanoutTrack(info.Codec.Capability(), info.ID, info.ParticipantID),
+		cache:      cache,
+		batch:      r.e.tr.batch,
 		interval:   r.e.cfg.KeyframeInterval,
 		log:        r.log.With("producer", info.ID),
 		registered: make(chan struct{}),
@@ -72,17 +81,48 @@ func (p *Producer) register() error {
 // Info returns the producer's description (immutable).
 func (p *Producer) Info() ProducerInfo { return p.info }
 
-// WriteRTP forwards pkt to all consumers. pkt is not retained or modified
-// (pion copies the header per write). Per-consumer write errors (e.g. a
-// consumer peer connection that just closed) are ignored; the only error is
-// ErrProducerClosed after Close. Called by one goroutine at a time (the
-// engine's reader for local producers, the cluster pipe for remote ones).
+// WriteRTP forwards pkt to all consumers: marker, sequence number,
+// timestamp, CSRCs and payload are kept, SSRC and payload type are the
+// consumer's, header extensions and padding are dropped (each sender adds
+// its own extensions). pkt is not retained or modified. Per-consumer write
+// errors (e.g. a consumer peer connection that just closed) are ignored;
+// the only error is ErrProducerClosed after Close. Called by one goroutine
+// at a time (the engine's reader for local producers, the cluster pipe for
+// remote ones). Steady state: no allocation, no lock shared with other
+// producers' consumers except the socket's batch queue.
 func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
 	if p.closedFlag.Load() {
 		return ErrProducerClosed
 	}
-	_ = p.track.WriteRTP(pkt)
+	if p.cache != nil {
+		p.cache.put(pkt)
+	}
+	p.batch.begin()
+	defer p.batch.end() // never leave a burst open: other writers would wait for it
+	p.track.write(pkt)
 	return nil
+}
+
+// resend answers a NACK of the consumer whose sender has SSRC ssrc for
+// sequence number seq from the packet cache, through that sender only.
+// h and buf are the caller's scratch space (buf holds maxCachedPayload
+// bytes). It reports whether the packet was found.
+func (p *Producer) resend(ssrc uint32, seq uint16, h *rtp.Header, buf []byte) bool {
+	if p.cache == nil {
+		return false
+	}
+	b := p.track.binding(ssrc)
+	if b == nil {
+		return false
+	}
+	payload, ok := p.cache.get(seq, h, buf)
+	if !ok {
+		return false
+	}
+	h.SSRC = b.ssrc
+	h.PayloadType = b.payloadType
+	_, _ = b.w.WriteRTP(h, payload)
+	return true
 }
 
 // NewConsumer adds the producer's track to pc (a subscriber PC or a cluster

@@ -1,0 +1,165 @@
+package sfu
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// TestNACKAnsweredFromCache: a packet the subscriber never got (it went
+// into the producer's cache but not out) is NACKed by the subscriber and
+// retransmitted by the engine from the cache. (A packet the subscriber did
+// get would be dropped by its SRTP replay protection.)
+func TestNACKAnsweredFromCache(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, nil)
+	sub := joinClient(t, e, "r", "bob")
+	info := remoteInfo("rp-nack", "remote-alice")
+	prod, err := sub.p.Room().AddProducer(info, nil)
+	if err != nil {
+		t.Fatalf("AddProducer: %v", err)
+	}
+	rt := waitFeedMedia(ctx, t, sub, prod)
+	// Packets from here on: one of them is lost on the way out.
+	pkt := benchPacket()
+	pkt.SequenceNumber = 1000
+	const lost = 1005
+	var c *Consumer
+	waitUntil(ctx, t, "retransmission of the lost packet", func() bool {
+		if pkt.SequenceNumber < lost+20 {
+			pkt.SequenceNumber++
+			pkt.Timestamp += 3000
+			if pkt.SequenceNumber == lost {
+				prod.cache.put(pkt)
+			} else if err := prod.WriteRTP(pkt); err != nil {
+				t.Fatalf("WriteRTP: %v", err)
+			}
+		}
+		return rt.received(lost) == 1
+	})
+	sub.p.mu.Lock()
+	c = sub.p.consumers[info.ID]
+	sub.p.mu.Unlock()
+	if c == nil || c.resends.Load() == 0 {
+		t.Errorf("consumer did not count the retransmission")
+	}
+}
+
+// waitFeedMedia writes packets to prod until sub receives them.
+func waitFeedMedia(ctx context.Context, t *testing.T, sub *client, prod *Producer) *remoteTrack {
+	t.Helper()
+	pkt := benchPacket()
+	var rt *remoteTrack
+	waitUntil(ctx, t, "media", func() bool {
+		pkt.SequenceNumber++
+		pkt.Timestamp += 3000
+		if err := prod.WriteRTP(pkt); err != nil {
+			t.Fatalf("WriteRTP: %v", err)
+		}
+		rt = sub.track(prod.Info().ID)
+		return rt != nil && rt.packets.Load() > 0
+	})
+	return rt
+}
+
+// TestConsumerOnNACK: NACKs are answered once per packet within
+// nackResendInterval, only for the consumer's own SSRC, only for cached
+// packets, and never for audio.
+func TestConsumerOnNACK(t *testing.T) {
+	newPair := func(kind Kind) (*Consumer, *recordingWriter) {
+		mime := webrtc.MimeTypeVP8
+		if kind == KindAudio {
+			mime = webrtc.MimeTypeOpus
+		}
+		p := &Producer{track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: mime}, "p", "s")}
+		if kind == KindVideo {
+			p.cache = &packetCache{}
+		}
+		w := &recordingWriter{}
+		if _, err := p.track.Bind(&fakeBindContext{id: "a", ssrc: 7, w: w, codecs: []webrtc.RTPCodecParameters{
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime}, PayloadType: 98}}}); err != nil {
+			t.Fatal(err)
+		}
+		pkt := benchPacket()
+		pkt.SequenceNumber = 500
+		if p.cache != nil {
+			p.cache.put(pkt)
+		}
+		return &Consumer{producer: p, ssrc: 7}, w
+	}
+	tests := []struct {
+		name  string
+		kind  Kind
+		nacks []uint16
+		ssrc  uint32
+		want  int
+	}{
+		{"cached packet", KindVideo, []uint16{500}, 7, 1},
+		{"repeated NACK answered once", KindVideo, []uint16{500, 500, 500}, 7, 1},
+		{"packet not cached", KindVideo, []uint16{501}, 7, 0},
+		{"other SSRC", KindVideo, []uint16{500}, 8, 0},
+		{"audio has no cache", KindAudio, []uint16{500}, 7, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, w := newPair(tt.kind)
+			for _, seq := range tt.nacks {
+				c.onNACK(tt.ssrc, seq)
+			}
+			if w.writes != tt.want || int(c.resends.Load()) != tt.want {
+				t.Fatalf("writes = %d, resends = %d, want %d", w.writes, c.resends.Load(), tt.want)
+			}
+			if tt.want > 0 && (w.last.SSRC != 7 || w.last.PayloadType != 98 || w.last.SequenceNumber != 500 ||
+				w.size != benchPayloadSize) {
+				t.Errorf("resent header %+v, %d bytes", w.last, w.size)
+			}
+		})
+	}
+}
+
+// TestSRTPProfile: the engine prefers AEAD_AES_128_GCM and falls back to
+// AES_CM_128_HMAC_SHA1_80 for peers without GCM; media flows either way.
+func TestSRTPProfile(t *testing.T) {
+	tests := []struct {
+		name     string
+		profiles []dtls.SRTPProtectionProfile // client's; nil = pion's defaults
+		want     string
+	}{
+		{"client with pion defaults", nil, "SRTP_AEAD_AES_128_GCM"},
+		{"client without GCM", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}, "SRTP_AES128_CM_HMAC_SHA1_80"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testContext(t)
+			e := newTestEngine(t, nil)
+			sub := joinClientWith(t, e, "r", "bob", func(se *webrtc.SettingEngine) {
+				if tt.profiles != nil {
+					se.SetSRTPProtectionProfiles(tt.profiles...)
+				}
+			})
+			info := remoteInfo("rp-srtp", "remote-alice")
+			prod, err := sub.p.Room().AddProducer(info, nil)
+			if err != nil {
+				t.Fatalf("AddProducer: %v", err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer close(stop)
+			feed(prod, stop, &wg)
+			waitMedia(ctx, t, sub, info)
+			var got []string
+			for _, s := range sub.p.subPC.GetStats() {
+				if ts, ok := s.(webrtc.TransportStats); ok {
+					got = append(got, ts.SRTPCipher)
+				}
+			}
+			if len(got) != 1 || got[0] != tt.want {
+				t.Errorf("engine subscriber PC SRTP ciphers = %v, want [%s]", got, tt.want)
+			}
+		})
+	}
+}
