@@ -118,12 +118,15 @@ func (t *fanoutTrack) StreamID() string { return t.streamID }
 // Kind implements webrtc.TrackLocal.
 func (t *fanoutTrack) Kind() webrtc.RTPCodecType { return t.kind }
 
-// write sends pkt to every bound sender with the sender's SSRC and payload
-// type, keeping marker, sequence number, timestamp, CSRCs and payload;
-// header extensions and padding are not forwarded (senders add their own
-// extensions). Write errors of single senders (closing peer connections)
-// are ignored. Called by one goroutine at a time.
-func (t *fanoutTrack) write(pkt *rtp.Packet) {
+// snapshot returns the current bindings (never modified).
+func (t *fanoutTrack) snapshot() []*trackBinding { return *t.bindings.Load() }
+
+// write sends pkt to every sender of bs (a snapshot) with the sender's SSRC
+// and payload type, keeping marker, sequence number, timestamp, CSRCs and
+// payload; header extensions and padding are not forwarded (senders add
+// their own extensions). Write errors of single senders (closing peer
+// connections) are ignored. Called by one goroutine at a time.
+func (t *fanoutTrack) write(bs []*trackBinding, pkt *rtp.Packet) {
 	base := rtp.Header{
 		Version:        2,
 		Marker:         pkt.Marker,
@@ -132,7 +135,7 @@ func (t *fanoutTrack) write(pkt *rtp.Packet) {
 		CSRC:           pkt.CSRC,
 	}
 	h := &t.hdr
-	for _, b := range *t.bindings.Load() {
+	for _, b := range bs {
 		*h = base // pion's interceptors may have touched the previous one
 		h.SSRC = b.ssrc
 		h.PayloadType = b.payloadType

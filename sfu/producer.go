@@ -97,9 +97,12 @@ func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
 	if p.cache != nil {
 		p.cache.put(pkt)
 	}
-	p.batch.begin()
-	defer p.batch.end() // never leave a burst open: other writers would wait for it
-	p.track.write(pkt)
+	bs := p.track.snapshot()
+	if len(bs) > 1 { // one datagram gains nothing from a batch
+		p.batch.begin()
+		defer p.batch.end() // never leave a burst open: other writers would wait for it
+	}
+	p.track.write(bs, pkt)
 	return nil
 }
 
