@@ -15,6 +15,7 @@ package load
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"time"
@@ -108,6 +109,13 @@ type Config struct {
 	MediaTimeout time.Duration
 	// Timeout caps the whole run; 0 derives it from the other fields.
 	Timeout time.Duration
+	// ProfileURL is the base URL of a node's net/http/pprof server (e.g.
+	// http://127.0.0.1:6060); when set, a CPU profile of the node is taken
+	// over the measurement window and written to ProfileOut. Empty: none.
+	ProfileURL string
+	// ProfileOut is the file the profile is written to (required with
+	// ProfileURL).
+	ProfileOut string
 }
 
 // SetDefaults fills zero fields with their defaults.
@@ -206,6 +214,26 @@ func (c *Config) Validate() error {
 		if _, err := wsURL(c.URLB, "x"); err != nil {
 			return fmt.Errorf("load: --url-b: %w", err)
 		}
+	}
+	return c.validateProfile()
+}
+
+// validateProfile checks ProfileURL and ProfileOut.
+func (c *Config) validateProfile() error {
+	switch {
+	case c.ProfileURL == "" && c.ProfileOut == "":
+		return nil
+	case c.ProfileURL == "":
+		return errors.New("load: --pprof-out needs --pprof-url")
+	case c.ProfileOut == "":
+		return errors.New("load: --pprof-url needs --pprof-out")
+	}
+	u, err := url.Parse(c.ProfileURL)
+	if err != nil {
+		return fmt.Errorf("load: --pprof-url: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("load: --pprof-url %q: want http://host:port", c.ProfileURL)
 	}
 	return nil
 }

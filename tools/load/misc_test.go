@@ -82,6 +82,10 @@ func TestConfigValidate(t *testing.T) {
 		{"idle", func(c *Config) { c.IdleMax = 2 }, "--idle-max"},
 		{"url", func(c *Config) { c.URL = "ftp://x" }, "--url"},
 		{"cpu", func(c *Config) { c.PinLoad = []int{-3} }, "--pin"},
+		{"pprof", func(c *Config) { c.ProfileURL = "http://127.0.0.1:6060"; c.ProfileOut = "p.pprof" }, ""},
+		{"pprof url without out", func(c *Config) { c.ProfileURL = "http://127.0.0.1:6060" }, "--pprof-out"},
+		{"pprof out without url", func(c *Config) { c.ProfileOut = "p.pprof" }, "--pprof-url"},
+		{"pprof url scheme", func(c *Config) { c.ProfileURL = "127.0.0.1:6060"; c.ProfileOut = "p" }, "--pprof-url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,7 +126,7 @@ func TestMarkdown(t *testing.T) {
 	if hc, rc := strings.Count(header[0], "|"), strings.Count(row, "|"); hc != rc {
 		t.Errorf("header has %d separators, row %d:\n%s%s", hc, rc, MarkdownHeader(), row)
 	}
-	for _, want := range []string{"| fanout | N=7 | no | - | 1234 |", "0.500"} {
+	for _, want := range []string{"| fanout | N=7 | no | - | 0.00 | 1234 |", "0.500"} {
 		if !strings.Contains(row, want) {
 			t.Errorf("row %q does not contain %q", row, want)
 		}

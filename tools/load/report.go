@@ -18,9 +18,11 @@ type Report struct {
 	Params   Params `json:"params"`
 	// Pinned is true when the node(s) and the generator were pinned to
 	// their CPU lists; PinNote says why not, or to what.
-	Pinned  bool      `json:"pinned"`
-	PinNote string    `json:"pin_note,omitempty"`
-	Idle    IdleCheck `json:"idle"`
+	Pinned  bool   `json:"pinned"`
+	PinNote string `json:"pin_note,omitempty"`
+	// PinServerCPUs are the CPUs the node(s) were pinned to (when Pinned).
+	PinServerCPUs []int     `json:"pin_server_cpus,omitempty"`
+	Idle          IdleCheck `json:"idle"`
 	// Servers has one entry per node (A, and B for cross-node).
 	Servers []ServerReport `json:"servers"`
 	// CPUMeasured is true when every node's CPU time was read.
@@ -61,6 +63,9 @@ type Report struct {
 	LoadCPUSeconds float64 `json:"load_cpu_s"`
 	// DurationS is the length of the window.
 	DurationS float64 `json:"duration_s"`
+	// Profile is the file the node's CPU profile over the window was
+	// written to (empty when none was asked for or the fetch failed).
+	Profile string `json:"profile,omitempty"`
 	// Errors lists distinct problems (capped); ErrorCount counts them all.
 	Errors     []string `json:"errors"`
 	ErrorCount int      `json:"error_count"`
@@ -183,10 +188,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("churn", "%.1f/s, lifetime %gs, %d started", r.Params.ChurnRate, r.Params.ChurnLifetimeS, r.Params.Churned)
 	}
 	row("window", "%.1f s (warm-up %.1f s)", r.DurationS, r.Params.WarmupS)
-	pin := "no"
-	if r.Pinned {
-		pin = "yes"
-	}
+	pin := yesNo(r.Pinned)
 	if r.PinNote != "" {
 		pin += " (" + r.PinNote + ")"
 	}
@@ -238,41 +240,147 @@ func flush(tw *tabwriter.Writer) error {
 	return nil
 }
 
+// column is one column of a markdown table of reports.
+type column struct {
+	name string
+	cell func(r *Report) string
+}
+
+// sizeColumns name the scenario and its size.
+func sizeColumns() []column {
+	return []column{
+		{"scenario", func(r *Report) string { return r.Scenario }},
+		{"clients", (*Report).clients},
+	}
+}
+
+// metricColumns are the measured values, shared by the table of single runs
+// (MarkdownRow) and that of a bench document (Document). CPU costs are the
+// receiving node's, with the total of all nodes beside it for cross-node.
+func metricColumns() []column {
+	return []column{
+		{"Mbit/s", func(r *Report) string { return fmt.Sprintf("%.2f", r.Mbps) }},
+		{"pkts/s", func(r *Report) string { return fmt.Sprintf("%.0f", r.PPS) }},
+		{"loss %", func(r *Report) string { return fmt.Sprintf("%.3f", r.LossPercent) }},
+		{"node µs/pkt", func(r *Report) string { return r.nodeCostCell(r.usPerPacket) }},
+		{"node ms CPU/Mbit", func(r *Report) string { return r.nodeCostCell(r.msPerMbit) }},
+		{"delay p50/p95/p99 ms", func(r *Report) string {
+			return fmt.Sprintf("%.1f / %.1f / %.1f", r.DelayMS.P50, r.DelayMS.P95, r.DelayMS.P99)
+		}},
+		{"join p50/p95 ms", func(r *Report) string { return fmt.Sprintf("%.0f / %.0f", r.JoinMS.P50, r.JoinMS.P95) }},
+		{"prop. p50/p95 ms", func(r *Report) string {
+			return fmt.Sprintf("%.0f / %.0f", r.PropagationMS.P50, r.PropagationMS.P95)
+		}},
+		{"RSS/sub KiB", func(r *Report) string { return r.cpuCell("%.0f", r.RSSPerSubscriberKiB) }},
+		{"generator CPU %", (*Report).loadCPUCell},
+		{"errors", func(r *Report) string { return fmt.Sprintf("%d", r.ErrorCount) }},
+	}
+}
+
+// runColumns are the columns of MarkdownRow.
+func runColumns() []column {
+	cols := append(sizeColumns(),
+		column{"pinned", func(r *Report) string { return yesNo(r.Pinned) }},
+		column{"server CPU s", (*Report).serverCPUCell})
+	return append(cols, metricColumns()...)
+}
+
+// cells renders r in cols.
+func (r *Report) cells(cols []column) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.cell(r)
+	}
+	return out
+}
+
+// columnNames returns the headers of cols.
+func columnNames(cols []column) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+// mdRow renders one markdown table row.
+func mdRow(cells []string) string {
+	return "| " + strings.Join(cells, " | ") + " |\n"
+}
+
+// mdHeader renders the header and separator rows of a markdown table.
+func mdHeader(names []string) string {
+	return mdRow(names) + "|" + strings.Repeat("---|", len(names)) + "\n"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// receivingNode returns the node the receivers joined (B for cross-node),
+// when its CPU was measured.
+func (r *Report) receivingNode() (ServerReport, bool) {
+	i := 0
+	if r.Scenario == ScenarioCrossNode {
+		i = 1
+	}
+	if !r.CPUMeasured || i >= len(r.Servers) || !r.Servers[i].Measured {
+		return ServerReport{}, false
+	}
+	return r.Servers[i], true
+}
+
+// usPerPacket converts CPU seconds to µs per outgoing packet (received +
+// lost); false when no packet was counted.
+func (r *Report) usPerPacket(cpuS float64) (float64, bool) {
+	out := r.Packets + r.Lost
+	if out == 0 {
+		return 0, false
+	}
+	return cpuS * 1e6 / float64(out), true
+}
+
+// msPerMbit converts CPU seconds to ms per received Mbit; false when no
+// byte was counted.
+func (r *Report) msPerMbit(cpuS float64) (float64, bool) {
+	if r.Bytes == 0 {
+		return 0, false
+	}
+	return cpuS * 1e3 / (float64(r.Bytes) * 8 / 1e6), true
+}
+
+// nodeCostCell renders a CPU cost (per converts CPU seconds): the receiving
+// node's, and with several nodes also the total ("B 1.20 (A+B 1.90)").
+func (r *Report) nodeCostCell(per func(cpuS float64) (float64, bool)) string {
+	recv, ok := r.receivingNode()
+	if !ok {
+		return "-"
+	}
+	v, ok := per(recv.CPUSeconds)
+	if !ok {
+		return "-"
+	}
+	if len(r.Servers) < 2 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	total, _ := per(r.ServerCPUSeconds)
+	names := make([]string, len(r.Servers))
+	for i, s := range r.Servers {
+		names[i] = s.Name
+	}
+	return fmt.Sprintf("%s %.2f (%s %.2f)", recv.Name, v, strings.Join(names, "+"), total)
+}
+
 // MarkdownHeader returns the header (and separator) lines of the markdown
 // table whose rows MarkdownRow renders.
 func MarkdownHeader() string {
-	cols := []string{"scenario", "clients", "pinned", "server CPU s", "pkts/s", "Mbit/s", "loss %",
-		"µs/pkt", "ms CPU/Mbit", "delay p50/p95/p99 ms", "join p50/p95 ms", "prop. p50/p95 ms",
-		"RSS/sub KiB", "generator CPU %", "errors"}
-	sep := make([]string, len(cols))
-	for i := range sep {
-		sep[i] = "---"
-	}
-	return "| " + strings.Join(cols, " | ") + " |\n|" + strings.Join(sep, "|") + "|\n"
+	return mdHeader(columnNames(runColumns()))
 }
 
 // MarkdownRow renders the report as one row of the MarkdownHeader table.
 func (r *Report) MarkdownRow() string {
-	pinned := "no"
-	if r.Pinned {
-		pinned = "yes"
-	}
-	cells := []string{
-		r.Scenario,
-		r.clients(),
-		pinned,
-		r.serverCPUCell(),
-		fmt.Sprintf("%.0f", r.PPS),
-		fmt.Sprintf("%.2f", r.Mbps),
-		fmt.Sprintf("%.3f", r.LossPercent),
-		r.cpuCell("%.2f", r.USPerPacket),
-		r.cpuCell("%.2f", r.MSCPUPerMbit),
-		fmt.Sprintf("%.1f / %.1f / %.1f", r.DelayMS.P50, r.DelayMS.P95, r.DelayMS.P99),
-		fmt.Sprintf("%.0f / %.0f", r.JoinMS.P50, r.JoinMS.P95),
-		fmt.Sprintf("%.0f / %.0f", r.PropagationMS.P50, r.PropagationMS.P95),
-		r.cpuCell("%.0f", r.RSSPerSubscriberKiB),
-		r.loadCPUCell(),
-		fmt.Sprintf("%d", r.ErrorCount),
-	}
-	return "| " + strings.Join(cells, " | ") + " |\n"
+	return mdRow(r.cells(runColumns()))
 }

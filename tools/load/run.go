@@ -281,6 +281,7 @@ func (r *runner) pin() {
 		return
 	}
 	r.rep.Pinned = true
+	r.rep.PinServerCPUs = r.cfg.PinServer
 	r.rep.PinNote = fmt.Sprintf("nodes on CPUs %v, generator on %v", r.cfg.PinServer, r.cfg.PinLoad)
 }
 
@@ -413,6 +414,7 @@ func (r *runner) measure(ctx context.Context) error {
 	}
 	self, selfErr := host.CPU(os.Getpid())
 	r.env.Window.Start(r.env.Clock.Now())
+	prof := r.startProfile(ctx)
 	err := sleep(ctx, r.cfg.Duration)
 	r.env.Window.Stop(r.env.Clock.Now())
 	for _, s := range r.servers {
@@ -421,6 +423,14 @@ func (r *runner) measure(ctx context.Context) error {
 	}
 	if selfEnd, endErr := host.CPU(os.Getpid()); selfErr == nil && endErr == nil {
 		r.rep.LoadCPUSeconds = (selfEnd - self).Seconds()
+	}
+	// The profile ends with the window (give or take the node's answer).
+	switch perr := prof.wait(); {
+	case prof == nil:
+	case perr == nil:
+		r.rep.Profile = r.cfg.ProfileOut
+	case ctx.Err() == nil: // else the run's own error says why
+		r.addError(perr.Error())
 	}
 	return err
 }

@@ -1,0 +1,230 @@
+package load
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Targets of the performance goals.
+const (
+	goalUSPerPacket  = 6.0    // node CPU µs per outgoing packet
+	goalPipeDelayMS  = 2.0    // pipe's added one-way delay, p50
+	goalReceiverCost = 1.5    // cross-node node B cost / direct cost
+	goalPropagation  = 300.0  // cross-node propagation p95, ms (strictly less)
+	goalJoinMS       = 1000.0 // join to first media p95, ms (strictly less)
+	// forwardBench is the Go benchmark whose allocations per packet per
+	// subscriber are checked, and forwardConsumers its subscribers.
+	forwardBench     = "BenchmarkForward/consumers=100"
+	forwardConsumers = 100
+)
+
+// notMeasured is the measured cell of a goal without data.
+const notMeasured = "not measured"
+
+// Goal is one performance goal checked against a bench's data.
+type Goal struct {
+	Name     string
+	Target   string
+	Measured string // notMeasured when the data is missing
+	Met      bool
+}
+
+// Goals checks the performance goals against d. A goal whose data is
+// missing is not met and says "not measured". Profiled runs are left out.
+func (d *BenchData) Goals() []Goal {
+	fan := d.largestFanout()
+	cross, direct := d.crossAndDirect()
+	return []Goal{
+		goalCPU(fan),
+		goalLoss(fan),
+		goalPipeDelay(cross, direct),
+		goalReceiver(cross, direct),
+		goalPropagationP95(cross),
+		d.goalJoin(),
+		d.goalAllocs(),
+	}
+}
+
+// runs returns the unprofiled runs of kind.
+func (d *BenchData) runs(kinds ...string) []BenchRun {
+	var out []BenchRun
+	for _, r := range d.Runs {
+		if !r.Profiled && slices.Contains(kinds, r.Kind) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// largestFanout returns the fan-out run with the most subscribers.
+func (d *BenchData) largestFanout() *BenchRun {
+	var best *BenchRun
+	for _, r := range d.runs(KindFanout) {
+		if best == nil || r.size() > best.size() {
+			best = &r
+		}
+	}
+	return best
+}
+
+// crossAndDirect returns the first cross-node run and the direct-b run to
+// compare it with (one of the same size if there is one).
+func (d *BenchData) crossAndDirect() (cross, direct *BenchRun) {
+	if c := d.runs(KindCrossNode); len(c) > 0 {
+		cross = &c[0]
+	}
+	for _, r := range d.runs(KindDirectB) {
+		if direct == nil || (cross != nil && r.size() == cross.size() && direct.size() != cross.size()) {
+			direct = &r
+		}
+	}
+	return cross, direct
+}
+
+// errNote mentions a run's errors next to a value taken from it.
+func errNote(r *BenchRun) string {
+	if n := r.Report.ErrorCount; n > 0 {
+		return fmt.Sprintf("; errors in the run: %d", n)
+	}
+	return ""
+}
+
+// nodeUSPerPacket is the receiving node's CPU µs per outgoing packet.
+func nodeUSPerPacket(r *BenchRun) (float64, string, bool) {
+	if r == nil {
+		return 0, "", false
+	}
+	node, ok := r.Report.receivingNode()
+	if !ok {
+		return 0, "", false
+	}
+	v, ok := r.Report.usPerPacket(node.CPUSeconds)
+	return v, node.Name, ok
+}
+
+func goalCPU(fan *BenchRun) Goal {
+	g := Goal{Name: "node CPU per outgoing packet, largest fan-out", Target: fmt.Sprintf("≤ %g µs", goalUSPerPacket), Measured: notMeasured}
+	if fan == nil {
+		return g
+	}
+	g.Name = fmt.Sprintf("node CPU per outgoing packet, fan-out N=%d", fan.size())
+	if v, _, ok := nodeUSPerPacket(fan); ok {
+		g.Measured = fmt.Sprintf("%.2f µs (%s%s)", v, fan.Name, errNote(fan))
+		g.Met = v <= goalUSPerPacket
+	}
+	return g
+}
+
+func goalLoss(fan *BenchRun) Goal {
+	g := Goal{Name: "loss, largest fan-out, node pinned to one CPU", Target: "0 %", Measured: notMeasured}
+	if fan == nil {
+		return g
+	}
+	r := fan.Report
+	g.Name = fmt.Sprintf("loss at fan-out N=%d, node pinned to one CPU", fan.size())
+	if r.Packets == 0 {
+		return g
+	}
+	pin := "node not pinned"
+	onOne := r.Pinned && len(r.PinServerCPUs) == 1
+	switch {
+	case onOne:
+		pin = fmt.Sprintf("node on CPU %d", r.PinServerCPUs[0])
+	case r.Pinned:
+		pin = fmt.Sprintf("node on CPUs %v", r.PinServerCPUs)
+	case r.PinNote != "":
+		pin += ": " + r.PinNote
+	}
+	g.Measured = fmt.Sprintf("%.3f %% (%d of %d packets; %s, %s%s)", r.LossPercent, r.Lost, r.Lost+r.Packets, fan.Name, pin, errNote(fan))
+	g.Met = r.Lost == 0 && onOne
+	return g
+}
+
+func goalPipeDelay(cross, direct *BenchRun) Goal {
+	g := Goal{Name: "pipe's added one-way delay (cross-node − direct-b)", Target: fmt.Sprintf("p50 ≤ %g ms", goalPipeDelayMS), Measured: notMeasured}
+	if cross == nil || direct == nil || cross.Report.DelayMS.N == 0 || direct.Report.DelayMS.N == 0 {
+		return g
+	}
+	c, b := cross.Report.DelayMS, direct.Report.DelayMS
+	p50 := c.P50 - b.P50
+	g.Measured = fmt.Sprintf("p50 %+.2f ms (%.2f − %.2f), p95 %+.2f ms (%.2f − %.2f)%s%s",
+		p50, c.P50, b.P50, c.P95-b.P95, c.P95, b.P95, errNote(cross), errNote(direct))
+	g.Met = p50 <= goalPipeDelayMS
+	return g
+}
+
+func goalReceiver(cross, direct *BenchRun) Goal {
+	g := Goal{Name: "receiving node's cost: cross-node node B ÷ direct-b, CPU per packet", Target: fmt.Sprintf("≤ %g", goalReceiverCost), Measured: notMeasured}
+	c, node, okC := nodeUSPerPacket(cross)
+	b, _, okB := nodeUSPerPacket(direct)
+	if !okC || !okB || b <= 0 {
+		return g
+	}
+	ratio := c / b
+	g.Measured = fmt.Sprintf("%.2f (%s %.2f µs vs %.2f µs per packet)%s%s", ratio, node, c, b, errNote(cross), errNote(direct))
+	g.Met = ratio <= goalReceiverCost
+	return g
+}
+
+func goalPropagationP95(cross *BenchRun) Goal {
+	g := Goal{Name: "cross-node propagation (publish on A → first packet on B), p95", Target: fmt.Sprintf("< %g ms", goalPropagation), Measured: notMeasured}
+	if cross == nil || cross.Report.PropagationMS.N == 0 {
+		return g
+	}
+	p := cross.Report.PropagationMS
+	g.Measured = fmt.Sprintf("%.0f ms (p50 %.0f ms, %d subscribers%s)", p.P95, p.P50, p.N, errNote(cross))
+	g.Met = p.P95 < goalPropagation
+	return g
+}
+
+// goalJoin is the worst join p95 of the fan-out and churn runs.
+func (d *BenchData) goalJoin() Goal {
+	g := Goal{Name: "join → first media, p95 (worst of the fan-out and churn runs)", Target: fmt.Sprintf("< %g s", goalJoinMS/1000), Measured: notMeasured}
+	var worst *BenchRun
+	count := 0
+	for _, r := range d.runs(KindFanout, KindChurn) {
+		if r.Report.JoinMS.N == 0 {
+			continue
+		}
+		count++
+		if worst == nil || r.Report.JoinMS.P95 > worst.Report.JoinMS.P95 {
+			worst = &r
+		}
+	}
+	if worst == nil {
+		return g
+	}
+	of := ""
+	if count > 1 {
+		of = fmt.Sprintf(", worst of %d runs", count)
+	}
+	g.Measured = fmt.Sprintf("%.0f ms (%s%s%s)", worst.Report.JoinMS.P95, worst.Name, of, errNote(worst))
+	g.Met = worst.Report.JoinMS.P95 < goalJoinMS
+	return g
+}
+
+// goalAllocs is allocs/op of forwardBench divided by its subscribers (the
+// mean over its result lines).
+func (d *BenchData) goalAllocs() Goal {
+	g := Goal{Name: "heap allocations per forwarded packet per subscriber (" + strings.TrimPrefix(forwardBench, "Benchmark") + ")", Target: "0", Measured: notMeasured}
+	var sum float64
+	n := 0
+	for _, b := range ParseBenchmarks(d.GoBench) {
+		if v, ok := b.Metrics["allocs/op"]; ok && b.Name == forwardBench {
+			sum += v
+			n++
+		}
+	}
+	if n == 0 {
+		return g
+	}
+	allocs := sum / float64(n)
+	per := allocs / forwardConsumers
+	g.Measured = fmt.Sprintf("%.2f (%.0f allocs/op ÷ %d subscribers)", per, allocs, forwardConsumers)
+	if n > 1 {
+		g.Measured = fmt.Sprintf("%.2f (mean %.1f allocs/op of %d runs ÷ %d subscribers)", per, allocs, n, forwardConsumers)
+	}
+	g.Met = allocs == 0
+	return g
+}
