@@ -94,6 +94,8 @@ vet:
 ## gotest: Go unit and integration tests with the race detector.
 gotest: consul
 	$(GO) test -race -count=1 -timeout 25m ./...
+	# Zero-allocation checks run without -race, which makes sync.Pool drop items.
+	$(GO) test -count=1 -run 'DoesNotAllocate' ./...
 
 ## benchonce: every Go benchmark for one iteration, so none of them rots.
 benchonce: consul

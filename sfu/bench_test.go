@@ -107,7 +107,7 @@ type forwardBench struct {
 	subs []*benchSub
 }
 
-func newForwardBench(b *testing.B, n int) *forwardBench {
+func newForwardBench(b testing.TB, n int) *forwardBench {
 	b.Helper()
 	ctx := testContext(b)
 	e := newTestEngine(b, func(c *Config) { c.MaxParticipantsPerRoom = n + 1 })
@@ -150,7 +150,7 @@ func newForwardBench(b *testing.B, n int) *forwardBench {
 }
 
 // checkReceived fails the benchmark when a subscriber stopped receiving.
-func (f *forwardBench) checkReceived(b *testing.B) {
+func (f *forwardBench) checkReceived(b testing.TB) {
 	for _, s := range f.subs {
 		if s.packets.Load() == 0 {
 			b.Errorf("subscriber %s received nothing", s.p.ID())

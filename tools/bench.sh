@@ -49,7 +49,7 @@ fi
 
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
-find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt -delete
+find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt ! -name alloc-tests.txt -delete
 logdir=$out/logs
 mkdir -p "$logdir"
 started=$(date -u +%s)
@@ -142,7 +142,8 @@ run_load() {
 	record taskset -c "$load_cpu" "$load" run --clip "$clip" --duration "$duration" \
 		--pin-server "$server_cpu" --pin-load "$load_cpu" --idle-max 0.25 \
 		--timeout 4m --json "$out/$name.json" "$@" 2>"$logdir/$name.load.log" |
-		tee "$out/$name.txt"
+		tee "$out/$name.txt" ||
+		echo "bench: scenario $name failed (see $logdir/$name.load.log); its goals show what is missing" >&2
 }
 
 # 1. Go benchmarks.
@@ -150,6 +151,10 @@ if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
 	echo "bench: Go benchmarks (-benchtime $gotime)"
 	record go test -run '^$' -bench . -benchmem -benchtime "$gotime" -count 1 -timeout 10m \
 		./sfu/ ./cluster/ ./tools/... | tee "$out/go-bench.txt"
+	# The zero-allocation tests, race-free (the race detector makes
+	# sync.Pool drop items); the document reads the verdict from here.
+	record go test -count=1 -v -run DoesNotAllocate ./sfu/ ./cluster/ >"$out/alloc-tests.txt" ||
+		echo "bench: zero-allocation tests failed; see $out/alloc-tests.txt" >&2
 fi
 
 # 2. Single-node scenarios, one fresh node each.

@@ -25,6 +25,9 @@ import (
 const (
 	// GoBenchFile is the raw output of `go test -bench`.
 	GoBenchFile = "go-bench.txt"
+	// AllocTestsFile is the `go test -v -run DoesNotAllocate` output of
+	// the zero-allocation tests (run without -race).
+	AllocTestsFile = "alloc-tests.txt"
 	// CommandsFile lists the command lines the bench ran, one per line.
 	CommandsFile = "commands.txt"
 	// profileTopGlob and profileCumGlob match `go tool pprof -top` and
@@ -88,6 +91,9 @@ type BenchData struct {
 	// GoBench is GoBenchFile's text.
 	GoBench    string
 	HasGoBench bool
+	// AllocTests is AllocTestsFile's text.
+	AllocTests    string
+	HasAllocTests bool
 	// Commands are CommandsFile's non-empty lines.
 	Commands    []string
 	HasCommands bool
@@ -119,6 +125,9 @@ func ReadBenchDir(dir string) (*BenchData, error) {
 	slices.SortFunc(d.Runs, compareRuns)
 
 	if d.GoBench, d.HasGoBench, err = readOptional(filepath.Join(dir, GoBenchFile)); err != nil {
+		return nil, err
+	}
+	if d.AllocTests, d.HasAllocTests, err = readOptional(filepath.Join(dir, AllocTestsFile)); err != nil {
 		return nil, err
 	}
 	var commands string

@@ -13,10 +13,13 @@ const (
 	goalReceiverCost = 1.5    // cross-node node B cost / direct cost
 	goalPropagation  = 300.0  // cross-node propagation p95, ms (strictly less)
 	goalJoinMS       = 1000.0 // join to first media p95, ms (strictly less)
-	// forwardBench is the Go benchmark whose allocations per packet per
-	// subscriber are checked, and forwardConsumers its subscribers.
-	forwardBench     = "BenchmarkForward/consumers=100"
-	forwardConsumers = 100
+	// forwardAllocTest is the race-free test that checks that the forwarding
+	// path allocates nothing per packet, with real subscribers.
+	forwardAllocTest = "TestForwardDoesNotAllocate"
+	// forwardBench is the Go benchmark whose process-wide allocations per
+	// outgoing packet (metric allocPerPacket) are shown beside it.
+	forwardBench   = "BenchmarkForward/consumers=100"
+	allocPerPacket = "allocs/pkt-out"
 )
 
 // notMeasured is the measured cell of a goal without data.
@@ -204,27 +207,39 @@ func (d *BenchData) goalJoin() Goal {
 	return g
 }
 
-// goalAllocs is allocs/op of forwardBench divided by its subscribers (the
-// mean over its result lines).
+// goalAllocs reads the outcome of forwardAllocTest in the alloc tests'
+// output (the goal: met when it passed) and shows beside it forwardBench's
+// process-wide allocations per outgoing packet (mean over its result
+// lines), which also count the in-process receivers and time-driven work
+// such as ICE keepalives and RTCP timers, so they are not the verdict.
 func (d *BenchData) goalAllocs() Goal {
-	g := Goal{Name: "heap allocations per forwarded packet per subscriber (" + strings.TrimPrefix(forwardBench, "Benchmark") + ")", Target: "0", Measured: notMeasured}
+	g := Goal{Name: "heap allocations per forwarded packet per subscriber", Target: "0", Measured: notMeasured}
+	var parts []string
+	switch {
+	case !d.HasAllocTests:
+	case strings.Contains(d.AllocTests, "--- PASS: "+forwardAllocTest+" "):
+		parts = append(parts, "0 in the forwarding path ("+forwardAllocTest+" passed: Producer.WriteRTP to 10 real subscribers)")
+		g.Met = true
+	case strings.Contains(d.AllocTests, "--- FAIL: "+forwardAllocTest+" "):
+		parts = append(parts, "the forwarding path allocates ("+forwardAllocTest+" failed)")
+	}
 	var sum float64
 	n := 0
 	for _, b := range ParseBenchmarks(d.GoBench) {
-		if v, ok := b.Metrics["allocs/op"]; ok && b.Name == forwardBench {
+		if v, ok := b.Metrics[allocPerPacket]; ok && b.Name == forwardBench {
 			sum += v
 			n++
 		}
 	}
-	if n == 0 {
-		return g
+	if n > 0 {
+		parts = append(parts, fmt.Sprintf("whole process in %s: %.2f per outgoing packet, receivers and ICE keepalives included",
+			strings.TrimPrefix(forwardBench, "Benchmark"), sum/float64(n)))
 	}
-	allocs := sum / float64(n)
-	per := allocs / forwardConsumers
-	g.Measured = fmt.Sprintf("%.2f (%.0f allocs/op ÷ %d subscribers)", per, allocs, forwardConsumers)
-	if n > 1 {
-		g.Measured = fmt.Sprintf("%.2f (mean %.1f allocs/op of %d runs ÷ %d subscribers)", per, allocs, n, forwardConsumers)
+	if len(parts) > 0 {
+		g.Measured = strings.Join(parts, "; ")
 	}
-	g.Met = allocs == 0
+	if len(parts) == 0 || !strings.HasPrefix(parts[0], "0 in") {
+		g.Met = false
+	}
 	return g
 }
