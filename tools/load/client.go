@@ -32,8 +32,11 @@ const (
 // Env is what the clients of one run share: the clock, the send-time
 // registry, the measurement window and the two pion APIs (publishers use
 // pion's default interceptors like a browser, so they answer NACKs and see
-// PLIs; subscribers use a bare API without interceptors: cheaper, and loss
-// is measured without NACK repair).
+// PLIs; subscribers announce the RTCP feedback a browser announces, so the
+// node serves them exactly as it serves browsers (NACK cache, PLI/FIR
+// forwarding, transport-cc), and send receiver reports like a browser, but
+// run no NACK generator or congestion control: cheaper, and loss is
+// measured without NACK repair).
 type Env struct {
 	Clock    *Clock
 	Registry *Registry
@@ -59,7 +62,7 @@ func NewEnv(loopbackOnly bool, log *slog.Logger) (*Env, error) {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
 
-	pubME, err := mediaEngine(true)
+	pubME, err := mediaEngine()
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +70,13 @@ func NewEnv(loopbackOnly bool, log *slog.Logger) (*Env, error) {
 	if err := webrtc.RegisterDefaultInterceptors(pubME, ir); err != nil {
 		return nil, fmt.Errorf("load: register interceptors: %w", err)
 	}
-	subME, err := mediaEngine(false)
+	subME, err := mediaEngine()
 	if err != nil {
 		return nil, err
+	}
+	subIR := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(subIR); err != nil {
+		return nil, fmt.Errorf("load: register receiver reports: %w", err)
 	}
 	return &Env{
 		Clock:    NewClock(),
@@ -79,24 +86,21 @@ func NewEnv(loopbackOnly bool, log *slog.Logger) (*Env, error) {
 		pubAPI: webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithInterceptorRegistry(ir),
 			webrtc.WithSettingEngine(se)),
 		subAPI: webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(se),
-			webrtc.WithInterceptorRegistry(&interceptor.Registry{})),
+			webrtc.WithInterceptorRegistry(subIR)),
 	}, nil
 }
 
 // mediaEngine registers Opus (PT 111) and VP8 (PT 96), the payload types
-// and parameters confab offers; with feedback, the RTCP feedback a browser
-// announces (nack, pli, fir, transport-cc).
-func mediaEngine(feedback bool) (*webrtc.MediaEngine, error) {
-	var videoFB, audioFB []webrtc.RTCPFeedback
-	if feedback {
-		videoFB = []webrtc.RTCPFeedback{
-			{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
-			{Type: webrtc.TypeRTCPFBNACK},
-			{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
-			{Type: webrtc.TypeRTCPFBTransportCC},
-		}
-		audioFB = []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
+// and parameters confab offers, with the RTCP feedback a browser announces
+// (nack, pli, fir, transport-cc).
+func mediaEngine() (*webrtc.MediaEngine, error) {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+		{Type: webrtc.TypeRTCPFBTransportCC},
 	}
+	audioFB := []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: opusCapability(audioFB), PayloadType: 111,
