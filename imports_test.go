@@ -7,8 +7,12 @@
 //	cluster    -> sfu
 //	templates  -> static
 //	sfu, static: import nothing of ours
-//	tools: imports only other tools packages (the load generator is a
-//	       client of the documented wire protocol, not of our Go API)
+//	tools: imports only other tools packages and internal (the load
+//	       generator is a client of the documented wire protocol, not of
+//	       our Go API)
+//	internal: helpers shared by tests and tools (internal/peer: the
+//	       answering side of a server-offered peer connection); imports
+//	       nothing of ours
 //
 // Only production imports (not test imports) are checked. Sub-packages belong
 // to their top-level directory's layer (web/internal/x counts as web).
@@ -38,7 +42,8 @@ var layers = map[string][]string{
 	"templates": {"static"},
 	"static":    {},
 	"sfu":       {},
-	"tools":     {},
+	"tools":     {"internal"},
+	"internal":  {},
 }
 
 // edge is one module-internal import: from imports to (both module-relative).
@@ -64,7 +69,11 @@ var forbidden = []struct {
 	{"static", "cluster", "static holds assets only"},
 	{"static", "web", "static holds assets only"},
 	{"*", "cmd", "nothing imports a command"},
-	{"tools", "*", "tools speak the wire protocol; they import nothing of ours but other tools"},
+	{"tools", "app", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
+	{"tools", "web", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
+	{"tools", "cluster", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
+	{"tools", "sfu", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
+	{"internal", "*", "internal helpers import nothing of ours"},
 }
 
 // layer returns the top-level directory of a module-relative package path.
@@ -176,6 +185,9 @@ func TestCheckEdges(t *testing.T) {
 		{"load command imports tools", edge{"cmd/confab-load", "tools/load"}, true},
 		{"tools imports another tools package", edge{"tools/load", "tools/clip"}, true},
 		{"tools imports web", edge{"tools/load", "web"}, false},
+		{"tools imports sfu", edge{"tools/load", "sfu"}, false},
+		{"tools imports internal", edge{"tools/load", "internal/peer"}, true},
+		{"internal imports sfu", edge{"internal/peer", "sfu"}, false},
 		{"tools imports app", edge{"tools/load", "app"}, false},
 		{"sfu imports web", edge{"sfu", "web"}, false},
 		{"sfu imports cluster", edge{"sfu", "cluster"}, false},
