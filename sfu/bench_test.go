@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/sys/unix"
+
+	"github.com/confab/confab/internal/peer"
 )
 
 // benchPayloadSize is the RTP payload size of benchmark packets (a typical
@@ -164,7 +165,7 @@ func (f *forwardBench) checkReceived(b testing.TB) {
 type benchSub struct {
 	tb      testing.TB
 	p       *Participant
-	pc      *webrtc.PeerConnection
+	sub     *peer.Answerer
 	offers  chan webrtc.SessionDescription
 	stop    chan struct{}
 	wg      sync.WaitGroup // answer loop and track readers
@@ -189,19 +190,14 @@ func joinBenchSub(tb testing.TB, e *Engine, room, name string) *benchSub {
 	// interceptors, whose receive side allocates per packet.
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se),
 		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		tb.Fatalf("client pc: %v", err)
-	}
-	s := &benchSub{tb: tb, pc: pc, offers: make(chan webrtc.SessionDescription, 16), stop: make(chan struct{})}
-	pc.OnTrack(s.drain)
+	s := &benchSub{tb: tb, offers: make(chan webrtc.SessionDescription, 16), stop: make(chan struct{})}
+	s.sub = peer.NewAnswerer(api, s.drain)
 	p, err := e.Join(room, JoinParams{Name: name, Events: EventHandlerFunc(func(ev Event) {
 		if ev.Type == EventSubscriberOffer {
 			s.offers <- *ev.SDP
 		}
 	})})
 	if err != nil {
-		_ = pc.Close()
 		tb.Fatalf("Join: %v", err)
 	}
 	s.p = p
@@ -217,7 +213,7 @@ func (s *benchSub) close() {
 	s.mu.Unlock()
 	close(s.stop)
 	s.p.Close()
-	_ = s.pc.Close()
+	_ = s.sub.Close()
 	s.wg.Wait()
 }
 
@@ -242,27 +238,14 @@ func (s *benchSub) answerLoop() {
 }
 
 func (s *benchSub) answer(offer webrtc.SessionDescription) error {
-	if err := s.pc.SetRemoteDescription(offer); err != nil {
-		return err
+	answer, err := s.sub.Answer(offer, s.stop)
+	if errors.Is(err, peer.ErrStopped) {
+		return nil
 	}
-	answer, err := s.pc.CreateAnswer(nil)
 	if err != nil {
 		return err
 	}
-	gathered := webrtc.GatheringCompletePromise(s.pc)
-	if err := s.pc.SetLocalDescription(answer); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	select {
-	case <-gathered:
-	case <-s.stop:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return s.p.SetSubscriberAnswer(*s.pc.LocalDescription())
+	return s.p.SetSubscriberAnswer(answer)
 }
 
 // drain reads a track until the peer connection closes.

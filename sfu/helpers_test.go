@@ -14,6 +14,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/confab/confab/internal/peer"
 )
 
 // testTimeout bounds every wait; generous for loaded CI boxes.
@@ -165,9 +167,10 @@ type client struct {
 
 	answered atomic.Int64 // subscriber answers accepted by the engine
 
+	sub *peer.Answerer // the subscriber PC
+
 	mu     sync.Mutex
 	closed bool
-	sub    *webrtc.PeerConnection
 	pub    *webrtc.PeerConnection
 	sender *webrtc.RTPSender // publisher's video sender
 	tracks []*remoteTrack
@@ -182,7 +185,14 @@ func joinClient(t *testing.T, e *Engine, room, name string) *client {
 // joinClientWith is joinClient with adjusted client settings.
 func joinClientWith(t *testing.T, e *Engine, room, name string, mutate func(*webrtc.SettingEngine)) *client {
 	t.Helper()
-	c := &client{t: t, api: clientAPI(t, mutate), rec: newRecorder(), stop: make(chan struct{})}
+	return joinClientAPI(t, e, room, name, clientAPI(t, mutate))
+}
+
+// joinClientAPI joins a client whose peer connections api creates.
+func joinClientAPI(t *testing.T, e *Engine, room, name string, api *webrtc.API) *client {
+	t.Helper()
+	c := &client{t: t, api: api, rec: newRecorder(), stop: make(chan struct{})}
+	c.sub = peer.NewAnswerer(api, c.onTrack)
 	p, err := e.Join(room, JoinParams{Name: name, Events: c.rec})
 	if err != nil {
 		t.Fatalf("Join(%q, %q): %v", room, name, err)
@@ -210,12 +220,10 @@ func (c *client) close() {
 	c.mu.Unlock()
 	c.p.Close()
 	c.answerWG.Wait() // no client PC operation in flight while closing
+	_ = c.sub.Close()
 	c.mu.Lock()
-	sub, pub := c.sub, c.pub
+	pub := c.pub
 	c.mu.Unlock()
-	if sub != nil {
-		_ = sub.Close()
-	}
 	if pub != nil {
 		_ = pub.Close()
 	}
@@ -240,40 +248,14 @@ func (c *client) answerLoop() {
 }
 
 func (c *client) answer(offer webrtc.SessionDescription) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	if pc == nil {
-		var err error
-		if pc, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-			return err
-		}
-		pc.OnTrack(c.onTrack)
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return pc.Close()
-		}
-		c.sub = pc
-		c.mu.Unlock()
+	answer, err := c.sub.Answer(offer, c.stop)
+	if errors.Is(err, peer.ErrStopped) {
+		return nil
 	}
-	if err := pc.SetRemoteDescription(offer); err != nil {
-		return err
-	}
-	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-c.stop:
-		return nil
-	}
-	if err := c.p.SetSubscriberAnswer(*pc.LocalDescription()); err != nil {
+	if err := c.p.SetSubscriberAnswer(answer); err != nil {
 		return err
 	}
 	c.answered.Add(1)
@@ -439,10 +421,7 @@ func waitMedia(ctx context.Context, t *testing.T, c *client, prod ProducerInfo) 
 
 // sendPLI makes the client's subscriber PC send a PLI for the track.
 func (c *client) sendPLI(rt *remoteTrack) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
+	return c.sub.PC().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
 }
 
 // fakeObserver records Observer calls as strings.

@@ -56,16 +56,7 @@ func vanishingClient(t *testing.T, e *Engine, room, name string) (*client, *vani
 	if err != nil {
 		t.Fatalf("NewAPI: %v", err)
 	}
-	c := &client{t: t, api: api, rec: newRecorder(), stop: make(chan struct{})}
-	p, err := e.Join(room, JoinParams{Name: name, Events: c.rec})
-	if err != nil {
-		t.Fatalf("Join(%q, %q): %v", room, name, err)
-	}
-	c.p = p
-	c.answerWG.Add(1)
-	go c.answerLoop()
-	t.Cleanup(c.close)
-	return c, conn
+	return joinClientAPI(t, e, room, name, api), conn
 }
 
 // TestICESilentPeerClosed: a publisher whose network vanishes (no close,
