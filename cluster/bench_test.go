@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 )
 
@@ -137,14 +138,11 @@ type benchNode struct {
 type benchSub struct {
 	env    *benchEnv
 	i      int
-	api    *webrtc.API
+	sub    *peer.Answerer
 	p      *sfu.Participant
 	offers chan webrtc.SessionDescription
 	stop   chan struct{}
 	wg     sync.WaitGroup
-
-	mu sync.Mutex
-	pc *webrtc.PeerConnection
 }
 
 // onClose registers f to run when the environment closes.
@@ -349,10 +347,11 @@ func (e *benchEnv) join(b *testing.B, n *benchNode, i int) {
 	s := &benchSub{
 		env:    e,
 		i:      i,
-		api:    webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(benchSettingEngine())),
 		offers: make(chan webrtc.SessionDescription, 16),
 		stop:   make(chan struct{}),
 	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(benchSettingEngine()))
+	s.sub = peer.NewAnswerer(api, func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { s.read(tr) })
 	p, err := n.engine.Join(benchRoom, sfu.JoinParams{Name: fmt.Sprintf("sub%d", i), Events: sfu.EventHandlerFunc(s.handle)})
 	if err != nil {
 		b.Fatalf("Join subscriber %d: %v", i, err)
@@ -395,36 +394,14 @@ func (s *benchSub) answerLoop(b *testing.B) {
 
 // answer applies one subscriber offer and sends the answer.
 func (s *benchSub) answer(offer webrtc.SessionDescription) error {
-	s.mu.Lock()
-	pc := s.pc
-	s.mu.Unlock()
-	if pc == nil {
-		var err error
-		if pc, err = s.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-			return err
-		}
-		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { s.read(tr) })
-		s.mu.Lock()
-		s.pc = pc
-		s.mu.Unlock()
+	answer, err := s.sub.Answer(offer, s.stop)
+	if errors.Is(err, peer.ErrStopped) {
+		return nil
 	}
-	if err := pc.SetRemoteDescription(offer); err != nil {
-		return err
-	}
-	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-s.stop:
-		return nil
-	}
-	return s.p.SetSubscriberAnswer(*pc.LocalDescription())
+	return s.p.SetSubscriberAnswer(answer)
 }
 
 // read counts the packets of the current run on tr (a pion goroutine; it
@@ -463,12 +440,7 @@ func (s *benchSub) close() {
 	s.p.Close()
 	close(s.stop)
 	s.wg.Wait()
-	s.mu.Lock()
-	pc := s.pc
-	s.mu.Unlock()
-	if pc != nil {
-		_ = pc.Close()
-	}
+	_ = s.sub.Close()
 }
 
 // newRun starts a run with a fresh id: from now on readers count only its

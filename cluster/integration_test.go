@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 	"github.com/hashicorp/consul/api"
 	"github.com/pion/ice/v4"
@@ -48,9 +49,10 @@ type itClient struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
+	sub *peer.Answerer // the subscriber PC
+
 	mu     sync.Mutex
 	events []sfu.Event
-	sub    *webrtc.PeerConnection
 	pub    *webrtc.PeerConnection
 	tracks []*itTrack
 	plis   int
@@ -86,6 +88,7 @@ func itJoinEngine(t itT, engine *sfu.Engine, room, name string) *itClient {
 		t.Fatalf("sfu.NewAPI: %v", err)
 	}
 	c := &itClient{t: t, name: name, api: wapi, offers: make(chan webrtc.SessionDescription, 256), stop: make(chan struct{})}
+	c.sub = peer.NewAnswerer(wapi, c.onTrack)
 	p, err := engine.Join(room, sfu.JoinParams{Name: name, Events: c})
 	if err != nil {
 		t.Fatalf("%s joins %s on %s: %v", name, room, engine.NodeID(), err)
@@ -128,12 +131,10 @@ func (c *itClient) close() {
 	c.once.Do(func() {
 		c.p.Close()
 		close(c.stop)
+		_ = c.sub.Close()
 		c.mu.Lock()
-		sub, pub := c.sub, c.pub
+		pub := c.pub
 		c.mu.Unlock()
-		if sub != nil {
-			_ = sub.Close()
-		}
 		if pub != nil {
 			_ = pub.Close()
 		}
@@ -160,36 +161,14 @@ func (c *itClient) answerLoop() {
 }
 
 func (c *itClient) answer(offer webrtc.SessionDescription) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	if pc == nil {
-		var err error
-		if pc, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-			return err
-		}
-		pc.OnTrack(c.onTrack)
-		c.mu.Lock()
-		c.sub = pc
-		c.mu.Unlock()
+	answer, err := c.sub.Answer(offer, c.stop)
+	if errors.Is(err, peer.ErrStopped) {
+		return nil
 	}
-	if err := pc.SetRemoteDescription(offer); err != nil {
-		return err
-	}
-	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-c.stop:
-		return nil
-	}
-	return c.p.SetSubscriberAnswer(*pc.LocalDescription())
+	return c.p.SetSubscriberAnswer(answer)
 }
 
 // onTrack runs on pion's goroutine and reads until the PC closes.
@@ -229,10 +208,7 @@ func (c *itClient) pliCount() int {
 
 // sendPLI asks for a keyframe of a received track.
 func (c *itClient) sendPLI(rt *itTrack) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
+	return c.sub.PC().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
 }
 
 // publishVP8 adds one synthetic VP8 track to the client's publisher PC

@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 )
 
@@ -289,8 +290,9 @@ type ptClient struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
+	sub *peer.Answerer // the subscriber PC
+
 	mu     sync.Mutex
-	sub    *webrtc.PeerConnection
 	pubs   []*webrtc.PeerConnection
 	tracks []*ptTrack
 	plis   int
@@ -309,6 +311,7 @@ func ptJoin(t *testing.T, n *ptNode, room, name string) *ptClient {
 		t.Fatalf("sfu.NewAPI: %v", err)
 	}
 	c := &ptClient{t: t, api: api, ev: &ptEvents{offers: make(chan webrtc.SessionDescription, 256)}, stop: make(chan struct{})}
+	c.sub = peer.NewAnswerer(api, c.onTrack)
 	p, err := n.engine.Join(room, sfu.JoinParams{Name: name, Events: c.ev})
 	if err != nil {
 		t.Fatalf("Join(%s, %s, %s): %v", n.id, room, name, err)
@@ -325,13 +328,12 @@ func (c *ptClient) close() {
 	c.once.Do(func() {
 		c.p.Close()
 		close(c.stop)
+		_ = c.sub.Close()
 		c.mu.Lock()
-		pcs := append([]*webrtc.PeerConnection{c.sub}, c.pubs...)
+		pubs := c.pubs
 		c.mu.Unlock()
-		for _, pc := range pcs {
-			if pc != nil {
-				_ = pc.Close()
-			}
+		for _, pc := range pubs {
+			_ = pc.Close()
 		}
 		c.wg.Wait()
 	})
@@ -358,36 +360,14 @@ func (c *ptClient) answerLoop() {
 
 // answer applies one subscriber offer and sends the answer (no trickle).
 func (c *ptClient) answer(offer webrtc.SessionDescription) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	if pc == nil {
-		var err error
-		if pc, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-			return err
-		}
-		pc.OnTrack(c.onTrack)
-		c.mu.Lock()
-		c.sub = pc
-		c.mu.Unlock()
+	answer, err := c.sub.Answer(offer, c.stop)
+	if errors.Is(err, peer.ErrStopped) {
+		return nil
 	}
-	if err := pc.SetRemoteDescription(offer); err != nil {
-		return err
-	}
-	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return err
-	}
-	select {
-	case <-gathered:
-	case <-c.stop:
-		return nil
-	}
-	return c.p.SetSubscriberAnswer(*pc.LocalDescription())
+	return c.p.SetSubscriberAnswer(answer)
 }
 
 // onTrack counts the packets of a received track (pion goroutine; ends
@@ -429,10 +409,7 @@ func (c *ptClient) pliCount() int {
 
 // sendPLI has the subscriber PC send a PLI for rt.
 func (c *ptClient) sendPLI(rt *ptTrack) error {
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
+	return c.sub.PC().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
 }
 
 // publishVP8 publishes one synthetic VP8 track on a new publisher PC and
