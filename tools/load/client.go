@@ -13,6 +13,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/confab/confab/internal/peer"
 )
 
 // Timeouts of the client's signaling steps.
@@ -166,10 +168,11 @@ type Client struct {
 	received   atomic.Uint64 // media packets received, warm-up included
 	leaving    atomic.Bool   // Close started: connection errors are expected
 
+	sub *peer.Answerer // the subscriber peer connection (answers the node's offers)
+
 	mu        sync.Mutex // guards the fields below
 	closed    bool
 	pub       *publisher
-	sub       *webrtc.PeerConnection
 	tracks    []*trackReader
 	remote    []webrtc.ICECandidateInit // server candidates before the subscriber's remote description
 	errs      []string
@@ -189,6 +192,7 @@ func Join(ctx context.Context, env *Env, cfg ClientConfig) (*Client, error) {
 		answerc:    make(chan wireSDP, 1),
 		errorc:     make(chan message, maxClientErrors),
 	}
+	c.sub = peer.NewAnswerer(env.subAPI, c.onTrack)
 	jctx, cancel := context.WithTimeout(ctx, JoinTimeout)
 	defer cancel()
 	ws, err := dialWS(jctx, cfg.URL, cfg.Room)
@@ -329,18 +333,16 @@ func (c *Client) close() error {
 	<-c.readerDone
 
 	// No goroutine creates peer connections any more (the reader is gone and
-	// closed is set), so pub and sub are final.
+	// closed is set), so pub is final.
 	c.mu.Lock()
-	pub, sub := c.pub, c.sub
+	pub := c.pub
 	c.mu.Unlock()
 	if pub != nil {
 		err = errors.Join(err, pub.close())
 		c.env.Registry.Unregister(c.id)
 	}
-	if sub != nil {
-		if cerr := sub.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("load: close subscriber pc of %s: %w", c.id, cerr))
-		}
+	if cerr := c.sub.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("load: close subscriber pc of %s: %w", c.id, cerr))
 	}
 	c.wg.Wait()
 	return err
@@ -404,7 +406,7 @@ func (c *Client) onCandidate(m message) {
 			pc = c.pub.pc
 		}
 	case targetSubscriber:
-		pc = c.sub
+		pc = c.sub.PC()
 		if pc == nil || pc.RemoteDescription() == nil {
 			c.remote = append(c.remote, *m.Candidate)
 			c.mu.Unlock()
@@ -422,30 +424,31 @@ func (c *Client) onCandidate(m message) {
 
 // onSubscriberOffer answers a subscriber-offer, creating the subscriber
 // peer connection on the first one. Local candidates go into the answer
-// (gathering is awaited), so nothing is trickled.
+// (gathering is awaited, bounded by NegotiationTimeout), so nothing is
+// trickled.
 func (c *Client) onSubscriberOffer(m message) error {
 	if m.SDP == nil || m.SDP.Type != "offer" {
 		return errors.New("subscriber-offer without an offer")
 	}
-	c.mu.Lock()
-	pc := c.sub
-	c.mu.Unlock()
-	if pc == nil {
-		var err error
-		if pc, err = c.env.subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
-			return fmt.Errorf("subscriber pc: %w", err)
-		}
-		pc.OnTrack(c.onTrack)
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return pc.Close()
-		}
-		c.sub = pc
-		c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, NegotiationTimeout)
+	defer cancel()
+	answer, err := c.sub.Answer(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP.SDP}, ctx.Done())
+	c.addQueuedCandidates()
+	switch {
+	case errors.Is(err, peer.ErrStopped) && c.ctx.Err() == nil:
+		return fmt.Errorf("subscriber answer: ICE gathering took more than %v", NegotiationTimeout)
+	case err != nil:
+		return fmt.Errorf("subscriber answer: %w", err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP.SDP}); err != nil {
-		return fmt.Errorf("subscriber SetRemoteDescription: %w", err)
+	return c.ws.send(c.ctx, message{Type: msgSubscriberAnswer, SDP: &wireSDP{Type: "answer", SDP: answer.SDP}})
+}
+
+// addQueuedCandidates adds the server candidates that came before the
+// subscriber peer connection had a remote description, once it has one.
+func (c *Client) addQueuedCandidates() {
+	pc := c.sub.PC()
+	if pc == nil || pc.RemoteDescription() == nil {
+		return
 	}
 	c.mu.Lock()
 	queued := c.remote
@@ -456,15 +459,6 @@ func (c *Client) onSubscriberOffer(m message) error {
 			c.record("add subscriber candidate: %v", err)
 		}
 	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return fmt.Errorf("subscriber CreateAnswer: %w", err)
-	}
-	sdp, err := c.describe(pc, answer)
-	if err != nil {
-		return fmt.Errorf("subscriber answer: %w", err)
-	}
-	return c.ws.send(c.ctx, message{Type: msgSubscriberAnswer, SDP: &wireSDP{Type: "answer", SDP: sdp}})
 }
 
 // describe sets desc as pc's local description and waits (bounded) for ICE
