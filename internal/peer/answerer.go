@@ -6,6 +6,7 @@
 package peer
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -87,6 +88,38 @@ func (a *Answerer) Answer(offer webrtc.SessionDescription, stop <-chan struct{})
 		return webrtc.SessionDescription{}, stepError("read local description", webrtc.ErrConnectionClosed)
 	}
 	return *local, nil
+}
+
+// Serve answers the offers that arrive on offers, one at a time, and hands
+// each answer to send (which delivers it to the offering side), until stop
+// closes or the Answerer is closed. An error of Answer or send goes to fail
+// and serving goes on; errors that come once stop has closed are dropped,
+// as they are expected while the connection goes away. Serve runs on the
+// caller's goroutine.
+func (a *Answerer) Serve(offers <-chan webrtc.SessionDescription, stop <-chan struct{},
+	send func(webrtc.SessionDescription) error, fail func(error)) {
+	for {
+		select {
+		case <-stop:
+			return
+		case offer := <-offers:
+			answer, err := a.Answer(offer, stop)
+			if err == nil {
+				err = send(answer)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+			if err != nil {
+				fail(err)
+			}
+		}
+	}
 }
 
 // peerConnection returns the peer connection, creating it on first use; it

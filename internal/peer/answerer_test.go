@@ -415,3 +415,113 @@ func TestConcurrentAnswerClose(t *testing.T) {
 		})
 	}
 }
+
+// TestServe feeds offers to Serve and checks where answers and errors go
+// and what ends it.
+func TestServe(t *testing.T) {
+	errSend := errors.New("send failed")
+	tests := []struct {
+		name      string
+		offers    int
+		notOffer  bool  // the offers are sent as answers
+		sendErr   error // what send returns
+		closed    bool  // the Answerer is closed before the first offer
+		wantSent  int
+		wantFails int
+	}{
+		{name: "answers every offer", offers: 2, wantSent: 2},
+		{name: "a send error goes to fail", offers: 1, sendErr: errSend, wantSent: 1, wantFails: 1},
+		{name: "a bad offer goes to fail", offers: 1, notOffer: true, wantFails: 1},
+		{name: "Close ends serving", offers: 1, closed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAnswerer(testAPI(t, nil), nil)
+			t.Cleanup(func() { _ = a.Close() })
+			o := newOfferer(t)
+			offers := make(chan webrtc.SessionDescription)
+			stop := make(chan struct{})
+			sent := make(chan webrtc.SessionDescription, 1)
+			fails := make(chan error, 1)
+			var serving sync.WaitGroup
+			served := make(chan struct{})
+			serving.Go(func() {
+				defer close(served)
+				a.Serve(offers, stop, func(d webrtc.SessionDescription) error {
+					select {
+					case sent <- d:
+					case <-stop:
+					}
+					return tt.sendErr
+				}, func(err error) {
+					select {
+					case fails <- err:
+					case <-stop:
+					}
+				})
+			})
+			var stopOnce sync.Once
+			stopServing := func() { stopOnce.Do(func() { close(stop) }) }
+			defer func() { // also after a failure
+				stopServing()
+				serving.Wait()
+			}()
+			if tt.closed {
+				if err := a.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+			}
+			var nSent, nFails int
+			for i := range tt.offers {
+				o.addTrack(string(rune('a' + i)))
+				offer := o.offer()
+				if tt.notOffer {
+					offer.Type = webrtc.SDPTypeAnswer
+				}
+				select {
+				case offers <- offer:
+				case <-served:
+					t.Fatal("Serve returned before the offer")
+				}
+				if tt.closed {
+					break
+				}
+				if !tt.notOffer {
+					select {
+					case answer := <-sent:
+						nSent++
+						if err := o.pc.SetRemoteDescription(answer); err != nil {
+							t.Fatalf("offerer SetRemoteDescription: %v", err)
+						}
+					case <-served:
+						t.Fatal("Serve returned before the stop")
+					case <-time.After(testTimeout):
+						t.Fatal("no answer")
+					}
+				}
+				if tt.notOffer || tt.sendErr != nil {
+					select {
+					case err := <-fails:
+						nFails++
+						if err == nil || tt.sendErr != nil && !errors.Is(err, tt.sendErr) {
+							t.Errorf("fail(%v), want %v", err, tt.sendErr)
+						}
+					case <-time.After(testTimeout):
+						t.Fatal("no failure reported")
+					}
+				}
+			}
+			if !tt.closed {
+				stopServing()
+			}
+			select {
+			case <-served:
+			case <-time.After(testTimeout):
+				t.Fatal("Serve did not return")
+			}
+			if nSent != tt.wantSent || nFails != tt.wantFails {
+				t.Errorf("%d answers sent and %d failures, want %d and %d", nSent, nFails, tt.wantSent, tt.wantFails)
+			}
+		})
+	}
+}
