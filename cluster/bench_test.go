@@ -376,32 +376,11 @@ func (s *benchSub) handle(ev sfu.Event) {
 // answerLoop answers subscriber offers until the subscriber closes.
 func (s *benchSub) answerLoop(b *testing.B) {
 	defer s.wg.Done()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case offer := <-s.offers:
-			if err := s.answer(offer); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
-				select {
-				case <-s.stop:
-				default:
-					b.Errorf("subscriber %d: answering offer: %v", s.i, err)
-				}
-			}
+	s.sub.Serve(s.offers, s.stop, s.p.SetSubscriberAnswer, func(err error) {
+		if !errors.Is(err, sfu.ErrParticipantClosed) {
+			b.Errorf("subscriber %d: answering offer: %v", s.i, err)
 		}
-	}
-}
-
-// answer applies one subscriber offer and sends the answer.
-func (s *benchSub) answer(offer webrtc.SessionDescription) error {
-	answer, err := s.sub.Answer(offer, s.stop)
-	if errors.Is(err, peer.ErrStopped) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return s.p.SetSubscriberAnswer(answer)
+	})
 }
 
 // read counts the packets of the current run on tr (a pion goroutine; it

@@ -142,33 +142,14 @@ func (c *itClient) close() {
 	})
 }
 
+// answerLoop answers subscriber offers until the client closes.
 func (c *itClient) answerLoop() {
 	defer c.wg.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case offer := <-c.offers:
-			if err := c.answer(offer); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
-				select {
-				case <-c.stop:
-				default:
-					c.t.Errorf("%s: answer subscriber offer: %v", c.name, err)
-				}
-			}
+	c.sub.Serve(c.offers, c.stop, c.p.SetSubscriberAnswer, func(err error) {
+		if !errors.Is(err, sfu.ErrParticipantClosed) {
+			c.t.Errorf("%s: answer subscriber offer: %v", c.name, err)
 		}
-	}
-}
-
-func (c *itClient) answer(offer webrtc.SessionDescription) error {
-	answer, err := c.sub.Answer(offer, c.stop)
-	if errors.Is(err, peer.ErrStopped) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return c.p.SetSubscriberAnswer(answer)
+	})
 }
 
 // onTrack runs on pion's goroutine and reads until the PC closes.

@@ -339,35 +339,15 @@ func (c *ptClient) close() {
 	})
 }
 
-// answerLoop answers subscriber offers until the client closes.
+// answerLoop answers subscriber offers until the client closes (no
+// trickle).
 func (c *ptClient) answerLoop() {
 	defer c.wg.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case offer := <-c.ev.offers:
-			if err := c.answer(offer); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
-				select {
-				case <-c.stop:
-				default:
-					c.t.Errorf("answering subscriber offer: %v", err)
-				}
-			}
+	c.sub.Serve(c.ev.offers, c.stop, c.p.SetSubscriberAnswer, func(err error) {
+		if !errors.Is(err, sfu.ErrParticipantClosed) {
+			c.t.Errorf("answering subscriber offer: %v", err)
 		}
-	}
-}
-
-// answer applies one subscriber offer and sends the answer (no trickle).
-func (c *ptClient) answer(offer webrtc.SessionDescription) error {
-	answer, err := c.sub.Answer(offer, c.stop)
-	if errors.Is(err, peer.ErrStopped) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return c.p.SetSubscriberAnswer(answer)
+	})
 }
 
 // onTrack counts the packets of a received track (pion goroutine; ends

@@ -217,35 +217,14 @@ func (s *benchSub) close() {
 	s.wg.Wait()
 }
 
-func (s *benchSub) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
+// answerLoop answers subscriber offers until the subscriber closes.
 func (s *benchSub) answerLoop() {
 	defer s.wg.Done()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case offer := <-s.offers:
-			if err := s.answer(offer); err != nil && !errors.Is(err, ErrParticipantClosed) && !s.isClosed() {
-				s.tb.Errorf("answer: %v", err)
-			}
+	s.sub.Serve(s.offers, s.stop, s.p.SetSubscriberAnswer, func(err error) {
+		if !errors.Is(err, ErrParticipantClosed) {
+			s.tb.Errorf("answer: %v", err)
 		}
-	}
-}
-
-func (s *benchSub) answer(offer webrtc.SessionDescription) error {
-	answer, err := s.sub.Answer(offer, s.stop)
-	if errors.Is(err, peer.ErrStopped) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return s.p.SetSubscriberAnswer(answer)
+	})
 }
 
 // drain reads a track until the peer connection closes.

@@ -204,12 +204,6 @@ func joinClientAPI(t *testing.T, e *Engine, room, name string, api *webrtc.API) 
 	return c
 }
 
-func (c *client) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
 // close leaves (idempotent) and releases client resources.
 func (c *client) close() {
 	c.mu.Lock()
@@ -230,36 +224,22 @@ func (c *client) close() {
 	c.wg.Wait()
 }
 
+// answerLoop answers subscriber offers until the client closes. Errors are
+// expected once the server closed the participant (pion closes the client
+// PC on the peer's DTLS close_notify).
 func (c *client) answerLoop() {
 	defer c.answerWG.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case offer := <-c.rec.offers:
-			// Errors are expected once the server closed the participant (pion
-			// closes the client PC on the peer's DTLS close_notify).
-			if err := c.answer(offer); err != nil && !c.isClosed() && !errors.Is(err, ErrParticipantClosed) &&
-				!errors.Is(err, webrtc.ErrConnectionClosed) {
-				c.t.Errorf("answer subscriber offer: %v", err)
-			}
+	c.sub.Serve(c.rec.offers, c.stop, func(answer webrtc.SessionDescription) error {
+		if err := c.p.SetSubscriberAnswer(answer); err != nil {
+			return err
 		}
-	}
-}
-
-func (c *client) answer(offer webrtc.SessionDescription) error {
-	answer, err := c.sub.Answer(offer, c.stop)
-	if errors.Is(err, peer.ErrStopped) {
+		c.answered.Add(1)
 		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := c.p.SetSubscriberAnswer(answer); err != nil {
-		return err
-	}
-	c.answered.Add(1)
-	return nil
+	}, func(err error) {
+		if !errors.Is(err, ErrParticipantClosed) && !errors.Is(err, webrtc.ErrConnectionClosed) {
+			c.t.Errorf("answer subscriber offer: %v", err)
+		}
+	})
 }
 
 // onTrack runs on pion's goroutine and reads until the PC closes.
