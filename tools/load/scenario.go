@@ -27,23 +27,34 @@ type result struct {
 func (r *runner) fanout(ctx context.Context) error {
 	var all []*Client
 	defer func() { r.closeAll(all) }()
-	pub := r.join(ctx, r.cfg.URL, "publisher")
-	if pub == nil {
-		return r.fatal(ctx, "the publisher could not join")
-	}
-	all = append(all, pub)
-	if err := pub.Publish(ctx, r.media); err != nil {
+	pub, subs, err := r.startFanout(ctx, &all)
+	if err != nil {
 		return err
 	}
-	subs := r.joinMany(ctx, r.cfg.URL, "sub", r.cfg.Subscribers, false)
-	all = append(all, subs...)
-	if err := r.settle(ctx, subs); err != nil {
-		return err
-	}
-	err := r.measure(ctx)
+	err = r.measure(ctx)
 	r.closeAll(all)
 	r.finish(result{receivers: subs, joiners: subs, publishers: []*Client{pub}})
 	return err
+}
+
+// startFanout starts what fanout and churn measure: the publisher on node
+// A, publishing, and N subscribers there that received media. Every client
+// that joined is appended to *all, also on error.
+func (r *runner) startFanout(ctx context.Context, all *[]*Client) (pub *Client, subs []*Client, err error) {
+	pub = r.join(ctx, r.cfg.URL, "publisher")
+	if pub == nil {
+		return nil, nil, r.fatal(ctx, "the publisher could not join")
+	}
+	*all = append(*all, pub)
+	if err := pub.Publish(ctx, r.media); err != nil {
+		return nil, nil, err
+	}
+	subs = r.joinMany(ctx, r.cfg.URL, "sub", r.cfg.Subscribers, false)
+	*all = append(*all, subs...)
+	if err := r.settle(ctx, subs); err != nil {
+		return nil, nil, err
+	}
+	return pub, subs, nil
 }
 
 // meeting: P participants each publishing and receiving all others.
@@ -99,23 +110,14 @@ func (r *runner) crossNode(ctx context.Context) error {
 func (r *runner) churn(ctx context.Context) error {
 	var all []*Client
 	defer func() { r.closeAll(all) }()
-	pub := r.join(ctx, r.cfg.URL, "publisher")
-	if pub == nil {
-		return r.fatal(ctx, "the publisher could not join")
-	}
-	all = append(all, pub)
-	if err := pub.Publish(ctx, r.media); err != nil {
-		return err
-	}
-	subs := r.joinMany(ctx, r.cfg.URL, "sub", r.cfg.Subscribers, false)
-	all = append(all, subs...)
-	if err := r.settle(ctx, subs); err != nil {
+	pub, subs, err := r.startFanout(ctx, &all)
+	if err != nil {
 		return err
 	}
 
 	cctx, stop := context.WithCancel(ctx)
 	ch := r.startChurn(cctx)
-	err := r.measure(ctx)
+	err = r.measure(ctx)
 	stop()
 	joins, started := ch.wait()
 	r.rep.Params.Churned = started
