@@ -496,7 +496,7 @@ func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.R
 			l.endPipe(pp, "track ended")
 			return
 		}
-		if !linkPacket(&pkt, buf[:n]) {
+		if !sfu.ParseForwarded(&pkt, buf[:n]) { // strips the link hop's extensions
 			continue
 		}
 		if err := prod.WriteRTP(&pkt); errors.Is(err, sfu.ErrProducerClosed) {
@@ -509,25 +509,6 @@ func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.R
 // linkReadBuffer is the size of a pipe's read buffer: more than pion's
 // receive MTU (1460 bytes by default).
 const linkReadBuffer = 1500
-
-// linkPacket parses b, an RTP packet received on a link, into pkt (reusing
-// its storage; pkt.Payload aliases b) and strips what belongs to the link
-// hop: header extensions (their ids were negotiated on the link, they mean
-// nothing to this node's subscribers, whose senders add their own) and
-// padding. It reports false for packets not to forward: unparsable, or
-// without payload (padding only). Like the engine's publisher path.
-func linkPacket(pkt *rtp.Packet, b []byte) bool {
-	if err := pkt.Unmarshal(b); err != nil || len(pkt.Payload) == 0 {
-		return false
-	}
-	pkt.Extension = false
-	pkt.ExtensionProfile = 0
-	pkt.Extensions = pkt.Extensions[:0]
-	pkt.Padding = false
-	pkt.Header.PaddingSize = 0
-	pkt.PaddingSize = 0 //nolint:staticcheck // deprecated field still copied by pion
-	return true
-}
 
 // readRTCP drains the RTCP the peer sends for pp's track and ends the pipe
 // on an RTCP BYE for its SSRC (the peer's producer closed).

@@ -487,9 +487,9 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	p.log.Info("producer stopped", "producer", info.ID)
 }
 
-// forward copies RTP from track to prod until either ends. Header
-// extensions (negotiated per publisher PC) and padding are stripped; the
-// packet and buffer are reused (no per-packet allocation).
+// forward copies RTP from track to prod until either ends, through
+// ParseForwarded; the packet and buffer are reused (no per-packet
+// allocation).
 func forward(track *webrtc.TrackRemote, prod *Producer) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
@@ -498,15 +498,9 @@ func forward(track *webrtc.TrackRemote, prod *Producer) {
 		if err != nil {
 			return
 		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil || len(pkt.Payload) == 0 {
+		if !ParseForwarded(&pkt, buf[:n]) {
 			continue
 		}
-		pkt.Extension = false
-		pkt.ExtensionProfile = 0
-		pkt.Extensions = pkt.Extensions[:0]
-		pkt.Padding = false
-		pkt.Header.PaddingSize = 0
-		pkt.PaddingSize = 0 //nolint:staticcheck // deprecated field still copied by pion
 		if prod.WriteRTP(&pkt) != nil {
 			return
 		}

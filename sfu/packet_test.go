@@ -1,4 +1,4 @@
-package cluster
+package sfu
 
 import (
 	"bytes"
@@ -7,8 +7,8 @@ import (
 	"github.com/pion/rtp"
 )
 
-// linkTestPacket marshals an RTP packet as a link would carry it.
-func linkTestPacket(t *testing.T, payload []byte, padding byte, exts map[uint8][]byte) []byte {
+// forwardTestPacket marshals an RTP packet as a publisher or a link sends it.
+func forwardTestPacket(t *testing.T, payload []byte, padding byte, exts map[uint8][]byte) []byte {
 	t.Helper()
 	p := rtp.Packet{
 		Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 4242, Timestamp: 90000, SSRC: 0xabcd, Marker: true},
@@ -30,24 +30,24 @@ func linkTestPacket(t *testing.T, payload []byte, padding byte, exts map[uint8][
 	return b
 }
 
-func TestLinkPacket(t *testing.T) {
+func TestParseForwarded(t *testing.T) {
 	payload := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 1, 2, 3}
 	tests := []struct {
 		name string
 		raw  []byte
 		ok   bool
 	}{
-		{"plain", linkTestPacket(t, payload, 0, nil), true},
-		{"link extensions are stripped", linkTestPacket(t, payload, 0, map[uint8][]byte{3: {0, 7}, 5: {1}}), true},
-		{"padding is stripped", linkTestPacket(t, payload, 4, map[uint8][]byte{3: {0, 7}}), true},
-		{"padding only", linkTestPacket(t, nil, 8, nil), false},
+		{"plain", forwardTestPacket(t, payload, 0, nil), true},
+		{"extensions are stripped", forwardTestPacket(t, payload, 0, map[uint8][]byte{3: {0, 7}, 5: {1}}), true},
+		{"padding is stripped", forwardTestPacket(t, payload, 4, map[uint8][]byte{3: {0, 7}}), true},
+		{"padding only", forwardTestPacket(t, nil, 8, nil), false},
 		{"not rtp", []byte{0x80, 96, 0}, false},
 	}
-	var pkt rtp.Packet // reused across cases, as the pipe reuses it
+	var pkt rtp.Packet // reused across cases, as the readers reuse it
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := linkPacket(&pkt, tc.raw); got != tc.ok {
-				t.Fatalf("linkPacket = %v, want %v", got, tc.ok)
+			if got := ParseForwarded(&pkt, tc.raw); got != tc.ok {
+				t.Fatalf("ParseForwarded = %v, want %v", got, tc.ok)
 			}
 			if !tc.ok {
 				return
@@ -76,15 +76,15 @@ func TestLinkPacket(t *testing.T) {
 	}
 }
 
-func TestLinkPacketDoesNotAllocate(t *testing.T) {
-	raw := linkTestPacket(t, make([]byte, 1100), 0, map[uint8][]byte{3: {0, 7}})
+func TestParseForwardedDoesNotAllocate(t *testing.T) {
+	raw := forwardTestPacket(t, make([]byte, 1100), 0, map[uint8][]byte{3: {0, 7}})
 	var pkt rtp.Packet
-	linkPacket(&pkt, raw) // first use sizes the packet's extension storage
+	ParseForwarded(&pkt, raw) // first use sizes the packet's extension storage
 	if n := testing.AllocsPerRun(100, func() {
-		if !linkPacket(&pkt, raw) {
-			t.Fatal("linkPacket rejected a valid packet")
+		if !ParseForwarded(&pkt, raw) {
+			t.Fatal("ParseForwarded rejected a valid packet")
 		}
 	}); n != 0 {
-		t.Errorf("linkPacket allocates %.1f times per packet, want 0", n)
+		t.Errorf("ParseForwarded allocates %.1f times per packet, want 0", n)
 	}
 }
