@@ -87,17 +87,9 @@ free_port() {
 	"$load" freeport
 }
 
-# wait_http URL SECONDS: poll until URL answers 2xx.
-wait_http() {
-	local url=$1 deadline=$((SECONDS + $2))
-	until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "bench: $url did not come up; logs in $logdir" >&2
-			return 1
-		fi
-		sleep 0.1
-	done
-}
+WAIT_WHO=bench
+# shellcheck source=tools/wait.sh
+. tools/wait.sh
 
 # start_node NAME HTTP_PORT [confab flags...]: a node pinned to the server
 # CPU; sets NODE_PID.
@@ -125,12 +117,7 @@ start_consul() {
 	"${cmd[@]}" >"$logdir/consul.log" 2>&1 &
 	pids+=($!)
 	CONSUL_ADDR=127.0.0.1:$http
-	wait_http "http://$CONSUL_ADDR/v1/status/leader" 30
-	local deadline=$((SECONDS + 30))
-	until [ "$(curl -fsS "http://$CONSUL_ADDR/v1/status/leader")" != '""' ]; do
-		[ "$SECONDS" -lt "$deadline" ] || { echo "bench: consul elected no leader" >&2; return 1; }
-		sleep 0.2
-	done
+	wait_consul_leader "$CONSUL_ADDR" 30
 }
 
 # run_load NAME [confab-load run flags...]: one scenario, generator pinned

@@ -44,29 +44,15 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_http URL SECONDS: poll until URL answers 2xx.
-wait_http() {
-	local url=$1 deadline=$((SECONDS + $2))
-	until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "cluster: $url did not come up; see $logdir" >&2
-			return 1
-		fi
-		sleep 0.2
-	done
-}
+WAIT_WHO=cluster
+# shellcheck source=tools/wait.sh
+. tools/wait.sh
 
 "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 \
 	-http-port "$consul_port" -dns-port -1 -grpc-port -1 \
 	-log-level warn >"$logdir/consul.log" 2>&1 &
 pids+=($!)
-wait_http "http://127.0.0.1:$consul_port/v1/status/leader" 30
-# The leader endpoint answers before a leader is elected; wait for one.
-deadline=$((SECONDS + 30))
-until [ "$(curl -fsS "http://127.0.0.1:$consul_port/v1/status/leader")" != '""' ]; do
-	[ "$SECONDS" -lt "$deadline" ] || { echo "cluster: consul elected no leader" >&2; exit 1; }
-	sleep 0.2
-done
+wait_consul_leader "127.0.0.1:$consul_port" 30
 
 for i in 1 2 3; do
 	"$confab" \
@@ -79,7 +65,7 @@ for i in 1 2 3; do
 	pids+=($!)
 done
 for i in 1 2 3; do
-	wait_http "http://127.0.0.1:808$i/healthz" 30
+	wait_http "http://127.0.0.1:808$i/healthz" 30 || exit 1
 done
 
 cat <<EOF
