@@ -68,6 +68,10 @@ type Config struct {
 	ConsulTimeout time.Duration
 	// MaxBackoff caps retry delays; default DefaultMaxBackoff.
 	MaxBackoff time.Duration
+
+	// MaxParticipants is the number of local participants above which
+	// Place sends newcomers to other nodes (0: no limit).
+	MaxParticipants int
 }
 
 // SetDefaults fills the zero optional fields with their defaults.
@@ -122,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackoff <= 0 {
 		return invalid("max backoff must be positive")
+	}
+	if c.MaxParticipants < 0 {
+		return invalid("max participants must not be negative")
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ var (
 	// ErrKeyHeld means a KV key is held by another Consul session, usually
 	// a second live process using the same node id.
 	ErrKeyHeld = errors.New("cluster: key held by another session")
+	// ErrNodeFull is returned by Place when no live node of the cluster
+	// (or, single-node, this node) has room for another participant.
+	ErrNodeFull = errors.New("cluster: every node is full")
 	// ErrSessionLost means the node's Consul session no longer exists.
 	ErrSessionLost = errors.New("cluster: consul session lost")
 )

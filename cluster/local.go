@@ -13,8 +13,9 @@ import (
 // The observer methods do nothing, Handler answers 404 to every control
 // request and Ready always returns nil. Safe for concurrent use.
 type Local struct {
-	engine    *sfu.Engine
-	startedAt time.Time
+	engine          *sfu.Engine
+	startedAt       time.Time
+	maxParticipants int
 }
 
 // NewLocal returns the single-node membership of engine.

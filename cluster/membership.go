@@ -19,6 +19,7 @@ import (
 // (they are ignored then or, before Start, applied by Start); they never block.
 type Membership interface {
 	sfu.Observer
+	Placer
 	// Start joins the cluster. ctx bounds the start-up work only; the
 	// membership's background work lives until Close.
 	Start(ctx context.Context) error
