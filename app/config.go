@@ -19,7 +19,7 @@ const (
 	DefaultUDPIP           = "0.0.0.0"
 	DefaultLogLevel        = "info"
 	DefaultMaxParticipants = 100
-	DefaultMaxRooms        = 1000
+	DefaultMaxRooms        = 10000
 	// DefaultDrainTimeout is how long a stopping node waits for its rooms
 	// to empty after telling its clients to move (--drain-timeout).
 	DefaultDrainTimeout = 30 * time.Second

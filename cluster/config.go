@@ -23,6 +23,18 @@ const (
 	// DefaultMaxBackoff caps the delay between retries of failed Consul
 	// requests.
 	DefaultMaxBackoff = 5 * time.Second
+	// DefaultReconcileInterval is how often each open room is compared
+	// with Consul.
+	DefaultReconcileInterval = 2 * time.Minute
+	// DefaultReconcileRate bounds room reads per second.
+	DefaultReconcileRate = 50
+	// DefaultSyncInterval is the anti-entropy period between nodes.
+	DefaultSyncInterval = 30 * time.Second
+	// DefaultHealthCheckInterval is the Consul check interval of a node.
+	DefaultHealthCheckInterval = 2 * time.Second
+	// DefaultLoadInterval is the least time between load rewrites of the
+	// node record.
+	DefaultLoadInterval = time.Second
 	// MinSecretLen is the minimum length of Config.Secret in bytes.
 	MinSecretLen = 16
 )
@@ -69,6 +81,29 @@ type Config struct {
 	// MaxBackoff caps retry delays; default DefaultMaxBackoff.
 	MaxBackoff time.Duration
 
+	// ConsulMaxConns bounds the node's TCP connections to Consul; default
+	// DefaultConsulMaxConns. It must be at least 4 (two blocking queries,
+	// the writer and the session renewal).
+	ConsulMaxConns int
+	// ReconcileInterval is how often each open room is compared with what
+	// Consul holds (a one-shot read, spread over the interval and rate
+	// limited by ReconcileRate); default DefaultReconcileInterval.
+	ReconcileInterval time.Duration
+	// ReconcileRate bounds the room reads per second (reconciliation and
+	// room opening together); default DefaultReconcileRate.
+	ReconcileRate float64
+	// SyncInterval is how often a node sends every other node it shares
+	// rooms with its full state of those rooms (anti-entropy); default
+	// DefaultSyncInterval.
+	SyncInterval time.Duration
+	// HealthCheckInterval is the interval of the Consul HTTP check of the
+	// node's service; a node whose check turns critical is probed and, if
+	// it does not answer, dropped. Default DefaultHealthCheckInterval.
+	HealthCheckInterval time.Duration
+	// LoadInterval is the least time between two rewrites of the node
+	// record for a changed load; default DefaultLoadInterval.
+	LoadInterval time.Duration
+
 	// MaxParticipants is the number of local participants above which
 	// Place sends newcomers to other nodes (0: no limit).
 	MaxParticipants int
@@ -90,6 +125,24 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.ConsulMaxConns == 0 {
+		c.ConsulMaxConns = DefaultConsulMaxConns
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.ReconcileRate == 0 {
+		c.ReconcileRate = DefaultReconcileRate
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.HealthCheckInterval == 0 {
+		c.HealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if c.LoadInterval == 0 {
+		c.LoadInterval = DefaultLoadInterval
 	}
 }
 
@@ -126,6 +179,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackoff <= 0 {
 		return invalid("max backoff must be positive")
+	}
+	if c.ConsulMaxConns < 4 {
+		return invalid("consul max conns %d must be at least 4", c.ConsulMaxConns)
+	}
+	if c.ReconcileInterval < time.Second || c.SyncInterval < time.Second || c.HealthCheckInterval < time.Second {
+		return invalid("reconcile, sync and health check intervals must be at least 1s")
+	}
+	if c.ReconcileRate <= 0 {
+		return invalid("reconcile rate must be positive")
+	}
+	if c.LoadInterval <= 0 {
+		return invalid("load interval must be positive")
 	}
 	if c.MaxParticipants < 0 {
 		return invalid("max participants must not be negative")

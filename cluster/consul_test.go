@@ -67,7 +67,7 @@ func TestMain(m *testing.M) {
 // consulForTest returns the shared agent, failing the test when it could not
 // be started, and deletes the confab/ KV tree and every session so each test
 // starts from an empty store.
-func consulForTest(t *testing.T) *consulAgent {
+func consulForTest(t testing.TB) *consulAgent {
 	t.Helper()
 	if sharedConsul.err != nil {
 		t.Fatalf("consul agent unavailable: %v", sharedConsul.err)
@@ -268,7 +268,7 @@ func (a *consulAgent) logTail() string {
 }
 
 // reset deletes the confab/ tree, every session and every confab service.
-func (a *consulAgent) reset(t *testing.T) {
+func (a *consulAgent) reset(t testing.TB) {
 	t.Helper()
 	if _, err := a.client.KV().DeleteTree(kvRoot, nil); err != nil {
 		t.Fatalf("reset consul kv: %v", err)
@@ -326,7 +326,7 @@ func freeConsulPorts() (consulPorts, error) {
 }
 
 // testContext returns a context bounded by testTimeout.
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
@@ -357,7 +357,7 @@ func checkLeaks(t *testing.T) {
 }
 
 // testLogger returns a debug logger on stderr with -v, else a discarding one.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	if !testing.Verbose() {
 		return slog.New(slog.DiscardHandler)
@@ -366,7 +366,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // kvKeys lists the keys under prefix.
-func kvKeys(t *testing.T, a *consulAgent, prefix string) []string {
+func kvKeys(t testing.TB, a *consulAgent, prefix string) []string {
 	t.Helper()
 	keys, _, err := a.client.KV().Keys(prefix, "", nil)
 	if err != nil {
@@ -384,3 +384,33 @@ func kvHas(t *testing.T, a *consulAgent, key string) bool {
 	}
 	return p != nil
 }
+
+// cpu returns the CPU time (user + system) the agent process used so far,
+// from /proc (Linux; false elsewhere).
+func (a *consulAgent) cpu() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name (which may contain spaces) start at
+	// the last ')'; utime and stime are fields 14 and 15 of the line.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clockTicks, true
+}
+
+// quietLogger discards everything (fleet nodes are many).
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

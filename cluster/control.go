@@ -322,6 +322,7 @@ func (p *Pipes) newControlHandler() http.Handler {
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/want", p.handleWant)
 	mux.HandleFunc("POST "+controlPrefix+"links/{node}/close", p.handleCloseLink)
 	mux.HandleFunc("POST "+controlPrefix+"rooms/{room}/events", p.handleRoomEvent)
+	mux.HandleFunc("POST "+controlPrefix+"sync/rooms", p.handleRoomSync)
 	mux.HandleFunc("GET "+controlPrefix+"ping", func(w http.ResponseWriter, r *http.Request) {
 		p.writeJSON(w, r, http.StatusOK, pingResponse{Node: p.cfg.NodeID})
 	})
@@ -581,4 +582,23 @@ func (p *Pipes) handleRoomEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	fn(RoomEvent{From: a.node, Room: room, Body: json.RawMessage(bytes.Clone(a.body))})
 	p.writeJSON(w, r, http.StatusAccepted, okResponse{OK: true})
+}
+
+// handleRoomSync serves POST /cluster/v1/sync/rooms: the membership's room
+// state exchange (see roomsync.go).
+func (p *Pipes) handleRoomSync(w http.ResponseWriter, r *http.Request) {
+	a := authOf(r)
+	p.mu.Lock()
+	fn := p.onRoomSync
+	p.mu.Unlock()
+	if fn == nil {
+		p.writeError(w, r, fmt.Errorf("%w: no room sync handler", ErrControlNotImplemented))
+		return
+	}
+	out, err := fn(a.node, a.body)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	p.writeJSON(w, r, http.StatusOK, out)
 }

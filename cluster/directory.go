@@ -180,6 +180,7 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 			delete(n.links, id)
 		}
 		delete(n.unreachable, id) // gone, or a new life judged afresh
+		n.stopOutboxLocked(id)
 	}
 	n.nodes = recs
 	rooms := n.roomWatchesLocked()
@@ -189,10 +190,20 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 	sort.Strings(joined)
 	for _, id := range dropped {
 		n.log.Info("node left the cluster; dropping its pipes", "peer", id)
-		n.pipes.DropNode(id)
+		n.media.DropNode(id)
 	}
 	for _, id := range joined {
 		n.log.Info("node joined the cluster", "peer", id, "url", recs[id].URL)
+	}
+	for _, id := range dropped {
+		for _, w := range rooms {
+			w.forget(id, recs[id].StartedAt) // zero when it departed
+		}
+	}
+	for _, id := range joined {
+		// Rooms that already know it as a peer (from Consul records read
+		// before its node record arrived) send it their state now.
+		n.markSync(id, n.roomsSharedWith(id)...)
 	}
 	if len(dropped) > 0 || len(joined) > 0 {
 		for _, w := range rooms {
@@ -219,22 +230,28 @@ func (n *Node) resolve(id string) (string, bool) {
 	return rec.URL, true
 }
 
+// originInfo is what a room needs to know of a node it may pipe from.
+type originInfo struct {
+	life  time.Time // the node's startedAt in its record
+	until time.Time // no PipeIn before this (link backoff); zero if none
+}
+
 // origins returns the nodes whose producers may be piped: every other node in
-// the directory that is not marked unreachable, with the time before which
-// PipeIn must not be tried (zero when there is no link backoff).
-func (n *Node) origins() map[string]time.Time {
+// the directory that is not marked unreachable, with its life and the time
+// before which PipeIn must not be tried (zero when there is no link backoff).
+func (n *Node) origins() map[string]originInfo {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make(map[string]time.Time, len(n.nodes))
-	for id := range n.nodes {
+	out := make(map[string]originInfo, len(n.nodes))
+	for id, rec := range n.nodes {
 		if _, dead := n.unreachable[id]; dead || id == n.cfg.NodeID {
 			continue
 		}
-		var until time.Time
+		o := originInfo{life: rec.StartedAt}
 		if lb := n.links[id]; lb != nil {
-			until = lb.until
+			o.until = lb.until
 		}
-		out[id] = until
+		out[id] = o
 	}
 	return out
 }

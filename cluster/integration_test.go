@@ -292,7 +292,7 @@ func itWaitMedia(ctx context.Context, t itT, c *itClient, prod sfu.ProducerInfo)
 }
 
 // itStatus returns n's status.
-func itStatus(ctx context.Context, t *testing.T, n *testNode) Status {
+func itStatus(ctx context.Context, t testing.TB, n *testNode) Status {
 	t.Helper()
 	st, err := n.node.Status(ctx)
 	if err != nil {
@@ -335,7 +335,7 @@ func itPiped(n *testNode, room string) []string {
 }
 
 // itWaitCluster waits until every node sees every other one alive.
-func itWaitCluster(ctx context.Context, t *testing.T, nodes ...*testNode) {
+func itWaitCluster(ctx context.Context, t testing.TB, nodes ...*testNode) {
 	t.Helper()
 	for _, n := range nodes {
 		waitFor(ctx, t, n.id+" sees the whole cluster", func() bool {
@@ -561,9 +561,7 @@ func TestIntegrationStaleNode(t *testing.T) {
 		if w == nil {
 			return false
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return slices.Contains(w.nodes, "node-d")
+		return w.hasPeer("node-d")
 	})
 
 	// The id starts again.

@@ -28,7 +28,14 @@ type nodeRecord struct {
 	URL       string    `json:"url"`
 	Version   string    `json:"version"`
 	Load      int       `json:"load"`
-	StartedAt time.Time `json:"startedAt"`
+	// Tracks is the number of local producers.
+	Tracks int `json:"tracks"`
+	// CPU is the share (0..1) of the machine's CPU the node's process used
+	// recently.
+	CPU float64 `json:"cpu"`
+	// MaxParticipants is the node's participant limit (0: none).
+	MaxParticipants int       `json:"maxParticipants,omitempty"`
+	StartedAt       time.Time `json:"startedAt"`
 	// Draining is set by Drain: the node still serves its rooms but takes
 	// no new participants; peer lists offered to browsers skip it.
 	Draining bool `json:"draining,omitempty"`
@@ -185,18 +192,46 @@ func decodeProducer(k roomKey, value []byte) (sfu.ProducerInfo, error) {
 // blocking; the writer goroutine (Node.runWriter) applies dirty keys. It has
 // its own mutex, never held while calling out.
 type kvState struct {
-	mu      sync.Mutex
-	desired map[string][]byte
-	dirty   map[string]struct{}
-	wake    chan struct{} // capacity 1: "something is dirty"
+	mu       sync.Mutex
+	desired  map[string][]byte
+	dirty    map[string]struct{}
+	inflight map[string]struct{} // taken by the writer, not yet confirmed
+	wake     chan struct{}       // capacity 1: "something is dirty"
+	flushed  chan struct{}       // closed (and replaced) whenever the writer applied a batch
 }
 
 func newKVState() *kvState {
 	return &kvState{
-		desired: make(map[string][]byte),
-		dirty:   make(map[string]struct{}),
-		wake:    make(chan struct{}, 1),
+		desired:  make(map[string][]byte),
+		dirty:    make(map[string]struct{}),
+		inflight: make(map[string]struct{}),
+		wake:     make(chan struct{}, 1),
+		flushed:  make(chan struct{}),
 	}
+}
+
+// written reports whether key is desired and its value is in Consul (not
+// dirty, not in flight), and returns a channel closed at the writer's next
+// applied batch, to wait on when it is not.
+func (s *kvState) written(key string) (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, want := s.desired[key]
+	_, dirty := s.dirty[key]
+	_, busy := s.inflight[key]
+	return want && !dirty && !busy, s.flushed
+}
+
+// applied records that the writer finished a batch (ops): keys that failed
+// were marked dirty again; every waiter of written is woken.
+func (s *kvState) applied(ops []kvOp) {
+	s.mu.Lock()
+	for _, op := range ops {
+		delete(s.inflight, op.Key)
+	}
+	close(s.flushed)
+	s.flushed = make(chan struct{})
+	s.mu.Unlock()
 }
 
 // set makes key hold value.
@@ -278,6 +313,7 @@ func (s *kvState) take() []kvOp {
 	ops := make([]kvOp, 0, len(s.dirty))
 	for k := range s.dirty {
 		ops = append(ops, kvOp{Key: k, Value: s.desired[k]})
+		s.inflight[k] = struct{}{}
 	}
 	clear(s.dirty)
 	sort.Slice(ops, func(i, j int) bool { return ops[i].Key < ops[j].Key })

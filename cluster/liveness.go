@@ -96,7 +96,7 @@ func (n *Node) runProbe(peer string, rec nodeRecord, why string) {
 	}
 	n.log.Warn("node unreachable: dropping its pipes until it answers again or its record changes",
 		"peer", peer, "url", rec.URL, "why", why, "err", err)
-	n.pipes.DropNode(peer)
+	n.media.DropNode(peer)
 	n.pokeRooms()
 
 	b := backoff{min: probeRetryMin, max: probeRetryMax}

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confab/confab/sfu"
+	"golang.org/x/time/rate"
 )
 
 // nodeState is the lifecycle of a Node.
@@ -41,6 +44,10 @@ type Node struct {
 	advertiseURL string // cfg.AdvertiseURL without a trailing slash
 	reg          *registry
 	pipes        *Pipes
+	media        mediaPipes // pipes, or the fleet simulation's stand-in
+	local        *localRooms
+	cpu          *cpuMeter
+	reads        *rate.Limiter // room reads (opening and reconciliation)
 	kv           *kvState
 	health       *consulHealth
 	checkSession chan struct{}  // capacity 1: "renew now" (e.g. a write saw an invalid session)
@@ -57,7 +64,7 @@ type Node struct {
 	state     nodeState
 	startDone chan struct{} // closed when a Start in progress returns
 	session   string
-	load      int
+	load      nodeLoad
 	nodes     map[string]nodeRecord   // directory: nodes whose record exists
 	departed  map[string]departedNode // nodes whose record vanished recently
 	rooms     map[string]*roomWatch   // current watch per open room (may be stopping)
@@ -71,6 +78,23 @@ type Node struct {
 	// and records missing from it are not taken as departures.
 	resyncUntil time.Time
 	draining    bool // Drain was called
+	// outboxes are the room sync queues per peer node (roomsync.go).
+	outboxes map[string]*syncOutbox
+
+	syncLatency  atomic.Int64  // last room state propagation delay (ns)
+	syncSent     atomic.Uint64 // sync requests answered by peers
+	syncReceived atomic.Uint64 // sync requests served
+}
+
+// mediaPipes is what the membership asks of Pipes to move media; *Pipes
+// implements it, and the control-plane fleet simulation (no media)
+// replaces it with a recorder.
+type mediaPipes interface {
+	PipeIn(ctx context.Context, room string, info sfu.ProducerInfo) error
+	Unpipe(room, producerID string)
+	UnpipeRoom(room string)
+	Piped(room string) []sfu.ProducerInfo
+	DropNode(nodeID string)
 }
 
 // New creates the Consul-backed membership of engine. It validates cfg (after
@@ -113,6 +137,10 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		links:        make(map[string]*linkBackoff),
 		unreachable:  make(map[string]unreachableNode),
 		probing:      make(map[string]bool),
+		outboxes:     make(map[string]*syncOutbox),
+		local:        newLocalRooms(),
+		cpu:          newCPUMeter(),
+		reads:        rate.NewLimiter(rate.Limit(cfg.ReconcileRate), max(1, int(cfg.ReconcileRate))),
 	}
 	pipes, err := NewPipes(PipesConfig{
 		NodeID:  cfg.NodeID,
@@ -127,7 +155,9 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 	}
 	pipes.SetOnLinkFailed(n.onLinkFailed)
 	pipes.SetOnLinkDisconnected(n.onLinkDisconnected)
+	pipes.SetRoomSyncHandler(n.handleRoomSync)
 	n.pipes = pipes
+	n.media = pipes
 	return n, nil
 }
 
@@ -188,6 +218,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goLocked(n.runSession)
 	n.goLocked(n.runWriter)
 	n.goLocked(n.runDirectory)
+	n.goLocked(n.runHealth)
+	n.goLocked(n.runLoad)
 	for _, w := range n.rooms {
 		if !w.launched && w.ctx.Err() == nil {
 			n.launchLocked(w)
@@ -422,6 +454,7 @@ func (n *Node) RoomOpened(r *sfu.Room) {
 		w.prev = nil
 		close(cur.done)
 	}
+	n.local.change(name, func(l *localRoom) { l.open = true })
 	n.mu.Unlock()
 	n.kv.set(roomNodeKey(name, n.cfg.NodeID), []byte(roomRecordBody))
 }
@@ -442,6 +475,13 @@ func (n *Node) RoomClosed(name string) {
 		n.mu.Unlock()
 		return
 	}
+	// Change the local state before reading the peers (roomsync.go); under
+	// n.mu, so that a RoomOpened of a new room of this name comes after.
+	n.local.change(name, func(l *localRoom) { l.open = false; clear(l.producers) })
+	var peers []string
+	if w != nil {
+		peers = w.peerList()
+	}
 	if w != nil {
 		w.cancel()
 		if !w.launched {
@@ -450,6 +490,9 @@ func (n *Node) RoomClosed(name string) {
 		}
 	}
 	n.mu.Unlock()
+	for _, p := range peers {
+		n.markSync(p, name)
+	}
 	n.kv.del(roomNodeKey(name, n.cfg.NodeID))
 	n.kv.delPrefix(roomPrefix(name) + roomProdDir + escapeSegment(n.cfg.NodeID) + "/")
 }
@@ -469,7 +512,18 @@ func (n *Node) ProducerAdded(r *sfu.Room, info sfu.ProducerInfo) {
 		n.log.Error("cluster: record producer", "room", r.Name(), "producer", info.ID, "err", err)
 		return
 	}
+	n.local.change(r.Name(), func(l *localRoom) { l.producers[info.ID] = v })
 	n.kv.set(producerKey(r.Name(), n.cfg.NodeID, info.ID), v)
+	n.roomChanged(r.Name())
+}
+
+// roomChanged queues room's new local state for every peer of the room.
+func (n *Node) roomChanged(room string) {
+	if w := n.openWatch(room); w != nil {
+		for _, p := range w.peerList() {
+			n.markSync(p, room)
+		}
+	}
 }
 
 // ProducerRemoved deletes the record of local producer info of room.
@@ -477,7 +531,9 @@ func (n *Node) ProducerRemoved(room string, info sfu.ProducerInfo) {
 	if info.Remote || n.isClosed() {
 		return
 	}
+	n.local.change(room, func(l *localRoom) { delete(l.producers, info.ID) })
 	n.kv.del(producerKey(room, n.cfg.NodeID, info.ID))
+	n.roomChanged(room)
 }
 
 func (n *Node) isClosed() bool {
@@ -518,22 +574,50 @@ func isSessionLost(err error) bool { return errors.Is(err, ErrSessionLost) }
 
 // selfRecordLocked is this node's record. Caller holds n.mu.
 func (n *Node) selfRecordLocked() nodeRecord {
-	return nodeRecord{ID: n.cfg.NodeID, URL: n.advertiseURL, Version: n.cfg.Version, Load: n.load,
+	return nodeRecord{ID: n.cfg.NodeID, URL: n.advertiseURL, Version: n.cfg.Version, Load: n.load.participants,
+		Tracks: n.load.tracks, CPU: n.load.cpu, MaxParticipants: n.cfg.MaxParticipants,
 		StartedAt: n.startedAt, Draining: n.draining}
 }
 
-// refreshRecord recounts the local participants and rewrites the node
-// record when force is set, the count changed, or it was never written. It
-// returns the record's value.
-func (n *Node) refreshRecord(force bool) []byte {
-	load := 0
+// nodeLoad is what the node record says of the node's load.
+type nodeLoad struct {
+	participants int     // local participants
+	tracks       int     // local producers
+	cpu          float64 // share of the machine's CPU used by the process, in steps of cpuStep
+}
+
+// cpuStep quantises the CPU share in the node record, so that the record is
+// not rewritten for noise.
+const cpuStep = 0.05
+
+// countLoad counts the local participants and producers.
+func (n *Node) countLoad() (participants, tracks int) {
 	for _, r := range n.engine.Rooms() {
-		load += len(r.LocalParticipants())
+		participants += len(r.LocalParticipants())
+		for _, p := range r.Producers() {
+			if !p.Remote {
+				tracks++
+			}
+		}
 	}
+	return participants, tracks
+}
+
+// refreshRecord recounts the local load and rewrites the node record when
+// force is set, the participants or tracks changed, the CPU share moved by
+// cpuRewrite or more, or it was never written. It returns the record's
+// value.
+func (n *Node) refreshRecord(force bool) []byte {
+	participants, tracks := n.countLoad()
+	cpu := n.cpu.share()
 	_, written := n.kv.get(nodeKey(n.cfg.NodeID))
 	n.mu.Lock()
-	changed := force || load != n.load || !written
-	n.load = load
+	old := n.load
+	changed := force || !written || participants != old.participants || tracks != old.tracks ||
+		math.Abs(cpu-old.cpu) >= cpuRewrite
+	if changed {
+		n.load = nodeLoad{participants: participants, tracks: tracks, cpu: cpu}
+	}
 	rec := n.selfRecordLocked()
 	n.mu.Unlock()
 	b, err := json.Marshal(rec)
@@ -547,40 +631,104 @@ func (n *Node) refreshRecord(force bool) []byte {
 	return b
 }
 
-// applyOps writes ops to Consul with the current session. Failed keys are
-// marked dirty again; the first error is returned.
+// cpuRewrite is the change of the CPU share that rewrites the node record
+// on its own: every rewrite wakes every node's directory watch, so noise
+// must not cause one.
+const cpuRewrite = 0.10
+
+// runLoad rewrites the node record when the load changed, at most once per
+// LoadInterval, so that placement on other nodes sees it within about that
+// time. Owned by Node; started by Start.
+func (n *Node) runLoad(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LoadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.refreshRecord(false)
+		}
+	}
+}
+
+// applyOps writes ops to Consul with the current session, in transactions
+// of up to maxTxnOps operations (one request each); a transaction Consul
+// refuses is retried one operation at a time to find the failing key.
+// Failed keys are marked dirty again; the first error is returned. Waiters
+// of kvState.written are woken when it returns.
 func (n *Node) applyOps(ctx context.Context, ops []kvOp) error {
+	defer n.kv.applied(ops)
 	session := n.sessionID()
 	var first error
-	for _, op := range ops {
-		var err error
-		switch {
-		case op.Value == nil:
-			err = n.reg.delete(ctx, op.Key)
-		case session == "":
-			err = fmt.Errorf("cluster: acquire %s: %w", op.Key, ErrSessionLost)
-		default:
-			err = n.reg.acquire(ctx, op.Key, op.Value, session)
+	fail := func(keys []kvOp, err error) {
+		for _, op := range keys {
+			n.kv.markDirty(op.Key)
 		}
-		if err == nil {
-			continue
-		}
-		n.kv.markDirty(op.Key)
 		if first == nil {
 			first = err
 		}
+	}
+	for start := 0; start < len(ops); start += maxTxnOps {
+		batch := ops[start:min(start+maxTxnOps, len(ops))]
 		if ctx.Err() != nil {
-			// Everything left stays dirty.
-			for _, rest := range ops {
-				n.kv.markDirty(rest.Key)
-			}
+			fail(ops[start:], ctx.Err())
 			return first
 		}
-		if isSessionLost(err) && session != "" {
-			n.nudgeSession()
+		if session == "" && hasAcquire(batch) {
+			// Deletes need no session; acquires wait for a new one.
+			var dels []kvOp
+			for _, op := range batch {
+				if op.Value == nil {
+					dels = append(dels, op)
+				} else {
+					fail([]kvOp{op}, fmt.Errorf("cluster: acquire %s: %w", op.Key, ErrSessionLost))
+				}
+			}
+			batch = dels
+			if len(batch) == 0 {
+				continue
+			}
+		}
+		err := n.reg.applyTxn(ctx, batch, session)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, errTxnRefused) {
+			fail(batch, err)
+			if isSessionLost(err) && session != "" {
+				n.nudgeSession()
+			}
+			continue
+		}
+		for _, op := range batch {
+			if err := n.applyOne(ctx, op, session); err != nil {
+				fail([]kvOp{op}, err)
+				if isSessionLost(err) && session != "" {
+					n.nudgeSession()
+				}
+			}
 		}
 	}
 	return first
+}
+
+func hasAcquire(ops []kvOp) bool {
+	for _, op := range ops {
+		if op.Value != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// applyOne writes one op on its own.
+func (n *Node) applyOne(ctx context.Context, op kvOp, session string) error {
+	if op.Value == nil {
+		return n.reg.delete(ctx, op.Key)
+	}
+	return n.reg.acquire(ctx, op.Key, op.Value, session)
 }
 
 // runWriter applies the dirty part of the desired KV state to Consul until ctx

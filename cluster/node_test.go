@@ -31,7 +31,7 @@ type nodeOpt func(*Config)
 
 // newTestNode creates (but does not start) a node. Cleanup closes the node,
 // then the HTTP server, then the engine (the app's order).
-func newTestNode(t *testing.T, a *consulAgent, id string, opts ...nodeOpt) *testNode {
+func newTestNode(t testing.TB, a *consulAgent, id string, opts ...nodeOpt) *testNode {
 	t.Helper()
 	engine, err := sfu.New(sfu.Config{
 		NodeID:          id,
@@ -79,7 +79,7 @@ func newTestNode(t *testing.T, a *consulAgent, id string, opts ...nodeOpt) *test
 }
 
 // startTestNode creates and starts a node.
-func startTestNode(ctx context.Context, t *testing.T, a *consulAgent, id string, opts ...nodeOpt) *testNode {
+func startTestNode(ctx context.Context, t testing.TB, a *consulAgent, id string, opts ...nodeOpt) *testNode {
 	t.Helper()
 	n := newTestNode(t, a, id, opts...)
 	if err := n.node.Start(ctx); err != nil {

@@ -136,6 +136,7 @@ type Pipes struct {
 	onLinkFailed  func(nodeID string)
 	onLinkTrouble func(nodeID string)
 	onRoomEvent   func(RoomEvent)
+	onRoomSync    func(from string, body []byte) (any, error)
 	lastFailure   map[string]time.Time // by peer: last link failure logged at WARN
 }
 
@@ -237,6 +238,28 @@ func (p *Pipes) SetRoomEventHandler(fn func(RoomEvent)) {
 	p.mu.Lock()
 	p.onRoomEvent = fn
 	p.mu.Unlock()
+}
+
+// SetRoomSyncHandler installs fn, called for every authenticated
+// POST /cluster/v1/sync/rooms with the sender and the request body,
+// synchronously on the HTTP server goroutine; its result is the signed
+// JSON answer (an error is mapped like every control error). nil (the
+// default) answers 501. The membership owns the body's format.
+func (p *Pipes) SetRoomSyncHandler(fn func(from string, body []byte) (any, error)) {
+	p.mu.Lock()
+	p.onRoomSync = fn
+	p.mu.Unlock()
+}
+
+// SyncRooms posts in (JSON) to nodeID's POST /cluster/v1/sync/rooms and
+// decodes its signed answer into out, bounded by ctx and RequestTimeout.
+func (p *Pipes) SyncRooms(ctx context.Context, nodeID string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	defer cancel()
+	if err := p.client.do(ctx, nodeID, controlPrefix+"sync/rooms", in, out); err != nil {
+		return fmt.Errorf("cluster: sync rooms with %s: %w", nodeID, err)
+	}
+	return nil
 }
 
 // SendRoomEvent posts the JSON value body as a room event for room to

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,8 +19,6 @@ import (
 // Consul service registration.
 const (
 	serviceName          = "confab"
-	serviceCheckInterval = "5s"
-	serviceCheckTimeout  = "2s"
 	serviceDeregister    = "1m"
 	healthPath           = "/healthz"
 )
@@ -35,18 +32,34 @@ type registry struct {
 	client    *api.Client
 	kv        *api.KV
 	transport *http.Transport
+	counters  consulCounters
 	nodeID    string
 	timeout   time.Duration
 	ttl       time.Duration
+	// reads bounds concurrent one-shot reads (room reads), so that they
+	// never take every connection from the writer and the watches.
+	reads chan struct{}
+	// checkInterval is the interval of the service's HTTP check.
+	checkInterval time.Duration
 }
 
 // newRegistry creates the Consul client of node nodeID. It performs no I/O.
 func newRegistry(cfg Config) (*registry, error) {
+	maxConns := cfg.ConsulMaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultConsulMaxConns
+	}
+	r := &registry{nodeID: cfg.NodeID, timeout: cfg.ConsulTimeout, ttl: cfg.SessionTTL,
+		reads: make(chan struct{}, max(1, maxConns/2)), checkInterval: cfg.HealthCheckInterval}
+	if r.checkInterval <= 0 {
+		r.checkInterval = DefaultHealthCheckInterval
+	}
 	transport := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.ConsulTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          16,
-		MaxIdleConnsPerHost:   16,
+		DialContext:           r.counters.dialer(cfg.ConsulTimeout),
+		MaxConnsPerHost:       maxConns, // the hard bound: requests beyond it wait for a free connection
+		MaxIdleConns:          maxConns,
+		MaxIdleConnsPerHost:   maxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // blocking queries legitimately wait; contexts bound every call
 		ForceAttemptHTTP2:     false,
@@ -62,19 +75,13 @@ func newRegistry(cfg Config) (*registry, error) {
 		Address:    addr,
 		Scheme:     scheme,
 		Transport:  transport,
-		HttpClient: &http.Client{Transport: transport},
+		HttpClient: &http.Client{Transport: &countingTransport{next: transport, c: &r.counters}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: consul client: %w", err)
 	}
-	return &registry{
-		client:    client,
-		kv:        client.KV(),
-		transport: transport,
-		nodeID:    cfg.NodeID,
-		timeout:   cfg.ConsulTimeout,
-		ttl:       cfg.SessionTTL,
-	}, nil
+	r.client, r.kv, r.transport = client, client.KV(), transport
+	return r, nil
 }
 
 // close releases idle connections. Calls in flight are not affected.
@@ -122,6 +129,57 @@ func (r *registry) delete(ctx context.Context, key string) error {
 		return fmt.Errorf("cluster: delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// maxTxnOps is the most operations one Consul transaction may carry.
+const maxTxnOps = 64
+
+// errTxnRefused: Consul refused a transaction (one of its operations
+// failed, so none was applied); the caller retries the operations one by
+// one to find out which.
+var errTxnRefused = errors.New("cluster: consul refused the transaction")
+
+// applyTxn applies up to maxTxnOps writes in one Consul transaction: a
+// value is acquired with session, a nil value deleted. All or nothing.
+func (r *registry) applyTxn(ctx context.Context, ops []kvOp, session string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	txn := make(api.TxnOps, 0, len(ops))
+	for _, op := range ops {
+		if op.Value == nil {
+			txn = append(txn, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: op.Key}})
+			continue
+		}
+		txn = append(txn, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVLock, Key: op.Key, Value: op.Value, Session: session}})
+	}
+	ok, resp, _, err := r.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		if isInvalidSession(err) {
+			return fmt.Errorf("cluster: transaction: %w", ErrSessionLost)
+		}
+		return fmt.Errorf("cluster: transaction: %w", err)
+	}
+	if !ok {
+		why := ""
+		if resp != nil && len(resp.Errors) > 0 {
+			why = resp.Errors[0].What
+		}
+		return fmt.Errorf("%w: %s", errTxnRefused, why)
+	}
+	return nil
+}
+
+// listBounded is list for one-shot reads that may come in bulk (room
+// reads): at most cap(r.reads) run at once.
+func (r *registry) listBounded(ctx context.Context, prefix string) (api.KVPairs, error) {
+	select {
+	case r.reads <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.reads }()
+	pairs, _, err := r.list(ctx, prefix)
+	return pairs, err
 }
 
 // list reads every pair under prefix (not blocking).
@@ -188,8 +246,8 @@ func (r *registry) registerService(ctx context.Context, advertiseURL, version st
 			CheckID:                        "service:" + serviceID(r.nodeID),
 			Name:                           "confab " + r.nodeID + " healthz",
 			HTTP:                           advertiseURL + healthPath,
-			Interval:                       serviceCheckInterval,
-			Timeout:                        serviceCheckTimeout,
+			Interval:                       r.checkInterval.String(),
+			Timeout:                        min(r.checkInterval/2, 2*time.Second).String(),
 			DeregisterCriticalServiceAfter: serviceDeregister,
 		},
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"math/rand/v2"
 	"errors"
 	"log/slog"
 	"sort"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/confab/confab/sfu"
-	"github.com/hashicorp/consul/api"
 )
 
 // roomResync is how often a room with remote producers compares what it asked
@@ -17,16 +17,21 @@ import (
 // their own.
 const roomResync = 10 * time.Second
 
-// roomWatch follows one open room: a blocking query on confab/rooms/{room}/
-// feeds the room's remote producers and nodes; the watch pipes in every
-// remote producer whose node is alive and unpipes the ones that went away.
+// roomWatch follows one open room: which other nodes serve it and what they
+// publish there (roomsync.go), and pipes in every remote producer whose node
+// is alive, unpiping the ones that went away.
+//
+// Its view is fed by a one-shot read of the room's Consul records when the
+// room opens (after this node's own room record is written) and again every
+// ReconcileInterval, and by the states other nodes push (ingest). A state a
+// node pushed itself wins over what its records say.
 //
 // Lifecycle: created by RoomOpened (launched at once, or by Start when the
 // room opened before Start), cancelled by RoomClosed or Close. A watch for a
 // room that opens again waits for the previous watch of the same room to
 // finish (including its UnpipeRoom) before it starts, so the two never
-// interleave. The run goroutine owns remote, piped and failing; mu guards
-// nodes only.
+// interleave. The run goroutine owns piped, failing and retry; mu guards
+// peers and contrib, which the control channel's handler also writes.
 type roomWatch struct {
 	n      *Node
 	name   string
@@ -39,15 +44,22 @@ type roomWatch struct {
 
 	launched bool // guarded by n.mu
 
-	mu    sync.Mutex
-	nodes []string // nodes that have the room open, per the last result
+	mu      sync.Mutex
+	peers   map[string]bool         // other nodes serving the room
+	contrib map[string]contribution // what each other node publishes here
+	bad     map[string]bool         // malformed records or states (logged once)
 
-	remote  map[string]sfu.ProducerInfo // remote producers in KV, by id
 	piped   map[string]sfu.ProducerInfo // producers this watch piped in, by id
 	failing map[string]bool             // producers whose PipeIn failed (logged once)
-	bad     map[string]bool             // malformed keys (logged once)
 	retry   backoff
-	sawSelf bool // the last result held this node's own room record
+}
+
+// contribution is what one other node publishes in the room.
+type contribution struct {
+	life      time.Time // the node's startedAt; zero when read from Consul
+	seq       uint64
+	pushed    bool // from the node itself (else from its Consul records)
+	producers map[string]sfu.ProducerInfo
 }
 
 func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWatch {
@@ -61,10 +73,11 @@ func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWa
 		prev:    prev,
 		done:    make(chan struct{}),
 		pokeCh:  make(chan struct{}, 1),
-		remote:  make(map[string]sfu.ProducerInfo),
+		peers:   make(map[string]bool),
+		contrib: make(map[string]contribution),
+		bad:     make(map[string]bool),
 		piped:   make(map[string]sfu.ProducerInfo),
 		failing: make(map[string]bool),
-		bad:     make(map[string]bool),
 		retry:   backoff{min: 500 * time.Millisecond, max: n.cfg.MaxBackoff},
 	}
 }
@@ -85,7 +98,7 @@ func (n *Node) roomWatchesLocked() []*roomWatch {
 	return out
 }
 
-// roomNodes returns the nodes that have room open according to Consul.
+// roomNodes returns the nodes known to serve room, this one included.
 func (n *Node) roomNodes(room string) []string {
 	n.mu.Lock()
 	w := n.rooms[room]
@@ -93,9 +106,42 @@ func (n *Node) roomNodes(room string) []string {
 	if w == nil {
 		return nil
 	}
+	out := w.peerList()
+	out = append(out, n.cfg.NodeID)
+	sort.Strings(out)
+	return out
+}
+
+// peerList returns the other nodes serving the room.
+func (w *roomWatch) peerList() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]string{}, w.nodes...)
+	out := make([]string, 0, len(w.peers))
+	for id := range w.peers {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (w *roomWatch) hasPeer(node string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.peers[node]
+}
+
+// forget drops what the room knows of node (it left the cluster, or
+// restarted), except a state pushed by node's life keep (a restarted node
+// may push before this node's directory sees its new record; zero keep
+// forgets everything).
+func (w *roomWatch) forget(node string, keep time.Time) {
+	w.mu.Lock()
+	c, ok := w.contrib[node]
+	if !ok || !c.pushed || keep.IsZero() || !c.life.Equal(keep) {
+		delete(w.peers, node)
+		delete(w.contrib, node)
+	}
+	w.mu.Unlock()
+	w.poke()
 }
 
 // poke asks the watch to re-evaluate its pipes; it never blocks.
@@ -104,6 +150,39 @@ func (w *roomWatch) poke() {
 	case w.pokeCh <- struct{}{}:
 	default:
 	}
+}
+
+// ingest applies st, the state node (life) pushed or answered for this
+// room, received at now, if it is newer than what the watch holds.
+func (w *roomWatch) ingest(node string, life time.Time, st roomState, now time.Time) {
+	if node == w.n.cfg.NodeID {
+		return
+	}
+	producers, err := decodeStateProducers(node, st)
+	if err != nil {
+		w.logBad("state from "+node, err.Error())
+		return
+	}
+	w.mu.Lock()
+	cur, ok := w.contrib[node]
+	if ok && cur.pushed {
+		if life.Before(cur.life) || (life.Equal(cur.life) && st.Seq <= cur.seq) {
+			w.mu.Unlock()
+			return // older or already known
+		}
+	}
+	if st.Open {
+		w.peers[node] = true
+		w.contrib[node] = contribution{life: life, seq: st.Seq, pushed: true, producers: producers}
+	} else {
+		delete(w.peers, node)
+		delete(w.contrib, node)
+	}
+	w.mu.Unlock()
+	if st.At > 0 && len(st.Producers) > 0 {
+		w.n.syncLatency.Store(int64(now.Sub(time.UnixMilli(st.At))))
+	}
+	w.poke()
 }
 
 // run is the watch goroutine.
@@ -118,43 +197,141 @@ func (w *roomWatch) run() {
 	if w.ctx.Err() != nil {
 		return
 	}
-
-	results := make(chan api.KVPairs, 1)
-	var qwg sync.WaitGroup
-	qwg.Add(1)
-	go func() {
-		defer qwg.Done()
-		w.n.newPrefixWatch(roomPrefix(w.name)).run(w.ctx, func(p api.KVPairs) {
-			// Latest wins: drop an unconsumed older result.
-			select {
-			case <-results:
-			default:
-			}
-			results <- p
-		})
-	}()
+	defer w.n.media.UnpipeRoom(w.name)
+	if !w.firstRead() {
+		return
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	defer func() {
-		timer.Stop()
-		qwg.Wait()
-		w.n.pipes.UnpipeRoom(w.name)
-	}()
+	defer timer.Stop()
+	reconcile := time.NewTimer(w.n.reconcileDelay())
+	defer reconcile.Stop()
 	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case p := <-results:
-			w.update(p)
-		case <-w.pokeCh:
-		case <-timer.C:
-		}
 		next := w.sync()
 		timer.Stop()
 		if next > 0 {
 			timer.Reset(next)
 		}
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.pokeCh:
+		case <-timer.C:
+		case <-reconcile.C:
+			if err := w.read(); err != nil && w.ctx.Err() == nil {
+				reconcile.Reset(w.retry.next())
+				continue
+			}
+			reconcile.Reset(w.n.reconcileDelay())
+		}
 	}
+}
+
+// firstRead waits until this node's room record is in Consul, then reads
+// the room's records, retrying with backoff; it returns false when the
+// watch was cancelled first. Writing before reading makes two nodes that
+// open the room at once see each other (at least one of them sees the
+// other's record and pushes to it).
+func (w *roomWatch) firstRead() bool {
+	key := roomNodeKey(w.name, w.n.cfg.NodeID)
+	for {
+		ok, flushed := w.n.kv.written(key)
+		if ok {
+			break
+		}
+		select {
+		case <-w.ctx.Done():
+			return false
+		case <-flushed:
+		}
+	}
+	b := backoff{min: 250 * time.Millisecond, max: w.n.cfg.MaxBackoff}
+	for {
+		err := w.read()
+		if w.ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			return true
+		}
+		if !sleepCtx(w.ctx, b.next()) {
+			return false
+		}
+	}
+}
+
+// read reads the room's records from Consul (rate limited) and merges
+// them: nodes not yet known as peers are added and sent this node's state
+// (their answers bring theirs); producers of nodes that never pushed are
+// taken from the records.
+func (w *roomWatch) read() error {
+	const activity = "room reads"
+	if err := w.n.reads.Wait(w.ctx); err != nil {
+		return err
+	}
+	pairs, err := w.n.reg.listBounded(w.ctx, roomPrefix(w.name))
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.n.health.fail(activity, err)
+		}
+		return err
+	}
+	w.n.health.ok(activity)
+	self := w.n.cfg.NodeID
+	nodes := make(map[string]bool)
+	recs := make(map[string]map[string]sfu.ProducerInfo)
+	for _, p := range pairs {
+		k, ok := parseRoomKey(p.Key)
+		if !ok || k.Room != w.name {
+			w.logBad(p.Key, "unrecognised key")
+			continue
+		}
+		if k.Node == self {
+			continue
+		}
+		if k.Producer == "" {
+			nodes[k.Node] = true
+			continue
+		}
+		info, err := decodeProducer(k, p.Value)
+		if err != nil {
+			w.logBad(p.Key, err.Error())
+			continue
+		}
+		if recs[k.Node] == nil {
+			recs[k.Node] = make(map[string]sfu.ProducerInfo)
+		}
+		recs[k.Node][info.ID] = info
+	}
+	var added []string
+	w.mu.Lock()
+	for node := range nodes {
+		if !w.peers[node] {
+			w.peers[node] = true
+			added = append(added, node)
+		}
+		if c, ok := w.contrib[node]; !ok || !c.pushed {
+			w.contrib[node] = contribution{producers: recs[node]}
+		}
+	}
+	for node, c := range w.contrib {
+		if !c.pushed && !nodes[node] {
+			delete(w.contrib, node)
+			delete(w.peers, node)
+		}
+	}
+	w.mu.Unlock()
+	for _, node := range added {
+		w.n.markSync(node, w.name)
+	}
+	w.poke()
+	return nil
+}
+
+// reconcileDelay is the jittered time until a room's next reconciliation.
+func (n *Node) reconcileDelay() time.Duration {
+	d := n.cfg.ReconcileInterval
+	return d/2 + rand.N(d)
 }
 
 // roomWatchEnded forgets w if it is still the room's current watch.
@@ -166,104 +343,56 @@ func (n *Node) roomWatchEnded(w *roomWatch) {
 	n.mu.Unlock()
 }
 
-// update replaces the watch's view of the room with the KV pairs of a result.
-// If this node's own room record vanished from one result to the next while
-// the node holds it, Consul lost data: a resync grace period starts (before
-// sync acts on the result).
-func (w *roomWatch) update(pairs api.KVPairs) {
-	self := w.n.cfg.NodeID
-	remote := make(map[string]sfu.ProducerInfo)
-	nodes := []string{}
-	seen := make(map[string]bool)
-	hasSelf := false
-	for _, p := range pairs {
-		k, ok := parseRoomKey(p.Key)
-		if !ok || k.Room != w.name {
-			w.logBad(p.Key, "unrecognised key")
-			seen[p.Key] = true
-			continue
-		}
-		if k.Producer == "" {
-			nodes = append(nodes, k.Node)
-			hasSelf = hasSelf || k.Node == self
-			continue
-		}
-		if k.Node == self {
-			continue
-		}
-		info, err := decodeProducer(k, p.Value)
-		if err != nil {
-			w.logBad(p.Key, err.Error())
-			seen[p.Key] = true
-			continue
-		}
-		if other, dup := remote[info.ID]; dup {
-			w.logBad(p.Key, "producer id also announced by node "+other.Origin)
-			seen[p.Key] = true
-			continue
-		}
-		remote[info.ID] = info
-	}
-	for key := range w.bad {
-		if !seen[key] {
-			delete(w.bad, key)
-		}
-	}
-	selfKey := roomNodeKey(w.name, self)
-	if _, held := w.n.kv.get(selfKey); w.sawSelf && !hasSelf && held && !w.n.kv.isDirty(selfKey) {
-		// Our own record vanished although we hold it: Consul lost data
-		// (or expired us); other nodes' records may be missing too.
-		w.n.startResync("own room record vanished")
-	}
-	w.sawSelf = hasSelf
-	sort.Strings(nodes)
-	w.remote = remote
+func (w *roomWatch) logBad(key, why string) {
 	w.mu.Lock()
-	w.nodes = nodes
+	seen := w.bad[key]
+	if !seen {
+		if len(w.bad) > 1000 {
+			clear(w.bad)
+		}
+		w.bad[key] = true
+	}
 	w.mu.Unlock()
+	if !seen {
+		w.n.log.Warn("ignoring malformed room record or state", "room", w.name, "key", key, "why", why)
+	}
 }
 
-func (w *roomWatch) logBad(key, why string) {
-	if w.bad[key] {
-		return
+// remote returns the producers other nodes publish in the room, by id, each
+// from a node alive in the directory (of the life that pushed it).
+func (w *roomWatch) remote(origins map[string]originInfo) map[string]sfu.ProducerInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]sfu.ProducerInfo)
+	for node, c := range w.contrib {
+		o, alive := origins[node]
+		if !alive || (c.pushed && !c.life.Equal(o.life)) {
+			continue
+		}
+		for id, p := range c.producers {
+			if _, dup := out[id]; dup {
+				continue
+			}
+			out[id] = p
+		}
 	}
-	w.bad[key] = true
-	w.n.log.Warn("ignoring malformed room record", "room", w.name, "key", key, "why", why)
+	return out
 }
 
 // sync pipes in every remote producer whose node is alive and not in link
 // backoff, and unpipes those that are no longer announced or whose node went
-// away. During a resync grace period (resync.go) producers that are piped
-// but missing from the records stay piped. It returns when to run again (0:
-// only on the next change).
+// away. It returns when to run again (0: only on the next change).
 func (w *roomWatch) sync() time.Duration {
 	origins := w.n.origins()
 	now := time.Now()
 	actual := make(map[string]bool)
-	for _, p := range w.n.pipes.Piped(w.name) {
+	for _, p := range w.n.media.Piped(w.name) {
 		actual[p.ID] = true
 	}
-	desired := make(map[string]sfu.ProducerInfo, len(w.remote))
-	for id, p := range w.remote {
-		if _, alive := origins[p.Origin]; alive {
-			desired[id] = p
-		}
-	}
-	if w.n.inResync(now) {
-		// Consul lost data: what is piped stays piped until its origin
-		// registers it again or the grace period ends.
-		for id, p := range w.piped {
-			if _, ok := desired[id]; ok || !actual[id] {
-				continue
-			}
-			if _, alive := origins[p.Origin]; alive {
-				desired[id] = p
-			}
-		}
-	}
+	desired := w.remote(origins)
 	for id, p := range w.piped {
 		if d, ok := desired[id]; !ok || d.Origin != p.Origin {
-			w.n.pipes.Unpipe(w.name, id)
+			w.n.media.Unpipe(w.name, id)
 			delete(w.piped, id)
 			delete(actual, id)
 		}
@@ -276,7 +405,7 @@ func (w *roomWatch) sync() time.Duration {
 	for id := range actual {
 		if _, ok := desired[id]; !ok {
 			// Piped but no longer wanted (e.g. left over after a failure).
-			w.n.pipes.Unpipe(w.name, id)
+			w.n.media.Unpipe(w.name, id)
 		}
 	}
 	if len(desired) == 0 {
@@ -295,7 +424,7 @@ func (w *roomWatch) sync() time.Duration {
 		if _, ok := w.piped[id]; ok && actual[id] {
 			continue
 		}
-		if until := origins[p.Origin]; until.After(now) {
+		if until := origins[p.Origin].until; until.After(now) {
 			next = min(next, until.Sub(now)+10*time.Millisecond)
 			continue
 		}
@@ -309,7 +438,7 @@ func (w *roomWatch) sync() time.Duration {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = w.n.pipes.PipeIn(w.ctx, w.name, p)
+			errs[i] = w.n.media.PipeIn(w.ctx, w.name, p)
 		}()
 	}
 	wg.Wait()

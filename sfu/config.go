@@ -13,7 +13,7 @@ const (
 	DefaultUDPAddr                = "0.0.0.0:50000"
 	DefaultKeyframeInterval       = 500 * time.Millisecond
 	DefaultMaxParticipantsPerRoom = 100
-	DefaultMaxRooms               = 1000
+	DefaultMaxRooms               = 10000
 	// ICE liveness defaults (pion's own are 5s, 25s and 2s). A peer that
 	// goes silent (crash, kill -9, network loss) makes its peer connection
 	// "disconnected" after DefaultICEDisconnectedTimeout and "failed"
@@ -55,7 +55,7 @@ type Config struct {
 	// MaxParticipantsPerRoom limits local participants per room.
 	// 0 = default 100.
 	MaxParticipantsPerRoom int
-	// MaxRooms limits the number of rooms. 0 = default 1000.
+	// MaxRooms limits the number of rooms. 0 = default 10000.
 	MaxRooms int
 	// ICEDisconnectedTimeout is how long a peer connection (browser or
 	// node-to-node link) may receive nothing before it is reported

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultConsulMaxConns bounds the TCP connections a node opens to its
+// Consul agent, whatever the number of rooms, producers and nodes. Consul
+// refuses more than limits.http_max_conns_per_client (200 by default) per
+// client address; a node holds two long-lived blocking queries (directory
+// and health), and the rest are short requests that queue for a free
+// connection.
+const DefaultConsulMaxConns = 8
+
+// ConsulStats are counters of a node's traffic with Consul, for metrics and
+// load reports.
+type ConsulStats struct {
+	// Requests is the number of HTTP requests sent to Consul.
+	Requests uint64
+	// Errors is the number of those that failed (transport error, or an
+	// answer with status 429 or 5xx).
+	Errors uint64
+	// OpenConns is the number of TCP connections to Consul now open.
+	OpenConns int64
+	// MaxOpenConns is the highest OpenConns seen since the node was created.
+	MaxOpenConns int64
+	// WatchLatency is how long the last room change announced by another
+	// node took to reach this node (sender's clock to receiver's clock;
+	// 0 before the first). It is the control plane's propagation delay.
+	WatchLatency time.Duration
+}
+
+// consulCounters counts requests and connections of one registry. Safe for
+// concurrent use.
+type consulCounters struct {
+	requests atomic.Uint64
+	errors   atomic.Uint64
+	open     atomic.Int64
+	maxOpen  atomic.Int64
+}
+
+func (c *consulCounters) connOpened() {
+	n := c.open.Add(1)
+	for {
+		m := c.maxOpen.Load()
+		if n <= m || c.maxOpen.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+// countingConn decrements the open count once when closed.
+type countingConn struct {
+	net.Conn
+	once sync.Once
+	c    *consulCounters
+}
+
+func (cc *countingConn) Close() error {
+	cc.once.Do(func() { cc.c.open.Add(-1) })
+	return cc.Conn.Close()
+}
+
+// dialer returns a DialContext that counts open connections.
+func (c *consulCounters) dialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c.connOpened()
+		return &countingConn{Conn: conn, c: c}, nil
+	}
+}
+
+// countingTransport counts requests and failed answers.
+type countingTransport struct {
+	next http.RoundTripper
+	c    *consulCounters
+}
+
+func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.c.requests.Add(1)
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		t.c.errors.Add(1)
+	}
+	return resp, err
+}
+
+// ConsulStats returns the node's Consul counters.
+func (n *Node) ConsulStats() ConsulStats {
+	c := &n.reg.counters
+	return ConsulStats{
+		Requests:     c.requests.Load(),
+		Errors:       c.errors.Load(),
+		OpenConns:    c.open.Load(),
+		MaxOpenConns: c.maxOpen.Load(),
+		WatchLatency: time.Duration(n.syncLatency.Load()),
+	}
+}
