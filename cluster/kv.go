@@ -24,10 +24,10 @@ const (
 
 // nodeRecord is the JSON value of confab/nodes/{node}.
 type nodeRecord struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Version   string    `json:"version"`
-	Load      int       `json:"load"`
+	ID      string `json:"id"`
+	URL     string `json:"url"`
+	Version string `json:"version"`
+	Load    int    `json:"load"`
 	// Tracks is the number of local producers.
 	Tracks int `json:"tracks"`
 	// CPU is the share (0..1) of the machine's CPU the node's process used

@@ -18,9 +18,9 @@ import (
 
 // Consul service registration.
 const (
-	serviceName          = "confab"
-	serviceDeregister    = "1m"
-	healthPath           = "/healthz"
+	serviceName       = "confab"
+	serviceDeregister = "1m"
+	healthPath        = "/healthz"
 )
 
 // registry wraps the Consul API calls of one node: sessions (session.go),

@@ -2,9 +2,9 @@ package cluster
 
 import (
 	"context"
-	"math/rand/v2"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
