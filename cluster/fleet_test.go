@@ -231,6 +231,19 @@ func startFleet(ctx context.Context, t testing.TB, a *consulAgent, spec fleetSpe
 	for err := range errs {
 		t.Fatal(err)
 	}
+	waitFor(ctx, t, "every room read its records", func() bool {
+		for _, fn := range f.nodes {
+			fn.node.mu.Lock()
+			ws := fn.node.roomWatchesLocked()
+			fn.node.mu.Unlock()
+			for _, w := range ws {
+				if !w.readDone.Load() {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	waitFor(ctx, t, "every room knows its peers", func() bool {
 		for _, r := range f.rooms {
 			for _, i := range r.nodes {

@@ -65,6 +65,7 @@ type Node struct {
 	startDone chan struct{} // closed when a Start in progress returns
 	session   string
 	load      nodeLoad
+	loadCPUAt time.Time               // when load was last written
 	nodes     map[string]nodeRecord   // directory: nodes whose record exists
 	departed  map[string]departedNode // nodes whose record vanished recently
 	rooms     map[string]*roomWatch   // current watch per open room (may be stopping)
@@ -613,10 +614,12 @@ func (n *Node) refreshRecord(force bool) []byte {
 	_, written := n.kv.get(nodeKey(n.cfg.NodeID))
 	n.mu.Lock()
 	old := n.load
-	changed := force || !written || participants != old.participants || tracks != old.tracks ||
-		math.Abs(cpu-old.cpu) >= cpuRewrite
+	now := time.Now()
+	cpuMoved := math.Abs(cpu-old.cpu) >= cpuRewrite && now.Sub(n.loadCPUAt) >= cpuRewriteInterval
+	changed := force || !written || participants != old.participants || tracks != old.tracks || cpuMoved
 	if changed {
 		n.load = nodeLoad{participants: participants, tracks: tracks, cpu: cpu}
+		n.loadCPUAt = now
 	}
 	rec := n.selfRecordLocked()
 	n.mu.Unlock()
@@ -635,6 +638,10 @@ func (n *Node) refreshRecord(force bool) []byte {
 // on its own: every rewrite wakes every node's directory watch, so noise
 // must not cause one.
 const cpuRewrite = 0.10
+
+// cpuRewriteInterval is the least time between two rewrites for the CPU
+// share alone.
+const cpuRewriteInterval = 10 * time.Second
 
 // runLoad rewrites the node record when the load changed, at most once per
 // LoadInterval, so that placement on other nodes sees it within about that

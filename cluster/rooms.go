@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confab/confab/sfu"
@@ -48,6 +49,8 @@ type roomWatch struct {
 	peers   map[string]bool         // other nodes serving the room
 	contrib map[string]contribution // what each other node publishes here
 	bad     map[string]bool         // malformed records or states (logged once)
+
+	readDone atomic.Bool // the first read of the room's records is done
 
 	piped   map[string]sfu.ProducerInfo // producers this watch piped in, by id
 	failing map[string]bool             // producers whose PipeIn failed (logged once)
@@ -201,6 +204,7 @@ func (w *roomWatch) run() {
 	if !w.firstRead() {
 		return
 	}
+	w.readDone.Store(true)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
