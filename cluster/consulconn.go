@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,11 @@ type ConsulStats struct {
 	// Errors is the number of those that failed (transport error, or an
 	// answer with status 429 or 5xx).
 	Errors uint64
+	// Writes, Reads and Watches split Requests: KV writes and
+	// transactions; one-shot KV reads; blocking queries (a request with a
+	// wait index). The rest (sessions, service registration) is
+	// Requests - Writes - Reads - Watches.
+	Writes, Reads, Watches uint64
 	// OpenConns is the number of TCP connections to Consul now open.
 	OpenConns int64
 	// MaxOpenConns is the highest OpenConns seen since the node was created.
@@ -40,6 +46,9 @@ type ConsulStats struct {
 type consulCounters struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	writes   atomic.Uint64
+	reads    atomic.Uint64
+	watches  atomic.Uint64
 	open     atomic.Int64
 	maxOpen  atomic.Int64
 }
@@ -87,6 +96,14 @@ type countingTransport struct {
 
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.c.requests.Add(1)
+	switch p := req.URL.Path; {
+	case req.Method == http.MethodGet && req.URL.Query().Get("index") != "":
+		t.c.watches.Add(1)
+	case p == "/v1/txn" || (strings.HasPrefix(p, "/v1/kv/") && req.Method != http.MethodGet):
+		t.c.writes.Add(1)
+	case strings.HasPrefix(p, "/v1/kv/"):
+		t.c.reads.Add(1)
+	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		t.c.errors.Add(1)
@@ -100,6 +117,9 @@ func (n *Node) ConsulStats() ConsulStats {
 	return ConsulStats{
 		Requests:     c.requests.Load(),
 		Errors:       c.errors.Load(),
+		Writes:       c.writes.Load(),
+		Reads:        c.reads.Load(),
+		Watches:      c.watches.Load(),
 		OpenConns:    c.open.Load(),
 		MaxOpenConns: c.maxOpen.Load(),
 		WatchLatency: time.Duration(n.syncLatency.Load()),

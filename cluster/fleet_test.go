@@ -244,16 +244,25 @@ func startFleet(ctx context.Context, t testing.TB, a *consulAgent, spec fleetSpe
 		}
 		return true
 	})
-	waitFor(ctx, t, "every room knows its peers", func() bool {
+	lacking := func() []string {
+		var out []string
 		for _, r := range f.rooms {
 			for _, i := range r.nodes {
-				if len(f.nodes[i].node.roomNodes(r.name)) != len(r.nodes) {
-					return false
+				if got := f.nodes[i].node.roomNodes(r.name); len(got) != len(r.nodes) {
+					out = append(out, fmt.Sprintf("room %s on %s: nodes %v, want %v; %s", r.name, f.nodes[i].id,
+						got, r.nodes, f.nodes[i].node.roomDebug(r.name)))
 				}
 			}
 		}
-		return true
-	})
+		return out
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for l := lacking(); len(l) > 0; l = lacking() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("%d rooms do not know their peers 2 minutes after opening, e.g. %v", len(l), l[:min(5, len(l))])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return f
 }
 
@@ -268,33 +277,36 @@ func (f *fleet) crash(i int) {
 }
 
 func (f *fleet) close() {
-	var wg sync.WaitGroup
+	// One node at a time: each session destroy makes Consul delete the
+	// node's thousands of records.
 	for _, fn := range f.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, p := range fn.parts {
-				p.Close()
-			}
-			if err := fn.node.Close(); err != nil && !fn.killed {
-				f.t.Errorf("close %s: %v", fn.id, err)
-			}
-			fn.srv.Close()
-			if err := fn.engine.Close(); err != nil {
-				f.t.Errorf("engine close %s: %v", fn.id, err)
-			}
-		}()
+		for _, p := range fn.parts {
+			p.Close()
+		}
+		if err := fn.node.Close(); err != nil && !fn.killed {
+			f.t.Errorf("close %s: %v", fn.id, err)
+		}
+		fn.srv.Close()
+		if err := fn.engine.Close(); err != nil {
+			f.t.Errorf("engine close %s: %v", fn.id, err)
+		}
 	}
-	wg.Wait()
 }
 
-// consulRequests sums the Consul requests of the live nodes.
-func (f *fleet) consulRequests() uint64 {
-	var n uint64
+// consulRequests sums the Consul requests of the nodes.
+func (f *fleet) consulRequests() uint64 { return f.consulStats().Requests }
+
+// consulStats sums the Consul counters of the nodes.
+func (f *fleet) consulStats() ConsulStats {
+	var sum ConsulStats
 	for _, fn := range f.nodes {
-		n += fn.node.ConsulStats().Requests
+		st := fn.node.ConsulStats()
+		sum.Requests += st.Requests
+		sum.Writes += st.Writes
+		sum.Reads += st.Reads
+		sum.Watches += st.Watches
 	}
-	return n
+	return sum
 }
 
 // fleetResult is what a producer phase measured.
@@ -303,10 +315,17 @@ type fleetResult struct {
 	p50, p95, p99   time.Duration
 	maxLatency      time.Duration
 	requestsPerEvt  float64
+	writesPerEvt    float64 // KV writes (transactions) per event
+	readsPerEvt     float64 // room reads (reconciliation) per event
+	watchesPerEvt   float64 // blocking query answers per event
 	idleRequestsPS  float64 // background Consul requests per second (all nodes)
 	consulCPUPerEvt time.Duration
 	maxConns        int64
 	phase           time.Duration
+	schedLag99      time.Duration // p99 of how late a 10 ms sleep woke up in the fleet process
+	schedLagMax     time.Duration
+	idleCPU         float64 // the fleet process's CPU (cores) before the phase
+	busyCPU         float64 // and during it
 }
 
 // producerPhase adds spec.producers producers to every room (on the room's
@@ -316,9 +335,12 @@ type fleetResult struct {
 func (f *fleet) producerPhase(ctx context.Context, spec fleetSpec, rate int) fleetResult {
 	t := f.t
 	consulCPU0, _ := f.a.cpu()
+	selfCPU0, _ := processCPU()
 	idleReq0, idleT0 := f.consulRequests(), time.Now()
 	time.Sleep(2 * time.Second)
 	idleRate := float64(f.consulRequests()-idleReq0) / time.Since(idleT0).Seconds()
+	selfCPU1, _ := processCPU()
+	idleSelf := float64(selfCPU1-selfCPU0) / float64(time.Since(idleT0))
 	consulCPU1, _ := f.a.cpu()
 	idleCPURate := float64(consulCPU1-consulCPU0) / time.Since(idleT0).Seconds() // ns per s
 
@@ -329,7 +351,21 @@ func (f *fleet) producerPhase(ctx context.Context, spec fleetSpec, rate int) fle
 		local int
 	}
 	var events []event
-	req0, start := f.consulRequests(), time.Now()
+	// How late does a goroutine of this process wake up? (The fleet shares
+	// the process, and its scheduling, with every node's engine.)
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan []time.Duration)
+	go func() {
+		var lags []time.Duration
+		for lagCtx.Err() == nil {
+			t0 := time.Now()
+			time.Sleep(10 * time.Millisecond)
+			lags = append(lags, time.Since(t0)-10*time.Millisecond)
+		}
+		lagDone <- lags
+	}()
+	st0 := f.consulStats()
+	req0, start := st0.Requests, time.Now()
 	interval := time.Second / time.Duration(rate)
 	next := time.Now()
 	for k := 0; k < spec.producers; k++ {
@@ -347,22 +383,40 @@ func (f *fleet) producerPhase(ctx context.Context, spec fleetSpec, rate int) fle
 			fn.node.ProducerAdded(fn.rooms[r.name], info)
 		}
 	}
-	waitFor(ctx, t, "every producer seen by every other node of its room", func() bool {
+	missing := func() []string {
+		var out []string
 		for _, e := range events {
 			for _, i := range e.room.nodes {
 				if i == e.local {
 					continue
 				}
 				if _, ok := f.nodes[i].rec.seenAt(e.id); !ok {
-					return false
+					out = append(out, fmt.Sprintf("%s (room %s, from %s) on %s: %s", e.id, e.room.name,
+						f.nodes[e.local].id, f.nodes[i].id, f.nodes[i].node.roomDebug(e.room.name)))
 				}
 			}
 		}
-		return true
-	})
+		return out
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	for len(missing()) > 0 {
+		select {
+		case <-wctx.Done():
+			m := missing()
+			t.Fatalf("%d producers not seen a minute after the last event, e.g. %v", len(m), m[:min(5, len(m))])
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	phase := time.Since(start)
-	reqs := f.consulRequests() - req0
+	stopLag()
+	lags := <-lagDone
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	st1 := f.consulStats()
+	reqs := st1.Requests - req0
 	consulCPU2, _ := f.a.cpu()
+	selfCPU2, _ := processCPU()
+	busySelf := float64(selfCPU2-selfCPU1) / float64(phase)
 	lat := make([]time.Duration, 0, len(events))
 	for _, e := range events {
 		var worst time.Duration
@@ -389,10 +443,17 @@ func (f *fleet) producerPhase(ctx context.Context, spec fleetSpec, rate int) fle
 		p99:             q(0.99),
 		maxLatency:      lat[len(lat)-1],
 		requestsPerEvt:  (float64(reqs) - idleRate*phase.Seconds()) / float64(len(events)),
+		writesPerEvt:    float64(st1.Writes-st0.Writes) / float64(len(events)),
+		readsPerEvt:     float64(st1.Reads-st0.Reads) / float64(len(events)),
+		watchesPerEvt:   float64(st1.Watches-st0.Watches) / float64(len(events)),
 		idleRequestsPS:  idleRate,
 		consulCPUPerEvt: time.Duration(max(0, busyCPU) / float64(len(events))),
 		maxConns:        maxConns,
 		phase:           phase,
+		schedLag99:      lags[min(len(lags)-1, len(lags)*99/100)],
+		schedLagMax:     lags[len(lags)-1],
+		idleCPU:         idleSelf,
+		busyCPU:         busySelf,
 	}
 }
 
@@ -426,10 +487,10 @@ func (f *fleet) killPhase(ctx context.Context, victim int) time.Duration {
 }
 
 func (r fleetResult) String() string {
-	return fmt.Sprintf("events=%d latency p50=%v p95=%v p99=%v max=%v consul-req/event=%.2f (background %.1f req/s) consul-cpu/event=%v max-conns/node=%d phase=%v",
+	return fmt.Sprintf("events=%d latency p50=%v p95=%v p99=%v max=%v consul-req/event=%.2f (writes %.2f, reads %.2f, watch answers %.3f; background %.1f req/s) consul-cpu/event=%v max-conns/node=%d phase=%v fleet-process-cpu idle=%.2f busy=%.2f cores, wake-up lag p99=%v max=%v",
 		r.events, r.p50.Round(time.Millisecond), r.p95.Round(time.Millisecond), r.p99.Round(time.Millisecond),
-		r.maxLatency.Round(time.Millisecond), r.requestsPerEvt, r.idleRequestsPS, r.consulCPUPerEvt.Round(time.Microsecond),
-		r.maxConns, r.phase.Round(time.Millisecond))
+		r.maxLatency.Round(time.Millisecond), r.requestsPerEvt, r.writesPerEvt, r.readsPerEvt, r.watchesPerEvt, r.idleRequestsPS, r.consulCPUPerEvt.Round(time.Microsecond),
+		r.maxConns, r.phase.Round(time.Millisecond), r.idleCPU, r.busyCPU, r.schedLag99.Round(time.Millisecond), r.schedLagMax.Round(time.Millisecond))
 }
 
 // TestFleetControlPlane is the small fleet of make test: producers reach
@@ -460,11 +521,16 @@ func TestFleetControlPlane(t *testing.T) {
 
 // BenchmarkFleet measures the control plane at fleet scale (one iteration
 // per size). Sizes come from CONFAB_FLEET ("NODESxROOMS[,...]", default
-// "5x50"); make bench runs "5x200,20x1000".
+// "5x50"); make bench runs "5x200,20x1000". Producer events are paced at
+// CONFAB_FLEET_RATE per second (default 200).
 func BenchmarkFleet(b *testing.B) {
 	sizes := os.Getenv("CONFAB_FLEET")
 	if sizes == "" {
 		sizes = "5x50"
+	}
+	rate := 200 // producer events per second, all nodes together
+	if r, err := strconv.Atoi(os.Getenv("CONFAB_FLEET_RATE")); err == nil && r > 0 {
+		rate = r
 	}
 	for _, size := range strings.Split(sizes, ",") {
 		var spec fleetSpec
@@ -474,15 +540,17 @@ func BenchmarkFleet(b *testing.B) {
 		spec.producers = 3
 		b.Run(size, func(b *testing.B) {
 			a := consulForTest(b)
-			ctx := testContext(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			defer cancel()
 			for i := 0; i < b.N; i++ {
 				f := startFleet(ctx, b, a, spec)
-				res := f.producerPhase(ctx, spec, 500)
+				res := f.producerPhase(ctx, spec, rate)
 				kill := f.killPhase(ctx, spec.nodes/2)
 				b.ReportMetric(float64(res.p50.Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(res.p95.Microseconds())/1000, "p95-ms")
 				b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
 				b.ReportMetric(res.requestsPerEvt, "consul-req/event")
+				b.ReportMetric(res.writesPerEvt, "consul-writes/event")
 				b.ReportMetric(float64(res.consulCPUPerEvt.Microseconds()), "consul-cpu-us/event")
 				b.ReportMetric(float64(res.maxConns), "max-conns/node")
 				b.ReportMetric(kill.Seconds(), "kill-drop-s")
@@ -491,4 +559,24 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// roomDebug describes what the node knows of room (for failures).
+func (n *Node) roomDebug(room string) string {
+	w := n.openWatch(room)
+	if w == nil {
+		return "room not open"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "read=%v peers=%v contrib:", w.readDone.Load(), w.peers)
+	for node, c := range w.contrib {
+		ids := make([]string, 0, len(c.producers))
+		for id := range c.producers {
+			ids = append(ids, id)
+		}
+		fmt.Fprintf(&b, " %s{pushed=%v seq=%d %v}", node, c.pushed, c.seq, ids)
+	}
+	return b.String()
 }

@@ -201,15 +201,18 @@ func (w *roomWatch) run() {
 		return
 	}
 	defer w.n.media.UnpipeRoom(w.name)
-	if !w.firstRead() {
-		return
-	}
-	w.readDone.Store(true)
+	// The room's records are read on a goroutine of their own, so that a
+	// slow read never delays acting on what peers push.
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		w.runReads()
+	}()
+	defer readers.Wait()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	reconcile := time.NewTimer(w.n.reconcileDelay())
-	defer reconcile.Stop()
 	for {
 		next := w.sync()
 		timer.Stop()
@@ -221,13 +224,28 @@ func (w *roomWatch) run() {
 			return
 		case <-w.pokeCh:
 		case <-timer.C:
-		case <-reconcile.C:
-			if err := w.read(); err != nil && w.ctx.Err() == nil {
-				reconcile.Reset(w.retry.next())
-				continue
-			}
-			reconcile.Reset(w.n.reconcileDelay())
 		}
+	}
+}
+
+// runReads does the room's first read, then one every ReconcileInterval
+// (jittered), until the watch is cancelled.
+func (w *roomWatch) runReads() {
+	if !w.firstRead() {
+		return
+	}
+	w.readDone.Store(true)
+	b := backoff{min: 500 * time.Millisecond, max: w.n.cfg.MaxBackoff}
+	for {
+		if !sleepCtx(w.ctx, w.n.reconcileDelay()) {
+			return
+		}
+		for w.read() != nil {
+			if !sleepCtx(w.ctx, b.next()) {
+				return
+			}
+		}
+		b.reset()
 	}
 }
 

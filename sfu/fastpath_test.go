@@ -152,7 +152,7 @@ func TestSRTPProfile(t *testing.T) {
 			feed(prod, stop, &wg)
 			waitMedia(ctx, t, sub, info)
 			var got []string
-			for _, s := range sub.p.subPC.GetStats() {
+			for _, s := range sub.p.sub.Load().GetStats() {
 				if ts, ok := s.(webrtc.TransportStats); ok {
 					got = append(got, ts.SRTPCipher)
 				}

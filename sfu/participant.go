@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -42,7 +43,11 @@ type Participant struct {
 	info   ParticipantInfo
 	log    *slog.Logger
 	events EventHandler
-	subPC  *webrtc.PeerConnection // created with the participant, immutable
+	// sub is the subscriber PC, created with the first consumer (a
+	// participant with nothing to receive, e.g. alone in its room, costs
+	// no PeerConnection); subMu serialises its creation with closing.
+	subMu sync.Mutex
+	sub   atomic.Pointer[webrtc.PeerConnection]
 
 	seq uint64 // join order; guarded by room.mu
 
@@ -67,13 +72,10 @@ type Participant struct {
 	initProducers []ProducerInfo
 }
 
-// newParticipant creates a participant and its subscriber PC; it is not yet
-// in the room (abort undoes it).
+// newParticipant creates a participant; it is not yet in the room (abort
+// undoes it). Its subscriber PC is created with its first consumer
+// (subscriberPC).
 func newParticipant(r *Room, params JoinParams) (*Participant, error) {
-	pc, err := r.e.tr.newPeerConnection()
-	if err != nil {
-		return nil, err
-	}
 	id := newID()
 	p := &Participant{
 		e:         r.e,
@@ -82,14 +84,49 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		info:      ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
 		log:       r.log.With("participant", id),
 		events:    params.Events,
-		subPC:     pc,
 		closingCh: make(chan struct{}),
 		done:      make(chan struct{}),
 		producers: make(map[string]*Producer),
 		consumers: make(map[string]*Consumer),
 	}
-	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
 	return p, nil
+}
+
+// subscriberPC returns the subscriber PC, creating it on first use.
+// Errors: ErrParticipantClosed, or the PC's creation failed.
+func (p *Participant) subscriberPC() (*webrtc.PeerConnection, error) {
+	if pc := p.sub.Load(); pc != nil {
+		return pc, nil
+	}
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	if pc := p.sub.Load(); pc != nil {
+		return pc, nil
+	}
+	p.mu.Lock()
+	closing := p.closing
+	p.mu.Unlock()
+	if closing { // closeWith reads sub under subMu after setting closing
+		return nil, ErrParticipantClosed
+	}
+	pc, err := p.e.tr.newPeerConnection()
+	if err != nil {
+		return nil, fmt.Errorf("sfu: subscriber peer connection: %w", err)
+	}
+	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
+	p.sub.Store(pc)
+	return pc, nil
+}
+
+// closeSubscriberPC closes the subscriber PC if it was created; called once
+// closing is set, so none is created afterwards.
+func (p *Participant) closeSubscriberPC() {
+	p.subMu.Lock()
+	pc := p.sub.Load()
+	p.subMu.Unlock()
+	if pc != nil {
+		_ = pc.Close()
+	}
 }
 
 // abort releases a participant that never entered its room.
@@ -98,7 +135,7 @@ func (p *Participant) abort() {
 	p.closing = true
 	close(p.closingCh)
 	p.mu.Unlock()
-	_ = p.subPC.Close()
+	p.closeSubscriberPC()
 	close(p.done)
 }
 
@@ -289,11 +326,12 @@ func (p *Participant) SetSubscriberAnswer(answer webrtc.SessionDescription) erro
 	p.mu.Unlock()
 	defer p.ops.Done()
 
-	err := p.subPC.SetRemoteDescription(answer)
+	pc := p.sub.Load() // an offer exists, so the PC does
+	err := pc.SetRemoteDescription(answer)
 	if err != nil {
 		// Normally the offer stays outstanding and the client may answer
 		// again; if pion already left have-local-offer, offer anew.
-		reoffer := p.subPC.SignalingState() != webrtc.SignalingStateHaveLocalOffer
+		reoffer := pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer
 		p.mu.Lock()
 		p.subState = subAwaiting
 		if reoffer {
@@ -358,16 +396,20 @@ func (p *Participant) negotiate() {
 
 func (p *Participant) createSubscriberOffer() (webrtc.SessionDescription, error) {
 	var none webrtc.SessionDescription
-	offer, err := p.subPC.CreateOffer(nil)
+	pc, err := p.subscriberPC()
+	if err != nil {
+		return none, err
+	}
+	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return none, fmt.Errorf("sfu: subscriber offer: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(p.subPC)
-	if err := p.subPC.SetLocalDescription(offer); err != nil {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
 		return none, fmt.Errorf("sfu: subscriber offer: set local description: %w", err)
 	}
 	p.waitGathering(gathered)
-	ld := p.subPC.LocalDescription()
+	ld := pc.LocalDescription()
 	if ld == nil {
 		return none, fmt.Errorf("sfu: subscriber offer: %w: no local description", ErrWrongState)
 	}
@@ -393,7 +435,7 @@ func (p *Participant) AddICECandidate(t Target, c webrtc.ICECandidateInit) error
 	case closing:
 		return ErrParticipantClosed
 	case t == TargetSubscriber:
-		pc = p.subPC
+		pc = p.sub.Load()
 	case t != TargetPublisher:
 		return fmt.Errorf("sfu: add candidate: %w: target %q", ErrInvalidArgument, t)
 	}
@@ -526,7 +568,14 @@ func (p *Participant) addConsumer(prod *Producer) bool {
 		return false
 	}
 	p.mu.Unlock()
-	c, err := prod.NewConsumer(p.subPC)
+	pc, err := p.subscriberPC()
+	if err != nil {
+		if !errors.Is(err, ErrParticipantClosed) {
+			p.log.Warn("subscribe failed", "producer", id, "err", err)
+		}
+		return false
+	}
+	c, err := prod.NewConsumer(pc)
 	if err != nil {
 		if !errors.Is(err, ErrProducerClosed) {
 			p.log.Warn("subscribe failed", "producer", id, "err", err)
@@ -634,7 +683,7 @@ func (p *Participant) closeWith(reason error) {
 	if pub != nil {
 		_ = pub.Close()
 	}
-	_ = p.subPC.Close()
+	p.closeSubscriberPC()
 	p.wg.Wait()
 	p.room.removeParticipant(p)
 	close(p.done)

@@ -4,7 +4,8 @@
 # clip. Steps:
 #
 #   1. the Go benchmarks of the hot paths (sfu forwarding, NACK cache, SRTP,
-#      the cluster pipe link), with -benchmem;
+#      the cluster pipe link), with -benchmem, and of the control plane at
+#      scale (a fleet of nodes on real Consul, one node with 5,000 rooms);
 #   2. the load scenarios against real confab processes: each node pinned to
 #      CPU 0 (taskset), the load generator pinned to CPU 1, the box checked
 #      idle before every scenario; one fresh node (or cluster) per scenario;
@@ -23,6 +24,8 @@
 #   BENCH_FANOUT     subscriber counts of the fan-out scenario [50 100 200]
 #   BENCH_GOTIME     -benchtime of the Go benchmarks [1s]
 #   BENCH_SKIP_GO=1  skip step 1 (keeps the previous Go results)
+#   BENCH_FLEET      control-plane fleet sizes, NODESxROOMS [5x200,20x1000]
+#   BENCH_MANY_ROOMS rooms of the one-node control-plane run [5000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -136,7 +139,10 @@ run_load() {
 # 1. Go benchmarks.
 if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
 	echo "bench: Go benchmarks (-benchtime $gotime)"
-	record go test -run '^$' -bench . -benchmem -benchtime "$gotime" -count 1 -timeout 10m \
+	# The control plane at scale runs once per size (each iteration builds a
+	# whole fleet): 20 nodes x 1,000 rooms, and one node with 5,000 rooms.
+	record env CONFAB_FLEET="${BENCH_FLEET:-5x200,20x1000}" CONFAB_MANY_ROOMS="${BENCH_MANY_ROOMS:-5000}" \
+		go test -run '^$' -bench . -benchmem -benchtime "$gotime" -count 1 -timeout 30m \
 		./sfu/ ./cluster/ ./tools/... | tee "$out/go-bench.txt"
 	# The zero-allocation tests, race-free (the race detector makes
 	# sync.Pool drop items); the document reads the verdict from here.
