@@ -72,6 +72,11 @@ type Config struct {
 	// MaxParticipants is the number of local participants above which
 	// Place sends newcomers to other nodes (0: no limit).
 	MaxParticipants int
+
+	// placements is the placement tally of the Node built from this
+	// Config (placement.go). SetDefaults, which New calls on its own
+	// copy, always gives it a fresh one, so no two Nodes share one.
+	placements *placeTally
 }
 
 // SetDefaults fills the zero optional fields with their defaults.
@@ -91,6 +96,7 @@ func (c *Config) SetDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.placements = newPlaceTally()
 }
 
 // Validate reports the first invalid field, wrapping ErrInvalidConfig. It

@@ -32,6 +32,12 @@ type nodeRecord struct {
 	// Draining is set by Drain: the node still serves its rooms but takes
 	// no new participants; peer lists offered to browsers skip it.
 	Draining bool `json:"draining,omitempty"`
+	// Tracks is the number of local producers (published tracks).
+	Tracks int `json:"tracks"`
+	// CPU is the node's CPU use as a share of its capacity, 0..1.
+	CPU float64 `json:"cpu"`
+	// MaxParticipants is the node's participant limit (0: none).
+	MaxParticipants int `json:"maxParticipants,omitempty"`
 }
 
 func nodeKey(node string) string { return nodesPrefix + escapeSegment(node) }
