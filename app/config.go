@@ -62,6 +62,11 @@ type Config struct {
 	ClusterSecret string
 	// MaxParticipants is the per-room participant limit (--max-participants).
 	MaxParticipants int
+	// MaxParticipantsPerNode is the node's participant limit
+	// (--max-participants-per-node; 0: none): placement sends newcomers
+	// to other nodes beyond it, and refuses them ("node-full") only when
+	// every node is full.
+	MaxParticipantsPerNode int
 	// MaxRooms is the per-node room limit (--max-rooms).
 	MaxRooms int
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
@@ -147,6 +152,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxParticipants < 1 {
 		return flagError("max-participants", fmt.Sprint(c.MaxParticipants), errPositive)
+	}
+	if c.MaxParticipantsPerNode < 0 {
+		return flagError("max-participants-per-node", fmt.Sprint(c.MaxParticipantsPerNode), errNonNegative)
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)
