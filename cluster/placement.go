@@ -58,9 +58,8 @@ const (
 	// CPUHigh is the CPU share above which a node counts as over its load
 	// limit: it takes newcomers only when every other node is too.
 	CPUHigh = 0.85
-	// nominalCapacity stands for the participant limit of a node without
-	// one when loads are compared.
-	nominalCapacity = 100
+	// cpuWeight: a node's load is multiplied by 1 + cpuWeight*CPU.
+	cpuWeight = 2
 	// trackWeight is what one published track adds to a node's load, in
 	// participants.
 	trackWeight = 0.25
@@ -122,14 +121,13 @@ func (c candidate) hot() bool { return c.CPU >= CPUHigh }
 // overLimit reports whether the node is over its load limit.
 func (c candidate) overLimit() bool { return c.full() || c.hot() }
 
-// score is the node's load: the used share of its participant capacity
-// (tracks counted at trackWeight) plus its CPU share. Lower is better.
+// score is the node's load: its participants plus trackWeight per
+// published track, plus one (so that CPU tells idle nodes apart), times
+// 1 + cpuWeight*CPU. Lower is better. Limits do not enter it: they are
+// hard caps (full), and a node whose limit is unknown (an older record)
+// is not mistaken for a bigger one.
 func (c candidate) score() float64 {
-	capacity := float64(c.Limit)
-	if capacity <= 0 {
-		capacity = nominalCapacity
-	}
-	return (float64(c.Participants)+trackWeight*float64(c.Tracks))/capacity + c.CPU
+	return (float64(c.Participants) + trackWeight*float64(c.Tracks) + 1) * (1 + cpuWeight*c.CPU)
 }
 
 // placeInput is everything the placement decision depends on.
