@@ -20,6 +20,9 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultMaxParticipants = 100
 	DefaultMaxRooms        = 1000
+	// PlacementOn and PlacementOff are the values of --placement.
+	PlacementOn  = "on"
+	PlacementOff = "off"
 	// DefaultDrainTimeout is how long a stopping node waits for its rooms
 	// to empty after telling its clients to move (--drain-timeout).
 	DefaultDrainTimeout = 30 * time.Second
@@ -67,6 +70,9 @@ type Config struct {
 	// to other nodes beyond it, and refuses them ("node-full") only when
 	// every node is full.
 	MaxParticipantsPerNode int
+	// Placement is PlacementOn (default: joins are placed on the node their
+	// room belongs on) or PlacementOff (--placement).
+	Placement string
 	// MaxRooms is the per-node room limit (--max-rooms).
 	MaxRooms int
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
@@ -109,6 +115,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxRooms == 0 {
 		c.MaxRooms = DefaultMaxRooms
 	}
+	if c.Placement == "" {
+		c.Placement = PlacementOn
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
@@ -124,6 +133,7 @@ func DefaultConfig() Config {
 		LogLevel:        DefaultLogLevel,
 		MaxParticipants: DefaultMaxParticipants,
 		MaxRooms:        DefaultMaxRooms,
+		Placement:       PlacementOn,
 		DrainTimeout:    DefaultDrainTimeout,
 	}
 }
@@ -155,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxParticipantsPerNode < 0 {
 		return flagError("max-participants-per-node", fmt.Sprint(c.MaxParticipantsPerNode), errNonNegative)
+	}
+	if c.Placement != PlacementOn && c.Placement != PlacementOff {
+		return flagError("placement", c.Placement, errOnOff)
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)

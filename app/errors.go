@@ -16,6 +16,7 @@ var (
 	errPositive  = errors.New("must be a positive integer")
 	// errNonNegative: a count where 0 means unlimited.
 	errNonNegative = errors.New("must be a non-negative integer (0 = unlimited)")
+	errOnOff       = errors.New("must be on or off")
 	errOrigin      = errors.New("must be a non-empty host without spaces")
 	errURL         = errors.New("must be an absolute http:// or https:// URL")
 	errDuration    = errors.New("must be a positive duration such as 30s or 2m")

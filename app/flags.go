@@ -122,6 +122,12 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) (err error) { c.MaxParticipantsPerNode, err = parseNonNegative(v); return err },
 		},
 		{
+			name: "placement", arg: "on|off",
+			usage: "on: a joining participant is sent to the node its room belongs on (docs/placement.md); off: everyone joins the node they reached",
+			def:   func(Config) string { return PlacementOn },
+			apply: func(c *Config, v string) error { c.Placement = strings.ToLower(v); return nil },
+		},
+		{
 			name: "max-rooms", arg: "n",
 			usage: "maximum rooms on this node",
 			def:   func(Config) string { return strconv.Itoa(DefaultMaxRooms) },

@@ -98,6 +98,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("app: start cluster membership: %w", err)
 	}
 
+	var place func(context.Context, web.PlaceRequest) (web.Placement, error)
+	if cfg.Placement == PlacementOn {
+		place = placeOf(membership)
+	}
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -108,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Ready:   membership.Ready,
 		Peers:   peersOf(membership, cfg.NodeID),
 		Members: membersOf(membership),
-		Place:   placeOf(membership),
+		Place:   place,
 		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
 	})
 	if err != nil {

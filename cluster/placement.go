@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -341,7 +342,14 @@ func (n *Node) PlaceWith(ctx context.Context, room string, opts PlaceOptions) (P
 		serving = append(serving, id)
 	}
 	cands = append(cands, self)
-	chosen, reason, err := decide(placeInput{Self: n.cfg.NodeID, Candidates: cands, Serving: serving, Opts: opts}, t.rnd)
+	in := placeInput{Self: n.cfg.NodeID, Candidates: cands, Serving: serving, Opts: opts}
+	chosen, reason, err := decide(in, t.rnd)
+	if errors.Is(err, ErrNodeFull) && len(opts.Avoid) > 0 {
+		// Only avoided nodes have room: a client's guess that a node is
+		// gone must not turn into a refusal.
+		in.Opts.Avoid = nil
+		chosen, reason, err = decide(in, t.rnd)
+	}
 	if err != nil {
 		return Placement{}, err
 	}
