@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/confab/confab/sfu"
 )
 
 // cand returns a live candidate with n participants and no limit.
@@ -242,5 +245,69 @@ func TestPlaceTally(t *testing.T) {
 				t.Errorf("room remembered = %v, want %v", ok, tt.wantRoom)
 			}
 		})
+	}
+}
+
+// TestNodePlace: Node.PlaceWith with real Consul and two nodes: a room open
+// on the other node goes there (seen through Consul), a full node sends
+// newcomers of its own room elsewhere with Full set (also when placed
+// there), and an avoid that leaves no room is ignored rather than refusing.
+func TestNodePlace(t *testing.T) {
+	a := consulForTest(t)
+	checkLeaks(t)
+	ctx := testContext(t)
+	na := startTestNode(ctx, t, a, "node-a", func(c *Config) { c.MaxParticipants = 2 })
+	nb := startTestNode(ctx, t, a, "node-b")
+	waitFor(ctx, t, "a sees b", func() bool { _, ok := na.node.resolve("node-b"); return ok })
+
+	place := func(room string, opts PlaceOptions) Placement {
+		t.Helper()
+		p, err := na.node.PlaceWith(ctx, room, opts)
+		if err != nil {
+			t.Fatalf("PlaceWith(%s, %+v): %v", room, opts, err)
+		}
+		return p
+	}
+	if p := place("fresh", PlaceOptions{Placed: true}); !p.Local || p.Reason != "placed" || p.Full {
+		t.Fatalf("placed on a node with room: %+v, want local", p)
+	}
+
+	join(t, nb.engine, "on-b", "Bob")
+	waitFor(ctx, t, "a places on-b on b", func() bool {
+		p := place("on-b", PlaceOptions{})
+		return p.NodeID == "node-b" && p.Reason == "serves-room" && p.URL == nb.srv.URL && !p.Local
+	})
+
+	join(t, na.engine, "on-a", "Ann")
+	if p := place("on-a", PlaceOptions{}); !p.Local || p.Reason != "serves-room" {
+		t.Fatalf("room served here, below the limit: %+v, want local serves-room", p)
+	}
+	join(t, na.engine, "on-a", "Abe") // a is now at its limit of 2
+	for _, opts := range []PlaceOptions{{}, {Placed: true}} {
+		if p := place("on-a", opts); p.Local || p.NodeID != "node-b" || !p.Full {
+			t.Fatalf("full node, %+v: %+v, want node-b with Full", opts, p)
+		}
+	}
+	if p := place("on-b", PlaceOptions{Avoid: []string{"node-b"}}); p.NodeID != "node-b" {
+		t.Fatalf("only the avoided node has room: %+v, want node-b anyway", p)
+	}
+}
+
+// TestLocalPlace: the single node answers local until its limit.
+func TestLocalPlace(t *testing.T) {
+	e, err := sfu.New(sfu.Config{NodeID: "solo", UDPAddr: "127.0.0.1:0", IncludeLoopback: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	l := NewLocal(e)
+	l.SetMaxParticipants(1)
+	ctx := context.Background()
+	if p, err := l.Place(ctx, "r"); err != nil || !p.Local || p.NodeID != "solo" {
+		t.Fatalf("Place = %+v, %v; want local", p, err)
+	}
+	join(t, e, "r", "Ann")
+	if _, err := l.PlaceWith(ctx, "r", PlaceOptions{Placed: true}); !errors.Is(err, ErrNodeFull) {
+		t.Fatalf("Place on a full single node: %v, want ErrNodeFull", err)
 	}
 }
