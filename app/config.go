@@ -20,6 +20,9 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultMaxParticipants = 100
 	DefaultMaxRooms        = 10000
+	// PlacementOn and PlacementOff are the values of --placement.
+	PlacementOn  = "on"
+	PlacementOff = "off"
 	// DefaultDrainTimeout is how long a stopping node waits for its rooms
 	// to empty after telling its clients to move (--drain-timeout).
 	DefaultDrainTimeout = 30 * time.Second
@@ -62,6 +65,14 @@ type Config struct {
 	ClusterSecret string
 	// MaxParticipants is the per-room participant limit (--max-participants).
 	MaxParticipants int
+	// MaxParticipantsPerNode is the node's participant limit
+	// (--max-participants-per-node; 0: none): placement sends newcomers
+	// to other nodes beyond it, and refuses them ("node-full") only when
+	// every node is full.
+	MaxParticipantsPerNode int
+	// Placement is PlacementOn (default: joins are placed on the node their
+	// room belongs on) or PlacementOff (--placement).
+	Placement string
 	// MaxRooms is the per-node room limit (--max-rooms).
 	MaxRooms int
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
@@ -104,6 +115,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxRooms == 0 {
 		c.MaxRooms = DefaultMaxRooms
 	}
+	if c.Placement == "" {
+		c.Placement = PlacementOn
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
@@ -119,6 +133,7 @@ func DefaultConfig() Config {
 		LogLevel:        DefaultLogLevel,
 		MaxParticipants: DefaultMaxParticipants,
 		MaxRooms:        DefaultMaxRooms,
+		Placement:       PlacementOn,
 		DrainTimeout:    DefaultDrainTimeout,
 	}
 }
@@ -147,6 +162,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxParticipants < 1 {
 		return flagError("max-participants", fmt.Sprint(c.MaxParticipants), errPositive)
+	}
+	if c.MaxParticipantsPerNode < 0 {
+		return flagError("max-participants-per-node", fmt.Sprint(c.MaxParticipantsPerNode), errNonNegative)
+	}
+	if c.Placement != PlacementOn && c.Placement != PlacementOff {
+		return flagError("placement", c.Placement, errOnOff)
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)

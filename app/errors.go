@@ -14,9 +14,12 @@ var (
 	errLogLevel  = errors.New("must be one of debug, info, warn, error")
 	errNodeID    = errors.New("must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
 	errPositive  = errors.New("must be a positive integer")
-	errOrigin    = errors.New("must be a non-empty host without spaces")
-	errURL       = errors.New("must be an absolute http:// or https:// URL")
-	errDuration  = errors.New("must be a positive duration such as 30s or 2m")
+	// errNonNegative: a count where 0 means unlimited.
+	errNonNegative = errors.New("must be a non-negative integer (0 = unlimited)")
+	errOnOff       = errors.New("must be on or off")
+	errOrigin      = errors.New("must be a non-empty host without spaces")
+	errURL         = errors.New("must be an absolute http:// or https:// URL")
+	errDuration    = errors.New("must be a positive duration such as 30s or 2m")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

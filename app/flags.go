@@ -116,6 +116,18 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) (err error) { c.MaxParticipants, err = parsePositive(v); return err },
 		},
 		{
+			name: "max-participants-per-node", arg: "n",
+			usage: "maximum participants on this node; beyond it newcomers are sent to other nodes of the cluster (0 = unlimited)",
+			def:   func(Config) string { return "0" },
+			apply: func(c *Config, v string) (err error) { c.MaxParticipantsPerNode, err = parseNonNegative(v); return err },
+		},
+		{
+			name: "placement", arg: "on|off",
+			usage: "on: a joining participant is sent to the node its room belongs on (docs/placement.md); off: everyone joins the node they reached",
+			def:   func(Config) string { return PlacementOn },
+			apply: func(c *Config, v string) error { c.Placement = strings.ToLower(v); return nil },
+		},
+		{
 			name: "max-rooms", arg: "n",
 			usage: "maximum rooms on this node",
 			def:   func(Config) string { return strconv.Itoa(DefaultMaxRooms) },
@@ -273,6 +285,15 @@ func parsePositiveDuration(s string) (time.Duration, error) {
 		return 0, errDuration
 	}
 	return d, nil
+}
+
+// parseNonNegative parses an integer >= 0.
+func parseNonNegative(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errNonNegative
+	}
+	return n, nil
 }
 
 // parsePositive parses an integer >= 1.

@@ -98,6 +98,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("app: start cluster membership: %w", err)
 	}
 
+	var place func(context.Context, web.PlaceRequest) (web.Placement, error)
+	if cfg.Placement == PlacementOn {
+		place = placeOf(membership)
+	}
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -108,6 +112,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Ready:   membership.Ready,
 		Peers:   peersOf(membership, cfg.NodeID),
 		Members: membersOf(membership),
+		Place:   place,
 		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
 	})
 	if err != nil {
@@ -225,9 +230,25 @@ func peersOf(membership cluster.Membership, nodeID string) func(ctx context.Cont
 			if n.URL == "" || (n.ID != nodeID && (!n.Alive || n.Draining)) {
 				continue
 			}
-			peers = append(peers, web.Peer{ID: n.ID, URL: n.URL})
+			peers = append(peers, web.Peer{ID: n.ID, URL: n.URL, Load: n.Load})
 		}
 		return peers
+	}
+}
+
+// placeOf returns the web.Deps.Place function of a membership, translating
+// between web's and cluster's placement types (cluster.ErrNodeFull becomes
+// web.ErrClusterFull).
+func placeOf(membership cluster.Membership) func(ctx context.Context, req web.PlaceRequest) (web.Placement, error) {
+	return func(ctx context.Context, req web.PlaceRequest) (web.Placement, error) {
+		p, err := membership.PlaceWith(ctx, req.Room, cluster.PlaceOptions{Avoid: req.Avoid, Placed: req.Placed})
+		if errors.Is(err, cluster.ErrNodeFull) {
+			return web.Placement{}, fmt.Errorf("%w: %w", web.ErrClusterFull, err)
+		}
+		if err != nil {
+			return web.Placement{}, err
+		}
+		return web.Placement{Node: web.Peer{ID: p.NodeID, URL: p.URL}, Local: p.Local, Reason: p.Reason, Full: p.Full}, nil
 	}
 }
 
@@ -235,7 +256,9 @@ func peersOf(membership cluster.Membership, nodeID string) func(ctx context.Cont
 // configured, and the Consul-backed one otherwise.
 func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Membership, error) {
 	if cfg.ConsulAddr == "" {
-		return cluster.NewLocal(engine), nil
+		local := cluster.NewLocal(engine)
+		local.SetMaxParticipants(cfg.MaxParticipantsPerNode)
+		return local, nil
 	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:       cfg.NodeID,
@@ -244,6 +267,8 @@ func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Me
 		Secret:       cfg.ClusterSecret,
 		Version:      version(),
 		Logger:       log.With("component", "cluster"),
+
+		MaxParticipants: cfg.MaxParticipantsPerNode,
 	}, engine)
 	if err != nil {
 		return nil, fmt.Errorf("app: create cluster node: %w", err)

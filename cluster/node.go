@@ -46,6 +46,7 @@ type Node struct {
 	pipes        *Pipes
 	media        mediaPipes // pipes, or the fleet simulation's stand-in
 	local        *localRooms
+	placements   *placeTally // participants recently sent to each node (placement.go)
 	cpu          *cpuMeter
 	reads        *rate.Limiter // room reads (opening and reconciliation)
 	kv           *kvState
@@ -140,6 +141,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		probing:      make(map[string]bool),
 		outboxes:     make(map[string]*syncOutbox),
 		local:        newLocalRooms(),
+		placements:   newPlaceTally(),
 		cpu:          newCPUMeter(),
 		reads:        rate.NewLimiter(rate.Limit(cfg.ReconcileRate), max(1, int(cfg.ReconcileRate))),
 	}

@@ -189,14 +189,15 @@ if [ -s "$out/fanout-$maxn.pprof" ]; then
 fi
 
 # 4. Two nodes in one Consul cluster: a direct fan-out on node B as the
-# baseline, then the same subscribers on B fed by a publisher on node A.
+# baseline, then the same subscribers on B fed by a publisher on node A
+# (placement off: the subscribers must stay on B to measure the pipe).
 start_consul
 secret=confab-bench-cluster-secret-0123456789
 pa=$(free_port)
 pb=$(free_port)
-start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret"
+start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
 pid_a=$NODE_PID
-start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret"
+start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
 pid_b=$NODE_PID
 run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
 	--server-pid "$pid_b" --subscribers 100

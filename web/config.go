@@ -38,6 +38,8 @@ const (
 	DefaultAbuseFactor = 3
 	// DefaultPeersTimeout bounds one call of Deps.Peers.
 	DefaultPeersTimeout = 2 * time.Second
+	// DefaultPlaceTimeout bounds one call of Deps.Place.
+	DefaultPlaceTimeout = 3 * time.Second
 )
 
 // Config configures a Server. New applies SetDefaults and Validate to its
@@ -75,6 +77,9 @@ type Config struct {
 	// PeersTimeout bounds one call of Deps.Peers. Default
 	// DefaultPeersTimeout.
 	PeersTimeout time.Duration
+	// PlaceTimeout bounds one call of Deps.Place. Default
+	// DefaultPlaceTimeout.
+	PlaceTimeout time.Duration
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 
@@ -107,6 +112,9 @@ func (c *Config) SetDefaults() {
 	if c.PeersTimeout == 0 {
 		c.PeersTimeout = DefaultPeersTimeout
 	}
+	if c.PlaceTimeout == 0 {
+		c.PlaceTimeout = DefaultPlaceTimeout
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -138,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PeersTimeout < 0 {
 		return fmt.Errorf("web: config: PeersTimeout %v is negative", c.PeersTimeout)
+	}
+	if c.PlaceTimeout < 0 {
+		return fmt.Errorf("web: config: PlaceTimeout %v is negative", c.PlaceTimeout)
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "" || o == "*" {
@@ -181,6 +192,14 @@ type Deps struct {
 	// (just restarted, say) never listed that node among its Peers. Same
 	// calling rules as Peers. Optional: nil means Peers alone decides.
 	Members func(ctx context.Context) []Peer
+	// Place decides, before a participant joins, which node it belongs on
+	// (see docs/placement.md). When it names another node the client gets
+	// "move" instead of "joined"; ErrClusterFull makes the join fail with
+	// "node-full"; any other error is logged and the participant joins
+	// here. Called on the session's goroutine with a context bounded by
+	// Config.PlaceTimeout; safe for concurrent use. Optional: nil means
+	// every participant joins here.
+	Place func(ctx context.Context, req PlaceRequest) (Placement, error)
 	// Mounts maps a path to a handler mounted as is (the path is not
 	// stripped). A path ending in "/" is a prefix ("/cluster/" serves
 	// "/cluster/" and everything below it), otherwise an exact path. Any
@@ -196,6 +215,34 @@ type Peer struct {
 	// "https://node2.example.com" or "http://127.0.0.1:8082"; the page
 	// opens ws(s)://<host>/rooms/{room}/ws on it.
 	URL string `json:"url"`
+	// Load is the node's participant count as last recorded (omitted when
+	// 0); browsers prefer less loaded nodes when they fail over.
+	Load int `json:"load,omitempty"`
+}
+
+// PlaceRequest is what Deps.Place decides on.
+type PlaceRequest struct {
+	// Room is the room being joined.
+	Room string
+	// Avoid are node ids the client could not reach (from "join".avoid).
+	Avoid []string
+	// Placed is true when an earlier placement sent the client to this
+	// node ("join".placed names it): it stays unless this node is over
+	// its load limit.
+	Placed bool
+}
+
+// Placement is the answer of Deps.Place.
+type Placement struct {
+	// Node is the chosen node (its URL is needed when it is not this one).
+	Node Peer
+	// Local is true when the chosen node is this one.
+	Local bool
+	// Reason is why the node was chosen (logged and shown to the client).
+	Reason string
+	// Full is true when this node is over its load limit: the "move" then
+	// has reason "node-full".
+	Full bool
 }
 
 func (d *Deps) validate() error {

@@ -20,6 +20,7 @@ const (
 	codeTooManyRooms       = "too-many-rooms"
 	codeRateLimited        = "rate-limited"
 	codeDraining           = "draining"
+	codeNodeFull           = "node-full"
 	codeInternal           = "internal"
 )
 
@@ -45,6 +46,10 @@ var (
 	// participants.
 	errDraining = errors.New("web: node draining")
 )
+
+// ErrClusterFull is returned by Deps.Place when no node of the cluster can
+// take another participant; the client gets the error code "node-full".
+var ErrClusterFull = errors.New("web: every node is full")
 
 // errForeignOrigin: the signaling WebSocket's Origin is neither this host,
 // an allowed pattern, nor a node of the cluster. Answered with HTTP 403
@@ -87,6 +92,8 @@ func wireCode(err error) string {
 		return codeRateLimited
 	case errors.Is(err, errDraining):
 		return codeDraining
+	case errors.Is(err, ErrClusterFull):
+		return codeNodeFull
 	case errors.Is(err, sfu.ErrInvalidSDP):
 		return codeInvalidSDP
 	case errors.Is(err, sfu.ErrRoomFull):

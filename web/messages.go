@@ -36,8 +36,20 @@ const (
 	typeMove              = "move"
 )
 
-// moveReasonDraining is the "reason" of the "move" sent by Server.Drain.
-const moveReasonDraining = "draining"
+// Reasons of "move" (see docs/protocol.md).
+const (
+	// moveReasonDraining: sent by Server.Drain, after "joined".
+	moveReasonDraining = "draining"
+	// moveReasonPlacement: the room belongs on another node; sent instead
+	// of "joined".
+	moveReasonPlacement = "placement"
+	// moveReasonNodeFull: this node is over its load limit; sent instead
+	// of "joined".
+	moveReasonNodeFull = "node-full"
+)
+
+// maxAvoid bounds the node ids of a join's "avoid"; later ones are ignored.
+const maxAvoid = 16
 
 // wireSDP is a session description on the wire: {"type":"offer","sdp":"..."}.
 type wireSDP struct {
@@ -56,6 +68,8 @@ type envelope struct {
 type inbound struct {
 	Type      string
 	Name      string
+	Placed    string   // join: the node a placement "move" sent the client to
+	Avoid     []string // join: nodes the client lost and must not be sent to
 	SDP       webrtc.SessionDescription
 	Target    sfu.Target
 	Candidate webrtc.ICECandidateInit
@@ -64,6 +78,8 @@ type inbound struct {
 // inboundFields is the JSON shape of the type-specific fields.
 type inboundFields struct {
 	Name      *string                  `json:"name"`
+	Placed    *string                  `json:"placed"`
+	Avoid     []string                 `json:"avoid"`
 	SDP       *wireSDP                 `json:"sdp"`
 	Target    *string                  `json:"target"`
 	Candidate *webrtc.ICECandidateInit `json:"candidate"`
@@ -110,6 +126,17 @@ func parseMessage(data []byte) (inbound, error) {
 			return msg, protoErrorf(errBadMessage, `join: missing "name"`)
 		}
 		msg.Name = *f.Name
+		if f.Placed != nil {
+			msg.Placed = *f.Placed
+		}
+		for _, id := range f.Avoid {
+			if len(msg.Avoid) == maxAvoid {
+				break
+			}
+			if id != "" && len(id) <= 64 {
+				msg.Avoid = append(msg.Avoid, id)
+			}
+		}
 	case typePublish:
 		sdp, err := sessionDescription(f.SDP, webrtc.SDPTypeOffer, env.Type)
 		if err != nil {
@@ -199,6 +226,7 @@ type joinedMessage struct {
 
 // moveMessage tells a client to leave this node and rejoin its room on one
 // of Nodes (never null on the wire; empty when no other node is known).
+// Sent after "joined" by Drain, or instead of "joined" by placement.
 type moveMessage struct {
 	V       int    `json:"v"`
 	Type    string `json:"type"`

@@ -163,7 +163,7 @@ func (s *session) handle(data []byte) error {
 		return err
 	}
 	if msg.Type == typeJoin {
-		return s.join(msg.Name)
+		return s.join(msg.Name, msg.Placed, msg.Avoid)
 	}
 	p := s.participant
 	if p == nil {
@@ -217,9 +217,12 @@ func (s *session) handle(data []byte) error {
 	return nil
 }
 
-// join validates the name, joins the engine room and queues "joined". On
-// a draining node it answers "draining" and closes the connection instead.
-func (s *session) join(rawName string) error {
+// join validates the name, asks placement where the participant belongs
+// and, if here, joins the engine room and queues "joined"; otherwise it
+// queues "move" to the chosen node and stays unjoined. On a draining node it
+// answers "draining" and closes the connection instead. placed and avoid
+// are the join's "placed" and "avoid" fields.
+func (s *session) join(rawName, placed string, avoid []string) error {
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
 	}
@@ -231,6 +234,9 @@ func (s *session) join(rawName string) error {
 		s.sendError(protoErrorf(errDraining, "node %s is shutting down and takes no new participants: join another node", s.srv.nodeID))
 		s.requestClose(websocket.StatusTryAgainLater, reasonDraining, true)
 		return nil
+	}
+	if moved, err := s.place(placed, avoid); moved || err != nil {
+		return err
 	}
 	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s})
 	if err != nil {
@@ -340,4 +346,39 @@ func (s *session) sendError(err error) {
 	msg.Code = code
 	msg.Message = clientMessage(code, err)
 	s.sendMessage(msg)
+}
+
+// place consults Deps.Place before a join. It returns moved when it queued
+// a "move" to another node (the session stays unjoined), and the
+// "node-full" error when the whole cluster is full. Other placement
+// failures are logged and the participant joins here.
+func (s *session) place(placed string, avoid []string) (moved bool, err error) {
+	if s.srv.deps.Place == nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.PlaceTimeout)
+	pl, err := s.srv.deps.Place(ctx, PlaceRequest{Room: s.room, Avoid: avoid, Placed: placed != "" && placed == s.srv.nodeID})
+	cancel()
+	switch {
+	case errors.Is(err, ErrClusterFull):
+		return false, protoErrorf(ErrClusterFull, "every node of the cluster is full: no node can take another participant of room %q now", s.room)
+	case err != nil:
+		s.logger().Warn("signaling: placement failed; joining here", "err", err)
+		return false, nil
+	case pl.Local || pl.Node.ID == "" || pl.Node.URL == "":
+		return false, nil
+	}
+	reason, text := moveReasonPlacement, fmt.Sprintf("room %q is served by node %s: join it there", s.room, pl.Node.ID)
+	if pl.Full {
+		reason, text = moveReasonNodeFull, fmt.Sprintf("node %s is full: join room %q on node %s", s.srv.nodeID, s.room, pl.Node.ID)
+	} else if pl.Reason != "serves-room" {
+		text = fmt.Sprintf("room %q goes to node %s (%s): join it there", s.room, pl.Node.ID, pl.Reason)
+	}
+	s.logger().Info("signaling: placed on another node", "node", pl.Node.ID, "reason", pl.Reason, "full", pl.Full)
+	b, err := json.Marshal(moveMessage{V: protocolVersion, Type: typeMove, Reason: reason, Message: text, Nodes: []Peer{pl.Node}})
+	if err != nil { // cannot happen with these types
+		return false, fmt.Errorf("encode move: %w", err)
+	}
+	s.send(b)
+	return true, nil
 }

@@ -7,6 +7,10 @@ const crypto = require('node:crypto');
 const { test, expect } = require('../lib/cluster');
 const { expectMediaFlowing } = require('../lib/confab');
 
+// Placement off: these tests put each browser on a chosen node to check the
+// pipes between nodes (placement.spec.js covers placement).
+test.use({ clusterNodeArgs: ['--placement', 'off'] });
+
 /** uniqueRoom returns a fresh room name with the given prefix. */
 const uniqueRoom = (prefix) => `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
 

@@ -17,7 +17,9 @@ const { test, expect, fetchJSON } = require('../lib/cluster');
 const { expectMediaFlowing, sleep } = require('../lib/confab');
 
 const DRAIN_TIMEOUT_S = 20;
-test.use({ clusterNodeArgs: ['--drain-timeout', `${DRAIN_TIMEOUT_S}s`] });
+// Placement off: these tests put browsers on chosen nodes (placement.spec.js
+// covers placement).
+test.use({ clusterNodeArgs: ['--drain-timeout', `${DRAIN_TIMEOUT_S}s`, '--placement', 'off'] });
 
 const NODES = ['n1', 'n2', 'n3'];
 // Generous deadline of every recovery step.

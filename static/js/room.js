@@ -9,13 +9,20 @@
 //                 the node asked us to move; a new one is being set up
 //   disconnected  after "Leave", or when the server refused us for good
 //
+// Placement: the node may answer "join" with "move" (reason "placement" or
+// "node-full") instead of "joined": the room belongs on another node. The
+// page goes there at once and joins with "placed" naming that node, so it
+// is not sent on again (at most MAX_PLACEMENT_HOPS moves, then backoff).
+//
 // Failover: the page remembers the cluster's nodes (the "nodes" of "joined"
-// and "move"). When its session is lost it rejoins the same room with the
-// same name on another node (round robin; a node that just failed is tried
-// again only when no other is left, a draining node only when nothing else
-// is known), with backoff between attempts, and never gives up while the
-// page is open, except after "Leave". Local media is kept; remote tiles are
-// cleared and come back with the new session.
+// and "move", with their load). When its session is lost it rejoins the same
+// room with the same name on another node (chosen by load with random
+// jitter, so the clients of a lost node spread; a node that just failed is
+// tried again only when no other is left, a draining node only when nothing
+// else is known), telling it which nodes to avoid, with backoff between
+// attempts, and never gives up while the page is open, except after
+// "Leave". Local media is kept; remote tiles are cleared and come back with
+// the new session.
 //
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
 // participantId, nodeId, nodes, leave}.
@@ -29,7 +36,11 @@ import { RoomView } from './ui.js';
 const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version']);
 // Limits of one node: fatal for the very first join (nothing else is known
 // yet), otherwise the next node is tried.
-const NODE_LIMIT_ERRORS = new Set(['room-full', 'too-many-rooms']);
+const NODE_LIMIT_ERRORS = new Set(['room-full', 'too-many-rooms', 'node-full']);
+// Reasons of a "move" sent instead of "joined" (placement).
+const PLACEMENT_MOVES = new Set(['placement', 'node-full']);
+// Placement moves followed in a row before backing off.
+const MAX_PLACEMENT_HOPS = 3;
 // Delays between reconnection attempts; the last one repeats forever.
 const BACKOFF_MS = [500, 1000, 2000, 4000, 5000];
 // How long every peer connection may stay interrupted (ICE disconnected)
@@ -39,6 +50,25 @@ const INTERRUPTED_MS = 10000;
 const NOTICE_AFTER_ATTEMPTS = 3;
 // Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
+
+/**
+ * pickByLoad chooses among nodes by load with jitter: the lowest
+ * (load + 1) * random(0.5, 1.5), so lightly loaded nodes are preferred but
+ * clients that lose the same node do not all pick the same next one.
+ */
+function pickByLoad(nodes) {
+  let best = nodes[0];
+  let bestScore = Infinity;
+  for (const n of nodes) {
+    const load = Number.isFinite(n.load) && n.load > 0 ? n.load : 0;
+    const score = (load + 1) * (0.5 + Math.random());
+    if (score < bestScore) {
+      best = n;
+      bestScore = score;
+    }
+  }
+  return best;
+}
 
 /** validNodeURL accepts absolute http(s) URLs. */
 function validNodeURL(url) {
@@ -78,13 +108,14 @@ class RoomApp {
 
     // The node that served the page is reachable at the page's origin.
     this.home = { id: root.dataset.nodeId, url: window.location.origin };
-    /** @type {{id: string, url: string}[]} known nodes of the cluster */
+    /** @type {{id: string, url: string, load: number}[]} known nodes of the cluster */
     this.nodes = [this.home];
     /** @type {{id: string, url: string}|null} node of the current session */
     this.node = null;
     this.failed = new Set(); // node ids that failed since the last join
     this.draining = new Set(); // node ids that asked us to leave
-    this.next = 0; // round-robin position
+    this.placedOn = null; // node a placement "move" sent the next session to
+    this.placementHops = 0; // placement moves followed since the last join
 
     this.debug = { pcs: { publisher: null, subscriber: null } };
     this.#expose();
@@ -123,13 +154,18 @@ class RoomApp {
     this.#connect();
   }
 
-  /** #connect opens a session on the next node and joins the room. */
+  /**
+   * #connect opens a session on the next node (the one placement named, if
+   * any, else #pickNode) and joins the room.
+   */
   async #connect() {
     this.reconnectTimer = null;
     if (this.leaving || this.fatal) {
       return;
     }
-    const node = this.#pickNode();
+    const placed = this.placedOn;
+    this.placedOn = null;
+    const node = placed || this.#pickNode();
     this.node = node;
     const sig = new Signaling(wsURL(this.room, node.url), {
       onMessage: (msg) => this.#handle(sig, msg),
@@ -149,15 +185,24 @@ class RoomApp {
       sig.close(); // abandoned (left) while connecting
       return;
     }
-    sig.send('join', { name: this.name });
+    const join = { name: this.name };
+    if (placed) {
+      join.placed = placed.id;
+    }
+    const avoid = [...new Set([...this.failed, ...this.draining])].filter((id) => id !== node.id);
+    if (avoid.length > 0) {
+      join.avoid = avoid;
+    }
+    sig.send('join', join);
   }
 
   /**
-   * #pickNode chooses the node of the next session: round robin over the
-   * known nodes that neither failed since the last successful join nor are
-   * draining; when none is left, over those that are not draining (the
-   * node that just failed included: maybe it was a blip); when only
-   * draining nodes are known, over all of them (one may be back by now).
+   * #pickNode chooses the node of the next session, by load with jitter
+   * (pickByLoad) among the known nodes that neither failed since the last
+   * successful join nor are draining; when none is left, among those that
+   * are not draining (the node that just failed included: maybe it was a
+   * blip); when only draining nodes are known, among all of them (one may
+   * be back by now). The chosen node may still place us elsewhere.
    */
   #pickNode() {
     const known = this.nodes.length > 0 ? this.nodes : [this.home];
@@ -170,9 +215,7 @@ class RoomApp {
       this.draining.clear();
       pool = known;
     }
-    const node = pool[this.next % pool.length];
-    this.next += 1;
-    return node;
+    return pickByLoad(pool);
   }
 
   /** #setNodes replaces the known nodes with a server-provided list. */
@@ -188,7 +231,7 @@ class RoomApp {
       // The page's own node is known to be reachable at the page's origin.
       const url = n.id === this.home.id ? this.home.url : n.url;
       if (validNodeURL(url)) {
-        nodes.push({ id: n.id, url });
+        nodes.push({ id: n.id, url, load: Number.isFinite(n.load) ? n.load : 0 });
       }
     }
     if (nodes.length > 0) {
@@ -237,7 +280,11 @@ class RoomApp {
         }
         break;
       case 'move':
-        this.#onMove(msg);
+        if (!this.joined && PLACEMENT_MOVES.has(msg.reason)) {
+          this.#onPlacement(sig, msg);
+        } else {
+          this.#onMove(msg);
+        }
         break;
       case 'error':
         this.#onError(sig, msg);
@@ -253,6 +300,7 @@ class RoomApp {
     this.joined = true;
     this.everJoined = true;
     this.failed.clear();
+    this.placementHops = 0;
     this.participantId = msg.participantId;
     if (msg.nodeId) {
       this.nodeId = msg.nodeId;
@@ -317,6 +365,33 @@ class RoomApp {
     }
     this.producers.set(p.id, p.participantId);
     this.view.ensureTile(p.participantId, p.participantName, p.remote ? p.origin : '');
+  }
+
+  /**
+   * #onPlacement: the join was answered with "move" instead of "joined":
+   * the room belongs on the named node. Go there at once (no backoff, not
+   * counted as a failure) and join with "placed"; after MAX_PLACEMENT_HOPS
+   * moves in a row, back off as after a failure.
+   */
+  #onPlacement(sig, msg) {
+    const target = (Array.isArray(msg.nodes) ? msg.nodes : []).find(
+      (n) => n && typeof n.id === 'string' && n.id !== '' && validNodeURL(n.url));
+    console.info(`node ${this.node ? this.node.id : '?'} places us on ${target ? target.id : '?'} (${msg.reason})`);
+    if (!target || this.placementHops >= MAX_PLACEMENT_HOPS) {
+      this.placementHops = 0;
+      this.#lose(`placement moved us ${MAX_PLACEMENT_HOPS} times`);
+      return;
+    }
+    this.placementHops += 1;
+    const url = target.id === this.home.id ? this.home.url : target.url;
+    const node = { id: target.id, url, load: Number.isFinite(target.load) ? target.load : 0 };
+    if (!this.nodes.some((n) => n.id === node.id)) {
+      this.nodes = [...this.nodes, node];
+    }
+    this.signaling = null; // its events are ignored from now on
+    sig.close(1000, 'placed elsewhere');
+    this.placedOn = node;
+    this.#connect();
   }
 
   /** #onMove: the node is draining; rejoin elsewhere right away. */
