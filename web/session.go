@@ -56,6 +56,12 @@ type session struct {
 	live           bool     // "joined" was queued; events go straight to out
 	pending        [][]byte // events that arrived before "joined" was queued
 	offerMids      []string // mids of the latest subscriber offer (nil before the first)
+
+	// Join latency (Deps.ObserveJoin): the reader sets joinStart, then
+	// joinedMsg to the first byte of the queued "joined"; writeLoop
+	// observes the latency once it wrote that message.
+	joinStart time.Time
+	joinedMsg atomic.Pointer[byte]
 }
 
 // The session receives its participant's engine events.
@@ -220,6 +226,7 @@ func (s *session) handle(data []byte) error {
 // join validates the name, joins the engine room and queues "joined". On
 // a draining node it answers "draining" and closes the connection instead.
 func (s *session) join(rawName string) error {
+	start := time.Now()
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
 	}
@@ -262,6 +269,10 @@ func (s *session) join(rawName string) error {
 		s.logger().Error("signaling: encode joined", "err", err)
 		s.requestClose(websocket.StatusInternalError, "internal error", false)
 	} else {
+		if s.srv.deps.ObserveJoin != nil {
+			s.joinStart = start
+			s.joinedMsg.Store(&joined[0])
+		}
 		s.goLive(joined)
 	}
 	s.wg.Add(1)
