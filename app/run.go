@@ -98,6 +98,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("app: start cluster membership: %w", err)
 	}
 
+	var observeJoin func(time.Duration)
+	if cfg.MetricsAddr != "" {
+		m := newMetrics(engine, membership, version())
+		stop, err := startMetrics(cfg.MetricsAddr, m, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+		observeJoin = m.observeJoin
+	}
+
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -109,6 +120,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Peers:   peersOf(membership, cfg.NodeID),
 		Members: membersOf(membership),
 		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
+
+		ObserveJoin: observeJoin,
 	})
 	if err != nil {
 		return fmt.Errorf("app: create web server: %w", err)
