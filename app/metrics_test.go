@@ -2,9 +2,13 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,23 +59,25 @@ type linkMembership struct {
 	links []cluster.LinkStats
 }
 
+// LinkStats returns the configured links.
 func (m linkMembership) LinkStats() []cluster.LinkStats { return m.links }
+
+// ConsulStats returns fixed Consul figures.
 func (m linkMembership) ConsulStats() cluster.ConsulStats {
 	return cluster.ConsulStats{Requests: 7, Errors: 1, OpenConns: 2, MaxOpenConns: 3, WatchLatency: 40 * time.Millisecond}
 }
 
-// TestMetricsLabelsBounded gathers the registry of an engine with several
-// rooms and participants and two links, and checks that confab's metrics
-// carry only bounded labels: no room, participant or producer label, no
-// such value, and a series count that does not grow with rooms or
-// participants.
-func TestMetricsLabelsBounded(t *testing.T) {
+// newTestMetrics returns the metrics of a real engine with three rooms of
+// two participants each and a membership with two links and Consul
+// figures, after one join was observed: every confab metric has a series.
+// secrets are the room names and participant names and ids.
+func newTestMetrics(t *testing.T) (m *metrics, secrets []string) {
+	t.Helper()
 	engine, err := sfu.New(sfu.Config{NodeID: "n1", UDPAddr: "127.0.0.1:0", IncludeLoopback: true, Logger: discardLogger()})
 	if err != nil {
 		t.Fatalf("sfu.New: %v", err)
 	}
-	defer engine.Close()
-	var secrets []string // room names and participant ids and names
+	t.Cleanup(func() { _ = engine.Close() })
 	for i := range 3 {
 		room := "room-" + strconv.Itoa(i) + "-unique"
 		secrets = append(secrets, room)
@@ -81,7 +87,7 @@ func TestMetricsLabelsBounded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Join: %v", err)
 			}
-			defer p.Close()
+			t.Cleanup(p.Close)
 			secrets = append(secrets, name, p.ID())
 		}
 	}
@@ -90,8 +96,18 @@ func TestMetricsLabelsBounded(t *testing.T) {
 			PacketsReceived: 90, PacketsLost: 10, RTT: 3 * time.Millisecond},
 		{PeerNode: "n3"},
 	}}
-	m := newMetrics(engine, membership, "test")
+	m = newMetrics(engine, membership, "test")
 	m.observeJoin(20 * time.Millisecond)
+	return m, secrets
+}
+
+// TestMetricsLabelsBounded gathers the registry of an engine with several
+// rooms and participants and two links, and checks that confab's metrics
+// carry only bounded labels: no room, participant or producer label, no
+// such value, and a series count that does not grow with rooms or
+// participants.
+func TestMetricsLabelsBounded(t *testing.T) {
+	m, secrets := newTestMetrics(t)
 	families, err := m.reg.Gather()
 	if err != nil {
 		t.Fatalf("Gather: %v", err)
@@ -258,4 +274,72 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 func metricsAddr(t *testing.T) string {
 	t.Helper()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+}
+
+// TestMetricsDocumented keeps docs/metrics.md, the registry and the Grafana
+// dashboard in step: every confab metric the registry exports is listed in
+// the document and vice versa, and every confab metric a dashboard query
+// uses exists.
+func TestMetricsDocumented(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), metricsNamespace+"_") {
+			exported[f.GetName()] = true
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatalf("read docs/metrics.md: %v", err)
+	}
+	documented := map[string]bool{}
+	for _, match := range regexp.MustCompile("(?m)^\\| `(confab_[a-z_]+)` \\|").FindAllSubmatch(doc, -1) {
+		documented[string(match[1])] = true
+	}
+	for name := range exported {
+		if !documented[name] {
+			t.Errorf("%s is exported but not listed in docs/metrics.md", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("docs/metrics.md lists %s, which is not exported", name)
+		}
+	}
+
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatalf("read the dashboard: %v", err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("deploy/grafana-dashboard.json: %v", err)
+	}
+	used := 0
+	name := regexp.MustCompile(`confab_[a-z_]+`)
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, n := range name.FindAllString(target.Expr, -1) {
+				used++
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
+				if !exported[n] && !exported[base] {
+					t.Errorf("dashboard panel %q uses %s, which is not exported", p.Title, n)
+				}
+			}
+		}
+	}
+	if used == 0 {
+		t.Error("the dashboard queries no confab metric")
+	}
 }
