@@ -47,8 +47,9 @@ type drainer interface {
 // and tells every client to move to another node, and Run waits until the
 // engine has no rooms left or cfg.DrainTimeout has passed. Then it shuts
 // down. On return every component has been closed, in the order web, HTTP
-// server, cluster membership, media engine; the returned error joins
-// whatever went wrong (nil after a clean shutdown).
+// server, metrics listener (cfg.MetricsAddr), cluster membership, pprof
+// listener, media engine; the returned error joins whatever went wrong (nil
+// after a clean shutdown).
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
