@@ -87,6 +87,10 @@ type Config struct {
 	// runtime profiles under /debug/pprof/ (--pprof-addr). Empty (the
 	// default) serves none. Bind it to loopback: profiles are not public.
 	PprofAddr string
+	// MetricsAddr is the host:port of a separate listener serving
+	// Prometheus metrics at /metrics (--metrics-addr). Empty (the default)
+	// serves none. Bind it to loopback or a private network.
+	MetricsAddr string
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -178,6 +182,11 @@ func (c *Config) Validate() error {
 	if c.PprofAddr != "" {
 		if _, _, err := splitHostPort(c.PprofAddr); err != nil {
 			return flagError("pprof-addr", c.PprofAddr, err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
+			return flagError("metrics-addr", c.MetricsAddr, err)
 		}
 	}
 	for _, o := range c.AllowedOrigins {

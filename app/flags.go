@@ -149,6 +149,11 @@ func flagSpecs() []*flagSpec {
 			usage: "serve Go runtime profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off when empty",
 			apply: func(c *Config, v string) error { c.PprofAddr = v; return nil },
 		},
+		{
+			name: "metrics-addr", arg: "host:port",
+			usage: "serve Prometheus metrics (/metrics) on this separate address, e.g. 127.0.0.1:9464; off when empty",
+			apply: func(c *Config, v string) error { c.MetricsAddr = v; return nil },
+		},
 	}
 }
 

@@ -140,6 +140,12 @@ func TestParseConfig(t *testing.T) {
 			want: base(func(c *Config) { c.PprofAddr = "127.0.0.1:6060" }),
 		},
 		{
+			name: "metrics addr from env",
+			args: []string{"--node-id", "n1"},
+			env:  map[string]string{"CONFAB_METRICS_ADDR": "127.0.0.1:9464"},
+			want: base(func(c *Config) { c.MetricsAddr = "127.0.0.1:9464" }),
+		},
+		{
 			name: "ephemeral udp port",
 			args: []string{"--node-id", "n1", "--udp-port", "0"},
 			want: base(func(c *Config) { c.UDPPort = 0 }),
@@ -194,6 +200,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"consul addr", []string{"--consul", "consul", "--cluster-secret", "0123456789abcdef"}, nil, `invalid value "consul" for flag --consul: `},
 		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "0123456789abcdef", "--advertise-addr", "127.0.0.1:8081"}, nil, `for flag --advertise-addr: `},
 		{"pprof addr without port", []string{"--pprof-addr", "localhost"}, nil, `invalid value "localhost" for flag --pprof-addr: `},
+		{"metrics addr without port", []string{"--metrics-addr", "localhost"}, nil, `invalid value "localhost" for flag --metrics-addr: `},
 		{"drain timeout without unit", []string{"--drain-timeout", "30"}, nil, `invalid value "30" for flag --drain-timeout: `},
 		{"drain timeout zero", []string{"--drain-timeout", "0s"}, nil, `invalid value "0s" for flag --drain-timeout: `},
 		{"drain timeout from env", nil, map[string]string{"CONFAB_DRAIN_TIMEOUT": "-5s"}, `for flag --drain-timeout (from $CONFAB_DRAIN_TIMEOUT)`},

@@ -47,8 +47,9 @@ type drainer interface {
 // and tells every client to move to another node, and Run waits until the
 // engine has no rooms left or cfg.DrainTimeout has passed. Then it shuts
 // down. On return every component has been closed, in the order web, HTTP
-// server, cluster membership, media engine; the returned error joins
-// whatever went wrong (nil after a clean shutdown).
+// server, metrics listener (cfg.MetricsAddr), cluster membership, pprof
+// listener, media engine; the returned error joins whatever went wrong (nil
+// after a clean shutdown).
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -102,6 +103,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Placement == PlacementOn {
 		place = placeOf(membership)
 	}
+	var observeJoin func(time.Duration)
+	if cfg.MetricsAddr != "" {
+		m := newMetrics(engine, membership, version())
+		stop, err := startMetrics(cfg.MetricsAddr, m, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+		observeJoin = m.observeJoin
+	}
+
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -114,6 +126,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Members: membersOf(membership),
 		Place:   place,
 		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
+
+		ObserveJoin: observeJoin,
 	})
 	if err != nil {
 		return fmt.Errorf("app: create web server: %w", err)

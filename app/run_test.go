@@ -38,6 +38,7 @@ func TestRunSingleNode(t *testing.T) {
 	cfg.NodeID = "test-node"
 	cfg.LogLevel = "warn"
 	cfg.PprofAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	cfg.MetricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -57,6 +58,8 @@ func TestRunSingleNode(t *testing.T) {
 		{"/healthz", http.StatusOK, ""},
 		{"/debug/pprof/", http.StatusNotFound, ""}, // profiles only on --pprof-addr
 		{pprofBase + "/debug/pprof/", http.StatusOK, "goroutine"},
+		{"/metrics", http.StatusNotFound, ""}, // metrics only on --metrics-addr
+		{"http://" + cfg.MetricsAddr + "/metrics", http.StatusOK, "confab_build_info"},
 		{"/readyz", http.StatusOK, ""},
 		{"/api/cluster", http.StatusOK, "test-node"},
 		{"/", http.StatusOK, ""},

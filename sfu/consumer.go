@@ -59,6 +59,7 @@ func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
 	if ssrc != c.ssrc || c.producer.cache == nil {
 		return
 	}
+	c.producer.stats.count(countNACK)
 	if c.nack == nil {
 		c.nack = &nackState{}
 		c.nack.hdr.CSRC = make([]uint32, 0, maxCSRC)
@@ -72,6 +73,7 @@ func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
 	if c.producer.resend(ssrc, seq, &n.hdr, n.buf[:]) {
 		n.seqs[slot], n.resent[slot] = seq, now
 		c.resends.Add(1)
+		c.producer.stats.count(countResend)
 	}
 }
 
@@ -119,7 +121,11 @@ func (c *Consumer) readRTCP() {
 		// The first RTCP means the consumer is negotiated and connected:
 		// ask for a keyframe again, the one requested by NewConsumer may
 		// have been sent before this consumer was bound.
-		if first || wantsKeyframe(buf[:n]) {
+		kf := wantsKeyframe(buf[:n])
+		if kf {
+			c.producer.stats.count(countKeyframeRequest)
+		}
+		if first || kf {
 			c.producer.RequestKeyframe()
 		}
 		forEachNACK(buf[:n], c.onNACK)

@@ -17,9 +17,10 @@ import (
 // participant peer connection. Create it with New, close it with Close.
 // All methods are safe for concurrent use.
 type Engine struct {
-	cfg Config
-	log *slog.Logger
-	tr  *transport
+	cfg   Config
+	log   *slog.Logger
+	tr    *transport
+	stats *engineStats // counters for Stats
 
 	// wg tracks goroutines owned by the engine itself (asynchronous
 	// participant closes triggered by peer connection failures).
@@ -47,6 +48,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "sfu", "node", cfg.NodeID),
 		tr:    tr,
+		stats: newEngineStats(),
 		rooms: make(map[string]*Room),
 	}
 	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String())

@@ -46,6 +46,9 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 	if c == nil || c.resends.Load() == 0 {
 		t.Errorf("consumer did not count the retransmission")
 	}
+	if st := e.Stats(); st.NACKs == 0 || st.Retransmissions == 0 {
+		t.Errorf("engine Stats: NACKs = %d, Retransmissions = %d, want both counted", st.NACKs, st.Retransmissions)
+	}
 }
 
 // waitFeedMedia writes packets to prod until sub receives them.

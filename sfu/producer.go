@@ -29,6 +29,9 @@ type Producer struct {
 	batch    *batchConn   // the engine socket's write batching
 	interval time.Duration
 	log      *slog.Logger
+	stats    *engineStats // the engine's counters; nil in some unit tests
+	class    int          // index of the producer's class in Stats.Traffic
+	traffic  traffic      // RTP counters, written by WriteRTP only
 
 	seq uint64 // publish order; guarded by room.mu
 
@@ -64,6 +67,8 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 		cache:      cache,
 		batch:      r.e.tr.batch,
 		interval:   r.e.cfg.KeyframeInterval,
+		stats:      r.e.stats,
+		class:      trafficClass(info.Kind, owner == nil),
 		log:        r.log.With("producer", info.ID),
 		registered: make(chan struct{}),
 		done:       make(chan struct{}),
@@ -75,7 +80,11 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 // before Close can complete.
 func (p *Producer) register() error {
 	defer close(p.registered)
-	return p.room.addProducer(p)
+	if err := p.room.addProducer(p); err != nil {
+		return err
+	}
+	p.stats.addProducer(p)
+	return nil
 }
 
 // Info returns the producer's description (immutable).
@@ -97,12 +106,19 @@ func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
 	if p.cache != nil {
 		p.cache.put(pkt)
 	}
+	size := uint64(len(pkt.Payload))
+	p.traffic.packetsIn.Add(1)
+	p.traffic.bytesIn.Add(size)
 	bs := p.track.snapshot()
 	if len(bs) > 1 { // one datagram gains nothing from a batch
 		p.batch.begin()
 		defer p.batch.end() // never leave a burst open: other writers would wait for it
 	}
 	p.track.write(bs, pkt)
+	if n := uint64(len(bs)); n > 0 {
+		p.traffic.packetsOut.Add(n)
+		p.traffic.bytesOut.Add(n * size)
+	}
 	return nil
 }
 
@@ -204,6 +220,7 @@ func (p *Producer) RequestKeyframe() {
 		return // a concurrent request won
 	}
 	p.kfForwarded.Add(1)
+	p.stats.count(countKeyframeRequested)
 	p.kr.RequestKeyframe()
 }
 
@@ -238,6 +255,7 @@ func (p *Producer) Close() {
 		c.Close()
 	}
 	p.room.removeProducer(p)
+	p.stats.removeProducer(p)
 	close(p.done)
 	p.log.Debug("producer closed")
 }

@@ -205,6 +205,11 @@ type Deps struct {
 	// "/cluster/" and everything below it), otherwise an exact path. Any
 	// HTTP method is routed. Optional.
 	Mounts map[string]http.Handler
+	// ObserveJoin is told the join latency of every successful join: the
+	// time from the "join" request being handled to the "joined" reply
+	// written to the WebSocket. It is called on the session's writer
+	// goroutine and must not block (app feeds a histogram). Optional.
+	ObserveJoin func(time.Duration)
 }
 
 // Peer is one node of the cluster as browsers see it.

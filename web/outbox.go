@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -131,6 +132,7 @@ func (s *session) writeLoop() {
 				s.abort(err)
 				return
 			}
+			s.wrote(b)
 		case <-s.closing:
 		case <-s.ctx.Done():
 			s.requestClose(websocket.StatusGoingAway, reasonShutdown, false)
@@ -147,6 +149,7 @@ func (s *session) writeLoop() {
 				s.abort(err)
 				return
 			}
+			s.wrote(b)
 		default:
 			flush = false
 		}
@@ -162,6 +165,17 @@ func (s *session) write(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
 	return s.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// wrote is called by writeLoop after it wrote b: when b is the "joined"
+// reply, the join latency goes to Deps.ObserveJoin (once).
+func (s *session) wrote(b []byte) {
+	m := s.joinedMsg.Load()
+	if m == nil || len(b) == 0 || &b[0] != m {
+		return
+	}
+	s.joinedMsg.Store(nil)
+	s.srv.deps.ObserveJoin(time.Since(s.joinStart))
 }
 
 // abort drops a connection whose write failed (peer gone or write timeout)

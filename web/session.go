@@ -56,6 +56,12 @@ type session struct {
 	live           bool     // "joined" was queued; events go straight to out
 	pending        [][]byte // events that arrived before "joined" was queued
 	offerMids      []string // mids of the latest subscriber offer (nil before the first)
+
+	// Join latency (Deps.ObserveJoin): the reader sets joinStart, then
+	// joinedMsg to the first byte of the queued "joined"; writeLoop
+	// observes the latency once it wrote that message.
+	joinStart time.Time
+	joinedMsg atomic.Pointer[byte]
 }
 
 // The session receives its participant's engine events.
@@ -223,6 +229,7 @@ func (s *session) handle(data []byte) error {
 // answers "draining" and closes the connection instead. placed and avoid
 // are the join's "placed" and "avoid" fields.
 func (s *session) join(rawName, placed string, avoid []string) error {
+	start := time.Now()
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
 	}
@@ -268,6 +275,10 @@ func (s *session) join(rawName, placed string, avoid []string) error {
 		s.logger().Error("signaling: encode joined", "err", err)
 		s.requestClose(websocket.StatusInternalError, "internal error", false)
 	} else {
+		if s.srv.deps.ObserveJoin != nil {
+			s.joinStart = start
+			s.joinedMsg.Store(&joined[0])
+		}
 		s.goLive(joined)
 	}
 	s.wg.Add(1)
