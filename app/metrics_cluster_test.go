@@ -36,6 +36,7 @@ func TestMetricsCrossNodeCall(t *testing.T) {
 		cfg.ClusterSecret = "metrics-test-secret-0123456789"
 		cfg.MetricsAddr = metricsAddr(t)
 		cfg.DrainTimeout = time.Second
+		cfg.Placement = PlacementOff // the call must span the two nodes
 		nodes[id] = startNode(t, cfg)
 		metricsURL[id] = "http://" + cfg.MetricsAddr + "/metrics"
 	}

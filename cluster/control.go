@@ -477,7 +477,12 @@ func (p *Pipes) handleNegotiate(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s-%s: %w", peer, p.cfg.NodeID, err))
 		return
 	}
-	resp, err := l.answer(ctx, req)
+	a, ok := l.role.(*answerer)
+	if !ok {
+		p.writeError(w, r, fmt.Errorf("%w: this node is the controller of its link with %s", ErrControlForbidden, peer))
+		return
+	}
+	resp, err := a.answer(ctx, req)
 	if err != nil {
 		p.writeError(w, r, fmt.Errorf("cluster: negotiate link %s-%s: %w", peer, p.cfg.NodeID, err))
 		return
@@ -521,7 +526,12 @@ func (p *Pipes) handleWant(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, r, fmt.Errorf("cluster: want on link %s-%s: %w", p.cfg.NodeID, peer, err))
 		return
 	}
-	resp, err := l.acceptWants(ctx, req)
+	c, ok := l.role.(*controller)
+	if !ok {
+		p.writeError(w, r, fmt.Errorf("%w: this node is the answerer of its link with %s", ErrControlForbidden, peer))
+		return
+	}
+	resp, err := c.acceptWants(ctx, req)
 	if err != nil {
 		p.writeError(w, r, fmt.Errorf("cluster: want on link %s-%s: %w", p.cfg.NodeID, peer, err))
 		return

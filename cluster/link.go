@@ -152,75 +152,77 @@ func (pp *inPipe) settleLocked(err error) {
 // requests), writeRTCP (PLI), per active pull forward (RTP) and readRTCP
 // (BYE), per served producer watch (BYE when it closes).
 type link struct {
-	p          *Pipes
-	peer       string
-	controller bool   // this node offers (its id is the smaller one)
-	side       string // random id of this side; the controller's is also the link id
-	log        *slog.Logger
-	pc         *webrtc.PeerConnection
-	ctx        context.Context // cancelled on close: aborts control requests
-	cancel     context.CancelFunc
-	kick       chan struct{} // cap 1: controller: negotiate again; answerer: send the wanted set again
-	keyframes  chan uint32   // media SSRCs to send PLI for
-	done       chan struct{} // closed on close
-	sem        chan struct{} // cap 1: one offer answered at a time (answerer)
+	p         *Pipes
+	peer      string
+	role      linkRole // *controller (this node's id is the smaller one: it offers) or *answerer
+	side      string   // random id of this side; the controller's is also the link id
+	log       *slog.Logger
+	pc        *webrtc.PeerConnection
+	ctx       context.Context // cancelled on close: aborts control requests
+	cancel    context.CancelFunc
+	kick      chan struct{} // cap 1: controller: negotiate again; answerer: send the wanted set again
+	keyframes chan uint32   // media SSRCs to send PLI for
+	done      chan struct{} // closed on close
 
 	mu         sync.Mutex
 	id         string // link id: the controller's side id ("" on the answerer until the first offer)
 	closed     bool
-	closing    chan struct{} // controller: non-nil while an idle close is agreed with the peer
-	exchanged  bool          // an offer/answer exchange completed: the peer has state for id
+	exchanged  bool // an offer/answer exchange completed: the peer has state for id
 	pulls      map[pipeKey]*inPipe
 	serves     map[pipeKey]*servedPipe
 	lastPipeID uint64 // pipe instance counter
 	version    uint64 // bumped on every change of pulls (the answerer sends it with its wants)
 
-	// Controller only.
-	seq         uint64        // offers sent
-	peerSide    string        // the answerer's side id, "" until learned
-	peerWanted  []PipeRef     // the answerer's latest wanted set
-	peerVersion uint64        // its version
-	applied     uint64        // peer want version answered by the last completed round
-	result      wantResponse  // outcome of the peer's wants in that round
-	roundDone   chan struct{} // closed (and replaced) after every round
-
-	// Answerer only.
-	sentVersion uint64 // version of the last wanted set the controller answered
 }
 
 // newLink returns an unstarted link with peer over pc. The controller's
 // link id is its side id; the answerer learns the id from the first offer.
 func newLink(p *Pipes, peer string, pc *webrtc.PeerConnection) *link {
 	l := &link{
-		p:          p,
-		peer:       peer,
-		controller: p.cfg.NodeID < peer,
-		side:       newLinkID(),
-		pc:         pc,
-		kick:       make(chan struct{}, 1),
-		keyframes:  make(chan uint32, keyframeQueue),
-		done:       make(chan struct{}),
-		sem:        make(chan struct{}, 1),
-		pulls:      make(map[pipeKey]*inPipe),
-		serves:     make(map[pipeKey]*servedPipe),
-		roundDone:  make(chan struct{}),
+		p:         p,
+		peer:      peer,
+		side:      newLinkID(),
+		pc:        pc,
+		kick:      make(chan struct{}, 1),
+		keyframes: make(chan uint32, keyframeQueue),
+		done:      make(chan struct{}),
+		pulls:     make(map[pipeKey]*inPipe),
+		serves:    make(map[pipeKey]*servedPipe),
 	}
-	role := RoleAnswerer
-	if l.controller {
+	if p.cfg.NodeID < peer {
+		l.role = newController(l)
 		l.id = l.side
-		role = RoleController
+	} else {
+		l.role = newAnswerer(l)
 	}
-	l.log = p.log.With("peer", peer, "role", role, "side", l.side)
+	l.log = p.log.With("peer", peer, "role", l.role.name(), "side", l.side)
 	l.ctx, l.cancel = context.WithCancel(p.ctx)
 	return l
 }
 
-// role returns RoleController or RoleAnswerer.
-func (l *link) role() string {
-	if l.controller {
-		return RoleController
-	}
-	return RoleAnswerer
+// linkRole is one side's part of the link protocol: *controller or
+// *answerer (link_controller.go, link_answerer.go). Methods ending in Locked
+// are called with the link's mu held.
+type linkRole interface {
+	// name is RoleController or RoleAnswerer.
+	name() string
+	// run is the role's goroutine (counted in Pipes.wg): negotiation
+	// rounds and the idle timer, or want requests.
+	run()
+	// sendsOnOwnLines reports whether served producers go on sendonly
+	// m-lines of this side's own (controller) rather than on the recvonly
+	// m-lines the peer offered (answerer).
+	sendsOnOwnLines() bool
+	// closingLocked is non-nil while an idle close is agreed with the peer.
+	closingLocked() chan struct{}
+	// unusedLocked reports a side the peer never adopted and that owes it
+	// nothing (it may close quietly).
+	unusedLocked() bool
+	// shutdownLocked wakes whatever waits on the role when the link closes.
+	shutdownLocked()
+	// acceptsCloseFrom reports whether a close request naming the peer's
+	// side may close this link.
+	acceptsCloseFrom(side string) bool
 }
 
 // start installs the PC handlers and starts the link goroutines. Called
@@ -229,11 +231,7 @@ func (l *link) start() {
 	l.pc.OnTrack(l.onTrack)
 	l.pc.OnConnectionStateChange(l.onState)
 	l.p.wg.Add(2)
-	if l.controller {
-		go l.runController()
-	} else {
-		go l.runAnswerer()
-	}
+	go l.role.run()
 	go l.writeRTCP()
 }
 
@@ -247,8 +245,8 @@ func (l *link) want(room string, info sfu.ProducerInfo) (*inPipe, <-chan struct{
 	if l.closed {
 		return nil, nil, errLinkGone
 	}
-	if l.closing != nil {
-		return nil, l.closing, errLinkGone
+	if ch := l.role.closingLocked(); ch != nil {
+		return nil, ch, errLinkGone
 	}
 	k := pipeKey{room: room, producer: info.ID}
 	if pp := l.pulls[k]; pp != nil {
@@ -564,7 +562,7 @@ func (l *link) onState(s webrtc.PeerConnectionState) {
 	}
 	if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 		l.mu.Lock()
-		closed, closing := l.closed, l.closing != nil
+		closed, closing := l.closed, l.role.closingLocked() != nil
 		l.mu.Unlock()
 		switch {
 		case closed:
@@ -602,7 +600,7 @@ type closeOpts struct {
 func (l *link) shutdown(cause error, o closeOpts) bool {
 	l.mu.Lock()
 	if l.closed || (o.onlyIfIdle && len(l.pulls) > 0) ||
-		(o.onlyIfUnused && (l.id != "" || l.version != l.sentVersion || len(l.kick) > 0)) {
+		(o.onlyIfUnused && !l.role.unusedLocked()) {
 		l.mu.Unlock()
 		return false
 	}
@@ -619,12 +617,7 @@ func (l *link) shutdown(cause error, o closeOpts) bool {
 	l.pulls = make(map[pipeKey]*inPipe)
 	served := l.serves
 	l.serves = make(map[pipeKey]*servedPipe)
-	if l.closing != nil {
-		close(l.closing)
-		l.closing = nil
-	}
-	close(l.roundDone) // waiters re-check and see closed
-	l.roundDone = make(chan struct{})
+	l.role.shutdownLocked()
 	l.mu.Unlock()
 
 	l.cancel()

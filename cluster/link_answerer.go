@@ -14,11 +14,45 @@ import (
 // covering the request, and each round is bounded by RequestTimeout.
 const wantTimeoutFactor = 3
 
+// answerer is the role of the link's side whose node id is the larger one:
+// it answers the controller's offers and sends it its wanted set.
+type answerer struct {
+	l   *link
+	sem chan struct{} // cap 1: one offer answered at a time
+
+	sentVersion uint64 // version of the last wanted set the controller answered; guarded by l.mu
+}
+
+func newAnswerer(l *link) *answerer { return &answerer{l: l, sem: make(chan struct{}, 1)} }
+
+func (a *answerer) name() string { return RoleAnswerer }
+
+func (a *answerer) run() { a.runAnswerer() }
+
+// sendsOnOwnLines: the answerer's AddTrack takes the recvonly m-lines the
+// controller offered for it.
+func (a *answerer) sendsOnOwnLines() bool { return false }
+
+func (a *answerer) closingLocked() chan struct{} { return nil }
+
+// unusedLocked: no offer adopted this side and no want is due.
+func (a *answerer) unusedLocked() bool {
+	l := a.l
+	return l.id == "" && l.version == a.sentVersion && len(l.kick) == 0
+}
+
+func (a *answerer) shutdownLocked() {}
+
+// acceptsCloseFrom: the controller's side is the link id, checked by the
+// caller.
+func (a *answerer) acceptsCloseFrom(string) bool { return true }
+
 // runAnswerer sends the wanted set to the controller whenever it changed,
 // one request at a time (changes made meanwhile are coalesced into the
 // next). It closes a side that the controller never adopted once it wants
 // nothing for LinkIdleTimeout; an adopted link is closed by the controller.
-func (l *link) runAnswerer() {
+func (a *answerer) runAnswerer() {
+	l := a.l
 	defer l.p.wg.Done()
 	idle := time.NewTimer(l.p.cfg.LinkIdleTimeout)
 	defer idle.Stop()
@@ -27,7 +61,7 @@ func (l *link) runAnswerer() {
 		case <-l.done:
 			return
 		case <-l.kick:
-			l.sendWants()
+			a.sendWants()
 			idle.Reset(l.p.cfg.LinkIdleTimeout)
 		case <-idle.C:
 			if l.shutdown(fmt.Errorf("%w: link idle", ErrPipeRemoved), closeOpts{onlyIfIdle: true, onlyIfUnused: true}) {
@@ -42,9 +76,10 @@ func (l *link) runAnswerer() {
 // round arrives meanwhile (answer settles the pulls it covers); the
 // response settles what is left. A failed or refused request fails the
 // link.
-func (l *link) sendWants() {
+func (a *answerer) sendWants() {
+	l := a.l
 	l.mu.Lock()
-	if l.closed || l.version == l.sentVersion {
+	if l.closed || l.version == a.sentVersion {
 		l.mu.Unlock()
 		return
 	}
@@ -53,7 +88,7 @@ func (l *link) sendWants() {
 	req := wantRequest{LinkID: l.id, Side: l.side, Version: v, Wanted: wanted}
 	if l.id == "" && len(wanted) == 0 {
 		// The controller never heard of this side: nothing to withdraw.
-		l.sentVersion = v
+		a.sentVersion = v
 		l.mu.Unlock()
 		return
 	}
@@ -74,7 +109,7 @@ func (l *link) sendWants() {
 		return
 	}
 	l.mu.Lock()
-	l.sentVersion = max(l.sentVersion, v)
+	a.sentVersion = max(a.sentVersion, v)
 	res := l.settleLocked(pulls, resp.Accepted, resp.Rejected)
 	l.mu.Unlock()
 	releaseAll(res)
@@ -87,15 +122,16 @@ func (l *link) sendWants() {
 // after ICE gathering, and settles the pulls the offer covers. Offers are
 // answered one at a time. Any failure after the offer was applied closes
 // the link (the controller fails its side too and starts over).
-func (l *link) answer(ctx context.Context, req negotiateRequest) (negotiateResponse, error) {
+func (a *answerer) answer(ctx context.Context, req negotiateRequest) (negotiateResponse, error) {
+	l := a.l
 	select {
-	case l.sem <- struct{}{}:
+	case a.sem <- struct{}{}:
 	case <-l.done:
 		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
 	case <-ctx.Done():
 		return negotiateResponse{}, fmt.Errorf("%w: waiting for the previous negotiation: %v", ErrControlUnavailable, ctx.Err())
 	}
-	defer func() { <-l.sem }()
+	defer func() { <-a.sem }()
 
 	// req.WantVersion only speaks of our wanted sets if the controller
 	// knows this side (else it is about none, or a replaced side).
@@ -113,7 +149,7 @@ func (l *link) answer(ctx context.Context, req negotiateRequest) (negotiateRespo
 		return negotiateResponse{}, fmt.Errorf("%w: applying offer: %v", ErrControlBadRequest, err)
 	}
 	accepted, rejected := l.reconcileServes(req.Wanted)
-	local, err := l.createAnswer(ctx)
+	local, err := a.createAnswer(ctx)
 	if err != nil {
 		l.shutdown(fmt.Errorf("%w: answering: %v", ErrLinkFailed, err), closeOpts{notify: true})
 		return negotiateResponse{}, err
@@ -137,7 +173,8 @@ func (l *link) answer(ctx context.Context, req negotiateRequest) (negotiateRespo
 
 // createAnswer creates and sets the answer and waits for ICE gathering
 // (bounded by ctx).
-func (l *link) createAnswer(ctx context.Context) (webrtc.SessionDescription, error) {
+func (a *answerer) createAnswer(ctx context.Context) (webrtc.SessionDescription, error) {
+	l := a.l
 	answer, err := l.pc.CreateAnswer(nil)
 	if err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("creating answer: %w", err)
@@ -167,7 +204,7 @@ func (l *link) createAnswer(ctx context.Context) (webrtc.SessionDescription, err
 func (l *link) closeRequested(req closeLinkRequest) bool {
 	l.mu.Lock()
 	match := !l.closed && l.id != "" && l.id == req.LinkID &&
-		(!l.controller || l.peerSide == "" || l.peerSide == req.Side)
+		l.role.acceptsCloseFrom(req.Side)
 	l.mu.Unlock()
 	if !match {
 		return false

@@ -554,7 +554,8 @@ func TestLinkAnswererReusesOfferedTransceivers(t *testing.T) {
 		t.Cleanup(func() { _ = pc.Close() })
 		return pc
 	}
-	ctrl, ans := &link{pc: newPC(), controller: true}, &link{pc: newPC()}
+	ctrl, ans := &link{pc: newPC()}, &link{pc: newPC()}
+	ctrl.role, ans.role = newController(ctrl), newAnswerer(ans)
 	track := func(id string) *webrtc.TrackLocalStaticRTP {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, "s")
 		if err != nil {
@@ -590,7 +591,7 @@ func TestLinkAnswererReusesOfferedTransceivers(t *testing.T) {
 			}
 		}
 		for range fresh {
-			if err := ctrl.addRecvSlots([]sfu.Kind{sfu.KindVideo}); err != nil {
+			if err := ctrl.role.(*controller).addRecvSlots([]sfu.Kind{sfu.KindVideo}); err != nil {
 				t.Fatal(err)
 			}
 		}

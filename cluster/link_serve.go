@@ -112,7 +112,7 @@ func (l *link) serve(k pipeKey, pipeID string) (*servedPipe, string) {
 	// The controller sends on sendonly m-lines of its own; the answerer's
 	// AddTrack takes the recvonly m-lines the controller offered for it.
 	newConsumer := prod.NewConsumer
-	if l.controller {
+	if l.role.sendsOnOwnLines() {
 		newConsumer = prod.NewSendonlyConsumer
 	}
 	cons, err := newConsumer(l.pc)
@@ -123,7 +123,7 @@ func (l *link) serve(k pipeKey, pipeID string) (*servedPipe, string) {
 		l.log.Warn("attaching producer to link failed", "room", k.room, "producer", k.producer, "err", err)
 		return nil, RejectConsumerFailed
 	}
-	if !l.controller && midOf(l.pc, cons.Sender()) == "" {
+	if !l.role.sendsOnOwnLines() && midOf(l.pc, cons.Sender()) == "" {
 		// AddTrack found no m-line of the offer to reuse (the controller
 		// offers one recvonly m-line per new pipe instance, so this means
 		// the peer is confused): the track could not be sent.

@@ -567,20 +567,25 @@ func (p *Pipes) linkForWant(peer string, req wantRequest) (*link, error) {
 		}
 		var stale *link
 		if cur := p.links[peer]; cur != nil {
+			c, ok := cur.role.(*controller)
+			if !ok { // wants go to the controller only (handleWant checked the ids)
+				p.mu.Unlock()
+				return nil, fmt.Errorf("%w: this node answers its link with %s", ErrControlForbidden, peer)
+			}
 			cur.mu.Lock()
 			known := req.LinkID == "" || req.LinkID == cur.id
 			switch {
 			case cur.closed:
 				// being removed: as if absent
-			case known && (cur.peerSide == req.Side || cur.peerSide == ""):
-				cur.peerSide = req.Side
+			case known && (c.peerSide == req.Side || c.peerSide == ""):
+				c.peerSide = req.Side
 				cur.mu.Unlock()
 				p.mu.Unlock()
 				return cur, nil
 			case req.LinkID == cur.id:
 				// The answerer replaced its side on our first offer and we
 				// have not seen its answer yet.
-				cur.resetPeerSideLocked(req.Side)
+				c.resetPeerSideLocked(req.Side)
 				cur.mu.Unlock()
 				p.mu.Unlock()
 				return cur, nil
@@ -600,7 +605,11 @@ func (p *Pipes) linkForWant(peer string, req wantRequest) (*link, error) {
 		if stale != nil {
 			stale.shutdown(fmt.Errorf("%w: replaced by a new side of the peer", ErrLinkFailed), closeOpts{notify: true})
 		}
-		l, err := p.createLink(peer, func(l *link) { l.peerSide = req.Side })
+		l, err := p.createLink(peer, func(l *link) {
+			if c, ok := l.role.(*controller); ok {
+				c.peerSide = req.Side
+			}
+		})
 		if errors.Is(err, errLinkRace) {
 			continue
 		}

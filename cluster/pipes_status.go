@@ -42,7 +42,7 @@ func (p *Pipes) Status() []LinkStatus {
 	links := p.allLinks()
 	out := make([]LinkStatus, 0, len(links))
 	for _, l := range links {
-		ls := LinkStatus{PeerNode: l.peer, Role: l.role(), State: l.pc.ConnectionState().String(), Producers: []PipedProducer{}}
+		ls := LinkStatus{PeerNode: l.peer, Role: l.role.name(), State: l.pc.ConnectionState().String(), Producers: []PipedProducer{}}
 		l.mu.Lock()
 		ls.LinkID = l.id
 		for k, pp := range l.pulls {
