@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/confab/confab/cluster"
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -173,7 +174,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 // linkStatser is implemented by memberships with links to other nodes
 // (*cluster.Node).
 type linkStatser interface {
-	LinkStats() []cluster.LinkStats
+	LinkStats() []pipe.LinkStats
 }
 
 // consulStatser is implemented by memberships backed by Consul
@@ -239,8 +240,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 				up = 1
 			}
 			metric(c.linkUp, prometheus.GaugeValue, up, l.PeerNode)
-			metric(c.linkPipes, prometheus.GaugeValue, float64(l.PipesIn), l.PeerNode, cluster.DirectionIn)
-			metric(c.linkPipes, prometheus.GaugeValue, float64(l.PipesOut), l.PeerNode, cluster.DirectionOut)
+			metric(c.linkPipes, prometheus.GaugeValue, float64(l.PipesIn), l.PeerNode, pipe.DirectionIn)
+			metric(c.linkPipes, prometheus.GaugeValue, float64(l.PipesOut), l.PeerNode, pipe.DirectionOut)
 			metric(c.linkBytesSent, prometheus.CounterValue, float64(l.BytesSent), l.PeerNode)
 			metric(c.linkBytesReceived, prometheus.CounterValue, float64(l.BytesReceived), l.PeerNode)
 			metric(c.linkLost, prometheus.GaugeValue, float64(l.PacketsLost), l.PeerNode)

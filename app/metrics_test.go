@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/confab/confab/cluster"
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -56,11 +57,11 @@ func TestMetricsOffByDefault(t *testing.T) {
 // Consul figures, standing in for a *cluster.Node's data.
 type linkMembership struct {
 	*cluster.Local
-	links []cluster.LinkStats
+	links []pipe.LinkStats
 }
 
 // LinkStats returns the configured links.
-func (m linkMembership) LinkStats() []cluster.LinkStats { return m.links }
+func (m linkMembership) LinkStats() []pipe.LinkStats { return m.links }
 
 // ConsulStats returns fixed Consul figures.
 func (m linkMembership) ConsulStats() cluster.ConsulStats {
@@ -91,7 +92,7 @@ func newTestMetrics(t *testing.T) (m *metrics, secrets []string) {
 			secrets = append(secrets, name, p.ID())
 		}
 	}
-	membership := linkMembership{Local: cluster.NewLocal(engine), links: []cluster.LinkStats{
+	membership := linkMembership{Local: cluster.NewLocal(engine), links: []pipe.LinkStats{
 		{PeerNode: "n2", Connected: true, PipesIn: 2, PipesOut: 1, BytesSent: 100, BytesReceived: 200,
 			PacketsReceived: 90, PacketsLost: 10, RTT: 3 * time.Millisecond},
 		{PeerNode: "n3"},

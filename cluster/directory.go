@@ -106,7 +106,7 @@ func (n *Node) newPrefixWatch(prefix string) *prefixWatch {
 // applyDirectory replaces the node directory with the records in pairs. For
 // every other node whose record disappeared, or was rewritten by a new life
 // of that node (different start time or URL), it drops the node's links and
-// pipes (Pipes.DropNode) and forgets whether it was unreachable; then it asks
+// pipes (pipe.Pipes.DropNode) and forgets whether it was unreachable; then it asks
 // every room watch to re-evaluate which remote producers to pipe. During a
 // resync grace period nodes missing from pairs are kept. If this node's own
 // record is missing while it has a session, the session goroutine is asked
@@ -219,7 +219,7 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 }
 
 // resolve returns the control base URL of node id; it is the Resolve function
-// of the node's Pipes.
+// of the node's pipe.Pipes.
 func (n *Node) resolve(id string) (string, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -256,7 +256,7 @@ func (n *Node) origins() map[string]originInfo {
 	return out
 }
 
-// onLinkFailed is the Pipes' link-failure callback: it delays re-piping from
+// onLinkFailed is the pipe.Pipes' link-failure callback: it delays re-piping from
 // node (growing backoff) and asks every room watch to re-evaluate, which pipes
 // the node's producers in again (over a new link) once the delay has passed.
 // It also probes the node (liveness.go): if it is gone, its producers are

@@ -15,20 +15,31 @@
 // confab/nodes/{node} and registers a Consul service with an HTTP health
 // check. Every key the node writes is acquired with its session, so when the
 // node dies and its session expires Consul deletes the node's records and the
-// other nodes notice through their blocking queries.
+// other nodes notice through their directory watch (or sooner, through the
+// health watch and a probe).
 //
 // The Node is the sfu.Observer of its engine. When a room opens locally it
-// records confab/rooms/{room}/nodes/{node} and starts a watch (a Consul
-// blocking query) on confab/rooms/{room}/. Local producers are recorded under
-// confab/rooms/{room}/producers/{node}/{producer}. Whenever the watch sees a
-// producer of another node that is alive (present in the node directory kept
-// by a watch on confab/nodes/), the node pipes it in through Pipes, which asks
-// the origin node over the authenticated control channel to send the track
-// over a WebRTC link (one link per pair of nodes, reused for every producer).
-// Producers that disappear from the store are unpiped; when a node's record
-// disappears, everything piped from it is dropped. When the last local
-// participant leaves, the watch stops, the room's pipes are closed and the
-// room record is deleted.
+// records confab/rooms/{room}/nodes/{node}, reads confab/rooms/{room}/ once
+// and exchanges room states with the other nodes serving the room over the
+// control channel (roomsync.go); from then on those nodes push every change
+// to each other, and Consul KV stays the truth that is read again now and
+// then. Local producers are recorded under
+// confab/rooms/{room}/producers/{node}/{producer}. A node holds a constant
+// number of Consul connections whatever it serves: two blocking queries
+// (the node directory on confab/nodes/ and the health of the confab
+// service) and short requests (session renewal, KV writes batched into
+// transactions, rate-limited room reads). Whenever a room learns of a
+// producer of another node that is alive (present in the node directory),
+// the node pipes it in through package pipe, which asks the origin node
+// over the authenticated control channel to send the track over a WebRTC
+// link (one link per pair of nodes, reused for every producer). Producers
+// that are withdrawn are unpiped; when a node's record disappears,
+// everything piped from it is dropped. When the last local participant
+// leaves, the room's goroutine stops, its pipes are closed and its records
+// are deleted.
+//
+// Placement (placement.go) decides on which node a joining participant
+// belongs, from the node records' load and the nodes serving the room.
 //
 // Observer callbacks never block: they update the node's desired KV state,
 // which an owned writer goroutine applies to Consul with retries and capped,

@@ -3,7 +3,7 @@ package cluster
 import "errors"
 
 // Errors of the membership side of the package (the pipes have their own in
-// errors_pipes.go). Returned errors wrap these; test with errors.Is.
+// package pipe). Returned errors wrap these; test with errors.Is.
 var (
 	// ErrInvalidConfig is wrapped by Config.Validate and New.
 	ErrInvalidConfig = errors.New("cluster: invalid config")

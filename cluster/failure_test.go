@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -83,7 +84,7 @@ func TestIntegrationNodeKill(t *testing.T) {
 		if ni, _ := nodeView(ctx, t, n, "node-a"); ni.Alive {
 			t.Errorf("%s still lists the dead node-a as alive: %+v", n.id, ni)
 		}
-		if links := itLinks(ctx, t, n, "node-a", DirectionIn); len(links) != 0 {
+		if links := itLinks(ctx, t, n, "node-a", pipe.DirectionIn); len(links) != 0 {
 			t.Errorf("%s keeps links from the dead node: %+v", n.id, links)
 		}
 	}
@@ -156,7 +157,7 @@ func TestIntegrationNodeKill(t *testing.T) {
 				t.Errorf("%s room demo piped producers = %+v, want only %s", n.id, r.PipedProducers, p2)
 			}
 		}
-		links := itLinks(ctx, t, n, "node-a", DirectionIn)
+		links := itLinks(ctx, t, n, "node-a", pipe.DirectionIn)
 		if len(links) != 1 || len(links[0].Producers) != 1 || links[0].Producers[0].ID != p2 {
 			t.Errorf("%s links from node-a = %+v, want one carrying only %s", n.id, links, p2)
 		}

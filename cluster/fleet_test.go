@@ -24,7 +24,7 @@ import (
 // which records when each node decided to pipe each remote producer in: that
 // is the moment "seen by the node" the fleet measures.
 
-// pipeRecorder stands in for Pipes' media side in the fleet (mediaPipes).
+// pipeRecorder stands in for pipe.Pipes' media side in the fleet (mediaPipes).
 type pipeRecorder struct {
 	mu    sync.Mutex
 	piped map[string]map[string]sfu.ProducerInfo // room -> id -> info

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 	"github.com/hashicorp/consul/api"
@@ -218,7 +219,9 @@ func (c *itClient) publishVP8(ctx context.Context, trackID string) {
 	if err != nil {
 		t.Fatalf("AddTrack: %v", err)
 	}
-	publishOffer(ctx, t, c.p, pc)
+	if err := peer.Publish(ctx, pc, c.p.Publish); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
 	c.wg.Add(2)
 	go func() { // RTCP reader: counts PLIs
 		defer c.wg.Done()
@@ -304,14 +307,14 @@ func itStatus(ctx context.Context, t testing.TB, n *testNode) Status {
 // itLinks returns n's link with peer if it carries producers in direction
 // dir (one link per node pair carries both directions), with only those
 // producers listed.
-func itLinks(ctx context.Context, t *testing.T, n *testNode, peer, dir string) []LinkStatus {
+func itLinks(ctx context.Context, t *testing.T, n *testNode, peer, dir string) []pipe.LinkStatus {
 	t.Helper()
-	var out []LinkStatus
+	var out []pipe.LinkStatus
 	for _, l := range itStatus(ctx, t, n).Links {
 		if l.PeerNode != peer {
 			continue
 		}
-		l.Producers = slices.DeleteFunc(l.Producers, func(p PipedProducer) bool { return p.Direction != dir })
+		l.Producers = slices.DeleteFunc(l.Producers, func(p pipe.PipedProducer) bool { return p.Direction != dir })
 		if len(l.Producers) > 0 {
 			out = append(out, l)
 		}
@@ -417,7 +420,7 @@ func TestIntegrationCluster(t *testing.T) {
 	t.Log("the producer reaches a subscriber on B too")
 	bob := itJoin(t, nb, "demo", "Bob")
 	itWaitMedia(ctx, t, bob, p1)
-	inB := itLinks(ctx, t, nb, "node-a", DirectionIn)
+	inB := itLinks(ctx, t, nb, "node-a", pipe.DirectionIn)
 	if len(inB) != 1 {
 		t.Fatalf("node-b in-links from node-a = %+v, want 1", inB)
 	}
@@ -432,11 +435,11 @@ func TestIntegrationCluster(t *testing.T) {
 	}
 	itWaitMedia(ctx, t, bob, p2)
 	itWaitMedia(ctx, t, carol, p2)
-	inB = itLinks(ctx, t, nb, "node-a", DirectionIn)
+	inB = itLinks(ctx, t, nb, "node-a", pipe.DirectionIn)
 	if len(inB) != 1 || inB[0].LinkID != linkID || len(inB[0].Producers) != 2 {
 		t.Fatalf("node-b in-links from node-a = %+v, want the one link %s carrying 2 producers", inB, linkID)
 	}
-	if out := itLinks(ctx, t, na, "node-b", DirectionOut); len(out) != 1 || out[0].LinkID != linkID {
+	if out := itLinks(ctx, t, na, "node-b", pipe.DirectionOut); len(out) != 1 || out[0].LinkID != linkID {
 		t.Fatalf("node-a out-links to node-b = %+v", out)
 	}
 	for _, n := range []*testNode{nb, nc} {
@@ -454,7 +457,7 @@ func TestIntegrationCluster(t *testing.T) {
 
 	t.Log("after a link failure the producers are piped again over a new link")
 	oldP1, oldP2 := bob.track(p1.ID), bob.track(p2.ID)
-	// What Pipes does when a link fails: tear it down, then report it.
+	// What pipe.Pipes does when a link fails: tear it down, then report it.
 	nb.node.pipes.DropNode("node-a")
 	nb.node.onLinkFailed("node-a")
 	for _, p := range []sfu.ProducerInfo{p1, p2} {
@@ -467,7 +470,7 @@ func TestIntegrationCluster(t *testing.T) {
 			return rt != nil && rt != old && rt.packets.Load() >= 5
 		})
 	}
-	inB = itLinks(ctx, t, nb, "node-a", DirectionIn)
+	inB = itLinks(ctx, t, nb, "node-a", pipe.DirectionIn)
 	if len(inB) != 1 || inB[0].LinkID == linkID || len(inB[0].Producers) != 2 {
 		t.Fatalf("node-b in-links from node-a after the failure = %+v, want one new link carrying 2 producers", inB)
 	}
@@ -641,6 +644,6 @@ func TestIntegrationNodeDeath(t *testing.T) {
 		return false
 	})
 	waitFor(ctx, t, "no piped producers or links left on node-b", func() bool {
-		return len(itPiped(nb, "demo")) == 0 && len(nb.node.pipes.Piped("demo")) == 0 && len(itLinks(ctx, t, nb, "node-a", DirectionIn)) == 0
+		return len(itPiped(nb, "demo")) == 0 && len(nb.node.pipes.Piped("demo")) == 0 && len(itLinks(ctx, t, nb, "node-a", pipe.DirectionIn)) == 0
 	})
 }

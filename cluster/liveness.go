@@ -11,8 +11,8 @@ import (
 // producers from the dead node notices much sooner: the link goes silent,
 // ICE reports "disconnected" after sfu.Config.ICEDisconnectedTimeout (2s by
 // default). Silence alone is not proof (a congested path, a stalled peer),
-// so the node then probes the peer's control channel (Pipes.Ping, a signed
-// GET /cluster/v1/ping bounded by PipesConfig.ProbeTimeout). No signed
+// so the node then probes the peer's control channel (pipe.Pipes.Ping, a signed
+// GET /cluster/v1/ping bounded by pipe.PipesConfig.ProbeTimeout). No signed
 // answer — connection refused (the process is gone, the kernel answers for
 // it), timeout (the host is gone), a wrong signer — marks the peer
 // unreachable: its pipes are dropped at once (participants get
@@ -47,7 +47,7 @@ func sameLife(a, b nodeRecord) bool {
 	return a.StartedAt.Equal(b.StartedAt) && a.URL == b.URL
 }
 
-// onLinkDisconnected is the Pipes' disconnected-link callback: probe the
+// onLinkDisconnected is the pipe.Pipes' disconnected-link callback: probe the
 // peer. Never blocks.
 func (n *Node) onLinkDisconnected(peer string) { n.probe(peer, "link disconnected") }
 

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -44,7 +45,7 @@ func (l *Local) Status(context.Context) (Status, error) {
 			Self:      true,
 		}},
 		Rooms: rooms,
-		Links: []LinkStatus{},
+		Links: []pipe.LinkStatus{},
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -58,8 +59,8 @@ type Status struct {
 	Nodes []NodeInfo `json:"nodes"`
 	// Rooms are the rooms open on this node, sorted by name.
 	Rooms []RoomStatus `json:"rooms"`
-	// Links are this node's links to other nodes (from Pipes.Status).
-	Links []LinkStatus `json:"links"`
+	// Links are this node's links to other nodes (from pipe.Pipes.Status).
+	Links []pipe.LinkStatus `json:"links"`
 	// Consul describes the connection to Consul; nil in single-node mode.
 	Consul *ConsulStatus `json:"consul,omitempty"`
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 	"golang.org/x/time/rate"
 )
@@ -30,20 +31,20 @@ const (
 
 // Node is the Consul-backed Membership: it records this node, its rooms and
 // its producers in Consul KV under its session, watches the other nodes'
-// records and pipes remote producers of its rooms in through Pipes.
+// records and pipes remote producers of its rooms in through pipe.Pipes.
 //
 // Create it with New, install it with engine.SetObserver, call Start once and
 // Close once. All methods are safe for concurrent use. The observer methods
 // never block on I/O: they update the desired KV state and the room watches
 // and return. One mutex (mu) guards the node's state; it is never held while
-// calling Pipes, the engine or Consul.
+// calling pipe.Pipes, the engine or Consul.
 type Node struct {
 	cfg          Config
 	engine       *sfu.Engine
 	log          *slog.Logger
 	advertiseURL string // cfg.AdvertiseURL without a trailing slash
 	reg          *registry
-	pipes        *Pipes
+	pipes        *pipe.Pipes
 	media        mediaPipes // pipes, or the fleet simulation's stand-in
 	local        *localRooms
 	placements   *placeTally // participants recently sent to each node (placement.go)
@@ -88,7 +89,7 @@ type Node struct {
 	syncReceived atomic.Uint64 // sync requests served
 }
 
-// mediaPipes is what the membership asks of Pipes to move media; *Pipes
+// mediaPipes is what the membership asks of pipe.Pipes to move media; *pipe.Pipes
 // implements it, and the control-plane fleet simulation (no media)
 // replaces it with a recorder.
 type mediaPipes interface {
@@ -101,7 +102,7 @@ type mediaPipes interface {
 
 // New creates the Consul-backed membership of engine. It validates cfg (after
 // applying defaults) and that engine's node id equals cfg.NodeID, creates the
-// Consul client and the Pipes, and performs no I/O; Start joins the cluster.
+// Consul client and the pipe.Pipes, and performs no I/O; Start joins the cluster.
 func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -145,7 +146,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		cpu:          newCPUMeter(),
 		reads:        rate.NewLimiter(rate.Limit(cfg.ReconcileRate), max(1, int(cfg.ReconcileRate))),
 	}
-	pipes, err := NewPipes(PipesConfig{
+	pipes, err := pipe.NewPipes(pipe.PipesConfig{
 		NodeID:  cfg.NodeID,
 		Secret:  []byte(cfg.Secret),
 		Resolve: n.resolve,
@@ -277,7 +278,7 @@ func (n *Node) goLocked(f func(ctx context.Context)) {
 	go f(n.ctx)
 }
 
-// Handler serves the control channel of the node's Pipes (routes under
+// Handler serves the control channel of the node's pipe.Pipes (routes under
 // /cluster/v1/). Mount it at "/cluster/" without stripping the prefix.
 func (n *Node) Handler() http.Handler { return n.pipes.Handler() }
 
@@ -314,7 +315,7 @@ func (n *Node) Ready() error {
 // Close leaves the cluster: it stops the room watches (unpiping their rooms),
 // the directory watch, the writer and the session renewal, and waits for them;
 // then it destroys the session (Consul deletes every record the node holds),
-// deregisters the service and closes the Pipes. Consul calls are bounded by
+// deregisters the service and closes the pipe.Pipes. Consul calls are bounded by
 // the configured timeout, so Close returns even if Consul is unreachable (the
 // session's TTL then removes the records). Idempotent; later calls return nil.
 func (n *Node) Close() error {
@@ -409,7 +410,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	links := n.pipes.Status()
 	if links == nil {
-		links = []LinkStatus{}
+		links = []pipe.LinkStatus{}
 	}
 	return Status{
 		NodeID: n.cfg.NodeID,
@@ -793,3 +794,7 @@ func (n *Node) runWriter(ctx context.Context) {
 		}
 	}
 }
+
+// LinkStats returns the figures of this node's links to other nodes (see
+// pipe.Pipes.LinkStats).
+func (n *Node) LinkStats() []pipe.LinkStats { return n.pipes.LinkStats() }

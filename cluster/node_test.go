@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 	"github.com/hashicorp/consul/api"
 )
@@ -433,7 +434,7 @@ func TestStatusJSON(t *testing.T) {
 		NodeID: "a", Mode: "consul",
 		Nodes:  []NodeInfo{{ID: "a", URL: "http://x", Load: 1, StartedAt: time.Unix(0, 0).UTC(), Alive: true, Self: true}},
 		Rooms:  []RoomStatus{{Name: "r", Participants: []sfu.ParticipantInfo{}, LocalProducers: []sfu.ProducerInfo{}, PipedProducers: []sfu.ProducerInfo{}, Nodes: []string{"a"}}},
-		Links:  []LinkStatus{},
+		Links:  []pipe.LinkStatus{},
 		Consul: &ConsulStatus{Address: "127.0.0.1:8500", Session: "s", Healthy: true},
 	}
 	b, err := json.Marshal(st)

@@ -10,11 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
 // roomResync is how often a room with remote producers compares what it asked
-// Pipes for with what Pipes reports piped, to catch pipes that failed on
+// pipe.Pipes for with what pipe.Pipes reports piped, to catch pipes that failed on
 // their own.
 const roomResync = 10 * time.Second
 
@@ -453,7 +454,7 @@ func (w *roomWatch) sync() time.Duration {
 		todo = append(todo, p)
 	}
 	// PipeIn waits for the origin's acceptance; concurrent calls are batched
-	// by Pipes into one negotiation per link.
+	// by pipe.Pipes into one negotiation per link.
 	errs := make([]error, len(todo))
 	var wg sync.WaitGroup
 	for i, p := range todo {
@@ -475,7 +476,7 @@ func (w *roomWatch) sync() time.Duration {
 			if !w.failing[id] {
 				w.failing[id] = true
 				level := slog.LevelWarn
-				if errors.Is(err, ErrPipeRejected) {
+				if errors.Is(err, pipe.ErrPipeRejected) {
 					// Usually transient: the origin already closed the
 					// producer and its record is about to go.
 					level = slog.LevelInfo

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
 )
 
@@ -283,22 +284,22 @@ func (n *Node) sendSync(ctx context.Context, node string, rooms []string) error 
 	return nil
 }
 
-// handleRoomSync is the Pipes' room sync handler: it applies the sender's
+// handleRoomSync is the pipe.Pipes' room sync handler: it applies the sender's
 // states and answers with this node's states of the same rooms. A state is
 // applied (and the sender added to the room's peers) before this node's
 // own state is read, so a local change made after the answer was built is
 // pushed to the sender by the outbox.
 func (n *Node) handleRoomSync(from string, body []byte) (any, error) {
 	var req roomSyncMessage
-	if err := decodeJSON(body, &req); err != nil {
-		return nil, err
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: %v", pipe.ErrControlBadRequest, err)
 	}
 	if len(req.Rooms) > maxSyncRooms {
-		return nil, fmt.Errorf("%w: %d rooms in one sync (at most %d)", ErrControlBadRequest, len(req.Rooms), maxSyncRooms)
+		return nil, fmt.Errorf("%w: %d rooms in one sync (at most %d)", pipe.ErrControlBadRequest, len(req.Rooms), maxSyncRooms)
 	}
 	for _, st := range req.Rooms {
-		if !validID(st.Room) {
-			return nil, fmt.Errorf("%w: bad room name", ErrControlBadRequest)
+		if !validWireID(st.Room) {
+			return nil, fmt.Errorf("%w: bad room name", pipe.ErrControlBadRequest)
 		}
 	}
 	now := time.Now()
@@ -331,7 +332,7 @@ func decodeStateProducers(node string, st roomState) (map[string]sfu.ProducerInf
 		var probe struct {
 			ID string `json:"id"`
 		}
-		if err := json.Unmarshal(raw, &probe); err != nil || !validID(probe.ID) {
+		if err := json.Unmarshal(raw, &probe); err != nil || !validWireID(probe.ID) {
 			return nil, fmt.Errorf("cluster: producer in room state of node %s: bad id", node)
 		}
 		info, err := decodeProducer(roomKey{Room: st.Room, Node: node, Producer: probe.ID}, raw)
@@ -342,3 +343,10 @@ func decodeStateProducers(node string, st roomState) (map[string]sfu.ProducerInf
 	}
 	return out, nil
 }
+
+// maxWireID bounds room names and producer ids in room states.
+const maxWireID = 256
+
+// validWireID reports whether s is acceptable as a room name or producer id
+// in a room state.
+func validWireID(s string) bool { return s != "" && len(s) <= maxWireID }

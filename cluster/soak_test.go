@@ -27,7 +27,7 @@ const (
 // timeout and blur the goroutine count.
 func idleConns(n *testNode) {
 	n.node.reg.close()
-	n.node.pipes.client.http.CloseIdleConnections()
+	n.node.pipes.CloseIdleConnections()
 }
 
 // settledGoroutines waits (bounded) until the goroutine count is at most

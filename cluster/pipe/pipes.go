@@ -1,4 +1,4 @@
-package cluster
+package pipe
 
 import (
 	"bytes"
@@ -683,3 +683,7 @@ func newLinkID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go >= 1.24)
 	return hex.EncodeToString(b[:])
 }
+
+// CloseIdleConnections closes the control client's idle HTTP connections
+// (their reader goroutines otherwise linger until the idle timeout).
+func (p *Pipes) CloseIdleConnections() { p.client.http.CloseIdleConnections() }

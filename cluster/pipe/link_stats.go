@@ -1,4 +1,4 @@
-package cluster
+package pipe
 
 import (
 	"cmp"
@@ -68,7 +68,3 @@ func addPCStats(ls *LinkStats, report webrtc.StatsReport) {
 		}
 	}
 }
-
-// LinkStats returns the figures of this node's links to other nodes (see
-// Pipes.LinkStats).
-func (n *Node) LinkStats() []LinkStats { return n.pipes.LinkStats() }

@@ -1,4 +1,8 @@
-package cluster
+// Package pipe is the node-to-node link protocol of a confab cluster: the
+// signed control channel (/cluster/v1/) and the WebRTC links that carry
+// producers between nodes (Pipes). It knows nothing of Consul: package
+// cluster decides what to pipe from where and resolves node ids to URLs.
+package pipe
 
 // # Node-to-node control channel and media pipes, wire protocol version 1
 //

@@ -1,4 +1,4 @@
-package cluster
+package pipe
 
 import (
 	"bytes"
@@ -394,35 +394,15 @@ func (c *ptClient) sendPLI(rt *ptTrack) error {
 
 // publishVP8 publishes one synthetic VP8 track on a new publisher PC and
 // writes a packet every 10ms until the client closes.
-// publishOffer runs the client side of publishing on pc: it offers (with
-// ICE gathering complete, no trickle), has p publish the offer and applies
-// the engine's answer. The test fails on any error. t is any test handle
-// (*testing.T, or the integration tests' itT).
+// publishOffer publishes pc's offer through p (peer.Publish); the test
+// fails on any error. t is any test handle.
 func publishOffer(ctx context.Context, t interface {
 	Helper()
-	Fatal(args ...any)
 	Fatalf(format string, args ...any)
 }, p *sfu.Participant, pc *webrtc.PeerConnection) {
 	t.Helper()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatalf("CreateOffer: %v", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatalf("SetLocalDescription: %v", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		t.Fatal("client gathering timed out")
-	}
-	answer, err := p.Publish(*pc.LocalDescription())
-	if err != nil {
-		t.Fatalf("Publish: %v", err)
-	}
-	if err := pc.SetRemoteDescription(answer); err != nil {
-		t.Fatalf("client SetRemoteDescription: %v", err)
+	if err := peer.Publish(ctx, pc, p.Publish); err != nil {
+		t.Fatalf("publish: %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package cluster
+package pipe
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/tools/host"
 )
 
 // BenchmarkPipeLink measures the cost and the delay of a producer piped
@@ -522,7 +524,8 @@ func (e *benchEnv) run(b *testing.B) {
 	const half = benchWindow / 2
 	r := e.newRun(false)
 	b.ReportAllocs()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuErr := host.CPU(os.Getpid())
+	cpuOK := cpuErr == nil
 	b.ResetTimer()
 	for i := range b.N {
 		// Every half window, wait until at most half a window is in
@@ -536,7 +539,7 @@ func (e *benchEnv) run(b *testing.B) {
 	}
 	e.await(r, int64(b.N))
 	b.StopTimer()
-	cpu1, _ := processCPU()
+	cpu1, _ := host.CPU(os.Getpid())
 
 	if cpuOK {
 		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")

@@ -1,4 +1,4 @@
-package cluster
+package pipe
 
 import (
 	"encoding/json"
@@ -30,7 +30,9 @@ func TestPipesPing(t *testing.T) {
 	}
 	c.addNode("other", func(cfg *PipesConfig) { cfg.Secret = []byte("another-cluster-secret-0123") })
 
-	c.setURL("closed", "http://"+freeTCPAddr(t))
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // nothing listens there any more
+	c.setURL("closed", closed.URL)
 	c.setURL("hung", ptBlackHole(t).URL)
 	c.setURL("impostor", c.node("a").srv.URL) // answers, signed as "a"
 	for _, peer := range []string{"closed", "hung", "other", "impostor", "unknown-node"} {
