@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/confab/confab/internal/consultest"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ const testClip = "../tools/clip/testdata/small"
 func TestMetricsCrossNodeCall(t *testing.T) {
 	// Registered first, so it runs after every other cleanup.
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	consul := startConsul(t)
+	consul := consultest.Start(t, "confab-app-test").Addr
 	const room = "metrics-call-room"
 	nodes := map[string]*node{}
 	metricsURL := map[string]string{}

@@ -89,8 +89,9 @@ type Config struct {
 	// Consul holds (a one-shot read, spread over the interval and rate
 	// limited by ReconcileRate); default DefaultReconcileInterval.
 	ReconcileInterval time.Duration
-	// ReconcileRate bounds the room reads per second (reconciliation and
-	// room opening together); default DefaultReconcileRate.
+	// ReconcileRate bounds the reconciliation reads per second (the first
+	// read of an opening room does not wait for it); default
+	// DefaultReconcileRate.
 	ReconcileRate float64
 	// SyncInterval is how often a node sends every other node it shares
 	// rooms with its full state of those rooms (anti-entropy); default

@@ -241,7 +241,7 @@ func (w *roomWatch) runReads() {
 		if !sleepCtx(w.ctx, w.n.reconcileDelay()) {
 			return
 		}
-		for w.read() != nil {
+		for w.read(true) != nil {
 			if !sleepCtx(w.ctx, b.next()) {
 				return
 			}
@@ -270,7 +270,7 @@ func (w *roomWatch) firstRead() bool {
 	}
 	b := backoff{min: 250 * time.Millisecond, max: w.n.cfg.MaxBackoff}
 	for {
-		err := w.read()
+		err := w.read(false)
 		if w.ctx.Err() != nil {
 			return false
 		}
@@ -283,14 +283,18 @@ func (w *roomWatch) firstRead() bool {
 	}
 }
 
-// read reads the room's records from Consul (rate limited) and merges
-// them: nodes not yet known as peers are added and sent this node's state
-// (their answers bring theirs); producers of nodes that never pushed are
-// taken from the records.
-func (w *roomWatch) read() error {
+// read reads the room's records from Consul and merges them: nodes not yet
+// known as peers are added and sent this node's state (their answers bring
+// theirs); producers of nodes that never pushed are taken from the records.
+// Reconciliation reads (limited) wait for the ReconcileRate limiter; first
+// reads, as many as rooms open, are bounded only by the registry's
+// concurrent reads, so a burst of opening rooms finds its peers at once.
+func (w *roomWatch) read(limited bool) error {
 	const activity = "room reads"
-	if err := w.n.reads.Wait(w.ctx); err != nil {
-		return err
+	if limited {
+		if err := w.n.reads.Wait(w.ctx); err != nil {
+			return err
+		}
 	}
 	pairs, err := w.n.reg.listBounded(w.ctx, roomPrefix(w.name))
 	if err != nil {

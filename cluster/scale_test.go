@@ -80,7 +80,20 @@ func manyRooms(t testing.TB, rooms, churnRate int, churnFor time.Duration) {
 		})
 	}
 	waitRecords("every room record of node-a in Consul")
-	t.Logf("%d rooms opened and recorded in %v; consul stats %+v", rooms, time.Since(start).Round(time.Millisecond), na.node.ConsulStats())
+	recorded := time.Since(start)
+	waitFor(ctx, t, "every room of node-a read its records", func() bool {
+		na.node.mu.Lock()
+		ws := na.node.roomWatchesLocked()
+		na.node.mu.Unlock()
+		for _, w := range ws {
+			if !w.readDone.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d rooms opened: recorded in Consul %v, all read %v after the first join; consul stats %+v", rooms,
+		recorded.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), na.node.ConsulStats())
 	checkReady("after opening")
 
 	// Churn: open and close rooms at churnRate per second.

@@ -4,12 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"github.com/confab/confab/internal/consultest"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,86 +21,6 @@ import (
 
 // placeLimit is every node's --max-participants-per-node.
 const placeLimit = 18
-
-// consulAgentFor starts `consul agent -dev` on free loopback ports for the
-// test and returns its HTTP address.
-func consulAgentFor(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("CONFAB_CONSUL_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs(filepath.Join("..", "..", "bin", "consul"))
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("consul binary not found (set CONFAB_CONSUL_BIN or build bin/consul): %v", err)
-	}
-	ports := freePorts(t, 4)
-	cmd := exec.Command(bin, "agent", "-dev", "-node", "confab-place-"+strconv.Itoa(ports[0]),
-		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
-		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
-		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-log-level", "warn")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start consul: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	client := &http.Client{Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(waitBound)
-	for {
-		res, err := client.Get("http://" + addr + "/v1/status/leader")
-		if err == nil {
-			b, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK && len(strings.Trim(string(b), "\" \n")) > 0 {
-				return addr
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("consul exited:\n%s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consul has no leader:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// freePorts returns n distinct free loopback ports (TCP and UDP).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		closers = append(closers, pc)
-		ports = append(ports, port)
-	}
-	return ports
-}
 
 // peer is a node as "move" names it.
 type peer struct {
@@ -253,7 +168,7 @@ func countByNode(ms []*member) map[string]int {
 // the participants of a killed node, reconnecting through either survivor,
 // are spread over both.
 func TestPlacementThreeNodes(t *testing.T) {
-	consul := consulAgentFor(t)
+	consul := consultest.Start(t, "confab-place").Addr
 	const secret = "placement-test-secret-0123456789"
 	procs := map[string]*proc{}
 	var ids []string

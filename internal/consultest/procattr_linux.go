@@ -1,6 +1,6 @@
 //go:build linux
 
-package app
+package consultest
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 
 // tieToTest makes cmd's process die with the test binary (SIGKILL from the
 // kernel when it dies for any reason) and puts it in its own process group,
-// so that no Consul agent outlives a killed test run.
+// so that no agent outlives a killed test run.
 func tieToTest(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -1,13 +1,13 @@
 //go:build !linux
 
-package app
+package consultest
 
 import (
 	"os"
 	"os/exec"
 )
 
-// tieToTest is a no-op outside Linux (no Pdeathsig).
+// tieToTest does nothing here: the test's cleanup kills the agent.
 func tieToTest(*exec.Cmd) {}
 
 // killProcess kills p.
