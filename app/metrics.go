@@ -192,7 +192,7 @@ type clusterCollector struct {
 	linkCount, linkUp, linkPipes, linkBytesSent, linkBytesReceived *prometheus.Desc
 	linkLost, linkLoss, linkRTT                                    *prometheus.Desc
 	consulRequests, consulErrors, consulOpen, consulMaxOpen        *prometheus.Desc
-	consulWatchLatency                                             *prometheus.Desc
+	consulSyncLatency                                              *prometheus.Desc
 }
 
 func newClusterCollector(membership cluster.Membership) *clusterCollector {
@@ -209,8 +209,8 @@ func newClusterCollector(membership cluster.Membership) *clusterCollector {
 		consulErrors:      newDesc("consul_errors_total", "Consul requests that failed (transport error, 5xx or 429)."),
 		consulOpen:        newDesc("consul_open_connections", "TCP connections to Consul now open."),
 		consulMaxOpen:     newDesc("consul_max_open_connections", "Highest number of TCP connections to Consul open at once."),
-		consulWatchLatency: newDesc("consul_watch_latency_seconds",
-			"Time from a change written to Consul to this node seeing it, for the last observed change."),
+		consulSyncLatency: newDesc("cluster_sync_latency_seconds",
+			"Time the last room change made on another node took to reach this node (pushed over the control channel; Consul is not on that path)."),
 	}
 	c.links, _ = membership.(linkStatser)
 	c.consul, _ = membership.(consulStatser)
@@ -221,7 +221,7 @@ func newClusterCollector(membership cluster.Membership) *clusterCollector {
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linkCount, c.linkUp, c.linkPipes, c.linkBytesSent, c.linkBytesReceived,
 		c.linkLost, c.linkLoss, c.linkRTT,
-		c.consulRequests, c.consulErrors, c.consulOpen, c.consulMaxOpen, c.consulWatchLatency} {
+		c.consulRequests, c.consulErrors, c.consulOpen, c.consulMaxOpen, c.consulSyncLatency} {
 		ch <- d
 	}
 }
@@ -257,7 +257,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		metric(c.consulErrors, prometheus.CounterValue, float64(s.Errors))
 		metric(c.consulOpen, prometheus.GaugeValue, float64(s.OpenConns))
 		metric(c.consulMaxOpen, prometheus.GaugeValue, float64(s.MaxOpenConns))
-		metric(c.consulWatchLatency, prometheus.GaugeValue, s.WatchLatency.Seconds())
+		metric(c.consulSyncLatency, prometheus.GaugeValue, s.SyncLatency.Seconds())
 	}
 }
 

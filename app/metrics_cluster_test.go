@@ -113,7 +113,7 @@ func TestMetricsCrossNodeCall(t *testing.T) {
 		{"metrics-b", "confab_join_duration_seconds", nil, 1},
 		{"metrics-b", "confab_consul_errors_total", nil, 0},
 		{"metrics-b", "confab_consul_open_connections", nil, 0},
-		{"metrics-b", "confab_consul_watch_latency_seconds", nil, 0},
+		{"metrics-b", "confab_cluster_sync_latency_seconds", nil, 0},
 	}
 	scrapeAll := func() map[string]map[string]*dto.MetricFamily {
 		return map[string]map[string]*dto.MetricFamily{

@@ -65,7 +65,7 @@ func (m linkMembership) LinkStats() []pipe.LinkStats { return m.links }
 
 // ConsulStats returns fixed Consul figures.
 func (m linkMembership) ConsulStats() cluster.ConsulStats {
-	return cluster.ConsulStats{Requests: 7, Errors: 1, OpenConns: 2, MaxOpenConns: 3, WatchLatency: 40 * time.Millisecond}
+	return cluster.ConsulStats{Requests: 7, Errors: 1, OpenConns: 2, MaxOpenConns: 3, SyncLatency: 40 * time.Millisecond}
 }
 
 // newTestMetrics returns the metrics of a real engine with three rooms of
@@ -160,7 +160,7 @@ func TestMetricsLabelsBounded(t *testing.T) {
 		{"confab_consul_errors_total", nil, 1},
 		{"confab_consul_open_connections", nil, 2},
 		{"confab_consul_max_open_connections", nil, 3},
-		{"confab_consul_watch_latency_seconds", nil, 0.04},
+		{"confab_cluster_sync_latency_seconds", nil, 0.04},
 		{"confab_rtp_packets_received_total", map[string]string{"kind": "video", "origin": "remote"}, 0},
 	}
 	for _, tt := range tests {

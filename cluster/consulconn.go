@@ -35,10 +35,10 @@ type ConsulStats struct {
 	OpenConns int64
 	// MaxOpenConns is the highest OpenConns seen since the node was created.
 	MaxOpenConns int64
-	// WatchLatency is how long the last room change announced by another
+	// SyncLatency is how long the last room change announced by another
 	// node took to reach this node (sender's clock to receiver's clock;
 	// 0 before the first). It is the control plane's propagation delay.
-	WatchLatency time.Duration
+	SyncLatency time.Duration
 }
 
 // consulCounters counts requests and connections of one registry. Safe for
@@ -122,6 +122,6 @@ func (n *Node) ConsulStats() ConsulStats {
 		Watches:      c.watches.Load(),
 		OpenConns:    c.open.Load(),
 		MaxOpenConns: c.maxOpen.Load(),
-		WatchLatency: time.Duration(n.syncLatency.Load()),
+		SyncLatency:  time.Duration(n.syncLatency.Load()),
 	}
 }
