@@ -102,8 +102,9 @@ type RoomStatus struct {
 	// PipedProducers are the producers piped in from other nodes (Origin
 	// names the node).
 	PipedProducers []sfu.ProducerInfo `json:"pipedProducers"`
-	// Nodes are the nodes that have this room open according to Consul,
-	// sorted; empty in single-node mode.
+	// Nodes are the nodes known to have this room open (from its Consul
+	// records and the other nodes' pushes), sorted; empty in single-node
+	// mode.
 	Nodes []string `json:"nodes"`
 }
 
