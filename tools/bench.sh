@@ -143,7 +143,7 @@ if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
 	# whole fleet): 20 nodes x 1,000 rooms, and one node with 5,000 rooms.
 	record env CONFAB_FLEET="${BENCH_FLEET:-5x200,20x1000}" CONFAB_MANY_ROOMS="${BENCH_MANY_ROOMS:-5000}" \
 		go test -run '^$' -bench . -benchmem -benchtime "$gotime" -count 1 -timeout 30m \
-		./sfu/ ./cluster/ ./tools/... | tee "$out/go-bench.txt"
+		./sfu/ ./cluster/... ./tools/... | tee "$out/go-bench.txt"
 	# The zero-allocation tests, race-free (the race detector makes
 	# sync.Pool drop items); the document reads the verdict from here.
 	record go test -count=1 -v -run DoesNotAllocate ./sfu/ ./cluster/ >"$out/alloc-tests.txt" ||
