@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/confab/confab/tools/host"
 	"go.uber.org/goleak"
 )
 
@@ -385,31 +387,10 @@ func kvHas(t *testing.T, a *consulAgent, key string) bool {
 	return p != nil
 }
 
-// cpu returns the CPU time (user + system) the agent process used so far,
-// from /proc (Linux; false elsewhere).
+// cpu returns the CPU time (user + system) the agent process used so far.
 func (a *consulAgent) cpu() (time.Duration, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.cmd.Process.Pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// Fields after the command name (which may contain spaces) start at
-	// the last ')'; utime and stime are fields 14 and 15 of the line.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clockTicks, true
+	d, err := host.CPU(a.cmd.Process.Pid)
+	return d, err == nil
 }
 
 // quietLogger discards everything (fleet nodes are many).

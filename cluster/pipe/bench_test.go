@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -524,7 +523,7 @@ func (e *benchEnv) run(b *testing.B) {
 	const half = benchWindow / 2
 	r := e.newRun(false)
 	b.ReportAllocs()
-	cpu0, cpuErr := host.CPU(os.Getpid())
+	cpu0, cpuErr := host.SelfCPU()
 	cpuOK := cpuErr == nil
 	b.ResetTimer()
 	for i := range b.N {
@@ -539,7 +538,7 @@ func (e *benchEnv) run(b *testing.B) {
 	}
 	e.await(r, int64(b.N))
 	b.StopTimer()
-	cpu1, _ := host.CPU(os.Getpid())
+	cpu1, _ := host.SelfCPU()
 
 	if cpuOK {
 		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
