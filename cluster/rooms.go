@@ -102,7 +102,8 @@ func (n *Node) roomWatchesLocked() []*roomWatch {
 	return out
 }
 
-// roomNodes returns the nodes known to serve room, this one included.
+// roomNodes returns the nodes known to serve room and present in the
+// directory, this one included.
 func (n *Node) roomNodes(room string) []string {
 	n.mu.Lock()
 	w := n.rooms[room]
@@ -110,7 +111,15 @@ func (n *Node) roomNodes(room string) []string {
 	if w == nil {
 		return nil
 	}
-	out := w.peerList()
+	peers := w.peerList()
+	n.mu.Lock()
+	out := make([]string, 0, len(peers)+1)
+	for _, id := range peers {
+		if _, ok := n.nodes[id]; ok {
+			out = append(out, id)
+		}
+	}
+	n.mu.Unlock()
 	out = append(out, n.cfg.NodeID)
 	sort.Strings(out)
 	return out
@@ -133,15 +142,17 @@ func (w *roomWatch) hasPeer(node string) bool {
 	return w.peers[node]
 }
 
-// forget drops what the room knows of node (it left the cluster, or
-// restarted), except a state pushed by node's life keep (a restarted node
-// may push before this node's directory sees its new record; zero keep
-// forgets everything).
+// forget drops what the room knows node publishes (it left the cluster,
+// or restarted), except a state pushed by node's life keep (a restarted
+// node may push before this node's directory sees its new record; zero
+// keep forgets every state). The node stays among the room's peers: if its
+// record comes back (Consul lost it for a while), the directory's "joined"
+// sends it this room's state and its answer restores what it publishes; a
+// peer that is not in the directory is sent nothing and not listed.
 func (w *roomWatch) forget(node string, keep time.Time) {
 	w.mu.Lock()
 	c, ok := w.contrib[node]
 	if !ok || !c.pushed || keep.IsZero() || !c.life.Equal(keep) {
-		delete(w.peers, node)
 		delete(w.contrib, node)
 	}
 	w.mu.Unlock()

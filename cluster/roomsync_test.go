@@ -112,16 +112,22 @@ func TestRoomStateRemoteFilters(t *testing.T) {
 		}
 	}
 	// A restart seen by the directory forgets the old life's state but
-	// keeps a state the new life already pushed.
+	// keeps a state the new life already pushed; the node stays a peer
+	// (so that it is sent this room's state when its record is back).
 	life2 := life1.Add(time.Second)
+	alive2 := map[string]originInfo{"b": {life: life2}}
 	w.forget("b", life2)
-	if len(w.peerList()) != 0 {
-		t.Fatal("the old life's state survived its restart")
+	if len(w.remote(map[string]originInfo{"b": {life: life1}})) != 0 || !w.hasPeer("b") {
+		t.Fatal("the old life's state survived its restart, or the peer was dropped")
 	}
-	w.ingest("b", life2, roomState{Room: "demo", Seq: 1, Open: true}, time.Now())
+	w.ingest("b", life2, roomState{Room: "demo", Seq: 1, Open: true, Producers: []json.RawMessage{producerJSON(t, "p2")}}, time.Now())
 	w.forget("b", life2)
-	if len(w.peerList()) != 1 {
+	if len(w.remote(alive2)) != 1 {
 		t.Fatal("the new life's pushed state was forgotten")
+	}
+	w.forget("b", time.Time{}) // departed
+	if len(w.remote(alive2)) != 0 || !w.hasPeer("b") {
+		t.Fatal("a departed node's state survived, or the peer was dropped")
 	}
 }
 
