@@ -146,10 +146,10 @@ type testMsg struct {
 	ParticipantID string                   `json:"participantId"`
 	NodeID        string                   `json:"nodeId"`
 	Room          string                   `json:"room"`
-	Participants  []sfu.ParticipantInfo    `json:"participants"`
-	Producers     []sfu.ProducerInfo       `json:"producers"`
-	Participant   *sfu.ParticipantInfo     `json:"participant"`
-	Producer      *sfu.ProducerInfo        `json:"producer"`
+	Participants  []wireParticipant        `json:"participants"`
+	Producers     []wireProducer           `json:"producers"`
+	Participant   *wireParticipant         `json:"participant"`
+	Producer      *wireProducer            `json:"producer"`
 	SDP           *wireSDP                 `json:"sdp"`
 	Target        string                   `json:"target"`
 	Candidate     *webrtc.ICECandidateInit `json:"candidate"`

@@ -384,7 +384,7 @@ func TestMediaHappyPath(t *testing.T) {
 
 	added := bob.expect(typeProducerAdded)
 	prod := added.Producer
-	if prod.ParticipantID != aj.ParticipantID || prod.ParticipantName != "Alice" || prod.Kind != sfu.KindVideo ||
+	if prod.ParticipantID != aj.ParticipantID || prod.ParticipantName != "Alice" || prod.Kind != string(sfu.KindVideo) ||
 		prod.Codec.MimeType != webrtc.MimeTypeVP8 || prod.Origin != "test-node" || prod.Remote {
 		t.Fatalf("producer-added = %+v", prod)
 	}

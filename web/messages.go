@@ -205,8 +205,8 @@ type outbound struct {
 	SDP         *wireSDP                 `json:"sdp,omitempty"`
 	Target      sfu.Target               `json:"target,omitempty"`
 	Candidate   *webrtc.ICECandidateInit `json:"candidate,omitempty"`
-	Participant *sfu.ParticipantInfo     `json:"participant,omitempty"`
-	Producer    *sfu.ProducerInfo        `json:"producer,omitempty"`
+	Participant *wireParticipant         `json:"participant,omitempty"`
+	Producer    *wireProducer            `json:"producer,omitempty"`
 	Code        string                   `json:"code,omitempty"`
 	Message     string                   `json:"message,omitempty"`
 }
@@ -214,14 +214,14 @@ type outbound struct {
 // joinedMessage is the reply to a successful join. Participants,
 // Producers and Nodes are never null on the wire.
 type joinedMessage struct {
-	V             int                   `json:"v"`
-	Type          string                `json:"type"`
-	ParticipantID string                `json:"participantId"`
-	NodeID        string                `json:"nodeId"`
-	Room          string                `json:"room"`
-	Participants  []sfu.ParticipantInfo `json:"participants"`
-	Producers     []sfu.ProducerInfo    `json:"producers"`
-	Nodes         []Peer                `json:"nodes"`
+	V             int               `json:"v"`
+	Type          string            `json:"type"`
+	ParticipantID string            `json:"participantId"`
+	NodeID        string            `json:"nodeId"`
+	Room          string            `json:"room"`
+	Participants  []wireParticipant `json:"participants"`
+	Producers     []wireProducer    `json:"producers"`
+	Nodes         []Peer            `json:"nodes"`
 }
 
 // moveMessage tells a client to leave this node and rejoin its room on one
@@ -248,16 +248,16 @@ func eventMessage(ev sfu.Event) (msg outbound, ok bool) {
 	switch ev.Type {
 	case sfu.EventParticipantJoined:
 		msg, ok = newOutbound(typeParticipantJoined), ev.Participant != nil
-		msg.Participant = ev.Participant
+		msg.Participant = participantPtr(ev.Participant)
 	case sfu.EventParticipantLeft:
 		msg, ok = newOutbound(typeParticipantLeft), ev.Participant != nil
-		msg.Participant = ev.Participant
+		msg.Participant = participantPtr(ev.Participant)
 	case sfu.EventProducerAdded:
 		msg, ok = newOutbound(typeProducerAdded), ev.Producer != nil
-		msg.Producer = ev.Producer
+		msg.Producer = producerPtr(ev.Producer)
 	case sfu.EventProducerRemoved:
 		msg, ok = newOutbound(typeProducerRemoved), ev.Producer != nil
-		msg.Producer = ev.Producer
+		msg.Producer = producerPtr(ev.Producer)
 	case sfu.EventSubscriberOffer:
 		if ev.SDP == nil {
 			return msg, false
@@ -271,4 +271,22 @@ func eventMessage(ev sfu.Event) (msg outbound, ok bool) {
 		msg.Candidate = ev.Candidate
 	}
 	return msg, ok
+}
+
+// participantPtr converts an event's participant; nil stays nil.
+func participantPtr(p *sfu.ParticipantInfo) *wireParticipant {
+	if p == nil {
+		return nil
+	}
+	w := toWireParticipant(*p)
+	return &w
+}
+
+// producerPtr converts an event's producer; nil stays nil.
+func producerPtr(p *sfu.ProducerInfo) *wireProducer {
+	if p == nil {
+		return nil
+	}
+	w := toWireProducer(*p)
+	return &w
 }

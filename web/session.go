@@ -254,20 +254,14 @@ func (s *session) join(rawName, placed string, avoid []string) error {
 	s.logger().Info("signaling: joined", "name", name)
 
 	peers, producers := p.InitialState()
-	if peers == nil {
-		peers = []sfu.ParticipantInfo{}
-	}
-	if producers == nil {
-		producers = []sfu.ProducerInfo{}
-	}
 	joined, err := json.Marshal(joinedMessage{
 		V:             protocolVersion,
 		Type:          typeJoined,
 		ParticipantID: p.ID(),
 		NodeID:        s.srv.nodeID,
 		Room:          s.room,
-		Participants:  peers,
-		Producers:     producers,
+		Participants:  toWireParticipants(peers),
+		Producers:     toWireProducers(producers),
 		Nodes:         s.srv.peers(s.ctx, s.selfURL),
 	})
 	if err != nil {

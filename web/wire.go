@@ -1,0 +1,82 @@
+package web
+
+import "github.com/confab/confab/sfu"
+
+// This file holds the participant and producer shapes of the signaling
+// protocol (docs/protocol.md: ParticipantInfo, ProducerInfo) and the only
+// conversions from the engine's types to them. The engine's structs are
+// never marshaled directly, so renaming a field in sfu cannot change the
+// protocol; TestWireGolden pins the JSON.
+
+// wireParticipant is a ParticipantInfo on the wire.
+type wireParticipant struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Origin string `json:"origin"` // node the participant is connected to
+	Remote bool   `json:"remote"` // connected to another node of the cluster
+}
+
+// wireProducer is a ProducerInfo on the wire.
+type wireProducer struct {
+	ID              string    `json:"id"`
+	Kind            string    `json:"kind"` // "audio" or "video"
+	ParticipantID   string    `json:"participantId"`
+	ParticipantName string    `json:"participantName"`
+	Codec           wireCodec `json:"codec"`
+	Origin          string    `json:"origin"` // node where it is published
+	Remote          bool      `json:"remote"` // published on another node
+}
+
+// wireCodec is a producer's codec on the wire; the optional fields are
+// omitted when zero.
+type wireCodec struct {
+	MimeType    string `json:"mimeType"`
+	ClockRate   uint32 `json:"clockRate"`
+	Channels    uint16 `json:"channels,omitempty"`
+	SDPFmtpLine string `json:"sdpFmtpLine,omitempty"`
+	PayloadType uint8  `json:"payloadType,omitempty"`
+}
+
+// toWireParticipant converts an engine participant to its wire shape.
+func toWireParticipant(p sfu.ParticipantInfo) wireParticipant {
+	return wireParticipant{ID: p.ID, Name: p.Name, Origin: p.Origin, Remote: p.Remote}
+}
+
+// toWireProducer converts an engine producer to its wire shape.
+func toWireProducer(p sfu.ProducerInfo) wireProducer {
+	return wireProducer{
+		ID:              p.ID,
+		Kind:            string(p.Kind),
+		ParticipantID:   p.ParticipantID,
+		ParticipantName: p.ParticipantName,
+		Codec: wireCodec{
+			MimeType:    p.Codec.MimeType,
+			ClockRate:   p.Codec.ClockRate,
+			Channels:    p.Codec.Channels,
+			SDPFmtpLine: p.Codec.SDPFmtpLine,
+			PayloadType: p.Codec.PayloadType,
+		},
+		Origin: p.Origin,
+		Remote: p.Remote,
+	}
+}
+
+// toWireParticipants converts a list; the result is never nil, so it
+// encodes as [] rather than null.
+func toWireParticipants(ps []sfu.ParticipantInfo) []wireParticipant {
+	out := make([]wireParticipant, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, toWireParticipant(p))
+	}
+	return out
+}
+
+// toWireProducers converts a list; the result is never nil, so it encodes
+// as [] rather than null.
+func toWireProducers(ps []sfu.ProducerInfo) []wireProducer {
+	out := make([]wireProducer, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, toWireProducer(p))
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package web
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/confab/confab/sfu"
+)
+
+// TestWireGolden pins the JSON of every protocol message that carries a
+// participant or a producer (docs/protocol.md: ParticipantInfo,
+// ProducerInfo, joined, participant-joined/-left, producer-added/-removed).
+// The engine types go through the converters of wire.go, so a renamed sfu
+// field or json tag that reaches the wire fails here.
+func TestWireGolden(t *testing.T) {
+	bob := sfu.ParticipantInfo{ID: "Q2dT7uVb0Lx5kA9s", Name: "Bob", Origin: "node-a"}
+	carol := sfu.ParticipantInfo{ID: "Zz1nB4cX8vM0qL6t", Name: "Carol", Origin: "node-b", Remote: true}
+	video := sfu.ProducerInfo{
+		ID: "9aKf3Wm1_Zr8pQ2c", Kind: sfu.KindVideo, ParticipantID: bob.ID, ParticipantName: "Bob",
+		Codec:  sfu.Codec{MimeType: "video/VP8", ClockRate: 90000, PayloadType: 96},
+		Origin: "node-a",
+	}
+	audio := sfu.ProducerInfo{
+		ID: "Yq1_c7Rk2PzT0aMn", Kind: sfu.KindAudio, ParticipantID: carol.ID, ParticipantName: "Carol",
+		Codec: sfu.Codec{
+			MimeType: "audio/opus", ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1", PayloadType: 111,
+		},
+		Origin: "node-b", Remote: true,
+	}
+	bare := sfu.ProducerInfo{ID: "p", Kind: sfu.KindVideo, Codec: sfu.Codec{MimeType: "video/VP8", ClockRate: 90000}}
+
+	const (
+		bobJSON   = `{"id":"Q2dT7uVb0Lx5kA9s","name":"Bob","origin":"node-a","remote":false}`
+		carolJSON = `{"id":"Zz1nB4cX8vM0qL6t","name":"Carol","origin":"node-b","remote":true}`
+		videoJSON = `{"id":"9aKf3Wm1_Zr8pQ2c","kind":"video","participantId":"Q2dT7uVb0Lx5kA9s","participantName":"Bob",` +
+			`"codec":{"mimeType":"video/VP8","clockRate":90000,"payloadType":96},"origin":"node-a","remote":false}`
+		audioJSON = `{"id":"Yq1_c7Rk2PzT0aMn","kind":"audio","participantId":"Zz1nB4cX8vM0qL6t","participantName":"Carol",` +
+			`"codec":{"mimeType":"audio/opus","clockRate":48000,"channels":2,"sdpFmtpLine":"minptime=10;useinbandfec=1","payloadType":111},` +
+			`"origin":"node-b","remote":true}`
+		bareJSON = `{"id":"p","kind":"video","participantId":"","participantName":"",` +
+			`"codec":{"mimeType":"video/VP8","clockRate":90000},"origin":"","remote":false}`
+	)
+
+	event := func(ev sfu.Event) any {
+		t.Helper()
+		msg, ok := eventMessage(ev)
+		if !ok {
+			t.Fatalf("eventMessage(%s) not forwarded", ev.Type)
+		}
+		return msg
+	}
+	joined := func(peers []sfu.ParticipantInfo, producers []sfu.ProducerInfo) any {
+		return joinedMessage{
+			V: protocolVersion, Type: typeJoined, ParticipantID: "Jc8Xq0-2bWk9aT1e", NodeID: "node-a", Room: "standup",
+			Participants: toWireParticipants(peers), Producers: toWireProducers(producers),
+			Nodes: []Peer{{ID: "node-a", URL: "http://10.0.0.1:8080"}},
+		}
+	}
+	tests := []struct {
+		name string
+		msg  any
+		want string
+	}{
+		{"joined", joined([]sfu.ParticipantInfo{bob, carol}, []sfu.ProducerInfo{video, audio}),
+			`{"v":1,"type":"joined","participantId":"Jc8Xq0-2bWk9aT1e","nodeId":"node-a","room":"standup",` +
+				`"participants":[` + bobJSON + `,` + carolJSON + `],"producers":[` + videoJSON + `,` + audioJSON + `],` +
+				`"nodes":[{"id":"node-a","url":"http://10.0.0.1:8080"}]}`},
+		{"joined empty", joined(nil, nil),
+			`{"v":1,"type":"joined","participantId":"Jc8Xq0-2bWk9aT1e","nodeId":"node-a","room":"standup",` +
+				`"participants":[],"producers":[],"nodes":[{"id":"node-a","url":"http://10.0.0.1:8080"}]}`},
+		{"participant-joined", event(sfu.Event{Type: sfu.EventParticipantJoined, Participant: &carol}),
+			`{"v":1,"type":"participant-joined","participant":` + carolJSON + `}`},
+		{"participant-left", event(sfu.Event{Type: sfu.EventParticipantLeft, Participant: &bob}),
+			`{"v":1,"type":"participant-left","participant":` + bobJSON + `}`},
+		{"producer-added", event(sfu.Event{Type: sfu.EventProducerAdded, Producer: &audio}),
+			`{"v":1,"type":"producer-added","producer":` + audioJSON + `}`},
+		{"producer-removed", event(sfu.Event{Type: sfu.EventProducerRemoved, Producer: &video}),
+			`{"v":1,"type":"producer-removed","producer":` + videoJSON + `}`},
+		{"producer-added zero codec fields", event(sfu.Event{Type: sfu.EventProducerAdded, Producer: &bare}),
+			`{"v":1,"type":"producer-added","producer":` + bareJSON + `}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("JSON mismatch\n got: %s\nwant: %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWireConvertersCopyEveryField checks that the converters copy every
+// field of the engine types to the matching wire field, and that lists are
+// never nil.
+func TestWireConvertersCopyEveryField(t *testing.T) {
+	p := sfu.ParticipantInfo{ID: "i", Name: "n", Origin: "o", Remote: true}
+	if got, want := toWireParticipant(p), (wireParticipant{ID: "i", Name: "n", Origin: "o", Remote: true}); got != want {
+		t.Errorf("toWireParticipant = %+v, want %+v", got, want)
+	}
+	pr := sfu.ProducerInfo{
+		ID: "i", Kind: sfu.KindAudio, ParticipantID: "pi", ParticipantName: "pn",
+		Codec:  sfu.Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2, SDPFmtpLine: "f", PayloadType: 111},
+		Origin: "o", Remote: true,
+	}
+	want := wireProducer{
+		ID: "i", Kind: "audio", ParticipantID: "pi", ParticipantName: "pn",
+		Codec:  wireCodec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2, SDPFmtpLine: "f", PayloadType: 111},
+		Origin: "o", Remote: true,
+	}
+	if got := toWireProducer(pr); got != want {
+		t.Errorf("toWireProducer = %+v, want %+v", got, want)
+	}
+	if got := toWireParticipants(nil); got == nil || len(got) != 0 {
+		t.Errorf("toWireParticipants(nil) = %#v, want empty non-nil", got)
+	}
+	if got := toWireProducers(nil); got == nil || len(got) != 0 {
+		t.Errorf("toWireProducers(nil) = %#v, want empty non-nil", got)
+	}
+}
