@@ -28,11 +28,11 @@ type LinkStatus struct {
 
 // PipedProducer is one producer carried by a link.
 type PipedProducer struct {
-	Room      string   `json:"room"`
-	ID        string   `json:"id"`
-	Kind      sfu.Kind `json:"kind"`
-	Direction string   `json:"direction"`       // DirectionIn or DirectionOut
-	State     string   `json:"state,omitempty"` // in: pending, offered, accepted, active
+	Room      string `json:"room"`
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`            // "audio" or "video"
+	Direction string `json:"direction"`       // DirectionIn or DirectionOut
+	State     string `json:"state,omitempty"` // in: pending, offered, accepted, active
 }
 
 // Status returns a snapshot of every open link, sorted by peer node, its
@@ -46,10 +46,10 @@ func (p *Pipes) Status() []LinkStatus {
 		l.mu.Lock()
 		ls.LinkID = l.id
 		for k, pp := range l.pulls {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: pp.info.Kind, Direction: DirectionIn, State: pp.state.String()})
+			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: string(pp.info.Kind), Direction: DirectionIn, State: pp.state.String()})
 		}
 		for k, s := range l.serves {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: s.producer.Info().Kind, Direction: DirectionOut})
+			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: string(s.producer.Info().Kind), Direction: DirectionOut})
 		}
 		l.mu.Unlock()
 		slices.SortFunc(ls.Producers, func(a, b PipedProducer) int {
