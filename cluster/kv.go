@@ -159,12 +159,11 @@ func parseNodeKey(key string) (string, bool) {
 	return id, err == nil && id != ""
 }
 
-// encodeProducer is the value of a producer key: the producer as this node
-// sees it, with Origin forced to the node and Remote false.
+// encodeProducer is the value of a producer key: the producerRecord of the
+// producer as this node sees it, with Origin forced to the node and Remote
+// false.
 func encodeProducer(node string, info sfu.ProducerInfo) ([]byte, error) {
-	info.Origin = node
-	info.Remote = false
-	b, err := json.Marshal(info)
+	b, err := json.Marshal(producerRecordOf(node, info))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: encode producer %s: %w", info.ID, err)
 	}
@@ -174,16 +173,14 @@ func encodeProducer(node string, info sfu.ProducerInfo) ([]byte, error) {
 // decodeProducer parses a producer value read from key k. The key is
 // authoritative for origin and id; the result is marked Remote.
 func decodeProducer(k roomKey, value []byte) (sfu.ProducerInfo, error) {
-	var info sfu.ProducerInfo
-	if err := json.Unmarshal(value, &info); err != nil {
+	var rec producerRecord
+	if err := json.Unmarshal(value, &rec); err != nil {
 		return sfu.ProducerInfo{}, fmt.Errorf("cluster: decode producer %s of node %s: %w", k.Producer, k.Node, err)
 	}
-	if info.ID != k.Producer {
-		return sfu.ProducerInfo{}, fmt.Errorf("cluster: producer record %s of node %s names id %q", k.Producer, k.Node, info.ID)
+	if rec.ID != k.Producer {
+		return sfu.ProducerInfo{}, fmt.Errorf("cluster: producer record %s of node %s names id %q", k.Producer, k.Node, rec.ID)
 	}
-	info.Origin = k.Node
-	info.Remote = true
-	return info, nil
+	return rec.remoteInfo(k.Node), nil
 }
 
 // kvState is the node's desired KV contents: every key the node should hold

@@ -82,19 +82,16 @@ func roomStatuses(engine *sfu.Engine, roomNodes func(room string) []string) []Ro
 	for _, r := range rooms {
 		rs := RoomStatus{
 			Name:           r.Name(),
-			Participants:   r.LocalParticipants(),
-			LocalProducers: []sfu.ProducerInfo{},
-			PipedProducers: []sfu.ProducerInfo{},
+			Participants:   participantStatuses(r.LocalParticipants()),
+			LocalProducers: []ProducerStatus{},
+			PipedProducers: []ProducerStatus{},
 			Nodes:          []string{},
-		}
-		if rs.Participants == nil {
-			rs.Participants = []sfu.ParticipantInfo{}
 		}
 		for _, p := range r.Producers() {
 			if p.Remote {
-				rs.PipedProducers = append(rs.PipedProducers, p)
+				rs.PipedProducers = append(rs.PipedProducers, producerStatus(p))
 			} else {
-				rs.LocalProducers = append(rs.LocalProducers, p)
+				rs.LocalProducers = append(rs.LocalProducers, producerStatus(p))
 			}
 		}
 		sortProducers(rs.LocalProducers)
@@ -110,7 +107,7 @@ func roomStatuses(engine *sfu.Engine, roomNodes func(room string) []string) []Ro
 	return out
 }
 
-func sortProducers(ps []sfu.ProducerInfo) {
+func sortProducers(ps []ProducerStatus) {
 	sort.Slice(ps, func(i, j int) bool {
 		if ps[i].Origin != ps[j].Origin {
 			return ps[i].Origin < ps[j].Origin

@@ -96,12 +96,12 @@ type RoomStatus struct {
 	// Name is the room name.
 	Name string `json:"name"`
 	// Participants are the participants connected to this node.
-	Participants []sfu.ParticipantInfo `json:"participants"`
+	Participants []ParticipantStatus `json:"participants"`
 	// LocalProducers are the producers published on this node.
-	LocalProducers []sfu.ProducerInfo `json:"localProducers"`
+	LocalProducers []ProducerStatus `json:"localProducers"`
 	// PipedProducers are the producers piped in from other nodes (Origin
 	// names the node).
-	PipedProducers []sfu.ProducerInfo `json:"pipedProducers"`
+	PipedProducers []ProducerStatus `json:"pipedProducers"`
 	// Nodes are the nodes known to have this room open (from its Consul
 	// records and the other nodes' pushes), sorted; empty in single-node
 	// mode.

@@ -433,7 +433,7 @@ func TestStatusJSON(t *testing.T) {
 	st := Status{
 		NodeID: "a", Mode: "consul",
 		Nodes:  []NodeInfo{{ID: "a", URL: "http://x", Load: 1, StartedAt: time.Unix(0, 0).UTC(), Alive: true, Self: true}},
-		Rooms:  []RoomStatus{{Name: "r", Participants: []sfu.ParticipantInfo{}, LocalProducers: []sfu.ProducerInfo{}, PipedProducers: []sfu.ProducerInfo{}, Nodes: []string{"a"}}},
+		Rooms:  []RoomStatus{{Name: "r", Participants: []ParticipantStatus{}, LocalProducers: []ProducerStatus{}, PipedProducers: []ProducerStatus{}, Nodes: []string{"a"}}},
 		Links:  []pipe.LinkStatus{},
 		Consul: &ConsulStatus{Address: "127.0.0.1:8500", Session: "s", Healthy: true},
 	}

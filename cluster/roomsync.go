@@ -329,17 +329,11 @@ func (n *Node) openWatch(room string) *roomWatch {
 func decodeStateProducers(node string, st roomState) (map[string]sfu.ProducerInfo, error) {
 	out := make(map[string]sfu.ProducerInfo, len(st.Producers))
 	for _, raw := range st.Producers {
-		var probe struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(raw, &probe); err != nil || !validWireID(probe.ID) {
+		var rec producerRecord
+		if err := json.Unmarshal(raw, &rec); err != nil || !validWireID(rec.ID) {
 			return nil, fmt.Errorf("cluster: producer in room state of node %s: bad id", node)
 		}
-		info, err := decodeProducer(roomKey{Room: st.Room, Node: node, Producer: probe.ID}, raw)
-		if err != nil {
-			return nil, err
-		}
-		out[info.ID] = info
+		out[rec.ID] = rec.remoteInfo(node)
 	}
 	return out, nil
 }
