@@ -531,7 +531,10 @@ func TestIntegrationStaleNode(t *testing.T) {
 	deadURL := "http://127.0.0.1:" + strconv.Itoa(ports.http)
 	ghost := sfu.ProducerInfo{ID: "ghost", Kind: sfu.KindVideo, ParticipantID: "ghost-user", ParticipantName: "Ghost",
 		Codec: sfu.Codec{MimeType: "video/VP8", ClockRate: 90000}, Origin: "node-d"}
-	ghostJSON, _ := json.Marshal(ghost)
+	ghostJSON, err := encodeProducer("node-d", ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	recJSON, _ := json.Marshal(nodeRecord{ID: "node-d", URL: deadURL, Version: "old", StartedAt: time.Now().Add(-time.Hour).UTC()})
 	for k, v := range map[string][]byte{
 		nodeKey("node-d"):                      recJSON,

@@ -165,8 +165,8 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gotInfo sfu.ProducerInfo
-	if err := json.Unmarshal(got.Value, &gotInfo); err != nil || gotInfo.ID != "prod1" || gotInfo.Origin != "node-a" || gotInfo.Remote {
+	var gotRec producerRecord
+	if err := json.Unmarshal(got.Value, &gotRec); err != nil || gotRec.ID != "prod1" || gotRec.Origin != "node-a" || gotRec.Remote {
 		t.Fatalf("producer record %s (%v)", got.Value, err)
 	}
 	if got.Session != pair.Session {
