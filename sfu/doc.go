@@ -50,7 +50,15 @@
 // # Concurrency
 //
 // Every object has one mutex; no engine lock is held while EventHandler or
-// Observer methods run. Every goroutine started by the package has an owner
+// Observer methods run. Each Participant has its own goroutine with an
+// action queue (loop.go): the room appends its changes (participant
+// joined/left, producer added/removed) to every other local participant's
+// queue under the room lock, and the participant's goroutine applies them
+// in that order (consumers, events, subscriber offers), so a publisher's or
+// another participant's goroutine never waits for someone else's
+// negotiation. Subscriber offers are debounced: changes within about 100 ms
+// share one offer. Engine.Close stops all participants of a room before
+// closing them, so closing a room makes no offers. Every goroutine started by the package has an owner
 // that stops and waits for it on Close; Engine.Close returns only after all
 // of them have exited.
 package sfu

@@ -74,9 +74,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 
 	for _, r := range rooms {
-		for _, p := range r.localParticipants() {
-			p.closeWith(ErrEngineClosed)
-		}
+		r.closeLocals(ErrEngineClosed)
 		// A room is removed with its last local participant; this closes
 		// a room that had none left (remote producers only).
 		r.closeIfEmpty()
@@ -112,10 +110,10 @@ func (e *Engine) getObserver() Observer {
 }
 
 // Join adds a new local participant named p.Name to the room, creating the
-// room (and reporting Observer.RoomOpened) on first join. The participant
-// immediately gets consumers for every existing producer of others and,
-// if there is at least one, an EventSubscriberOffer (possibly delivered
-// before Join returns). Errors: ErrInvalidArgument (nil Events or empty
+// room (and reporting Observer.RoomOpened) on first join. The
+// participant's goroutine immediately subscribes to every existing producer
+// of others and, if there is at least one, sends an EventSubscriberOffer
+// (possibly delivered before Join returns). Errors: ErrInvalidArgument (nil Events or empty
 // room), ErrEngineClosed, ErrTooManyRooms, ErrRoomFull.
 func (e *Engine) Join(room string, params JoinParams) (*Participant, error) {
 	if params.Events == nil || room == "" {

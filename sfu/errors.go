@@ -40,4 +40,8 @@ var (
 	// participant's peer connection failed or was closed by the peer.
 	// Addition to the spec.
 	ErrConnectionFailed = errors.New("sfu: peer connection failed")
+	// ErrQueueOverflow is set as Event.Err on the EventClosed sent to a
+	// participant closed because it fell too far behind the room's changes
+	// (its event queue overflowed). Addition to the spec.
+	ErrQueueOverflow = errors.New("sfu: participant event queue overflow")
 )

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,7 +92,28 @@ func clientAPI(t *testing.T, mutate func(*webrtc.SettingEngine)) *webrtc.API {
 type recorder struct {
 	mu     sync.Mutex
 	events []Event
-	offers chan webrtc.SessionDescription
+	// origins[i] is the goroutine that delivered events[i].
+	origins []origin
+	offers  chan webrtc.SessionDescription
+}
+
+// origin describes the goroutine that called HandleEvent.
+type origin struct {
+	id     string // goroutine id
+	inLoop bool   // running Participant.run (a participant's own goroutine)
+	onPub  bool   // running a publisher's track reader (Participant.onTrack)
+}
+
+// callerOrigin describes the calling goroutine from its stack.
+func callerOrigin() origin {
+	buf := make([]byte, 64<<10)
+	st := string(buf[:runtime.Stack(buf, false)])
+	id, _, _ := strings.Cut(strings.TrimPrefix(st, "goroutine "), " ")
+	return origin{
+		id:     id,
+		inLoop: strings.Contains(st, "sfu.(*Participant).run("),
+		onPub:  strings.Contains(st, "sfu.(*Participant).onTrack("),
+	}
 }
 
 func newRecorder() *recorder {
@@ -98,8 +121,10 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) HandleEvent(ev Event) {
+	o := callerOrigin()
 	r.mu.Lock()
 	r.events = append(r.events, ev)
+	r.origins = append(r.origins, o)
 	r.mu.Unlock()
 	if ev.Type == EventSubscriberOffer {
 		r.offers <- *ev.SDP

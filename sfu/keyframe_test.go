@@ -93,8 +93,9 @@ func TestKeyframeThrottle(t *testing.T) {
 			if err != nil {
 				t.Fatalf("AddProducer: %v", err)
 			}
-			// The local participant's consumer already requested one keyframe
-			// (video); measure on top of that.
+			// The local participant's goroutine creates its consumer, which
+			// requests one keyframe (video); measure on top of that.
+			c.p.barrier()
 			base := kr.n.Load()
 			for range tt.calls {
 				if tt.interval == time.Nanosecond {

@@ -30,12 +30,16 @@ const (
 // Participant is one client (browser or pion) connected to this node, with
 // two peer connections: the publisher PC (client offers via Publish, server
 // answers) and the subscriber PC (server offers via EventSubscriberOffer,
-// client answers via SetSubscriberAnswer). Subscriber renegotiation is
-// serialised: while an offer is outstanding changes are only recorded, and a
-// new offer is made after the answer. Created by Engine.Join; ends with
-// Close, an engine-initiated close (EventClosed) or Engine.Close. All
-// methods are safe for concurrent use; Publish and SetSubscriberAnswer are
-// meant to be called from the signaling read loop (one at a time).
+// client answers via SetSubscriberAnswer). Each participant has its own
+// goroutine that applies the room's changes in order from a queue (see
+// loop.go): it adds and drops consumers, calls the EventHandler and makes
+// the subscriber offers. Subscriber renegotiation is debounced (changes
+// within negotiationDelay share one offer) and serialised: while an offer
+// is outstanding changes are only recorded, and a new offer is made after
+// the answer. Created by Engine.Join; ends with Close, an engine-initiated
+// close (EventClosed) or Engine.Close. All methods are safe for concurrent
+// use; Publish and SetSubscriberAnswer are meant to be called from the
+// signaling read loop (one at a time).
 type Participant struct {
 	e      *Engine
 	room   *Room
@@ -54,13 +58,18 @@ type Participant struct {
 	closingCh chan struct{}  // closed when closing starts
 	done      chan struct{}  // closed when closing completed
 	wg        sync.WaitGroup // producer reader goroutines (pion onTrack)
+	// queue holds the actions for the participant's goroutine (run),
+	// counted in loop; closeWith stops it (closingCh) and waits for it.
+	queue *actionQueue
+	loop  sync.WaitGroup
 	// ops counts in-flight pion operations on the PCs (Publish, subscriber
 	// offer/answer, candidates); Close waits for them before closing the
 	// PCs, so that no PC is closed in the middle of starting ICE gathering.
 	ops sync.WaitGroup
 
 	mu            sync.Mutex // guards the fields below
-	closing       bool
+	closing       bool       // no more events, offers, consumers or producers
+	closeStarted  bool       // closeWith ran (closing may be set earlier by stop)
 	pubPC         *webrtc.PeerConnection
 	publishing    bool
 	producers     map[string]*Producer // own local producers by ID
@@ -86,6 +95,7 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		events:    params.Events,
 		closingCh: make(chan struct{}),
 		done:      make(chan struct{}),
+		queue:     newActionQueue(),
 		producers: make(map[string]*Producer),
 		consumers: make(map[string]*Consumer),
 	}
@@ -132,24 +142,45 @@ func (p *Participant) closeSubscriberPC() {
 // abort releases a participant that never entered its room.
 func (p *Participant) abort() {
 	p.mu.Lock()
-	p.closing = true
-	close(p.closingCh)
+	p.closeStarted = true
+	p.stopLocked()
 	p.mu.Unlock()
 	p.closeSubscriberPC()
 	close(p.done)
 }
 
-// start records the join snapshot, subscribes to the existing producers and
-// sends the first subscriber offer if there is something to receive.
+// stopLocked sets closing: from now on the participant emits no event
+// (except a final EventClosed), makes no offer and takes no new consumer or
+// producer, and its goroutine stops. Caller holds p.mu.
+func (p *Participant) stopLocked() {
+	if !p.closing {
+		p.closing = true
+		close(p.closingCh)
+	}
+}
+
+// stop is stopLocked for callers that do not hold p.mu: used before a room
+// closes all its participants, so that none of them gets events or offers
+// caused by the others leaving.
+func (p *Participant) stop() {
+	p.mu.Lock()
+	p.stopLocked()
+	p.mu.Unlock()
+}
+
+// start records the join snapshot and starts the participant's goroutine,
+// which subscribes to the snapshot's producers and sends the first
+// subscriber offer if there is something to receive, then applies the
+// changes queued since the snapshot.
 func (p *Participant) start(peers []ParticipantInfo, producers []*Producer) {
 	p.mu.Lock()
 	p.initPeers = peers
 	p.initProducers = producerInfos(producers)
-	p.mu.Unlock()
-	for _, prod := range producers {
-		p.addConsumer(prod)
+	if !p.closing { // closeWith waits for loop only after setting closing
+		p.loop.Add(1)
+		go p.run(producers)
 	}
-	p.negotiate()
+	p.mu.Unlock()
 	p.log.Info("participant joined", "name", p.info.Name)
 }
 
@@ -175,8 +206,9 @@ func (p *Participant) InitialState() (peers []ParticipantInfo, producers []Produ
 	return append([]ParticipantInfo(nil), p.initPeers...), append([]ProducerInfo(nil), p.initProducers...)
 }
 
-// emit delivers ev unless the participant is closing. Never called with
-// p.mu held.
+// emit delivers ev unless the participant is closing. Called on the
+// participant's goroutine only (so HandleEvent calls of one participant
+// never overlap), never with p.mu held.
 func (p *Participant) emit(ev Event) {
 	p.mu.Lock()
 	closing := p.closing
@@ -343,7 +375,7 @@ func (p *Participant) SetSubscriberAnswer(answer webrtc.SessionDescription) erro
 			return ErrParticipantClosed
 		}
 		if reoffer {
-			p.negotiate()
+			p.post(action{kind: actOffer})
 		}
 		return fmt.Errorf("sfu: subscriber answer: %w: %w", ErrInvalidSDP, err)
 	}
@@ -352,14 +384,14 @@ func (p *Participant) SetSubscriberAnswer(answer webrtc.SessionDescription) erro
 	again := p.subPending
 	p.mu.Unlock()
 	if again {
-		p.negotiate()
+		p.post(action{kind: actOffer})
 	}
 	return nil
 }
 
 // negotiate sends a subscriber offer now, or records that one is needed
 // once the outstanding one is answered. No offer is made before the first
-// consumer.
+// consumer, nor once closing. Runs on the participant's goroutine only.
 func (p *Participant) negotiate() {
 	p.mu.Lock()
 	if p.closing || !p.subHadTracks {
@@ -461,7 +493,7 @@ func (p *Participant) stateHandler(t Target, pc *webrtc.PeerConnection) func(web
 				return
 			}
 		}
-		p.emit(Event{Type: EventConnectionState, Target: t, State: s.String()})
+		p.post(action{kind: actEvent, ev: Event{Type: EventConnectionState, Target: t, State: s.String()}})
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 			p.closeAsync(fmt.Errorf("%w: %s peer connection %s", ErrConnectionFailed, t, s))
 		}
@@ -549,16 +581,6 @@ func forward(track *webrtc.TrackRemote, prod *Producer) {
 	}
 }
 
-// addProducer is called by the room when another participant's (or a
-// remote) producer appears: producer-added event, consumer, renegotiation.
-func (p *Participant) addProducer(prod *Producer) {
-	info := prod.info
-	p.emit(Event{Type: EventProducerAdded, Producer: &info})
-	if p.addConsumer(prod) {
-		p.negotiate()
-	}
-}
-
 // addConsumer subscribes the subscriber PC to prod; false if not added.
 func (p *Participant) addConsumer(prod *Producer) bool {
 	id := prod.info.ID
@@ -611,22 +633,6 @@ func (p *Participant) dropConsumer(id string, c *Consumer) bool {
 	return true
 }
 
-// removeProducer is called by the room when another participant's (or a
-// remote) producer goes away: consumer removal, producer-removed event,
-// renegotiation.
-func (p *Participant) removeProducer(prod *Producer) {
-	id := prod.info.ID
-	p.mu.Lock()
-	c := p.consumers[id]
-	p.mu.Unlock()
-	dropped := p.dropConsumer(id, c)
-	info := prod.info
-	p.emit(Event{Type: EventProducerRemoved, Producer: &info})
-	if dropped {
-		p.negotiate()
-	}
-}
-
 // Close leaves the room: closes the participant's producers (others get
 // producer-removed), its consumers and peer connections, waits for its
 // goroutines, then removes it from the room (others get participant-left;
@@ -636,12 +642,12 @@ func (p *Participant) removeProducer(prod *Producer) {
 func (p *Participant) Close() { p.closeWith(nil) }
 
 // closeAsync closes the participant on an engine-owned goroutine (used from
-// pion callbacks).
+// pion callbacks and the participant's own goroutine).
 func (p *Participant) closeAsync(reason error) {
 	p.mu.Lock()
-	closing := p.closing
+	started := p.closeStarted
 	p.mu.Unlock()
-	if !closing {
+	if !started {
 		p.e.goAsync(func() { p.closeWith(reason) })
 	}
 }
@@ -650,14 +656,19 @@ func (p *Participant) closeAsync(reason error) {
 // participant as EventClosed after Done is closed.
 func (p *Participant) closeWith(reason error) {
 	p.mu.Lock()
-	if p.closing {
+	if p.closeStarted {
 		p.mu.Unlock()
 		<-p.done
 		return
 	}
-	p.closing = true
-	close(p.closingCh)
-	pub := p.pubPC
+	p.closeStarted = true
+	p.stopLocked()
+	p.mu.Unlock()
+
+	p.loop.Wait() // the goroutine adds no consumer once closing is set
+	p.ops.Wait()
+	p.mu.Lock()
+	pub := p.pubPC // a concurrent first Publish may have set it
 	producers := make([]*Producer, 0, len(p.producers))
 	for _, prod := range p.producers {
 		producers = append(producers, prod)
@@ -667,11 +678,6 @@ func (p *Participant) closeWith(reason error) {
 		consumers = append(consumers, c)
 	}
 	p.consumers = make(map[string]*Consumer)
-	p.mu.Unlock()
-
-	p.ops.Wait()
-	p.mu.Lock()
-	pub = p.pubPC // a concurrent first Publish may have set it
 	p.mu.Unlock()
 
 	for _, prod := range producers {

@@ -183,6 +183,9 @@ func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.Tra
 		return nil, fmt.Errorf("sfu: new consumer for %s: add track: %w", p.info.ID, err)
 	}
 	c := newConsumer(p, pc, sender)
+	// Started before it is listed: Close, which waits for the consumer's
+	// reader, may run as soon as it is.
+	c.start()
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
@@ -191,7 +194,6 @@ func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.Tra
 	}
 	p.consumers[c] = struct{}{}
 	p.mu.Unlock()
-	c.start()
 	p.RequestKeyframe()
 	return c, nil
 }

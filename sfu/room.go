@@ -11,8 +11,12 @@ import (
 // at least one LOCAL participant and is removed (closing its remote
 // producers too) when the last local participant leaves. Rooms are created
 // by Engine.Join; all methods are safe for concurrent use and never call
-// out while holding the room lock. Lock order: Engine.mu before Room.mu;
-// Room.mu is never held while taking Participant.mu or Producer.mu.
+// out while holding the room lock. Changes are handed to the local
+// participants by appending actions to their queues while the room lock is
+// held, so every participant sees them in the room's order; the work
+// (consumers, events, offers) runs on each participant's own goroutine.
+// Lock order: Engine.mu before Room.mu; Room.mu is never held while taking
+// Participant.mu or Producer.mu, only the queues' leaf locks.
 type Room struct {
 	e    *Engine
 	name string
@@ -122,6 +126,33 @@ func (r *Room) targetsLocked(skip *Participant) []*Participant {
 	return out
 }
 
+// enqueueLocked appends acts, in order, to the queue of every local
+// participant except skip, and returns those whose queue overflowed (the
+// caller closes them with closeOverflowed once it released r.mu). Never
+// blocks. Caller holds r.mu.
+func (r *Room) enqueueLocked(skip *Participant, acts ...action) (overflowed []*Participant) {
+	for _, p := range r.locals {
+		if p == skip {
+			continue
+		}
+		for _, a := range acts {
+			if p.enqueue(a) {
+				overflowed = append(overflowed, p)
+				break
+			}
+		}
+	}
+	return overflowed
+}
+
+// closeOverflowed closes the participants whose queue overflowed
+// (asynchronously). Called without r.mu held.
+func closeOverflowed(ps []*Participant) {
+	for _, p := range ps {
+		p.overflowed()
+	}
+}
+
 // Participants returns a snapshot of local and remote participants (remote
 // ones derived from piped producers), in join order.
 func (r *Room) Participants() []ParticipantInfo {
@@ -176,7 +207,8 @@ func (r *Room) Producer(id string) *Producer {
 // If info.ParticipantID is not yet in the room a remote participant is
 // created (local participants get participant-joined); when its last remote
 // producer closes it is removed (participant-left). Local participants get
-// producer-added and a consumer. Returns ErrRoomClosed if the room is gone.
+// producer-added and a consumer, on their own goroutines (AddProducer does
+// not wait for them). Returns ErrRoomClosed if the room is gone.
 // kr (may be nil) receives throttled keyframe requests. The caller feeds RTP
 // with WriteRTP and calls Close when the source goes away. Remote producers
 // are not reported to the Observer.
@@ -218,16 +250,12 @@ func (r *Room) addParticipant(p *Participant) (first bool, peers []ParticipantIn
 	r.opened = true
 	r.seq++
 	p.seq = r.seq
-	targets := r.targetsLocked(nil)
+	over := r.enqueueLocked(nil, action{kind: actJoined, info: p.info})
 	r.locals[p.id] = p
 	peers = r.participantsLocked(p, true)
 	producers = r.producersLocked(p)
 	r.mu.Unlock()
-
-	info := p.info
-	for _, t := range targets {
-		t.emit(Event{Type: EventParticipantJoined, Participant: &info})
-	}
+	closeOverflowed(over)
 	return first, peers, producers, nil
 }
 
@@ -242,7 +270,7 @@ func (r *Room) removeParticipant(p *Participant) {
 		return
 	}
 	delete(r.locals, p.id)
-	targets := r.targetsLocked(nil)
+	over := r.enqueueLocked(nil, action{kind: actLeft, info: p.info})
 	last := len(r.locals) == 0 && !r.closed
 	var rest []*Producer
 	if last {
@@ -250,11 +278,7 @@ func (r *Room) removeParticipant(p *Participant) {
 		rest = r.producersLocked(nil)
 	}
 	r.mu.Unlock()
-
-	info := p.info
-	for _, t := range targets {
-		t.emit(Event{Type: EventParticipantLeft, Participant: &info})
-	}
+	closeOverflowed(over)
 	if !last {
 		return
 	}
@@ -268,6 +292,20 @@ func (r *Room) removeParticipant(p *Participant) {
 	r.e.removeRoom(r)
 	close(r.closedReported)
 	r.log.Debug("room closed")
+}
+
+// closeLocals closes every local participant with reason (Engine.Close).
+// All of them stop first, so that none gets events or subscriber offers
+// caused by the others leaving: closing a room of N participants costs
+// O(N) events and no offers (instead of O(N^2) offers).
+func (r *Room) closeLocals(reason error) {
+	ps := r.localParticipants()
+	for _, p := range ps {
+		p.stop()
+	}
+	for _, p := range ps {
+		p.closeWith(reason)
+	}
 }
 
 // closeIfEmpty closes the room if it has no local participant (a Join that
@@ -309,7 +347,7 @@ func (r *Room) addProducer(prod *Producer) error {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: participant %q is local", ErrInvalidArgument, info.ParticipantID)
 	}
-	var joined *ParticipantInfo
+	acts := make([]action, 0, 2)
 	if prod.owner == nil {
 		rp := r.remotes[info.ParticipantID]
 		if rp == nil {
@@ -319,24 +357,17 @@ func (r *Room) addProducer(prod *Producer) error {
 				seq:  r.seq,
 			}
 			r.remotes[info.ParticipantID] = rp
-			pi := rp.info
-			joined = &pi
+			acts = append(acts, action{kind: actJoined, info: rp.info})
 		}
 		rp.producers++
 	}
 	r.seq++
 	prod.seq = r.seq
 	r.producers[info.ID] = prod
-	targets := r.targetsLocked(prod.owner)
+	acts = append(acts, action{kind: actProducerAdded, prod: prod})
+	over := r.enqueueLocked(prod.owner, acts...)
 	r.mu.Unlock()
-
-	for _, t := range targets {
-		if joined != nil {
-			pi := *joined
-			t.emit(Event{Type: EventParticipantJoined, Participant: &pi})
-		}
-		t.addProducer(prod)
-	}
+	closeOverflowed(over)
 	if prod.owner != nil {
 		if o := r.e.getObserver(); o != nil {
 			o.ProducerAdded(r, info)
@@ -357,27 +388,20 @@ func (r *Room) removeProducer(prod *Producer) {
 		return
 	}
 	delete(r.producers, info.ID)
-	var left *ParticipantInfo
+	acts := make([]action, 1, 2)
+	acts[0] = action{kind: actProducerRemoved, prod: prod}
 	if prod.owner == nil {
 		if rp := r.remotes[info.ParticipantID]; rp != nil {
 			rp.producers--
 			if rp.producers <= 0 {
 				delete(r.remotes, info.ParticipantID)
-				pi := rp.info
-				left = &pi
+				acts = append(acts, action{kind: actLeft, info: rp.info})
 			}
 		}
 	}
-	targets := r.targetsLocked(prod.owner)
+	over := r.enqueueLocked(prod.owner, acts...)
 	r.mu.Unlock()
-
-	for _, t := range targets {
-		t.removeProducer(prod)
-		if left != nil {
-			pi := *left
-			t.emit(Event{Type: EventParticipantLeft, Participant: &pi})
-		}
-	}
+	closeOverflowed(over)
 	if prod.owner != nil {
 		if o := r.e.getObserver(); o != nil {
 			o.ProducerRemoved(r.name, info)

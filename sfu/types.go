@@ -98,11 +98,15 @@ type JoinParams struct {
 
 // EventHandler receives everything the engine wants to tell one
 // participant's client. HandleEvent is called WITHOUT engine locks held,
-// possibly from several goroutines concurrently and possibly before
-// Engine.Join returned; implementations must not block (web enqueues into a
-// bounded outbox). It may call Participant methods except that calling
-// blocking Participant methods (Publish, SetSubscriberAnswer) synchronously
-// from HandleEvent is not allowed.
+// possibly before Engine.Join returned, and one call at a time per
+// participant, in order: every event comes from the participant's own
+// goroutine, except the final EventClosed, which is sent by the closing
+// goroutine after that one stopped. Implementations must not block (web
+// enqueues into a bounded outbox): a slow handler delays that participant's
+// events and offers, and one that falls maxActions changes behind is closed
+// with ErrQueueOverflow. It may call Participant methods except that
+// calling blocking Participant methods (Publish, SetSubscriberAnswer,
+// Close) synchronously from HandleEvent is not allowed.
 type EventHandler interface {
 	HandleEvent(Event)
 }
