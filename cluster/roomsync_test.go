@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func TestRoomStateIngest(t *testing.T) {
 			}
 			peers := w.peerList()
 			sort.Strings(peers)
-			if !equalStrings(peers, tc.wantPeers) {
+			if !slices.Equal(peers, tc.wantPeers) {
 				t.Errorf("peers %v, want %v", peers, tc.wantPeers)
 			}
 			// The directory holds each node's newest life pushed.
@@ -85,7 +86,7 @@ func TestRoomStateIngest(t *testing.T) {
 				prods = append(prods, p.Origin+"/"+id)
 			}
 			sort.Strings(prods)
-			if !equalStrings(prods, tc.wantProds) {
+			if !slices.Equal(prods, tc.wantProds) {
 				t.Errorf("producers %v, want %v", prods, tc.wantProds)
 			}
 		})
@@ -155,16 +156,4 @@ func TestLocalRoomsState(t *testing.T) {
 	if s4 := l.state("demo"); !s4.Open || s4.Seq <= s3.Seq {
 		t.Fatalf("reopened room: %+v after %+v", s4, s3)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
