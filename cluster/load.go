@@ -18,25 +18,12 @@ type nodeLoad struct {
 // not rewritten for noise.
 const cpuStep = 0.05
 
-// countLoad counts the local participants and producers.
-func (n *Node) countLoad() (participants, tracks int) {
-	for _, r := range n.engine.Rooms() {
-		participants += len(r.LocalParticipants())
-		for _, p := range r.Producers() {
-			if !p.Remote {
-				tracks++
-			}
-		}
-	}
-	return participants, tracks
-}
-
 // refreshRecord recounts the local load and rewrites the node record when
 // force is set, the participants or tracks changed, the CPU share moved by
 // cpuRewrite or more, or it was never written. It returns the record's
 // value.
 func (n *Node) refreshRecord(force bool) []byte {
-	participants, tracks := n.countLoad()
+	participants, tracks := n.engine.Load()
 	cpu := n.cpu.share()
 	_, written := n.kv.get(nodeKey(n.cfg.NodeID))
 	n.mu.Lock()

@@ -90,10 +90,7 @@ func (l *Local) PlaceWith(ctx context.Context, _ string, _ PlaceOptions) (Placem
 }
 
 func (l *Local) participants() int {
-	n := 0
-	for _, r := range l.engine.Rooms() {
-		n += len(r.LocalParticipants())
-	}
+	n, _ := l.engine.Load()
 	return n
 }
 
@@ -365,14 +362,7 @@ func (n *Node) PlaceWith(ctx context.Context, room string, opts PlaceOptions) (P
 func (n *Node) selfCandidate() candidate {
 	c := candidate{ID: n.cfg.NodeID, URL: n.advertiseURL, Limit: n.cfg.MaxParticipants, Alive: true,
 		Draining: n.isDraining()}
-	for _, r := range n.engine.Rooms() {
-		c.Participants += len(r.LocalParticipants())
-		for _, p := range r.Producers() {
-			if !p.Remote {
-				c.Tracks++
-			}
-		}
-	}
+	c.Participants, c.Tracks = n.engine.Load()
 	return c
 }
 

@@ -52,6 +52,7 @@ func TestEngineStats(t *testing.T) {
 
 	video := trafficClass(KindVideo, true)
 	st := e.Stats()
+	loadParticipants, loadLocal := e.Load()
 	tests := []struct {
 		name      string
 		got, want uint64
@@ -60,6 +61,8 @@ func TestEngineStats(t *testing.T) {
 		{"Participants", uint64(st.Participants), 1},
 		{"RemoteProducers", uint64(st.RemoteProducers), 1},
 		{"LocalProducers", uint64(st.LocalProducers), 0},
+		{"Load participants", uint64(loadParticipants), 1},
+		{"Load local producers", uint64(loadLocal), 0},
 		{"Consumers", uint64(st.Consumers), 1},
 		{"video remote PacketsIn", st.Traffic[video].PacketsIn, written},
 		{"video remote BytesIn", st.Traffic[video].BytesIn, written * uint64(len(payload))},
