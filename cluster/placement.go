@@ -299,8 +299,9 @@ func (n *Node) Place(ctx context.Context, room string) (Placement, error) {
 // PlaceWith chooses the node a new participant of room should join: a node
 // already serving the room unless it is over its load limit, else the less
 // loaded of two random nodes with room; ErrNodeFull when no live node has
-// room. It reads the room's nodes from Consul once (on failure it decides
-// without them) and the directory from memory (see docs/placement.md).
+// room. It knows the room's nodes from the room sync when the room is open
+// here and otherwise reads them from Consul once (on failure it decides
+// without them); the directory comes from memory (see docs/placement.md).
 func (n *Node) PlaceWith(ctx context.Context, room string, opts PlaceOptions) (Placement, error) {
 	if err := ctx.Err(); err != nil {
 		return Placement{}, err
@@ -366,12 +367,18 @@ func (n *Node) selfCandidate() candidate {
 	return c
 }
 
-// servingNodes reads from Consul the nodes that have room open; nil when
-// the read fails (placement then goes on without it).
+// servingNodes returns the nodes that have room open. When the room is
+// open here, this node already knows them (room sync, rooms.go) and asks
+// Consul nothing; otherwise it reads the room's records once (bounded like
+// every room read). nil when the read fails (placement then goes on
+// without it).
 func (n *Node) servingNodes(ctx context.Context, room string) []string {
+	if n.openWatch(room) != nil {
+		return n.roomNodes(room)
+	}
 	ctx, cancel := context.WithTimeout(ctx, roomReadTimeout)
 	defer cancel()
-	pairs, _, err := n.reg.list(ctx, roomPrefix(room)+roomNodesDir)
+	pairs, err := n.reg.listBounded(ctx, roomPrefix(room)+roomNodesDir)
 	if err != nil {
 		n.log.Debug("placement: cannot read the room's nodes; placing without them", "room", room, "err", err)
 		return nil
