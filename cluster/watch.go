@@ -100,7 +100,16 @@ func nextIndex(prev, got uint64, first bool) (next uint64, changed bool) {
 // period through health; the first query after an error does not block, so
 // that an index that went backwards meanwhile is noticed at once.
 func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
-	activity := "watch " + w.prefix
+	watchLoop(ctx, w, "watch "+w.prefix, func(q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error) {
+		return w.kv.List(w.prefix, q)
+	}, deliver)
+}
+
+// watchLoop runs the blocking query query with the settings of w (all but
+// its kv and prefix) until ctx is done, as run describes; activity names it
+// in health and logs. The node's health watch (health.go) uses it too.
+func watchLoop[T any](ctx context.Context, w *prefixWatch, activity string,
+	query func(*api.QueryOptions) (T, *api.QueryMeta, error), deliver func(T)) {
 	if w.health != nil {
 		defer w.health.forget(activity)
 	}
@@ -125,7 +134,7 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 			waitIndex = 0
 		}
 		q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: w.wait}).WithContext(qctx)
-		pairs, meta, err := w.kv.List(w.prefix, q)
+		result, meta, err := query(q)
 		stop()
 		cancel()
 		if ctx.Err() != nil {
@@ -155,7 +164,7 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 		b.reset()
 		next, changed := nextIndex(index, meta.LastIndex, first)
 		if next == 0 && index != 0 {
-			w.log.Info("consul index went backwards; restarting watch", "prefix", w.prefix, "was", index, "now", meta.LastIndex)
+			w.log.Info("consul index went backwards; restarting watch", "watch", activity, "was", index, "now", meta.LastIndex)
 			if w.onReset != nil {
 				w.onReset()
 			}
@@ -163,7 +172,7 @@ func (w *prefixWatch) run(ctx context.Context, deliver func(api.KVPairs)) {
 		index = next
 		first = false
 		if changed {
-			deliver(pairs)
+			deliver(result)
 		}
 		if d := watchMinInterval - time.Since(start); d > 0 && changed {
 			if !sleepCtx(ctx, d) {
