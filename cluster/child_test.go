@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/confab/confab/internal/consultest"
 	"io"
 	"log/slog"
 	"net"
@@ -170,7 +171,7 @@ func startChildNode(ctx context.Context, t *testing.T, spec childSpec) *childNod
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(b))
 	c.cmd.Stderr = logf
-	tieToTest(c.cmd)
+	consultest.TieToTest(c.cmd)
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func startChildNode(ctx context.Context, t *testing.T, spec childSpec) *childNod
 // Idempotent.
 func (c *childNode) kill() {
 	if c.cmd.Process != nil {
-		_ = killProcess(c.cmd.Process)
+		_ = consultest.Kill(c.cmd.Process)
 	}
 	_ = c.stdin.Close()
 	<-c.done

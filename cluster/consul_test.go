@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/confab/confab/internal/consultest"
 	"github.com/confab/confab/tools/host"
 	"go.uber.org/goleak"
 )
@@ -79,24 +78,6 @@ func consulForTest(t testing.TB) *consulAgent {
 	return a
 }
 
-// consulBinary locates the consul binary.
-func consulBinary() (string, error) {
-	if p := os.Getenv("CONFAB_CONSUL_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("CONFAB_CONSUL_BIN=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	p, err := filepath.Abs(filepath.Join("..", "bin", "consul"))
-	if err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("consul binary not found at %s (set CONFAB_CONSUL_BIN or build bin/consul): %w", p, err)
-	}
-	return p, nil
-}
-
 // consulAgent is one running `consul agent -dev`.
 type consulAgent struct {
 	bin     string
@@ -117,7 +98,7 @@ func (a *consulAgent) Addr() string { return "127.0.0.1:" + strconv.Itoa(a.ports
 // startConsulAgent starts an agent on free ports with its log in dir and
 // waits until it has a leader and accepts sessions.
 func startConsulAgent(dir string) (*consulAgent, error) {
-	bin, err := consulBinary()
+	bin, err := consultest.Binary()
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +138,7 @@ func startConsulAgentOn(bin, dir string, ports consulPorts) (*consulAgent, error
 	)
 	a.cmd.Stdout = logf
 	a.cmd.Stderr = logf
-	tieToTest(a.cmd)
+	consultest.TieToTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -208,7 +189,7 @@ func (a *consulAgent) waitReady(limit time.Duration) error {
 // and waits for it. Idempotent. A frozen agent is killed too.
 func (a *consulAgent) stop() {
 	if a.cmd != nil && a.cmd.Process != nil {
-		_ = killProcess(a.cmd.Process)
+		_ = consultest.Kill(a.cmd.Process)
 		<-a.waitErr
 		a.waitErr <- nil
 	}
@@ -297,34 +278,13 @@ func (a *consulAgent) reset(t testing.TB) {
 	}
 }
 
-// freeConsulPorts picks four distinct loopback ports free for TCP (and, for
-// the serf ports, UDP too).
+// freeConsulPorts picks four distinct loopback ports free for TCP and UDP.
 func freeConsulPorts() (consulPorts, error) {
-	var ports []int
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
-	for attempts := 0; len(ports) < 4 && attempts < 100; attempts++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return consulPorts{}, err
-		}
-		closers = append(closers, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		closers = append(closers, pc)
-		ports = append(ports, port)
+	p, err := consultest.Ports(4)
+	if err != nil {
+		return consulPorts{}, err
 	}
-	if len(ports) < 4 {
-		return consulPorts{}, errors.New("could not find free ports for consul")
-	}
-	return consulPorts{http: ports[0], serfLAN: ports[1], serfWAN: ports[2], server: ports[3]}, nil
+	return consulPorts{http: p[0], serfLAN: p[1], serfWAN: p[2], server: p[3]}, nil
 }
 
 // testContext returns a context bounded by testTimeout.

@@ -47,7 +47,7 @@ type Node struct {
 	local        *localRooms
 	placements   *placeTally // participants recently sent to each node (placement.go)
 	cpu          *cpuMeter
-	reads        *rate.Limiter // room reads (opening and reconciliation)
+	reads        *rate.Limiter // reconciliation reads of rooms (ReconcileRate)
 	kv           *kvState
 	health       *consulHealth
 	checkSession chan struct{}  // capacity 1: "renew now" (e.g. a write saw an invalid session)
@@ -82,9 +82,7 @@ type Node struct {
 	// outboxes are the room sync queues per peer node (roomsync.go).
 	outboxes map[string]*syncOutbox
 
-	syncLatency  atomic.Int64  // last room state propagation delay (ns)
-	syncSent     atomic.Uint64 // sync requests answered by peers
-	syncReceived atomic.Uint64 // sync requests served
+	syncLatency atomic.Int64 // last room state propagation delay (ns)
 }
 
 // mediaPipes is what the membership asks of pipe.Pipes to move media; *pipe.Pipes

@@ -47,7 +47,10 @@ func Start(t testing.TB, name string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := FreePorts(t, 4)
+	ports, err := Ports(4)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := &Agent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), out: &syncBuffer{}}
 	a.cmd = exec.Command(bin, "agent", "-dev",
 		"-node", name+"-"+strconv.Itoa(ports[0]),
@@ -60,14 +63,14 @@ func Start(t testing.TB, name string) *Agent {
 		"-log-level", "warn",
 	)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	tieToTest(a.cmd)
+	TieToTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("consultest: start %s: %v", bin, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- a.cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = killProcess(a.cmd.Process)
+		_ = Kill(a.cmd.Process)
 		<-exited
 	})
 	if err := waitLeader(a.Addr, exited); err != nil {
@@ -132,10 +135,9 @@ func waitLeader(addr string, exited <-chan error) error {
 	}
 }
 
-// FreePorts returns n distinct loopback ports that were free for TCP and
-// UDP (serf uses both) a moment ago.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
+// Ports returns n distinct loopback ports that were free for TCP and UDP
+// (serf uses both) a moment ago.
+func Ports(n int) ([]int, error) {
 	var ports []int
 	var closers []io.Closer
 	defer func() {
@@ -146,7 +148,7 @@ func FreePorts(t testing.TB, n int) []int {
 	for attempts := 0; len(ports) < n && attempts < 100; attempts++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("consultest: listen: %v", err)
+			return nil, fmt.Errorf("consultest: listen: %w", err)
 		}
 		closers = append(closers, ln)
 		port := ln.Addr().(*net.TCPAddr).Port
@@ -158,9 +160,9 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, port)
 	}
 	if len(ports) < n {
-		t.Fatal("consultest: no free ports")
+		return nil, errors.New("consultest: no free ports")
 	}
-	return ports
+	return ports, nil
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes and reads.

@@ -7,8 +7,8 @@ import (
 	"os/exec"
 )
 
-// tieToTest does nothing here: the test's cleanup kills the agent.
-func tieToTest(*exec.Cmd) {}
+// TieToTest does nothing here: the test's cleanup kills the agent.
+func TieToTest(*exec.Cmd) {}
 
-// killProcess kills p.
-func killProcess(p *os.Process) error { return p.Kill() }
+// Kill kills p.
+func Kill(p *os.Process) error { return p.Kill() }
