@@ -37,7 +37,7 @@ func BenchmarkNACKCache(b *testing.B) {
 	b.Run("producer-cache/nack", func(b *testing.B) {
 		p := &Producer{
 			track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
-			cache: &packetCache{},
+			layers: testLayers(KindVideo, 1),
 		}
 		w := &recordingWriter{}
 		if _, err := p.track.Bind(&fakeBindContext{id: "a", ssrc: 7, w: w, codecs: []webrtc.RTPCodecParameters{vp8Params(96)}}); err != nil {
@@ -48,7 +48,7 @@ func BenchmarkNACKCache(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			pkt.SequenceNumber++
-			p.cache.put(pkt)
+			p.layers[0].cache.put(pkt)
 			c.onNACK(7, pkt.SequenceNumber)
 		}
 		if w.writes == 0 {

@@ -21,6 +21,7 @@ type Consumer struct {
 	pc       *webrtc.PeerConnection
 	sender   *webrtc.RTPSender
 	ssrc     uint32 // the sender's SSRC (NACKs name it)
+	want     *layerWant
 	wg       sync.WaitGroup
 	done     chan struct{}
 
@@ -37,6 +38,7 @@ func newConsumer(p *Producer, pc *webrtc.PeerConnection, sender *webrtc.RTPSende
 	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
 		c.ssrc = uint32(enc[0].SSRC)
 	}
+	c.want = p.track.want(c.ssrc)
 	return c
 }
 
@@ -56,7 +58,7 @@ type nackState struct {
 
 // onNACK answers one NACKed sequence number.
 func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
-	if ssrc != c.ssrc || c.producer.cache == nil {
+	if ssrc != c.ssrc || c.producer.info.Kind != KindVideo {
 		return
 	}
 	c.producer.stats.count(countNACK)
@@ -70,7 +72,11 @@ func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
 	if n.seqs[slot] == seq && n.resent[slot] != 0 && now-n.resent[slot] < int64(nackResendInterval) {
 		return
 	}
-	if c.producer.resend(ssrc, seq, &n.hdr, n.buf[:]) {
+	b := c.producer.track.binding(ssrc)
+	if b == nil {
+		return
+	}
+	if c.producer.resend(b, seq, &n.hdr, n.buf[:]) {
 		n.seqs[slot], n.resent[slot] = seq, now
 		c.resends.Add(1)
 		c.producer.stats.count(countResend)
@@ -80,6 +86,35 @@ func (c *Consumer) onNACK(ssrc uint32, seq uint16) {
 func (c *Consumer) start() {
 	c.wg.Add(1)
 	go c.readRTCP()
+}
+
+// SetLayer pins the layer the consumer receives (0 = lowest; -1 pauses
+// it). Subscribers' consumers are set by their participant's allocator;
+// the cluster pins the consumers that pipe one layer to another node. A
+// switch happens at the layer's next keyframe, which is requested. Layers
+// out of range are clamped.
+func (c *Consumer) SetLayer(layer int) {
+	c.setLayer(layer, layer)
+}
+
+// setLayer sets the consumer's target and desired layers and asks for a
+// keyframe of a new target.
+func (c *Consumer) setLayer(target, desired int) {
+	n := len(c.producer.layers)
+	target, desired = min(max(target, -1), n-1), min(max(desired, -1), n-1)
+	old := c.want.target.Swap(int32(target))
+	oldDesired := c.want.desired.Swap(int32(desired))
+	if target >= 0 && int32(target) != old {
+		c.producer.requestLayerKeyframe(target)
+	}
+	if old != int32(target) || oldDesired != int32(desired) {
+		c.producer.demandChanged()
+	}
+}
+
+// Layer returns the layer being forwarded (-1 none) and the target layer.
+func (c *Consumer) Layer() (current, target int) {
+	return int(c.want.current.Load()), int(c.want.target.Load())
 }
 
 // Producer returns the consumed producer.
@@ -106,7 +141,9 @@ func (c *Consumer) Close() {
 		_ = c.sender.Stop() // pc already closed: make sure Read returns
 	}
 	c.wg.Wait()
+	c.producer.track.dropWant(c.ssrc)
 	c.producer.removeConsumer(c)
+	c.producer.demandChanged()
 	close(c.done)
 }
 
@@ -126,9 +163,21 @@ func (c *Consumer) readRTCP() {
 			c.producer.stats.count(countKeyframeRequest)
 		}
 		if first || kf {
-			c.producer.RequestKeyframe()
+			c.requestKeyframe()
 		}
 		forEachNACK(buf[:n], c.onNACK)
+	}
+}
+
+// requestKeyframe asks for a keyframe of the layer the consumer receives
+// (or is switching to).
+func (c *Consumer) requestKeyframe() {
+	l := c.want.current.Load()
+	if t := c.want.target.Load(); t >= 0 && t != l {
+		l = t
+	}
+	if l >= 0 {
+		c.producer.requestLayerKeyframe(int(l))
 	}
 }
 

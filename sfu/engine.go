@@ -21,6 +21,7 @@ type Engine struct {
 	log   *slog.Logger
 	tr    *transport
 	stats *engineStats // counters for Stats
+	dyn   *dynacast    // pauses unneeded video layers at their sources
 
 	// wg tracks goroutines owned by the engine itself (asynchronous
 	// participant closes triggered by peer connection failures).
@@ -49,6 +50,7 @@ func New(cfg Config) (*Engine, error) {
 		log:   cfg.Logger.With("component", "sfu", "node", cfg.NodeID),
 		tr:    tr,
 		stats: newEngineStats(),
+		dyn:   newDynacast(),
 		rooms: make(map[string]*Room),
 	}
 	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String())
@@ -80,6 +82,7 @@ func (e *Engine) Close() error {
 		r.closeIfEmpty()
 	}
 	e.wg.Wait()
+	e.dyn.close()
 	err := e.tr.close()
 	e.log.Info("sfu engine closed")
 	if err != nil {

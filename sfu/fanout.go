@@ -20,8 +20,13 @@ type fanoutTrack struct {
 	codec        webrtc.RTPCodecCapability
 	kind         webrtc.RTPCodecType
 
+	// layered: the producer has several layers, so a consumer starts at a
+	// keyframe; a single-layer consumer starts with any packet.
+	layered bool
+
 	bindings atomic.Pointer[[]*trackBinding]
-	mu       sync.Mutex // serialises Bind and Unbind
+	mu       sync.Mutex            // serialises Bind and Unbind, guards wants
+	wants    map[uint32]*layerWant // by sender SSRC, shared by consumer and binding
 
 	// hdr is the header of the packet being fanned out; owned by the
 	// single writer (Producer.WriteRTP).
@@ -34,10 +39,56 @@ type trackBinding struct {
 	ssrc        uint32
 	payloadType uint8
 	w           webrtc.TrackLocalWriter
+	want        *layerWant
+	m           munger // owned by the producer's writer (Producer.wmu)
+}
+
+// layerWant is what the consumer of one sender wants from a layered
+// producer, shared by the Consumer (which sets it) and the binding (whose
+// writer follows it).
+type layerWant struct {
+	target  atomic.Int32 // layer to forward; -1: none (paused)
+	desired atomic.Int32 // layer the subscriber would take if it were sent; -1: none
+	current atomic.Int32 // layer being forwarded (set by the writer); -1: none
+}
+
+func newLayerWant() *layerWant {
+	w := &layerWant{}
+	w.current.Store(-1)
+	return w
+}
+
+// want returns the layerWant of the sender with SSRC ssrc, creating it.
+func (t *fanoutTrack) want(ssrc uint32) *layerWant {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.wants[ssrc]
+	if w == nil {
+		w = newLayerWant()
+		t.wants[ssrc] = w
+	}
+	return w
+}
+
+// dropWant forgets the layerWant of a closed consumer.
+func (t *fanoutTrack) dropWant(ssrc uint32) {
+	t.mu.Lock()
+	delete(t.wants, ssrc)
+	t.mu.Unlock()
+}
+
+// eachWant calls f for every consumer's layerWant (with t.mu held).
+func (t *fanoutTrack) eachWant(f func(*layerWant)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, w := range t.wants {
+		f(w)
+	}
 }
 
 func newFanoutTrack(codec webrtc.RTPCodecCapability, id, streamID string) *fanoutTrack {
-	t := &fanoutTrack{id: id, streamID: streamID, codec: codec, kind: webrtc.RTPCodecTypeVideo}
+	t := &fanoutTrack{id: id, streamID: streamID, codec: codec, kind: webrtc.RTPCodecTypeVideo,
+		wants: make(map[uint32]*layerWant)}
 	if KindOf(codec.MimeType) == KindAudio {
 		t.kind = webrtc.RTPCodecTypeAudio
 	}
@@ -58,7 +109,9 @@ func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 		ssrc:        uint32(ctx.SSRC()),
 		payloadType: uint8(codec.PayloadType),
 		w:           ctx.WriteStream(),
+		m:           newMunger(),
 	}
+	b.want = t.want(b.ssrc)
 	t.mu.Lock()
 	old := *t.bindings.Load()
 	next := make([]*trackBinding, 0, len(old)+1)
@@ -121,26 +174,55 @@ func (t *fanoutTrack) Kind() webrtc.RTPCodecType { return t.kind }
 // snapshot returns the current bindings (never modified).
 func (t *fanoutTrack) snapshot() []*trackBinding { return *t.bindings.Load() }
 
-// write sends pkt to every sender of bs (a snapshot) with the sender's SSRC
-// and payload type, keeping marker, sequence number, timestamp, CSRCs and
-// payload; header extensions and padding are not forwarded (senders add
-// their own extensions). Write errors of single senders (closing peer
-// connections) are ignored. Called by one goroutine at a time.
-func (t *fanoutTrack) write(bs []*trackBinding, pkt *rtp.Packet) {
+// write sends pkt, a packet of layer, to every sender of bs (a snapshot)
+// that forwards that layer, or switches to it at this packet: with the
+// sender's SSRC and payload type, its munger's sequence number and
+// timestamp, marker, CSRCs and payload (VP8 picture ID and TL0PICIDX
+// rewritten in scratch when the munger offsets them); header extensions
+// and padding are not forwarded (senders add their own extensions). Write
+// errors of single senders (closing peer connections) are ignored. Called
+// with the producer's wmu held. It returns the number of packets written.
+func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi *frameInfo, clock uint32, now int64, scratch []byte) int {
 	base := rtp.Header{
-		Version:        2,
-		Marker:         pkt.Marker,
-		SequenceNumber: pkt.SequenceNumber,
-		Timestamp:      pkt.Timestamp,
-		CSRC:           pkt.CSRC,
+		Version: 2,
+		Marker:  pkt.Marker,
+		CSRC:    pkt.CSRC,
 	}
 	h := &t.hdr
+	n := 0
 	for _, b := range bs {
+		m := &b.m
+		target := int8(b.want.target.Load())
+		if m.layer != layer {
+			// Start or switch at a keyframe of the target layer (a
+			// single-layer consumer starts with any packet).
+			if target != layer || (!fi.keyframe && (t.layered || m.started)) {
+				continue
+			}
+			m.switchTo(layer, pkt, fi, clock, now)
+			b.want.current.Store(int32(layer))
+		} else if target < 0 {
+			m.pause()
+			b.want.current.Store(-1)
+			continue
+		}
+		seq, ts, ok := m.forward(pkt, fi, now)
+		if !ok {
+			continue
+		}
+		payload := pkt.Payload
+		if m.cur.needsPatch(fi) && len(payload) <= len(scratch) {
+			payload = m.cur.patch(scratch, payload, fi)
+		}
 		*h = base // pion's interceptors may have touched the previous one
+		h.SequenceNumber = seq
+		h.Timestamp = ts
 		h.SSRC = b.ssrc
 		h.PayloadType = b.payloadType
-		_, _ = b.w.WriteRTP(h, pkt.Payload)
+		_, _ = b.w.WriteRTP(h, payload)
+		n++
 	}
+	return n
 }
 
 // binding returns the binding of the sender whose SSRC is ssrc, or nil.

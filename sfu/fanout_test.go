@@ -117,7 +117,9 @@ func TestFanoutTrack(t *testing.T) {
 	if err := pkt.SetExtension(3, []byte{1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	tr.write(tr.snapshot(), pkt)
+	fi := frameInfo{keyframe: true}
+	var scratch [maxCachedPayload]byte
+	tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:])
 	for _, c := range []*fakeBindContext{ctxs[0], ctxs[2]} {
 		h := c.w.last
 		if c.w.writes != 1 || h.SSRC != uint32(c.ssrc) || h.PayloadType != uint8(c.codecs[0].PayloadType) ||
@@ -135,7 +137,10 @@ func TestFanoutTrack(t *testing.T) {
 	if b := tr.binding(2); b != nil {
 		t.Errorf("binding(2) of an unbound sender = %v", b)
 	}
-	if allocs := testing.AllocsPerRun(1000, func() { pkt.SequenceNumber++; tr.write(tr.snapshot(), pkt) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(1000, func() {
+		pkt.SequenceNumber++
+		tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:])
+	}); allocs != 0 {
 		t.Errorf("allocations per fan-out = %v, want 0", allocs)
 	}
 }

@@ -33,7 +33,7 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 			pkt.SequenceNumber++
 			pkt.Timestamp += 3000
 			if pkt.SequenceNumber == lost {
-				prod.cache.put(pkt)
+				prod.layers[0].cache.put(pkt)
 			} else if err := prod.WriteRTP(pkt); err != nil {
 				t.Fatalf("WriteRTP: %v", err)
 			}
@@ -77,10 +77,8 @@ func TestConsumerOnNACK(t *testing.T) {
 		if kind == KindAudio {
 			mime = webrtc.MimeTypeOpus
 		}
-		p := &Producer{track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: mime}, "p", "s")}
-		if kind == KindVideo {
-			p.cache = &packetCache{}
-		}
+		p := &Producer{track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: mime}, "p", "s"),
+			layers: testLayers(kind, 1), info: ProducerInfo{Kind: kind}}
 		w := &recordingWriter{}
 		if _, err := p.track.Bind(&fakeBindContext{id: "a", ssrc: 7, w: w, codecs: []webrtc.RTPCodecParameters{
 			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime}, PayloadType: 98}}}); err != nil {
@@ -88,10 +86,12 @@ func TestConsumerOnNACK(t *testing.T) {
 		}
 		pkt := benchPacket()
 		pkt.SequenceNumber = 500
-		if p.cache != nil {
-			p.cache.put(pkt)
+		if c := p.layers[0].cache; c != nil {
+			c.put(pkt)
 		}
-		return &Consumer{producer: p, ssrc: 7}, w
+		b := p.track.binding(7)
+		b.m.switchTo(0, pkt, &frameInfo{keyframe: true}, 90000, 1) // as if pkt had been forwarded
+		return &Consumer{producer: p, ssrc: 7, want: b.want}, w
 	}
 	tests := []struct {
 		name  string

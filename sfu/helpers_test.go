@@ -460,3 +460,15 @@ func (o *fakeObserver) snapshot() []string {
 type countingRequester struct{ n atomic.Int64 }
 
 func (c *countingRequester) RequestKeyframe() { c.n.Add(1) }
+
+// testLayers returns n layers for a hand-built Producer of kind.
+func testLayers(kind Kind, n int) []*layer {
+	ls := make([]*layer, n)
+	for i := range ls {
+		ls[i] = &layer{index: i}
+		if kind == KindVideo {
+			ls[i].cache = &packetCache{}
+		}
+	}
+	return ls
+}

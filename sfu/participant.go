@@ -73,6 +73,7 @@ type Participant struct {
 	pubPC         *webrtc.PeerConnection
 	publishing    bool
 	producers     map[string]*Producer // own local producers by ID
+	pubTracks     map[*webrtc.RTPReceiver]*pubTrack
 	consumers     map[string]*Consumer // by producer ID
 	subState      subState
 	subPending    bool // the consumer set changed while not idle
@@ -97,6 +98,7 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		done:      make(chan struct{}),
 		queue:     newActionQueue(),
 		producers: make(map[string]*Producer),
+		pubTracks: make(map[*webrtc.RTPReceiver]*pubTrack),
 		consumers: make(map[string]*Consumer),
 	}
 	return p, nil
@@ -500,9 +502,20 @@ func (p *Participant) stateHandler(t Target, pc *webrtc.PeerConnection) func(web
 	}
 }
 
-// onTrack runs on pion's per-track goroutine: it turns the track into a
-// Producer and forwards its RTP until the track ends or the producer closes.
-// The goroutine is counted in p.wg so that Close waits for it.
+// pubTrack is one published track being read: a producer and the
+// readers of its layers (one per simulcast encoding).
+type pubTrack struct {
+	prod    *Producer     // nil until created, and when creation failed
+	readers int           // guarded by Participant.mu
+	ready   chan struct{} // closed once prod was registered (or failed)
+}
+
+// onTrack runs on pion's goroutine of one incoming track (one per
+// simulcast encoding): the first encoding of a transceiver creates its
+// Producer (with every encoding the SDP announced as a layer), each one
+// forwards its RTP into its layer until the track ends or the producer
+// closes; the last reader closes the producer. The goroutines are counted
+// in p.wg so that Close waits for them.
 func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	p.mu.Lock()
 	if p.closing {
@@ -511,9 +524,64 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	pc := p.pubPC
 	p.wg.Add(1)
+	pt := p.pubTracks[receiver]
+	creator := pt == nil
+	if creator {
+		pt = &pubTrack{ready: make(chan struct{})}
+		p.pubTracks[receiver] = pt
+	}
+	pt.readers++
 	p.mu.Unlock()
 	defer p.wg.Done()
+	defer func() {
+		p.mu.Lock()
+		pt.readers--
+		last := pt.readers == 0
+		if last {
+			delete(p.pubTracks, receiver)
+		}
+		p.mu.Unlock()
+		if last && pt.prod != nil {
+			pt.prod.Close()
+			p.mu.Lock()
+			delete(p.producers, pt.prod.info.ID)
+			p.mu.Unlock()
+			p.log.Info("producer stopped", "producer", pt.prod.info.ID)
+		}
+	}()
+	if creator {
+		pt.prod = p.newLocalProducer(track, receiver, pc)
+		close(pt.ready)
+	} else {
+		select {
+		case <-pt.ready:
+		case <-p.closingCh:
+			return
+		}
+	}
+	prod := pt.prod
+	if prod == nil {
+		return
+	}
+	layer := 0
+	for i, rid := range prod.info.Layers {
+		if rid == track.RID() {
+			layer = i
+		}
+	}
+	ssrc := uint32(track.SSRC())
+	_ = prod.SetLayerKeyframeRequester(layer, KeyframeRequesterFunc(func() {
+		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}))
+	if track.RID() != "" {
+		p.log.Debug("simulcast layer started", "producer", prod.info.ID, "rid", track.RID(), "layer", layer)
+	}
+	forward(track, prod, layer)
+}
 
+// newLocalProducer creates and registers the producer of a published
+// track; nil when the participant is closing or registration failed.
+func (p *Participant) newLocalProducer(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, pc *webrtc.PeerConnection) *Producer {
 	codec := CodecFrom(track.Codec())
 	info := ProducerInfo{
 		ID:              newID(),
@@ -525,46 +593,52 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	if info.Kind == "" {
 		p.log.Warn("ignoring track with unknown kind", "mime", codec.MimeType)
-		return
+		return nil
 	}
-	ssrc := uint32(track.SSRC())
-	kr := KeyframeRequesterFunc(func() {
-		_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
-	})
-	prod, err := newProducer(p.room, info, kr, p)
+	if track.RID() != "" {
+		for _, t := range receiver.Tracks() {
+			if t.RID() != "" {
+				info.Layers = append(info.Layers, t.RID())
+			}
+		}
+	}
+	prod, err := newProducer(p.room, info, nil, p)
 	if err != nil {
 		p.log.Error("create producer", "err", err)
-		return
+		return nil
+	}
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			prod.mid = tr.Mid()
+		}
 	}
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
 		close(prod.registered)
-		return
+		return nil
 	}
 	p.producers[info.ID] = prod
 	p.mu.Unlock()
-	defer func() {
-		prod.Close()
-		p.mu.Lock()
-		delete(p.producers, info.ID)
-		p.mu.Unlock()
-	}()
 	if err := prod.register(); err != nil {
 		if !errors.Is(err, ErrParticipantClosed) && !errors.Is(err, ErrRoomClosed) {
 			p.log.Error("register producer", "err", err)
 		}
-		return
+		prod.Close()
+		p.mu.Lock()
+		delete(p.producers, info.ID)
+		p.mu.Unlock()
+		return nil
 	}
-	p.log.Info("producer started", "producer", info.ID, "kind", info.Kind, "codec", codec.MimeType)
-	forward(track, prod)
-	p.log.Info("producer stopped", "producer", info.ID)
+	p.log.Info("producer started", "producer", info.ID, "kind", info.Kind, "codec", codec.MimeType,
+		"layers", len(prod.layers))
+	return prod
 }
 
-// forward copies RTP from track to prod until either ends, through
-// ParseForwarded; the packet and buffer are reused (no per-packet
+// forward copies RTP from track into layer of prod until either ends,
+// through ParseForwarded; the packet and buffer are reused (no per-packet
 // allocation).
-func forward(track *webrtc.TrackRemote, prod *Producer) {
+func forward(track *webrtc.TrackRemote, prod *Producer, layer int) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	for {
@@ -575,7 +649,7 @@ func forward(track *webrtc.TrackRemote, prod *Producer) {
 		if !ParseForwarded(&pkt, buf[:n]) {
 			continue
 		}
-		if prod.WriteRTP(&pkt) != nil {
+		if prod.WriteLayerRTP(layer, &pkt) != nil {
 			return
 		}
 	}

@@ -13,25 +13,31 @@ import (
 
 // Producer is one published track fanned out to consumers. Local producers
 // are created by the engine for every track a participant publishes; remote
-// ones by Room.AddProducer. RTP is fanned out through a single track bound
-// to every consumer's RTPSender (fanoutTrack: SSRC and payload type are set
-// per binding, no per-consumer copy, no lock, no allocation). Video
-// producers keep their recent packets in one packetCache from which every
-// consumer answers NACKs. The datagrams of one fan-out leave in batches
-// (batchConn). All methods are safe for concurrent use.
+// ones by Room.AddProducer. A video producer has one or more layers
+// (simulcast encodings, layer.go); each consumer receives one layer at a
+// time, chosen by its subscriber's allocator (allocate.go), and sees one
+// continuous stream across switches (munge.go). RTP is fanned out through a
+// single track bound to every consumer's RTPSender (fanoutTrack: SSRC,
+// payload type and numbering are set per binding, no per-consumer copy
+// unless a VP8 picture ID must be rewritten, no allocation). Video layers
+// keep their recent packets in one packetCache from which every consumer
+// answers NACKs. The datagrams of one fan-out leave in batches (batchConn).
+// All methods are safe for concurrent use.
 type Producer struct {
 	room     *Room
 	info     ProducerInfo
 	owner    *Participant // nil for remote producers
-	kr       KeyframeRequester
+	mid      string       // local producers: the m-line on the publisher PC
 	track    *fanoutTrack
-	cache    *packetCache // nil for audio (no NACK negotiated)
-	batch    *batchConn   // the engine socket's write batching
+	layers   []*layer // by quality; at least one
+	codec    codecKind
+	clock    uint32
+	batch    *batchConn // the engine socket's write batching
 	interval time.Duration
 	log      *slog.Logger
 	stats    *engineStats // the engine's counters; nil in some unit tests
 	class    int          // index of the producer's class in Stats.Traffic
-	traffic  traffic      // RTP counters, written by WriteRTP only
+	traffic  traffic      // RTP counters, written under wmu only
 
 	seq uint64 // publish order; guarded by room.mu
 
@@ -40,10 +46,18 @@ type Producer struct {
 	registered chan struct{}
 	done       chan struct{}
 
-	closedFlag   atomic.Bool  // fast path for WriteRTP
-	lastKeyframe atomic.Int64 // unix nanos of the last forwarded keyframe request
-	kfRequests   atomic.Uint64
-	kfForwarded  atomic.Uint64
+	closedFlag  atomic.Bool // fast path for WriteRTP
+	kfRequests  atomic.Uint64
+	kfForwarded atomic.Uint64
+
+	// wmu serialises everything written to the consumers: the layers'
+	// packets (each layer has its own reader), NACK answers. It guards the
+	// bindings' mungers and scratch.
+	wmu     sync.Mutex
+	scratch [maxCachedPayload]byte
+
+	demand demandState // dynacast (dynacast.go)
+	dyn    *dynacast   // the engine's; nil in some unit tests
 
 	mu        sync.Mutex // guards the fields below
 	closing   bool
@@ -54,17 +68,20 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 	if KindOf(info.Codec.MimeType) == "" {
 		return nil, fmt.Errorf("sfu: producer track: %w: codec %q", ErrInvalidArgument, info.Codec.MimeType)
 	}
-	var cache *packetCache
-	if info.Kind == KindVideo {
-		cache = &packetCache{}
+	if info.Kind != KindVideo || len(info.Layers) < 2 {
+		info.Layers = nil
+	} else {
+		info.Layers = OrderLayers(info.Layers)
 	}
-	return &Producer{
+	n := max(len(info.Layers), 1)
+	p := &Producer{
 		room:       r,
 		info:       info,
 		owner:      owner,
-		kr:         kr,
 		track:      newFanoutTrack(info.Codec.Capability(), info.ID, info.ParticipantID),
-		cache:      cache,
+		layers:     make([]*layer, n),
+		codec:      codecKindOf(info.Codec.MimeType),
+		clock:      info.Codec.ClockRate,
 		batch:      r.e.tr.batch,
 		interval:   r.e.cfg.KeyframeInterval,
 		stats:      r.e.stats,
@@ -73,7 +90,26 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 		registered: make(chan struct{}),
 		done:       make(chan struct{}),
 		consumers:  make(map[*Consumer]struct{}),
-	}, nil
+		dyn:        r.e.dyn,
+	}
+	if info.Kind == KindAudio {
+		p.codec = codecOther
+	}
+	if p.clock == 0 {
+		p.clock = 90000
+	}
+	for i := range p.layers {
+		l := &layer{index: i}
+		if info.Kind == KindVideo {
+			l.cache = &packetCache{}
+		}
+		p.layers[i] = l
+	}
+	if kr != nil {
+		p.layers[0].kr.Store(&kr)
+	}
+	p.track.layered = n > 1
+	return p, nil
 }
 
 // register adds the producer to its room. Called exactly once per producer,
@@ -84,29 +120,88 @@ func (p *Producer) register() error {
 		return err
 	}
 	p.stats.addProducer(p)
+	p.dyn.add(p)
 	return nil
 }
 
 // Info returns the producer's description (immutable).
 func (p *Producer) Info() ProducerInfo { return p.info }
 
-// WriteRTP forwards pkt to all consumers: marker, sequence number,
-// timestamp, CSRCs and payload are kept, SSRC and payload type are the
-// consumer's, header extensions and padding are dropped (each sender adds
-// its own extensions). pkt is not retained or modified. Per-consumer write
-// errors (e.g. a consumer peer connection that just closed) are ignored;
-// the only error is ErrProducerClosed after Close. Called by one goroutine
-// at a time (the engine's reader for local producers, the cluster pipe for
-// remote ones). Steady state: no allocation, no lock shared with other
-// producers' consumers except the socket's batch queue.
-func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
+// Layers returns the number of layers (1 without simulcast).
+func (p *Producer) Layers() int { return len(p.layers) }
+
+// SetLayerKeyframeRequester sets where keyframe requests for layer go (the
+// cluster sets one per piped layer; local producers set theirs when each
+// encoding's track arrives). Errors: ErrInvalidArgument for a layer out of
+// range.
+func (p *Producer) SetLayerKeyframeRequester(layer int, kr KeyframeRequester) error {
+	if layer < 0 || layer >= len(p.layers) {
+		return fmt.Errorf("sfu: layer %d of %d: %w", layer, len(p.layers), ErrInvalidArgument)
+	}
+	if kr == nil {
+		p.layers[layer].kr.Store(nil)
+	} else {
+		p.layers[layer].kr.Store(&kr)
+	}
+	return nil
+}
+
+// LayerStatus returns the producer's layers as they are now.
+func (p *Producer) LayerStatus() []LayerStatus {
+	now := time.Now().UnixNano()
+	out := make([]LayerStatus, len(p.layers))
+	for i, l := range p.layers {
+		out[i] = LayerStatus{Layer: i, Live: l.live(now), Bitrate: int(l.bitrate.Load()),
+			Width: int(l.width.Load()), Height: int(l.height.Load())}
+		if !out[i].Live {
+			out[i].Bitrate = 0
+		}
+		if i < len(p.info.Layers) {
+			out[i].RID = p.info.Layers[i]
+		}
+	}
+	return out
+}
+
+// WriteRTP forwards pkt as the producer's first (or only) layer; see
+// WriteLayerRTP.
+func (p *Producer) WriteRTP(pkt *rtp.Packet) error { return p.WriteLayerRTP(0, pkt) }
+
+// WriteLayerRTP forwards pkt, a packet of the given layer, to the consumers
+// receiving that layer (and switches consumers waiting for it at its
+// keyframes): marker, CSRCs and payload are kept (VP8 picture IDs are
+// rewritten after a switch), sequence number and timestamp continue the
+// consumer's stream, SSRC and payload type are the consumer's, header
+// extensions and padding are dropped. pkt is not retained or modified.
+// Per-consumer write errors are ignored. Errors: ErrProducerClosed after
+// Close, ErrInvalidArgument for a layer out of range. Each layer is written
+// by one goroutine at a time. Steady state: no allocation.
+func (p *Producer) WriteLayerRTP(layer int, pkt *rtp.Packet) error {
 	if p.closedFlag.Load() {
 		return ErrProducerClosed
 	}
-	if p.cache != nil {
-		p.cache.put(pkt)
+	if layer < 0 || layer >= len(p.layers) {
+		return fmt.Errorf("sfu: write layer %d of %d: %w", layer, len(p.layers), ErrInvalidArgument)
+	}
+	l := p.layers[layer]
+	if l.cache != nil {
+		l.cache.put(pkt)
+	}
+	now := time.Now().UnixNano()
+	var fi frameInfo
+	if p.info.Kind == KindVideo {
+		fi = inspect(p.codec, pkt.Payload)
+	} else {
+		fi.keyframe = true
 	}
 	size := uint64(len(pkt.Payload))
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	l.account(len(pkt.Payload), now)
+	if fi.vp8.width > 0 {
+		l.width.Store(int32(fi.vp8.width))
+		l.height.Store(int32(fi.vp8.height))
+	}
 	p.traffic.packetsIn.Add(1)
 	p.traffic.bytesIn.Add(size)
 	bs := p.track.snapshot()
@@ -114,30 +209,38 @@ func (p *Producer) WriteRTP(pkt *rtp.Packet) error {
 		p.batch.begin()
 		defer p.batch.end() // never leave a burst open: other writers would wait for it
 	}
-	p.track.write(bs, pkt)
-	if n := uint64(len(bs)); n > 0 {
+	if n := uint64(p.track.write(bs, int8(layer), pkt, &fi, p.clock, now, p.scratch[:])); n > 0 {
 		p.traffic.packetsOut.Add(n)
 		p.traffic.bytesOut.Add(n * size)
 	}
 	return nil
 }
 
-// resend answers a NACK of the consumer whose sender has SSRC ssrc for
-// sequence number seq from the packet cache, through that sender only.
-// h and buf are the caller's scratch space (buf holds maxCachedPayload
-// bytes). It reports whether the packet was found.
-func (p *Producer) resend(ssrc uint32, seq uint16, h *rtp.Header, buf []byte) bool {
-	if p.cache == nil {
+// resend answers a NACK of the consumer bound as b for its output sequence
+// number seq from the cache of the layer it was sent from. h and buf are
+// the caller's scratch space (buf holds maxCachedPayload bytes). It reports
+// whether the packet was found.
+func (p *Producer) resend(b *trackBinding, seq uint16, h *rtp.Header, buf []byte) bool {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	mp, in, ok := b.m.lookup(seq)
+	if !ok || int(mp.layer) >= len(p.layers) || mp.layer < 0 {
 		return false
 	}
-	b := p.track.binding(ssrc)
-	if b == nil {
+	c := p.layers[mp.layer].cache
+	if c == nil {
 		return false
 	}
-	payload, ok := p.cache.get(seq, h, buf)
+	payload, ok := c.get(in, h, buf)
 	if !ok {
 		return false
 	}
+	if p.codec == codecVP8 && (mp.pidOff != 0 || mp.tl0Off != 0) {
+		fi := frameInfo{vp8: parseVP8(payload)}
+		payload = mp.patch(buf, payload, &fi)
+	}
+	h.SequenceNumber = seq
+	h.Timestamp += mp.tsOff
 	h.SSRC = b.ssrc
 	h.PayloadType = b.payloadType
 	_, _ = b.w.WriteRTP(h, payload)
@@ -194,7 +297,8 @@ func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.Tra
 	}
 	p.consumers[c] = struct{}{}
 	p.mu.Unlock()
-	p.RequestKeyframe()
+	c.setLayer(0, 0) // the lowest layer until the subscriber's allocator decides
+	c.requestKeyframe()
 	return c, nil
 }
 
@@ -205,25 +309,38 @@ func (p *Producer) removeConsumer(c *Consumer) {
 	p.mu.Unlock()
 }
 
-// RequestKeyframe asks the source for a keyframe, at most once per
-// Config.KeyframeInterval (requests in between are dropped). No-op for
-// audio and after Close. Never blocks (beyond the KeyframeRequester).
+// RequestKeyframe asks the source of every layer for a keyframe (see
+// requestLayerKeyframe). No-op for audio and after Close. Never blocks
+// (beyond the KeyframeRequesters).
 func (p *Producer) RequestKeyframe() {
-	if p.info.Kind != KindVideo || p.kr == nil || p.closedFlag.Load() {
+	for i := range p.layers {
+		p.requestLayerKeyframe(i)
+	}
+}
+
+// requestLayerKeyframe asks layer i's source for a keyframe, at most once
+// per Config.KeyframeInterval per layer (requests in between are dropped).
+func (p *Producer) requestLayerKeyframe(i int) {
+	if p.info.Kind != KindVideo || p.closedFlag.Load() || i < 0 || i >= len(p.layers) {
+		return
+	}
+	l := p.layers[i]
+	kr := l.kr.Load()
+	if kr == nil {
 		return
 	}
 	p.kfRequests.Add(1)
 	now := time.Now().UnixNano()
-	last := p.lastKeyframe.Load()
+	last := l.lastKeyframe.Load()
 	if last != 0 && now-last < int64(p.interval) {
 		return
 	}
-	if !p.lastKeyframe.CompareAndSwap(last, now) {
+	if !l.lastKeyframe.CompareAndSwap(last, now) {
 		return // a concurrent request won
 	}
 	p.kfForwarded.Add(1)
 	p.stats.count(countKeyframeRequested)
-	p.kr.RequestKeyframe()
+	(*kr).RequestKeyframe()
 }
 
 // keyframeStats returns how many keyframe requests were received and
@@ -257,6 +374,7 @@ func (p *Producer) Close() {
 		c.Close()
 	}
 	p.room.removeProducer(p)
+	p.dyn.remove(p)
 	p.stats.removeProducer(p)
 	close(p.done)
 	p.log.Debug("producer closed")

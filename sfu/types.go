@@ -86,6 +86,9 @@ type ProducerInfo struct {
 	Codec           Codec  `json:"codec"`
 	Origin          string `json:"origin"` // node id where it is published
 	Remote          bool   `json:"remote"` // true for producers piped in from another node
+	// Layers are the RIDs of a simulcast video producer's encodings, from
+	// the lowest to the highest quality; nil for a single encoding.
+	Layers []string `json:"layers,omitempty"`
 }
 
 // JoinParams are the arguments of Engine.Join. Name is the display name
