@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -90,7 +91,7 @@ func TestProducerCodec(t *testing.T) {
 	}
 	want := info
 	want.Origin, want.Remote = "node-a", true
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decodeProducer = %+v, want %+v", got, want)
 	}
 	if _, err := decodeProducer(roomKey{Node: "node-a", Producer: "other"}, b); err == nil {

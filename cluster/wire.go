@@ -27,6 +27,9 @@ type producerRecord struct {
 	Codec           codecRecord `json:"codec"`
 	Origin          string      `json:"origin"` // the writing node; the key is authoritative
 	Remote          bool        `json:"remote"` // always false when written; ignored when read
+	// Layers are a simulcast producer's RIDs, lowest quality first
+	// (omitted without simulcast).
+	Layers []string `json:"layers,omitempty"`
 }
 
 // codecRecord is a producer's codec in a producerRecord.
@@ -55,6 +58,7 @@ func producerRecordOf(node string, info sfu.ProducerInfo) producerRecord {
 		},
 		Origin: node,
 		Remote: false,
+		Layers: info.Layers,
 	}
 }
 
@@ -75,6 +79,7 @@ func (r producerRecord) remoteInfo(node string) sfu.ProducerInfo {
 		},
 		Origin: node,
 		Remote: true,
+		Layers: r.Layers,
 	}
 }
 

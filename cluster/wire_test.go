@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func TestProducerRecordGolden(t *testing.T) {
 			}
 			want := tt.info
 			want.Origin, want.Remote = "node-a", true
-			if back != want {
+			if !reflect.DeepEqual(back, want) {
 				t.Fatalf("decodeProducer = %+v, want %+v", back, want)
 			}
 		})
@@ -93,7 +94,7 @@ func TestRoomStateProducersGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[goldenVideo.ID] != goldenVideo {
+	if len(got) != 1 || !reflect.DeepEqual(got[goldenVideo.ID], goldenVideo) {
 		t.Fatalf("decodeStateProducers = %+v, want {%s: %+v}", got, goldenVideo.ID, goldenVideo)
 	}
 
