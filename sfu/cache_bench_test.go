@@ -36,7 +36,7 @@ func BenchmarkNACKCache(b *testing.B) {
 	})
 	b.Run("producer-cache/nack", func(b *testing.B) {
 		p := &Producer{
-			track: newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
+			track:  newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
 			layers: testLayers(KindVideo, 1),
 		}
 		w := &recordingWriter{}

@@ -42,6 +42,7 @@ const (
 	actEvent                             // emit ev as is
 	actOffer                             // make a subscriber offer now
 	actBarrier                           // report on done (tests: wait until earlier actions ran)
+	actAllocate                          // run the layer allocator now
 )
 
 // action is one entry of a participant's queue.
@@ -148,6 +149,8 @@ func (p *Participant) run(producers []*Producer) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	tick := time.NewTicker(allocInterval)
+	defer tick.Stop()
 	var first time.Time // when the armed timer's first change happened; zero: not armed
 	var buf []action
 	for {
@@ -157,13 +160,17 @@ func (p *Participant) run(producers []*Producer) {
 		case <-timer.C:
 			first = time.Time{}
 			p.negotiate()
+		case <-tick.C:
+			p.reallocate()
 		case <-p.queue.wake:
 			buf = p.queue.take(buf)
-			changed := false
+			changed, realloc := false, false
 			for i := range buf {
 				switch a := &buf[i]; a.kind {
 				case actBarrier:
 					a.done <- changed || !first.IsZero()
+				case actAllocate:
+					realloc = true
 				case actOffer:
 					// This offer (or the one it leaves pending) covers
 					// every change so far: no debounced one is due.
@@ -174,6 +181,9 @@ func (p *Participant) run(producers []*Producer) {
 					changed = p.apply(a) || changed
 				}
 				buf[i] = action{}
+			}
+			if realloc || changed {
+				p.reallocate()
 			}
 			if !changed {
 				continue

@@ -80,6 +80,11 @@ type Participant struct {
 	subHadTracks  bool // at least one consumer was ever added
 	initPeers     []ParticipantInfo
 	initProducers []ProducerInfo
+	videoSettings map[string]VideoSettings // by producer ID (SetVideoSettings)
+	allocScratch  []videoConsumer
+
+	alloc allocator                  // owned by the participant's goroutine
+	bwe   atomic.Pointer[func() int] // the subscriber PC's bandwidth estimate
 }
 
 // newParticipant creates a participant; it is not yet in the room (abort
@@ -100,6 +105,8 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		producers: make(map[string]*Producer),
 		pubTracks: make(map[*webrtc.RTPReceiver]*pubTrack),
 		consumers: make(map[string]*Consumer),
+
+		videoSettings: make(map[string]VideoSettings),
 	}
 	return p, nil
 }
@@ -773,20 +780,4 @@ func (p *Participant) closeWith(reason error) {
 	} else {
 		p.log.Info("participant left")
 	}
-}
-
-// SetVideoSettings records how this participant shows the remote video
-// producer producerID (tile size and visibility); the layer it receives
-// follows. Unknown producers are remembered for when they appear.
-// Errors: ErrInvalidArgument (empty id, negative size), ErrParticipantClosed.
-func (p *Participant) SetVideoSettings(producerID string, s VideoSettings) error {
-	if producerID == "" || s.Width < 0 || s.Height < 0 {
-		return fmt.Errorf("sfu: video settings: %w", ErrInvalidArgument)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closing {
-		return ErrParticipantClosed
-	}
-	return nil
 }

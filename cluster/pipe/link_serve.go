@@ -116,6 +116,11 @@ func (l *link) serve(k pipeKey, pipeID string) (*servedPipe, string) {
 		newConsumer = prod.NewSendonlyConsumer
 	}
 	cons, err := newConsumer(l.pc)
+	if err == nil {
+		// One pipe carries one layer: the top one (every subscriber on the
+		// receiving node gets it).
+		cons.SetLayer(prod.Layers() - 1)
+	}
 	if err != nil {
 		if errors.Is(err, sfu.ErrProducerClosed) {
 			return nil, RejectProducerClosed

@@ -1,0 +1,225 @@
+package sfu
+
+import "time"
+
+// Layer allocation: which layer of each video producer a subscriber gets.
+//
+// Every allocInterval (and when the subscriber reports a tile change, or a
+// consumer is added) the participant's goroutine runs its allocator over
+// its video consumers:
+//
+//  1. a size cap per track: none for a hidden tile (the consumer is
+//     paused; audio is never paused), else the smallest layer that covers
+//     the tile's rendered size (within sizeSlack), or the top layer when
+//     the size is unknown;
+//  2. a bandwidth budget, the subscriber's send-side estimate (bwe.go)
+//     minus its audio: every visible track gets its lowest layer, then the
+//     tracks are raised one layer at a time, lowest first (fair share),
+//     while the sum of layer bitrates fits;
+//  3. what exists: the chosen ("desired") layer is the target if its source
+//     sends it, else the nearest live layer below it (or above, if none is
+//     below). The desired layer also counts as demand (dynacast.go), so a
+//     paused layer is resumed for it.
+//
+// Hysteresis: going down is immediate; going up after a bandwidth-driven
+// step down waits for a backoff (upBackoffMin doubling to upBackoffMax,
+// reset once a raise held for upHold). The estimate of a link that carries
+// less than it could is capped near 1.5x what is sent, so raising a layer
+// can need more than the estimate: when the estimator is not congested
+// (estimate at least probeHeadroom x the current use), the lowest track is
+// raised one layer anyway, and the estimate then follows or the raise is
+// undone and backed off.
+
+const (
+	allocInterval = 500 * time.Millisecond
+	// sizeSlack: a layer covers a tile up to this much larger than itself.
+	sizeSlack = 1.15
+	// audioBitrate is the budget kept for each audio consumer.
+	audioBitrate  = 48_000
+	upBackoffMin  = 2 * time.Second
+	upBackoffMax  = 32 * time.Second
+	upHold        = 10 * time.Second
+	probeHeadroom = 1.25
+)
+
+// layerInfo is a layer as the allocator sees it.
+type layerInfo struct {
+	bitrate int // bit/s: measured when live, else nominal
+	width   int
+	height  int
+	live    bool
+}
+
+// allocTrack is one video consumer to allocate.
+type allocTrack struct {
+	layers  []layerInfo
+	visible bool
+	width   int // tile size in device pixels; 0 unknown
+	height  int
+	current int // the layer currently desired (for hysteresis); -1 none
+}
+
+// sizeCap returns the highest layer worth sending to t's tile (-1: none).
+func sizeCap(t *allocTrack) int {
+	n := len(t.layers)
+	if !t.visible || n == 0 {
+		return -1
+	}
+	if t.width <= 0 && t.height <= 0 {
+		return n - 1
+	}
+	for i, l := range t.layers {
+		if float64(l.width)*sizeSlack >= float64(t.width) && float64(l.height)*sizeSlack >= float64(t.height) {
+			return i
+		}
+	}
+	return n - 1
+}
+
+// allocate returns the desired layer of each track for a budget in bit/s
+// (<= 0: unlimited). Pure function.
+func allocate(tracks []allocTrack, budget int) []int {
+	out := make([]int, len(tracks))
+	caps := make([]int, len(tracks))
+	used := 0
+	for i := range tracks {
+		caps[i] = sizeCap(&tracks[i])
+		out[i] = -1
+		if caps[i] >= 0 {
+			out[i] = 0
+			used += tracks[i].layers[0].bitrate
+		}
+	}
+	for {
+		best := -1
+		for i := range tracks {
+			if out[i] < 0 || out[i] >= caps[i] {
+				continue
+			}
+			cost := tracks[i].layers[out[i]+1].bitrate - tracks[i].layers[out[i]].bitrate
+			if budget > 0 && used+cost > budget {
+				continue
+			}
+			if best < 0 || out[i] < out[best] {
+				best = i
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		used += tracks[best].layers[out[best]+1].bitrate - tracks[best].layers[out[best]].bitrate
+		out[best]++
+	}
+}
+
+// liveTarget returns the layer to forward for a desired one: itself when
+// live, else the nearest live layer below, else above, else desired.
+func liveTarget(layers []layerInfo, desired int) int {
+	if desired < 0 {
+		return -1
+	}
+	for i := desired; i >= 0; i-- {
+		if layers[i].live {
+			return i
+		}
+	}
+	for i := desired + 1; i < len(layers); i++ {
+		if layers[i].live {
+			return i
+		}
+	}
+	return desired
+}
+
+// usage is the bitrate of the desired layers.
+func usage(tracks []allocTrack, layers []int) int {
+	u := 0
+	for i, l := range layers {
+		if l >= 0 {
+			u += tracks[i].layers[l].bitrate
+		}
+	}
+	return u
+}
+
+// allocator is a participant's hysteresis state, owned by its goroutine.
+type allocator struct {
+	backoff    time.Duration
+	upAllowed  time.Time // no bandwidth-driven raise before this
+	lastRaise  time.Time
+	lastChange time.Time
+	probeUntil time.Time // a probing raise is being given time
+	probeFloor int       // the estimate below which the probe failed
+}
+
+// probeGrace is how long the estimate gets to follow a probing raise.
+const probeGrace = 3 * time.Second
+
+// decide turns a fresh allocation into the layers to apply: lower ones at
+// once, higher ones only outside the backoff, and a probing raise when the
+// estimate is not congested. estimate <= 0 means unknown (no bandwidth
+// limit).
+func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now time.Time) []int {
+	current := make([]int, len(tracks))
+	for i := range tracks {
+		current[i] = tracks[i].current
+	}
+	budget := 0
+	if estimate > 0 {
+		budget = max(estimate-audio, 1)
+		if now.Before(a.probeUntil) && estimate >= a.probeFloor {
+			// A probe in progress: the estimate is still climbing
+			// towards the raised use.
+			budget = max(budget, usage(tracks, current))
+		}
+	}
+	next := allocate(tracks, budget)
+	unlimited := allocate(tracks, 0)
+	down, up := false, false
+	for i := range tracks {
+		switch cur := current[i]; {
+		case next[i] < cur && next[i] < unlimited[i]: // bandwidth-driven step down
+			down = true
+		case next[i] > cur && cur >= 0:
+			up = true
+		}
+	}
+	if down {
+		a.backoff = min(max(2*a.backoff, upBackoffMin), upBackoffMax)
+		a.upAllowed = now.Add(a.backoff)
+		a.probeUntil = time.Time{}
+	} else if !a.lastRaise.IsZero() && now.Sub(a.lastChange) >= upHold {
+		a.backoff = 0 // the last raise held
+	}
+	if up && now.Before(a.upAllowed) {
+		for i := range tracks {
+			if cur := current[i]; cur >= 0 && next[i] > cur {
+				next[i] = cur
+			}
+		}
+		up = false
+	}
+	if !up && !down && estimate > 0 && !now.Before(a.upAllowed) && !now.Before(a.probeUntil) &&
+		float64(estimate) >= probeHeadroom*float64(usage(tracks, next)+audio) {
+		// Probe: raise the lowest track the budget held back by one.
+		best := -1
+		for i := range tracks {
+			if next[i] >= 0 && next[i] < unlimited[i] && (best < 0 || next[i] < next[best]) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			a.probeFloor = usage(tracks, next) + audio
+			next[best]++
+			a.probeUntil = now.Add(probeGrace)
+			up = true
+		}
+	}
+	if up {
+		a.lastRaise = now
+	}
+	if up || down {
+		a.lastChange = now
+	}
+	return next
+}
