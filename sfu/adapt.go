@@ -58,6 +58,7 @@ func (p *Participant) reallocate() {
 	}
 	vcs := p.allocScratch[:0]
 	audio := 0
+	layered := len(p.videoSettings) > 0
 	for id, c := range p.consumers {
 		if c.producer.info.Kind != KindVideo {
 			audio += audioBitrate
@@ -68,10 +69,14 @@ func (p *Participant) reallocate() {
 			s = VideoSettings{Visible: true}
 		}
 		vcs = append(vcs, videoConsumer{c: c, s: s})
+		layered = layered || len(c.producer.layers) > 1
 	}
 	p.allocScratch = vcs
 	p.mu.Unlock()
-	if len(vcs) == 0 {
+	if len(vcs) == 0 || !layered {
+		// Single-layer producers shown in tiles never reported: the
+		// lowest (only) layer, which every consumer starts with.
+		clear(vcs)
 		return
 	}
 	now := time.Now()

@@ -37,7 +37,7 @@ const (
 	// audioBitrate is the budget kept for each audio consumer.
 	audioBitrate  = 48_000
 	upBackoffMin  = 2 * time.Second
-	upBackoffMax  = 32 * time.Second
+	upBackoffMax  = 8 * time.Second
 	upHold        = 10 * time.Second
 	probeHeadroom = 1.25
 )

@@ -31,14 +31,17 @@ func (f *fakeBindContext) RTCPReader() interceptor.RTCPReader      { return nil 
 // recordingWriter keeps the last header and payload length written and
 // counts writes, without allocating.
 type recordingWriter struct {
-	last   rtp.Header
-	size   int
-	writes int
+	last    rtp.Header
+	size    int
+	writes  int
+	buf     [1500]byte
+	payload []byte // the last payload (a copy)
 }
 
 func (w *recordingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	w.last = *h
 	w.size = len(payload)
+	w.payload = w.buf[:copy(w.buf[:], payload)]
 	w.writes++
 	return len(payload), nil
 }
