@@ -1,0 +1,53 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// TestDynacastDemand: a producer's active layers are the union of what its
+// consumers target and desire (subscribers here and consumers pinned for
+// other nodes alike); a newly needed layer is active at once, an unneeded
+// one only after dynacastHold; a producer nobody consumes ends with
+// nothing active.
+func TestDynacastDemand(t *testing.T) {
+	p := &Producer{
+		info:   ProducerInfo{Kind: KindVideo, Layers: []string{"q", "h", "f"}},
+		track:  newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
+		layers: testLayers(KindVideo, 3),
+	}
+	var reports []uint8
+	p.OnDemand(func(m uint8) { reports = append(reports, m) })
+	sub := p.track.want(1)  // a local subscriber
+	pipe := p.track.want(2) // a consumer piping one layer to another node
+	set := func(w *layerWant, target, desired int32) { w.target.Store(target); w.desired.Store(desired) }
+	now := time.Unix(100, 0).UnixNano()
+	at := func(d time.Duration) int64 { return now + d.Nanoseconds() }
+
+	steps := []struct {
+		name    string
+		at      time.Duration
+		apply   func()
+		active  uint8
+		reports int
+	}{
+		{"first evaluation: low for the subscriber, the rest held", 0, func() { set(sub, 0, 0); set(pipe, -1, -1) }, 0b111, 1},
+		{"after the hold only the needed layer", 3 * time.Second, nil, 0b001, 2},
+		{"the other node wants the top layer: at once", 3*time.Second + time.Millisecond, func() { set(pipe, 2, 2) }, 0b101, 3},
+		{"a subscriber desiring a paused layer resumes it", 4 * time.Second, func() { set(sub, 0, 1) }, 0b111, 4},
+		{"unchanged demand reports nothing", 4*time.Second + 250*time.Millisecond, nil, 0b111, 4},
+		{"everyone gone: held, then nothing", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 4},
+		{"nothing after the hold", 8 * time.Second, nil, 0, 5},
+	}
+	for _, st := range steps {
+		if st.apply != nil {
+			st.apply()
+		}
+		p.evaluateDemand(at(st.at))
+		if got := p.ActiveLayers(); got != st.active || len(reports) != st.reports {
+			t.Fatalf("%s: active %03b with %d reports, want %03b with %d", st.name, got, len(reports), st.active, st.reports)
+		}
+	}
+}
