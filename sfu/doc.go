@@ -35,17 +35,33 @@
 //
 // # Forwarding path
 //
-// Producer.WriteRTP is the hot path: for every packet it copies the packet
-// once into the producer's NACK cache (video only; packetCache, from which
-// each Consumer answers its subscriber's NACKs, instead of pion's nack
-// responder that kept a copy per subscriber), then writes it to every
-// bound RTPSender through a lock-free copy-on-write binding list
-// (fanoutTrack), reusing one header. The writes go through pion's
-// interceptors, SRTP (AEAD_AES_128_GCM preferred) and the ICE UDP mux into
-// batchConn, which queues the datagrams of the fan-out and sends them with
-// sendmmsg (Config.WriteBatch per call) when the queue is full and when the
-// fan-out ends; writes outside a fan-out go straight to the socket. In
-// steady state nothing on this path allocates. BenchmarkForward measures it.
+// Producer.WriteLayerRTP is the hot path: for every packet it copies the
+// packet once into its layer's NACK cache (video only; packetCache, from
+// which each Consumer answers its subscriber's NACKs, instead of pion's
+// nack responder that kept a copy per subscriber), then writes it to every
+// bound RTPSender that forwards that layer through a lock-free
+// copy-on-write binding list (fanoutTrack), reusing one header. Each
+// binding rewrites sequence numbers, timestamps and VP8 picture IDs
+// (munger) so that switching between simulcast layers, or pausing and
+// resuming, looks like one stream to the receiver; a switch happens at a
+// keyframe of the target layer. The writes go through pion's interceptors,
+// SRTP (AEAD_AES_128_GCM preferred) and the ICE UDP mux into batchConn,
+// which queues the datagrams of the fan-out and sends them with sendmmsg
+// (Config.WriteBatch per call) when the queue is full and when the fan-out
+// ends; writes outside a fan-out go straight to the socket. In steady
+// state nothing on this path allocates. BenchmarkForward measures it.
+//
+// # Adaptive video
+//
+// A browser publishing simulcast sends up to three encodings (RIDs) of one
+// track; they become the layers of one Producer (layer.go). Each
+// subscriber's goroutine runs an allocator (allocate.go, adapt.go) that
+// picks one layer per video consumer from the tile size and visibility
+// the subscriber reports (Participant.SetVideoSettings), the bandwidth
+// estimated from its transport-wide congestion control feedback, and the
+// layers that are live. Dynacast (dynacast.go) pauses layers nobody needs
+// at their source: EventEncodings for a local publisher, Producer.OnDemand
+// for the cluster.
 //
 // # Concurrency
 //
