@@ -88,20 +88,37 @@ func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 // pion's nack responder is kept out of the send path (its stream filter
 // accepts no stream), because the engine answers NACKs itself from one
 // cache per producer instead of one copy of every packet per subscriber
-// (see nack.go). Every other default interceptor (NACK generator, RTCP
-// reports, stats, TWCC feedback) is registered as usual.
-func engineAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
-	return newAPI(se, webrtc.WithNackResponderOptions(
-		nack.ResponderStreamsFilter(func(*interceptor.StreamInfo) bool { return false })))
+// (see nack.go), and the engine's own transport-wide congestion control
+// interceptor (twcc.go) numbers outgoing packets and feeds the send-side
+// bandwidth estimator (bwe.go) it returns. Every other default interceptor
+// (NACK generator, RTCP reports, stats, TWCC feedback) is registered as
+// usual.
+func engineAPI(se webrtc.SettingEngine) (*webrtc.API, *bweEstimator, error) {
+	m, err := NewMediaEngine()
+	if err != nil {
+		return nil, nil, err
+	}
+	ir := &interceptor.Registry{}
+	// Innermost writer (registered first): send times closest to the wire.
+	f, err := configureTWCC(m, ir, bweConfig{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sfu: register twcc: %w", err)
+	}
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir, webrtc.WithNackResponderOptions(
+		nack.ResponderStreamsFilter(func(*interceptor.StreamInfo) bool { return false }))); err != nil {
+		return nil, nil, fmt.Errorf("sfu: register interceptors: %w", err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se)), f.estimator(), nil
 }
 
-func newAPI(se webrtc.SettingEngine, opts ...webrtc.InterceptorOption) (*webrtc.API, error) {
+func newAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	m, err := NewMediaEngine()
 	if err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir, opts...); err != nil {
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("sfu: register interceptors: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
@@ -172,15 +189,22 @@ func newTransport(cfg *Config) (*transport, error) {
 
 // newPeerConnection builds a peer connection with its own API.
 func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
-	api, err := engineAPI(t.se)
+	pc, _, err := t.newEstimatedPeerConnection()
+	return pc, err
+}
+
+// newEstimatedPeerConnection builds a peer connection with its own API and
+// returns the bandwidth estimator of what it sends.
+func (t *transport) newEstimatedPeerConnection() (*webrtc.PeerConnection, *bweEstimator, error) {
+	api, est, err := engineAPI(t.se)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
+		return nil, nil, fmt.Errorf("sfu: new peer connection: %w", err)
 	}
-	return pc, nil
+	return pc, est, nil
 }
 
 // close closes the mux, which closes the socket.

@@ -128,10 +128,17 @@ func (p *Participant) subscriberPC() (*webrtc.PeerConnection, error) {
 	if closing { // closeWith reads sub under subMu after setting closing
 		return nil, ErrParticipantClosed
 	}
-	pc, err := p.e.tr.newPeerConnection()
+	pc, est, err := p.e.tr.newEstimatedPeerConnection()
 	if err != nil {
 		return nil, fmt.Errorf("sfu: subscriber peer connection: %w", err)
 	}
+	estimate := func() int {
+		if !est.HasFeedback() {
+			return 0 // no TWCC feedback (yet): no bandwidth limit known
+		}
+		return est.TargetBitrate()
+	}
+	p.bwe.Store(&estimate)
 	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
 	p.sub.Store(pc)
 	return pc, nil
