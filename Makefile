@@ -27,7 +27,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cluster tests look for the Consul binary here.
 export CONFAB_CONSUL_BIN := $(abspath $(CONSUL))
 
-.PHONY: build run test deps chromium mediatools consul npm generate templcheck vet gotest benchonce e2e cluster bench clean FORCE
+.PHONY: build run test deps chromium mediatools iproute2 consul npm generate templcheck vet gotest benchonce e2e cluster bench clean FORCE
 
 ## build: compile bin/confab (go build is incremental, so always ask it).
 build: $(CONFAB) $(LOADGEN)
@@ -46,7 +46,7 @@ run: build
 test: deps templcheck vet gotest benchonce e2e
 
 ## deps: what the tests need and the Go toolchain does not bring.
-deps: chromium mediatools consul npm
+deps: chromium mediatools iproute2 consul npm
 
 ## chromium: Debian's Chromium for Playwright (apt, needs root or sudo).
 chromium:
@@ -63,6 +63,15 @@ mediatools:
 		echo "installing vpx-tools and opus-tools with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y vpx-tools opus-tools; \
+	fi
+
+## iproute2: ip and tc, with which the shaped-network browser tests make
+## network namespaces and limit their links (apt, needs root or sudo).
+iproute2:
+	@if ! PATH="$$PATH:/usr/sbin:/sbin" command -v ip >/dev/null || ! PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null; then \
+		echo "installing iproute2 with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2; \
 	fi
 
 ## consul: the Consul agent pinned by tools/consul, built once into bin/.
@@ -102,7 +111,7 @@ benchonce: consul
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 10m ./...
 
 ## e2e: Playwright tests against the real bin/confab in Chromium.
-e2e: build chromium npm consul
+e2e: build chromium iproute2 npm consul
 	cd e2e && CONFAB_BIN="$(abspath $(CONFAB))" CHROMIUM="$(CHROMIUM)" npx playwright test
 
 ## cluster: a local Consul agent plus three nodes on 127.0.0.1:8081-8083.

@@ -54,10 +54,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * status. The process is killed when the test process exits in any case.
  *
  * Options: nodeId, extraArgs (appended to the flags), httpPort, udpPort
- * (default: free ports), readyTimeout (ms, default 15s).
+ * (default: free ports), httpHost and udpIP (the addresses the HTTP server
+ * and the ICE UDP socket bind to, default 127.0.0.1; url uses httpHost),
+ * readyTimeout (ms, default 15s).
  */
 async function startConfab({
-  nodeId = 'e2e-node', extraArgs = [], httpPort, udpPort, readyTimeout = 15_000,
+  nodeId = 'e2e-node', extraArgs = [], httpPort, udpPort, httpHost = '127.0.0.1', udpIP = '127.0.0.1',
+  readyTimeout = 15_000,
 } = {}) {
   if (!fs.existsSync(CONFAB_BIN)) {
     throw new Error(`${CONFAB_BIN} does not exist; run 'make build' (or 'make e2e')`);
@@ -65,9 +68,9 @@ async function startConfab({
   httpPort = httpPort || await freeTCPPort();
   udpPort = udpPort || await freeUDPPort();
   const args = [
-    '--http-addr', `127.0.0.1:${httpPort}`,
+    '--http-addr', `${httpHost}:${httpPort}`,
     '--udp-port', String(udpPort),
-    '--udp-ip', '127.0.0.1',
+    '--udp-ip', udpIP,
     '--node-id', nodeId,
     '--log-level', 'debug',
     ...extraArgs,
@@ -85,7 +88,7 @@ async function startConfab({
   let exitState = null;
   exited.then((s) => { exitState = s; });
 
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `http://${httpHost}:${httpPort}`;
   const deadline = Date.now() + readyTimeout;
   for (;;) {
     if (exitState) {

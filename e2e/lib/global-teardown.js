@@ -4,8 +4,11 @@
 // files left behind belong to processes of a worker that died without
 // cleaning up. Each is killed (SIGKILL) if its command line still names the
 // recorded executable (so a reused pid is never hit), then the directory goes.
+// Files netns-<name> record network namespaces of lib/netns.js; a namespace
+// left behind is removed with its veth pair and whatever still runs in it.
 const fs = require('node:fs');
 const path = require('node:path');
+const { cleanupRecord } = require('./netns');
 
 module.exports = async function globalTeardown() {
   const dir = process.env.E2E_PID_DIR;
@@ -17,6 +20,7 @@ module.exports = async function globalTeardown() {
     } catch {
       continue;
     }
+    if (cleanupRecord(rec)) continue;
     let argv0 = '';
     try {
       argv0 = fs.readFileSync(`/proc/${rec.pid}/cmdline`, 'utf8').split('\0')[0];
