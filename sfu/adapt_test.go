@@ -350,3 +350,36 @@ func TestAllocatorHysteresis(t *testing.T) {
 	}
 	t.Logf("climbed back to the top in %v of simulated time", up)
 }
+
+// TestResendBudget: a consumer's retransmissions per second are bounded by
+// a quarter of what it was forwarded in the previous second (at least
+// minResendBudget).
+func TestResendBudget(t *testing.T) {
+	tests := []struct {
+		name string
+		sent uint64 // packets forwarded in the first second
+		want int    // retransmissions allowed in the second one
+	}{
+		{"idle consumer", 0, minResendBudget},
+		{"200 packets", 200, 50},
+		{"40 packets", 40, minResendBudget},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b trackBinding
+			now := time.Second.Nanoseconds()
+			b.allowResend(now) // opens the first window
+			b.sent = tt.sent
+			now += time.Second.Nanoseconds()
+			got := 0
+			for range 1000 {
+				if b.allowResend(now) {
+					got++
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("allowed %d retransmissions, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -51,8 +51,8 @@ const nackResendInterval = 20 * time.Millisecond
 // nackState is a consumer's scratch space for answering NACKs.
 type nackState struct {
 	hdr    rtp.Header
-	buf    [maxCachedPayload]byte
-	resent [nackCacheSize]int64 // unix nanos of the last resend, by cache slot
+	buf    [maxCachedPayload + 2]byte // room for the RTX header
+	resent [nackCacheSize]int64       // unix nanos of the last resend, by cache slot
 	seqs   [nackCacheSize]uint16
 }
 

@@ -1,9 +1,11 @@
 package sfu
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -41,6 +43,37 @@ type trackBinding struct {
 	w           webrtc.TrackLocalWriter
 	want        *layerWant
 	m           munger // owned by the producer's writer (Producer.wmu)
+	// RTX (RFC 4588) when negotiated: retransmissions go on their own
+	// SSRC with their own sequence numbers (rtxSeq, under Producer.wmu).
+	rtxSSRC uint32
+	rtxPT   uint8
+	rtxSeq  uint16
+	// Retransmission budget (under Producer.wmu): per second, a quarter of
+	// the packets forwarded in the previous second (at least
+	// minResendBudget), so that a lossy link is not flooded by answers to
+	// repeated NACKs.
+	sent      uint64 // packets forwarded
+	resendWin int64  // start of the budget window (unix nanos)
+	sentAtWin uint64
+	budget    int
+}
+
+// minResendBudget is the least number of retransmissions per second a
+// consumer may get.
+const minResendBudget = 20
+
+// allowResend spends one retransmission of b's budget at now. Called with
+// the producer's wmu held.
+func (b *trackBinding) allowResend(now int64) bool {
+	if now-b.resendWin >= int64(time.Second) {
+		b.budget = max(minResendBudget, int((b.sent-b.sentAtWin)/4))
+		b.resendWin, b.sentAtWin = now, b.sent
+	}
+	if b.budget <= 0 {
+		return false
+	}
+	b.budget--
+	return true
 }
 
 // layerWant is what the consumer of one sender wants from a layered
@@ -111,6 +144,11 @@ func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 		w:           ctx.WriteStream(),
 		m:           newMunger(),
 	}
+	if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
+		if pt, ok := rtxPayloadType(codec.PayloadType, ctx.CodecParameters()); ok {
+			b.rtxSSRC, b.rtxPT = rtx, pt
+		}
+	}
 	b.want = t.want(b.ssrc)
 	t.mu.Lock()
 	old := *t.bindings.Load()
@@ -140,6 +178,18 @@ func matchCodec(c webrtc.RTPCodecCapability, params []webrtc.RTPCodecParameters)
 		return webrtc.RTPCodecParameters{}, false
 	}
 	return params[found], true
+}
+
+// rtxPayloadType returns the payload type of the RTX codec for primary
+// payload type pt among params.
+func rtxPayloadType(pt webrtc.PayloadType, params []webrtc.RTPCodecParameters) (uint8, bool) {
+	apt := "apt=" + strconv.Itoa(int(pt))
+	for _, p := range params {
+		if strings.EqualFold(p.MimeType, webrtc.MimeTypeRTX) && p.SDPFmtpLine == apt {
+			return uint8(p.PayloadType), true
+		}
+	}
+	return 0, false
 }
 
 // Unbind implements webrtc.TrackLocal.
@@ -220,6 +270,7 @@ func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi 
 		h.SSRC = b.ssrc
 		h.PayloadType = b.payloadType
 		_, _ = b.w.WriteRTP(h, payload)
+		b.sent++
 		n++
 	}
 	return n

@@ -11,7 +11,8 @@ import (
 
 // TestNACKAnsweredFromCache: a packet the subscriber never got (it went
 // into the producer's cache but not out) is NACKed by the subscriber and
-// retransmitted by the engine from the cache. (A packet the subscriber did
+// retransmitted by the engine from the cache, on the RTX stream the
+// subscriber negotiated. (A packet the subscriber did
 // get would be dropped by its SRTP replay protection.)
 func TestNACKAnsweredFromCache(t *testing.T) {
 	ctx := testContext(t)
@@ -44,7 +45,12 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 	c = sub.p.consumers[info.ID]
 	sub.p.mu.Unlock()
 	if c == nil || c.resends.Load() == 0 {
-		t.Errorf("consumer did not count the retransmission")
+		t.Fatalf("consumer did not count the retransmission")
+	}
+	// The client negotiated RTX: the retransmission went on the RTX
+	// stream (pion's receiver repaired it into the track).
+	if b := prod.track.binding(c.ssrc); b == nil || b.rtxSSRC == 0 || b.rtxSeq == 0 {
+		t.Errorf("retransmission not sent on an RTX stream (binding %+v)", b)
 	}
 	if st := e.Stats(); st.NACKs == 0 || st.Retransmissions == 0 {
 		t.Errorf("engine Stats: NACKs = %d, Retransmissions = %d, want both counted", st.NACKs, st.Retransmissions)

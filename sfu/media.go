@@ -41,7 +41,7 @@ func engineCodecs() []struct {
 		{webrtc.RTPCodecParameters{
 			RTPCodecCapability: webrtc.RTPCodecCapability{
 				MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-				SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFeedback(),
+				SDPFmtpLine: "minptime=10;useinbandfec=1;usedtx=1", RTCPFeedback: audioFeedback(),
 			},
 			PayloadType: 111,
 		}, webrtc.RTPCodecTypeAudio},
@@ -58,12 +58,22 @@ func engineCodecs() []struct {
 			},
 			PayloadType: 102,
 		}, webrtc.RTPCodecTypeVideo},
+		// Retransmissions on their own SSRC (RFC 4588), for each video codec.
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"},
+			PayloadType:        97,
+		}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"},
+			PayloadType:        103,
+		}, webrtc.RTPCodecTypeVideo},
 	}
 }
 
 // NewMediaEngine returns a fresh MediaEngine with the engine's codec set
-// (Opus, VP8, H264 42e01f packetization-mode=1, with nack, nack pli, ccm fir,
-// goog-remb and transport-cc feedback for video). Each peer connection needs
+// (Opus with in-band FEC and DTX, VP8, H264 42e01f packetization-mode=1,
+// with nack, nack pli, ccm fir, goog-remb and transport-cc feedback for
+// video, and RTX for both video codecs). Each peer connection needs
 // its own MediaEngine. Addition to the spec (useful for test clients).
 func NewMediaEngine() (*webrtc.MediaEngine, error) {
 	m := &webrtc.MediaEngine{}

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -217,8 +218,10 @@ func (p *Producer) WriteLayerRTP(layer int, pkt *rtp.Packet) error {
 }
 
 // resend answers a NACK of the consumer bound as b for its output sequence
-// number seq from the cache of the layer it was sent from. h and buf are
-// the caller's scratch space (buf holds maxCachedPayload bytes). It reports
+// number seq from the cache of the layer it was sent from, on the
+// consumer's RTX stream when negotiated (the original sequence number
+// first in the payload), else as the original packet. h and buf are the
+// caller's scratch space (buf holds maxCachedPayload+2 bytes). It reports
 // whether the packet was found.
 func (p *Producer) resend(b *trackBinding, seq uint16, h *rtp.Header, buf []byte) bool {
 	p.wmu.Lock()
@@ -232,17 +235,27 @@ func (p *Producer) resend(b *trackBinding, seq uint16, h *rtp.Header, buf []byte
 		return false
 	}
 	payload, ok := c.get(in, h, buf)
-	if !ok {
+	if !ok || !b.allowResend(time.Now().UnixNano()) {
 		return false
 	}
 	if p.codec == codecVP8 && (mp.pidOff != 0 || mp.tl0Off != 0) {
 		fi := frameInfo{vp8: parseVP8(payload)}
 		payload = mp.patch(buf, payload, &fi)
 	}
-	h.SequenceNumber = seq
 	h.Timestamp += mp.tsOff
-	h.SSRC = b.ssrc
-	h.PayloadType = b.payloadType
+	if b.rtxSSRC != 0 && len(payload)+2 <= len(buf) {
+		n := copy(buf[2:], payload)
+		binary.BigEndian.PutUint16(buf, seq)
+		payload = buf[:n+2]
+		h.SequenceNumber = b.rtxSeq
+		b.rtxSeq++
+		h.SSRC = b.rtxSSRC
+		h.PayloadType = b.rtxPT
+	} else {
+		h.SequenceNumber = seq
+		h.SSRC = b.ssrc
+		h.PayloadType = b.payloadType
+	}
 	_, _ = b.w.WriteRTP(h, payload)
 	return true
 }
