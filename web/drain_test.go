@@ -166,8 +166,8 @@ func (c *wsClient) expectMove() moveMsg {
 		}
 		switch m.Type {
 		case typeMove:
-			if m.V != protocolVersion {
-				c.t.Fatalf("move without v=1: %s", b)
+			if m.V != c.v {
+				c.t.Fatalf("move without v=%d: %s", c.v, b)
 			}
 			var raw map[string]any
 			_ = json.Unmarshal(b, &raw)

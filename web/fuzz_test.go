@@ -47,15 +47,21 @@ var serverTypes = map[string]bool{
 	typeJoined: true, typePublishAnswer: true, typeSubscriberOffer: true, typeCandidate: true,
 	typeParticipantJoined: true, typeParticipantLeft: true, typeProducerAdded: true,
 	typeProducerRemoved: true, typeError: true, typePong: true, typeMove: true,
+	typeEncodings: true,
 }
 
 // maxErrorText bounds the text of an error sent to a client: client input
 // is only ever echoed truncated.
 const maxErrorText = 512
 
-// wireMsg encodes a client message as the browser would.
+// wireMsg encodes a client message of protocol version 1.
 func wireMsg(fields map[string]any) string {
-	fields["v"] = 1
+	return wireMsgV(protocolV1, fields)
+}
+
+// wireMsgV encodes a client message of protocol version v.
+func wireMsgV(v int, fields map[string]any) string {
+	fields["v"] = v
 	b, err := json.Marshal(fields)
 	if err != nil {
 		panic(err)
@@ -105,6 +111,16 @@ func messageSeeds(tb testing.TB) []string {
 		``,
 		`null`,
 		strings.Repeat("[", 10000),
+		wireMsgV(2, map[string]any{"type": "join", "name": "Alice"}),
+		wireMsgV(2, map[string]any{"type": "video-settings", "settings": []map[string]any{
+			{"producerId": "Yq1_c7Rk2PzT0aMn", "width": 320, "height": 180, "visible": true},
+			{"producerId": "9aKf3Wm1_Zr8pQ2c", "width": 0, "height": 0, "visible": false},
+		}}),
+		`{"v":2,"type":"video-settings","settings":[{"producerId":"P","width":-1,"height":1e9,"visible":"yes"}]}`,
+		`{"v":2,"type":"video-settings","settings":[null,{},[]]}`,
+		`{"v":1,"type":"video-settings","settings":[]}`,
+		`{"v":2,"type":"ping"}`,
+		`{"v":3,"type":"ping"}`,
 	}
 	for _, sdp := range hostileSDPs(tb) {
 		seeds = append(seeds, wireMsg(map[string]any{"type": "publish", "sdp": map[string]string{"type": "offer", "sdp": sdp}}))
@@ -121,7 +137,7 @@ func FuzzParseMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := parseMessage(data)
+		msg, err := parseMessage(data, 0)
 		if err != nil {
 			var pe *protocolError
 			if !errors.As(err, &pe) {
@@ -140,8 +156,17 @@ func FuzzParseMessage(f *testing.F) {
 			V    int    `json:"v"`
 			Type string `json:"type"`
 		}
-		if err := json.Unmarshal(data, &env); err != nil || env.V != protocolVersion || env.Type != msg.Type {
-			t.Fatalf("accepted %q as %q, but it decodes to %+v (%v)", data, msg.Type, env, err)
+		if err := json.Unmarshal(data, &env); err != nil || env.V != msg.V || env.Type != msg.Type ||
+			(msg.V != protocolV1 && msg.V != protocolV2) {
+			t.Fatalf("accepted %q as %q v%d, but it decodes to %+v (%v)", data, msg.Type, msg.V, env, err)
+		}
+		// A session of that version accepts it too, one of the other
+		// version refuses it for its version.
+		if _, err := parseMessage(data, msg.V); err != nil {
+			t.Fatalf("accepted %q before the join but not in a version %d session: %v", data, msg.V, err)
+		}
+		if _, err := parseMessage(data, protocolV1+protocolV2-msg.V); wireCode(err) != codeUnsupportedVersion {
+			t.Fatalf("version %d message %q in a session of the other version: %v", msg.V, data, err)
 		}
 		switch msg.Type {
 		case typeJoin:
@@ -168,6 +193,17 @@ func FuzzParseMessage(f *testing.F) {
 			if msg.Target != sfu.TargetPublisher && msg.Target != sfu.TargetSubscriber {
 				t.Fatalf("candidate accepted with target %q", msg.Target)
 			}
+		case typeVideoSettings:
+			if msg.V < protocolV2 || len(msg.Settings) > maxVideoSettings {
+				t.Fatalf("video-settings accepted in version %d with %d entries", msg.V, len(msg.Settings))
+			}
+			for _, vs := range msg.Settings {
+				s := vs.Settings
+				if vs.ProducerID == "" || len(vs.ProducerID) > maxProducerIDLen ||
+					s.Width < 0 || s.Width > maxVideoDimension || s.Height < 0 || s.Height > maxVideoDimension {
+					t.Fatalf("video-settings accepted with entry %+v", vs)
+				}
+			}
 		case typePing, typeLeave:
 		default:
 			t.Fatalf("accepted unknown type %q", msg.Type)
@@ -188,8 +224,8 @@ func FuzzParseMessage(f *testing.F) {
 // a subscriber offer) and "!unproducer" removes the oldest one; any other
 // line is a text frame from A.
 //
-// Invariants: no panic; every server message is a JSON object with v=1 and
-// a server message type; error codes are client codes (never "internal")
+// Invariants: no panic; every server message is a JSON object with a
+// server message type and v=1 or 2, the session's version once joined; error codes are client codes (never "internal")
 // with a bounded text; "joined" comes at most once per connection and
 // before anything but errors; after the script every participant has left
 // and the room is gone.
@@ -212,11 +248,15 @@ func FuzzSession(f *testing.F) {
 func sessionSeeds(tb testing.TB) []string {
 	offer := pionOffer(tb)
 	join := func(c, name string) string { return c + wireMsg(map[string]any{"type": "join", "name": name}) }
+	joinV2 := func(c, name string) string { return c + wireMsgV(2, map[string]any{"type": "join", "name": name}) }
 	publish := func(c, sdp string) string {
 		return c + wireMsg(map[string]any{"type": "publish", "sdp": map[string]string{"type": "offer", "sdp": sdp}})
 	}
 	answer := func(c, sdp string) string {
 		return c + wireMsg(map[string]any{"type": "subscriber-answer", "sdp": map[string]string{"type": "answer", "sdp": sdp}})
+	}
+	answer2 := func(c, sdp string) string {
+		return c + wireMsgV(2, map[string]any{"type": "subscriber-answer", "sdp": map[string]string{"type": "answer", "sdp": sdp}})
 	}
 	// An answer to a subscriber offer carrying one remote VP8 producer.
 	subAnswer := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n" +
@@ -240,6 +280,13 @@ func sessionSeeds(tb testing.TB) []string {
 		lines("!drain", join("a", "Alice")),
 		lines(join("a", "Zoë 🎥"), `x{"v":1,"type":"ping"}`, `a{"v":2,"type":"ping"}`, `a{"v":1,"type":"teleport"}`),
 		lines(join("a", "Alice"), `a{"v":1,"type":"candidate","target":"subscriber","candidate":{"candidate":"garbage"}}`),
+		lines(`a{"v":2,"type":"ping"}`, joinV2("a", ""), joinV2("a", "Alice"), joinV2("b", "Bob"), publish("b", offer),
+			`a{"v":2,"type":"video-settings","settings":[{"producerId":"remote-producer-0","width":640,"height":360,"visible":true}]}`,
+			"!producer", answer2("a", subAnswer),
+			`a{"v":2,"type":"video-settings","settings":[{"producerId":"remote-producer-0","width":0,"height":0,"visible":false},{"producerId":"nobody","width":1,"height":1,"visible":true}]}`,
+			`a{"v":2,"type":"video-settings","settings":[{"producerId":"","width":1,"height":1,"visible":true}]}`,
+			`a{"v":1,"type":"ping"}`, `b{"v":2,"type":"video-settings","settings":[]}`, "!drain", `a{"v":2,"type":"leave"}`),
+		lines(joinV2("a", "Alice"), join("b", "Bob"), "!producer", `b{"v":2,"type":"ping"}`, `b{"v":1,"type":"video-settings","settings":[]}`, "!drain"),
 		strings.Join(flood, "\n"),
 		lines(append(flood[:60:60], "!tick", `a{"v":1,"type":"ping"}`)...),
 		lines(join("a", "Alice"), "!producer", answer("a", subAnswer), "a"+subCand, "!producer", answer("a", subAnswer), "!unproducer", answer("a", subAnswer)),
@@ -371,8 +418,11 @@ func (h *fuzzHarness) check(fs *fuzzSession, b []byte) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		h.t.Fatalf("server message is not a JSON object: %s (%v)", b, err)
 	}
-	if m.V == nil || *m.V != protocolVersion || !serverTypes[m.Type] {
+	if m.V == nil || (*m.V != protocolV1 && *m.V != protocolV2) || !serverTypes[m.Type] {
 		h.t.Fatalf("bad server message %s", b)
+	}
+	if fs.sawJoined && *m.V != fs.s.protocol() {
+		h.t.Fatalf("version %d session sent %s", fs.s.protocol(), b)
 	}
 	switch m.Type {
 	case typeJoined:

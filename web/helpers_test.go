@@ -160,6 +160,7 @@ type wsClient struct {
 	t     *testing.T
 	conn  *websocket.Conn
 	local net.Addr // client side address of the TCP connection
+	v     int      // protocol version it joins with and expects (protocolV1 unless set)
 }
 
 // dial opens a signaling connection to room; hdr may set e.g. Origin.
@@ -191,7 +192,7 @@ func (env *testEnv) dial(room string, hdr http.Header) (*wsClient, *http.Respons
 		return nil, resp, err
 	}
 	conn.SetReadLimit(1 << 20)
-	c := &wsClient{t: env.t, conn: conn}
+	c := &wsClient{t: env.t, conn: conn, v: protocolV1}
 	mu.Lock()
 	c.local = local
 	mu.Unlock()
@@ -209,11 +210,20 @@ func (env *testEnv) mustDial(room string) *wsClient {
 	return c
 }
 
-// join dials room, joins as name and returns the client and its "joined".
+// join dials room, joins as name with protocol version 1 and returns the
+// client and its "joined".
 func (env *testEnv) join(room, name string) (*wsClient, testMsg) {
 	env.t.Helper()
+	return env.joinVersion(room, name, protocolV1)
+}
+
+// joinVersion is join with protocol version v: the client then sends and
+// expects v in every message.
+func (env *testEnv) joinVersion(room, name string, v int) (*wsClient, testMsg) {
+	env.t.Helper()
 	c := env.mustDial(room)
-	c.send(map[string]any{"v": 1, "type": "join", "name": name})
+	c.v = v
+	c.send(map[string]any{"v": v, "type": "join", "name": name})
 	return c, c.expect(typeJoined)
 }
 
@@ -251,8 +261,9 @@ func (c *wsClient) read() (testMsg, error) {
 }
 
 // expect reads messages until one of type typ arrives, skipping room
-// events (participant/producer/offer/candidate), and fails on anything
-// else (e.g. an unexpected error message).
+// events (participant/producer/offer/candidate/encodings), and fails on
+// anything else (e.g. an unexpected error message) and on messages not of
+// the client's protocol version.
 func (c *wsClient) expect(typ string) testMsg {
 	c.t.Helper()
 	for {
@@ -260,15 +271,15 @@ func (c *wsClient) expect(typ string) testMsg {
 		if err != nil {
 			c.t.Fatalf("waiting for %q: %v", typ, err)
 		}
-		if m.V != protocolVersion {
-			c.t.Fatalf("message %q without v=1: %+v", m.Type, m)
+		if m.V != c.v {
+			c.t.Fatalf("message %q without v=%d: %+v", m.Type, c.v, m)
 		}
 		if m.Type == typ {
 			return m
 		}
 		switch m.Type {
 		case typeParticipantJoined, typeParticipantLeft, typeProducerAdded, typeProducerRemoved,
-			typeSubscriberOffer, typeCandidate, typePong:
+			typeSubscriberOffer, typeCandidate, typePong, typeEncodings:
 			continue
 		}
 		c.t.Fatalf("waiting for %q, got %+v", typ, m)
@@ -306,7 +317,7 @@ func (c *wsClient) expectClose() (websocket.StatusCode, string) {
 // ping round-trips a ping: proof the session is alive and responsive.
 func (c *wsClient) ping() {
 	c.t.Helper()
-	c.send(map[string]any{"v": 1, "type": "ping"})
+	c.send(map[string]any{"v": c.v, "type": "ping"})
 	c.expect(typePong)
 }
 

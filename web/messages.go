@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -10,8 +11,14 @@ import (
 	"github.com/confab/confab/sfu"
 )
 
-// protocolVersion is the only signaling protocol version ("v") spoken.
-const protocolVersion = 1
+// Signaling protocol versions ("v"). Version 2 adds "video-settings" and
+// "encodings" (adaptive video); everything else is the same in both. A
+// session speaks the version of its "join" (see docs/protocol.md,
+// Versions).
+const (
+	protocolV1 = 1
+	protocolV2 = 2
+)
 
 // Message types, both directions (see docs/protocol.md).
 const (
@@ -22,6 +29,7 @@ const (
 	typeCandidate        = "candidate" // also server -> client
 	typeLeave            = "leave"
 	typePing             = "ping"
+	typeVideoSettings    = "video-settings" // version 2
 
 	// server -> client
 	typeJoined            = "joined"
@@ -34,6 +42,7 @@ const (
 	typeError             = "error"
 	typePong              = "pong"
 	typeMove              = "move"
+	typeEncodings         = "encodings" // version 2
 )
 
 // Reasons of "move" (see docs/protocol.md).
@@ -51,6 +60,13 @@ const (
 // maxAvoid bounds the node ids of a join's "avoid"; later ones are ignored.
 const maxAvoid = 16
 
+// Limits of a "video-settings" message; beyond them it is a bad-message.
+const (
+	maxVideoSettings  = 64    // entries per message
+	maxProducerIDLen  = 64    // bytes of a producerId
+	maxVideoDimension = 16384 // width and height, device pixels
+)
+
 // wireSDP is a session description on the wire: {"type":"offer","sdp":"..."}.
 type wireSDP struct {
 	Type string `json:"type"`
@@ -66,6 +82,7 @@ type envelope struct {
 // inbound holds the fields of any client message; which ones are required
 // depends on the type (see parseMessage).
 type inbound struct {
+	V         int // protocol version: protocolV1 or protocolV2
 	Type      string
 	Name      string
 	Placed    string   // join: the node a placement "move" sent the client to
@@ -73,6 +90,13 @@ type inbound struct {
 	SDP       webrtc.SessionDescription
 	Target    sfu.Target
 	Candidate webrtc.ICECandidateInit
+	Settings  []videoSetting // video-settings, in message order
+}
+
+// videoSetting is one checked entry of a "video-settings" message.
+type videoSetting struct {
+	ProducerID string
+	Settings   sfu.VideoSettings
 }
 
 // inboundFields is the JSON shape of the type-specific fields.
@@ -83,13 +107,18 @@ type inboundFields struct {
 	SDP       *wireSDP                 `json:"sdp"`
 	Target    *string                  `json:"target"`
 	Candidate *webrtc.ICECandidateInit `json:"candidate"`
+	Settings  *[]wireVideoSetting      `json:"settings"`
 }
 
-// parseMessage decodes and checks one client message: a JSON object, "v"
-// equal to 1, a known "type" and the fields that type requires. Errors are
-// *protocolError of kind errBadMessage, errUnsupportedVersion,
-// errUnknownType or sfu.ErrInvalidSDP. It never panics.
-func parseMessage(data []byte) (inbound, error) {
+// parseMessage decodes and checks one client message: a JSON object, a
+// version "v", a "type" known in that version and the fields that type
+// requires. want is the session's version once it has joined (the message
+// must carry exactly that one), 0 before (1 and 2 are accepted). Errors
+// are *protocolError of kind errBadMessage, errUnsupportedVersion,
+// errUnknownType or sfu.ErrInvalidSDP; msg.V is set as soon as the
+// version is known to be acceptable, even when a later check fails, so
+// that the error can be answered in it. It never panics.
+func parseMessage(data []byte, want int) (inbound, error) {
 	var msg inbound
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -100,11 +129,19 @@ func parseMessage(data []byte) (inbound, error) {
 		return msg, protoErrorf(errBadMessage, "malformed message: %v", err)
 	}
 	if len(env.V) == 0 {
-		return msg, protoErrorf(errUnsupportedVersion, `missing protocol version: "v" must be %d`, protocolVersion)
+		return msg, protoErrorf(errUnsupportedVersion, "missing protocol version: %s", versionRule(want))
 	}
-	if string(bytes.TrimSpace(env.V)) != "1" {
-		return msg, protoErrorf(errUnsupportedVersion, `unsupported protocol version %s: "v" must be %d`, truncate(string(env.V), 16), protocolVersion)
+	v := 0
+	switch string(bytes.TrimSpace(env.V)) {
+	case "1":
+		v = protocolV1
+	case "2":
+		v = protocolV2
 	}
+	if v == 0 || (want != 0 && v != want) {
+		return msg, protoErrorf(errUnsupportedVersion, "unsupported protocol version %s: %s", truncate(string(env.V), 16), versionRule(want))
+	}
+	msg.V = v
 	msg.Type = env.Type
 	switch env.Type {
 	case "":
@@ -112,6 +149,10 @@ func parseMessage(data []byte) (inbound, error) {
 	case typeLeave, typePing:
 		return msg, nil
 	case typeJoin, typePublish, typeSubscriberAnswer, typeCandidate:
+	case typeVideoSettings:
+		if v < protocolV2 {
+			return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
+		}
 	default:
 		return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
 	}
@@ -168,8 +209,57 @@ func parseMessage(data []byte) (inbound, error) {
 			}
 		}
 		msg.Candidate = *f.Candidate
+	case typeVideoSettings:
+		settings, err := videoSettings(f.Settings)
+		if err != nil {
+			return msg, err
+		}
+		msg.Settings = settings
 	}
 	return msg, nil
+}
+
+// versionRule is the part of an unsupported-version error saying which
+// "v" is expected: before the join (want 0) any supported version, after
+// it the session's.
+func versionRule(want int) string {
+	switch want {
+	case 0:
+		return `"v" must be 1 or 2`
+	case protocolV1:
+		return `"v" must be 1`
+	default:
+		return fmt.Sprintf(`"v" must be %d, the version this session joined with`, want)
+	}
+}
+
+// videoSettings checks the entries of a "video-settings" message: present,
+// at most maxVideoSettings, each with a producerId of 1 to
+// maxProducerIDLen bytes, integer width and height from 0 to
+// maxVideoDimension and a boolean visible.
+func videoSettings(list *[]wireVideoSetting) ([]videoSetting, error) {
+	if list == nil {
+		return nil, protoErrorf(errBadMessage, `video-settings: missing "settings"`)
+	}
+	if len(*list) > maxVideoSettings {
+		return nil, protoErrorf(errBadMessage, "video-settings: %d entries, at most %d", len(*list), maxVideoSettings)
+	}
+	out := make([]videoSetting, 0, len(*list))
+	for i, w := range *list {
+		switch {
+		case w.ProducerID == nil || w.Width == nil || w.Height == nil || w.Visible == nil:
+			return nil, protoErrorf(errBadMessage, `video-settings: entry %d: "producerId", "width", "height" and "visible" are required`, i)
+		case *w.ProducerID == "" || len(*w.ProducerID) > maxProducerIDLen:
+			return nil, protoErrorf(errBadMessage, "video-settings: entry %d: producerId must have 1 to %d bytes", i, maxProducerIDLen)
+		case *w.Width < 0 || *w.Width > maxVideoDimension || *w.Height < 0 || *w.Height > maxVideoDimension:
+			return nil, protoErrorf(errBadMessage, "video-settings: entry %d: width and height must be 0 to %d, not %dx%d", i, maxVideoDimension, *w.Width, *w.Height)
+		}
+		out = append(out, videoSetting{
+			ProducerID: *w.ProducerID,
+			Settings:   sfu.VideoSettings{Width: *w.Width, Height: *w.Height, Visible: *w.Visible},
+		})
+	}
+	return out, nil
 }
 
 // sessionDescription checks a wire SDP of a publish / subscriber-answer
@@ -197,11 +287,13 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// outbound is any server message except "joined". Unused fields are
-// omitted.
+// outbound is any server message except "joined" and "move". Unused
+// fields are omitted; the embedded *wireEncodings (set for "encodings"
+// only) contributes producerId, mid and layers.
 type outbound struct {
-	V           int                      `json:"v"`
-	Type        string                   `json:"type"`
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	*wireEncodings
 	SDP         *wireSDP                 `json:"sdp,omitempty"`
 	Target      sfu.Target               `json:"target,omitempty"`
 	Candidate   *webrtc.ICECandidateInit `json:"candidate,omitempty"`
@@ -235,40 +327,50 @@ type moveMessage struct {
 	Nodes   []Peer `json:"nodes"`
 }
 
-func newOutbound(typ string) outbound { return outbound{V: protocolVersion, Type: typ} }
+// newOutbound starts a server message of protocol version v.
+func newOutbound(v int, typ string) outbound { return outbound{V: v, Type: typ} }
 
 func toWireSDP(sd webrtc.SessionDescription) *wireSDP {
 	return &wireSDP{Type: sd.Type.String(), SDP: sd.SDP}
 }
 
-// eventMessage translates an engine event to its wire message. ok is false
-// for events that are not forwarded to the client (connection-state,
-// closed, end-of-candidates, or events missing their payload).
-func eventMessage(ev sfu.Event) (msg outbound, ok bool) {
+// eventMessage translates an engine event to its wire message for a
+// session of protocol version v. ok is false for events that are not
+// forwarded to the client (connection-state, closed, end-of-candidates,
+// events missing their payload, and encodings for version 1 sessions).
+func eventMessage(ev sfu.Event, v int) (msg outbound, ok bool) {
 	switch ev.Type {
 	case sfu.EventParticipantJoined:
-		msg, ok = newOutbound(typeParticipantJoined), ev.Participant != nil
+		msg, ok = newOutbound(v, typeParticipantJoined), ev.Participant != nil
 		msg.Participant = participantPtr(ev.Participant)
 	case sfu.EventParticipantLeft:
-		msg, ok = newOutbound(typeParticipantLeft), ev.Participant != nil
+		msg, ok = newOutbound(v, typeParticipantLeft), ev.Participant != nil
 		msg.Participant = participantPtr(ev.Participant)
 	case sfu.EventProducerAdded:
-		msg, ok = newOutbound(typeProducerAdded), ev.Producer != nil
+		msg, ok = newOutbound(v, typeProducerAdded), ev.Producer != nil
 		msg.Producer = producerPtr(ev.Producer)
 	case sfu.EventProducerRemoved:
-		msg, ok = newOutbound(typeProducerRemoved), ev.Producer != nil
+		msg, ok = newOutbound(v, typeProducerRemoved), ev.Producer != nil
 		msg.Producer = producerPtr(ev.Producer)
 	case sfu.EventSubscriberOffer:
 		if ev.SDP == nil {
 			return msg, false
 		}
-		msg, ok = newOutbound(typeSubscriberOffer), true
+		msg, ok = newOutbound(v, typeSubscriberOffer), true
 		msg.SDP = toWireSDP(*ev.SDP)
 	case sfu.EventICECandidate:
 		// A nil candidate (end of candidates) may be skipped.
-		msg, ok = newOutbound(typeCandidate), ev.Candidate != nil
+		msg, ok = newOutbound(v, typeCandidate), ev.Candidate != nil
 		msg.Target = ev.Target
 		msg.Candidate = ev.Candidate
+	case sfu.EventEncodings:
+		// Version 1 clients publish one encoding per track and know no
+		// "encodings"; an event without layers says nothing.
+		if v < protocolV2 || ev.Encodings == nil || len(ev.Encodings.Layers) == 0 {
+			return msg, false
+		}
+		msg, ok = newOutbound(v, typeEncodings), true
+		msg.wireEncodings = toWireEncodings(*ev.Encodings)
 	}
 	return msg, ok
 }

@@ -139,17 +139,23 @@ func (s *Server) Drain(message string) {
 	if nodes == nil {
 		nodes = []Peer{}
 	}
-	b, err := json.Marshal(moveMessage{
-		V: protocolVersion, Type: typeMove, Reason: moveReasonDraining, Message: message, Nodes: nodes,
-	})
-	if err != nil { // cannot happen with these types
-		s.log.Error("web: drain: encode move", "err", err)
-		return
+	// One encoding per protocol version: each session gets its own.
+	var moves [protocolV2 + 1][]byte
+	for v := protocolV1; v <= protocolV2; v++ {
+		b, err := json.Marshal(moveMessage{
+			V: v, Type: typeMove, Reason: moveReasonDraining, Message: message, Nodes: nodes,
+		})
+		if err != nil { // cannot happen with these types
+			s.log.Error("web: drain: encode move", "err", err)
+			return
+		}
+		moves[v] = b
 	}
 	for _, ss := range sessions {
 		// Queued like a room event: a session that is joining gets it
-		// right after "joined".
-		ss.sendEvent(b)
+		// right after "joined" (its version is set before the join
+		// checks for draining, so it is the join's).
+		ss.sendEvent(moves[ss.protocol()])
 	}
 	s.log.Info("web: draining: asked clients to move", "sessions", len(sessions), "nodes", len(nodes), "message", message)
 }

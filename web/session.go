@@ -38,12 +38,20 @@ type session struct {
 	ctx          context.Context             // the server's lifetime
 	writeTimeout time.Duration
 
+	// version is the protocol version of the latest join attempt (0
+	// before any); once joined, every message to the client carries it
+	// and every client message must. Set by the reader before the join
+	// checks for draining (so Drain, which marks the server draining
+	// first, sees it), read by engine goroutines (HandleEvent) and Drain.
+	version atomic.Int32
+
 	out     chan []byte   // bounded outbox, drained by writeLoop
 	closing chan struct{} // closed by the first requestClose
 	wg      sync.WaitGroup
 
 	// Reader-goroutine state (no lock needed).
 	participant *sfu.Participant // nil until joined
+	replyV      int              // version of the replies to the message being handled (see receive)
 	limiter     *rateLimiter     // nil when rate limiting is disabled
 	limitedOnce bool             // the first rate-limited message was logged
 	trickled    map[sfu.Target]int
@@ -85,6 +93,15 @@ func newSession(srv *Server, conn *websocket.Conn, room, selfURL string, log *sl
 	}
 	s.log.Store(log)
 	return s
+}
+
+// protocol returns the session's protocol version: the version of its
+// (latest) join, protocolV1 before any.
+func (s *session) protocol() int {
+	if v := s.version.Load(); v != 0 {
+		return int(v)
+	}
+	return protocolV1
 }
 
 // logger returns the session's current scoped logger.
@@ -132,10 +149,15 @@ func (s *session) readLoop() {
 // "error" messages. Once a close was requested it ignores everything (the
 // reader keeps reading until the close handshake completes). Reader
 // goroutine only (tests and fuzzing drive it directly).
+//
+// Replies (including errors) carry the session's version; before the
+// session has joined, the version of the message they answer when that
+// one is supported (see handle).
 func (s *session) receive(typ websocket.MessageType, data []byte) {
 	if s.isClosing() {
 		return
 	}
+	s.replyV = s.protocol()
 	switch s.limiter.judge() {
 	case abusive:
 		s.logger().Warn("signaling: client keeps flooding, closing",
@@ -164,12 +186,19 @@ func (s *session) receive(typ websocket.MessageType, data []byte) {
 // handle decodes and executes one client message. The returned error is
 // reported to the client as an "error" message; the session stays open.
 func (s *session) handle(data []byte) error {
-	msg, err := parseMessage(data)
+	want := 0 // before the join any supported version, after it the join's
+	if s.participant != nil {
+		want = s.protocol()
+	}
+	msg, err := parseMessage(data, want)
+	if s.participant == nil && msg.V != 0 {
+		s.replyV = msg.V // not joined: answer in the message's version
+	}
 	if err != nil {
 		return err
 	}
 	if msg.Type == typeJoin {
-		return s.join(msg.Name, msg.Placed, msg.Avoid)
+		return s.join(msg.V, msg.Name, msg.Placed, msg.Avoid)
 	}
 	p := s.participant
 	if p == nil {
@@ -177,7 +206,7 @@ func (s *session) handle(data []byte) error {
 	}
 	switch msg.Type {
 	case typePing:
-		s.sendMessage(newOutbound(typePong))
+		s.sendMessage(newOutbound(s.replyV, typePong))
 	case typeLeave:
 		s.logger().Debug("signaling: participant leaves")
 		s.requestClose(websocket.StatusNormalClosure, reasonLeft, true)
@@ -189,7 +218,7 @@ func (s *session) handle(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		reply := newOutbound(typePublishAnswer)
+		reply := newOutbound(s.replyV, typePublishAnswer)
 		reply.SDP = toWireSDP(answer)
 		s.sendMessage(reply)
 	case typeSubscriberAnswer:
@@ -219,6 +248,18 @@ func (s *session) handle(data []byte) error {
 		if err := p.AddICECandidate(msg.Target, msg.Candidate); err != nil {
 			return fmt.Errorf("candidate for %s: %w", msg.Target, err)
 		}
+	case typeVideoSettings:
+		// Entries apply in order (a later one for the same producer wins);
+		// producers not listed keep their settings, unknown ones are
+		// remembered by the engine for when they appear.
+		for _, vs := range msg.Settings {
+			if err := p.SetVideoSettings(vs.ProducerID, vs.Settings); err != nil {
+				if errors.Is(err, sfu.ErrParticipantClosed) {
+					return nil // the session is closing anyway
+				}
+				return fmt.Errorf("video settings of producer %s: %w", vs.ProducerID, err)
+			}
+		}
 	}
 	return nil
 }
@@ -226,13 +267,15 @@ func (s *session) handle(data []byte) error {
 // join validates the name, asks placement where the participant belongs
 // and, if here, joins the engine room and queues "joined"; otherwise it
 // queues "move" to the chosen node and stays unjoined. On a draining node it
-// answers "draining" and closes the connection instead. placed and avoid
-// are the join's "placed" and "avoid" fields.
-func (s *session) join(rawName, placed string, avoid []string) error {
+// answers "draining" and closes the connection instead. v is the join's
+// protocol version, which becomes the session's; placed and avoid are the
+// join's "placed" and "avoid" fields.
+func (s *session) join(v int, rawName, placed string, avoid []string) error {
 	start := time.Now()
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
 	}
+	s.version.Store(int32(v))
 	name, err := normalizeDisplayName(rawName)
 	if err != nil {
 		return protoErrorf(errInvalidName, "invalid name: %v (1-64 characters, no control characters)", err)
@@ -255,7 +298,7 @@ func (s *session) join(rawName, placed string, avoid []string) error {
 
 	peers, producers := p.InitialState()
 	joined, err := json.Marshal(joinedMessage{
-		V:             protocolVersion,
+		V:             v,
 		Type:          typeJoined,
 		ParticipantID: p.ID(),
 		NodeID:        s.srv.nodeID,
@@ -307,6 +350,11 @@ func (s *session) HandleEvent(ev sfu.Event) {
 	case sfu.EventConnectionState:
 		s.logger().Debug("signaling: peer connection state", "target", ev.Target, "state", ev.State)
 		return
+	case sfu.EventEncodings:
+		if ev.Encodings != nil {
+			s.logger().Debug("signaling: encodings", "producer", ev.Encodings.ProducerID, "layers", ev.Encodings.Layers,
+				"forwarded", s.protocol() >= protocolV2)
+		}
 	case sfu.EventSubscriberOffer:
 		if ev.SDP != nil {
 			m := mids(ev.SDP.SDP)
@@ -315,7 +363,7 @@ func (s *session) HandleEvent(ev sfu.Event) {
 			s.mu.Unlock()
 		}
 	}
-	msg, ok := eventMessage(ev)
+	msg, ok := eventMessage(ev, s.protocol())
 	if !ok {
 		return
 	}
@@ -347,7 +395,7 @@ func (s *session) sendError(err error) {
 	} else {
 		s.logger().Debug("signaling: rejected client message", "code", code, "err", err)
 	}
-	msg := newOutbound(typeError)
+	msg := newOutbound(s.replyV, typeError)
 	msg.Code = code
 	msg.Message = clientMessage(code, err)
 	s.sendMessage(msg)
@@ -380,7 +428,7 @@ func (s *session) place(placed string, avoid []string) (moved bool, err error) {
 		text = fmt.Sprintf("room %q goes to node %s (%s): join it there", s.room, pl.Node.ID, pl.Reason)
 	}
 	s.logger().Info("signaling: placed on another node", "node", pl.Node.ID, "reason", pl.Reason, "full", pl.Full)
-	b, err := json.Marshal(moveMessage{V: protocolVersion, Type: typeMove, Reason: reason, Message: text, Nodes: []Peer{pl.Node}})
+	b, err := json.Marshal(moveMessage{V: s.replyV, Type: typeMove, Reason: reason, Message: text, Nodes: []Peer{pl.Node}})
 	if err != nil { // cannot happen with these types
 		return false, fmt.Errorf("encode move: %w", err)
 	}

@@ -3,8 +3,9 @@ package web
 import "github.com/confab/confab/sfu"
 
 // This file holds the participant and producer shapes of the signaling
-// protocol (docs/protocol.md: ParticipantInfo, ProducerInfo) and the only
-// conversions from the engine's types to them. The engine's structs are
+// protocol (docs/protocol.md: ParticipantInfo, ProducerInfo), the shapes of
+// the adaptive video messages of version 2 (video-settings, encodings) and
+// the only conversions between the engine's types and them. The engine's structs are
 // never marshaled directly, so renaming a field in sfu cannot change the
 // protocol; TestWireGolden pins the JSON.
 
@@ -79,4 +80,40 @@ func toWireProducers(ps []sfu.ProducerInfo) []wireProducer {
 		out = append(out, toWireProducer(p))
 	}
 	return out
+}
+
+// wireVideoSetting is one entry of "video-settings" (client -> server,
+// version 2): how the client shows one remote video producer. Pointers
+// tell a missing field from its zero value; all four are required
+// (videoSettings checks them).
+type wireVideoSetting struct {
+	ProducerID *string `json:"producerId"`
+	Width      *int    `json:"width"`  // rendered width in device pixels, 0 = unknown
+	Height     *int    `json:"height"` // rendered height in device pixels, 0 = unknown
+	Visible    *bool   `json:"visible"`
+}
+
+// wireEncodings is the body of "encodings" (server -> client, version 2):
+// which encodings of one of the client's own producers to send. Layers is
+// never nil.
+type wireEncodings struct {
+	ProducerID string      `json:"producerId"`
+	Mid        string      `json:"mid"` // the producer's m-line on the publisher connection
+	Layers     []wireLayer `json:"layers"`
+}
+
+// wireLayer says whether to send one encoding, named by its RID ("" for
+// a track published with a single encoding).
+type wireLayer struct {
+	RID    string `json:"rid"`
+	Active bool   `json:"active"`
+}
+
+// toWireEncodings converts an engine encodings event to its wire shape.
+func toWireEncodings(e sfu.EncodingsInfo) *wireEncodings {
+	w := &wireEncodings{ProducerID: e.ProducerID, Mid: e.Mid, Layers: make([]wireLayer, 0, len(e.Layers))}
+	for _, l := range e.Layers {
+		w.Layers = append(w.Layers, wireLayer{RID: l.RID, Active: l.Active})
+	}
+	return w
 }

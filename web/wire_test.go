@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/confab/confab/sfu"
@@ -9,7 +10,8 @@ import (
 
 // TestWireGolden pins the JSON of every protocol message that carries a
 // participant or a producer (docs/protocol.md: ParticipantInfo,
-// ProducerInfo, joined, participant-joined/-left, producer-added/-removed).
+// ProducerInfo, joined, participant-joined/-left, producer-added/-removed)
+// and of "encodings", in both protocol versions where they exist.
 // The engine types go through the converters of wire.go, so a renamed sfu
 // field or json tag that reaches the wire fails here.
 func TestWireGolden(t *testing.T) {
@@ -42,20 +44,31 @@ func TestWireGolden(t *testing.T) {
 			`"codec":{"mimeType":"video/VP8","clockRate":90000},"origin":"","remote":false}`
 	)
 
-	event := func(ev sfu.Event) any {
+	eventV := func(v int, ev sfu.Event) any {
 		t.Helper()
-		msg, ok := eventMessage(ev)
+		msg, ok := eventMessage(ev, v)
 		if !ok {
-			t.Fatalf("eventMessage(%s) not forwarded", ev.Type)
+			t.Fatalf("eventMessage(%s, %d) not forwarded", ev.Type, v)
 		}
 		return msg
 	}
-	joined := func(peers []sfu.ParticipantInfo, producers []sfu.ProducerInfo) any {
+	event := func(ev sfu.Event) any {
+		t.Helper()
+		return eventV(protocolV1, ev)
+	}
+	simulcast := sfu.EncodingsInfo{ProducerID: "9aKf3Wm1_Zr8pQ2c", Mid: "1", Layers: []sfu.LayerActive{
+		{RID: "q", Active: true}, {RID: "h", Active: false}, {RID: "f", Active: false},
+	}}
+	single := sfu.EncodingsInfo{ProducerID: "p", Mid: "0", Layers: []sfu.LayerActive{{RID: "", Active: false}}}
+	joinedV := func(v int, peers []sfu.ParticipantInfo, producers []sfu.ProducerInfo) any {
 		return joinedMessage{
-			V: protocolVersion, Type: typeJoined, ParticipantID: "Jc8Xq0-2bWk9aT1e", NodeID: "node-a", Room: "standup",
+			V: v, Type: typeJoined, ParticipantID: "Jc8Xq0-2bWk9aT1e", NodeID: "node-a", Room: "standup",
 			Participants: toWireParticipants(peers), Producers: toWireProducers(producers),
 			Nodes: []Peer{{ID: "node-a", URL: "http://10.0.0.1:8080"}},
 		}
+	}
+	joined := func(peers []sfu.ParticipantInfo, producers []sfu.ProducerInfo) any {
+		return joinedV(protocolV1, peers, producers)
 	}
 	tests := []struct {
 		name string
@@ -79,6 +92,22 @@ func TestWireGolden(t *testing.T) {
 			`{"v":1,"type":"producer-removed","producer":` + videoJSON + `}`},
 		{"producer-added zero codec fields", event(sfu.Event{Type: sfu.EventProducerAdded, Producer: &bare}),
 			`{"v":1,"type":"producer-added","producer":` + bareJSON + `}`},
+
+		// Version 2: the same shapes with "v":2, plus "encodings".
+		{"joined v2", joinedV(protocolV2, []sfu.ParticipantInfo{bob}, []sfu.ProducerInfo{video}),
+			`{"v":2,"type":"joined","participantId":"Jc8Xq0-2bWk9aT1e","nodeId":"node-a","room":"standup",` +
+				`"participants":[` + bobJSON + `],"producers":[` + videoJSON + `],` +
+				`"nodes":[{"id":"node-a","url":"http://10.0.0.1:8080"}]}`},
+		{"producer-added v2", eventV(protocolV2, sfu.Event{Type: sfu.EventProducerAdded, Producer: &video}),
+			`{"v":2,"type":"producer-added","producer":` + videoJSON + `}`},
+		{"encodings simulcast", eventV(protocolV2, sfu.Event{Type: sfu.EventEncodings, Encodings: &simulcast}),
+			`{"v":2,"type":"encodings","producerId":"9aKf3Wm1_Zr8pQ2c","mid":"1",` +
+				`"layers":[{"rid":"q","active":true},{"rid":"h","active":false},{"rid":"f","active":false}]}`},
+		{"encodings single encoding", eventV(protocolV2, sfu.Event{Type: sfu.EventEncodings, Encodings: &single}),
+			`{"v":2,"type":"encodings","producerId":"p","mid":"0","layers":[{"rid":"","active":false}]}`},
+		{"pong v2", newOutbound(protocolV2, typePong), `{"v":2,"type":"pong"}`},
+		{"error v2", outbound{V: protocolV2, Type: typeError, Code: codeBadMessage, Message: "m"},
+			`{"v":2,"type":"error","code":"bad-message","message":"m"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +142,14 @@ func TestWireConvertersCopyEveryField(t *testing.T) {
 	}
 	if got := toWireProducer(pr); got != want {
 		t.Errorf("toWireProducer = %+v, want %+v", got, want)
+	}
+	e := sfu.EncodingsInfo{ProducerID: "i", Mid: "m", Layers: []sfu.LayerActive{{RID: "r", Active: true}, {RID: "s"}}}
+	wantE := wireEncodings{ProducerID: "i", Mid: "m", Layers: []wireLayer{{RID: "r", Active: true}, {RID: "s"}}}
+	if got := toWireEncodings(e); !reflect.DeepEqual(*got, wantE) {
+		t.Errorf("toWireEncodings = %+v, want %+v", *got, wantE)
+	}
+	if got := toWireEncodings(sfu.EncodingsInfo{}); got.Layers == nil {
+		t.Errorf("toWireEncodings(empty).Layers is nil, want empty non-nil")
 	}
 	if got := toWireParticipants(nil); got == nil || len(got) != 0 {
 		t.Errorf("toWireParticipants(nil) = %#v, want empty non-nil", got)

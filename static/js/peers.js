@@ -11,6 +11,8 @@
 // "subscriber"); remote candidates that arrive before the remote
 // description is set are queued and applied afterwards.
 
+import { simulcastEncodings, maxBitrateFor } from './media.js';
+
 class Peer {
   /**
    * @param {'publisher'|'subscriber'} target
@@ -118,26 +120,168 @@ class Peer {
   }
 }
 
-/** Publisher sends the local tracks; the browser is the offerer. */
+/**
+ * Publisher sends the local tracks; the browser is the offerer.
+ *
+ * Video may go out as simulcast (several encodings named by RID, see
+ * media.js). The server says which encodings anyone needs ("encodings",
+ * protocol version 2); setEncodings switches them on and off with
+ * RTCRtpSender.setParameters. Those updates run one at a time (a promise
+ * chain), the latest wish per m-line is kept and applied again after every
+ * answer (an update that arrives before the answer waits for it). Audio is
+ * never touched.
+ */
 export class Publisher extends Peer {
   constructor(send, onStateChange) {
     super('publisher', send, onStateChange);
+    /** @type {Map<string, Map<string, boolean>>} mid -> rid -> active, the latest "encodings" */
+    this.wanted = new Map();
+    this.layers = Promise.resolve();
   }
 
-  /** start adds every track of stream and sends the "publish" offer. */
-  async start(stream) {
+  /**
+   * start adds every track of stream and sends the "publish" offer. With
+   * simulcast the video track is offered with simulcastEncodings (when its
+   * capture is large enough for two layers and the browser takes them),
+   * otherwise, and always for audio, with one encoding.
+   */
+  async start(stream, { simulcast = false } = {}) {
     for (const track of stream.getTracks()) {
-      this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      this.#addTrack(stream, track, simulcast);
     }
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     this.sendDescription('publish', { sdp: { type: 'offer', sdp: this.pc.localDescription.sdp } });
   }
 
+  #addTrack(stream, track, simulcast) {
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (simulcast && track.kind === 'video') {
+      const sendEncodings = simulcastEncodings(track.getSettings().height);
+      if (sendEncodings) {
+        try {
+          this.pc.addTransceiver(track, { ...init, sendEncodings });
+          return;
+        } catch (err) {
+          console.warn('publisher: simulcast refused by the browser; sending one encoding', err);
+        }
+      }
+    }
+    this.pc.addTransceiver(track, init);
+  }
+
   /** applyAnswer sets the server's "publish-answer". */
   async applyAnswer(sdp) {
     await this.pc.setRemoteDescription({ type: 'answer', sdp: sdp.sdp });
     await this.flushCandidates();
+    this.#enqueue(() => this.#afterAnswer());
+  }
+
+  /**
+   * setEncodings applies an "encodings" message: the encodings of the video
+   * sender on m-line mid (or, when no transceiver has that mid, of the only
+   * video sender) are set active or not by RID; rid "" is the encoding of
+   * a single-encoding sender. Encodings not listed are left alone.
+   */
+  setEncodings({ mid, layers }) {
+    if (!Array.isArray(layers)) {
+      return this.layers;
+    }
+    const want = new Map();
+    for (const l of layers) {
+      if (l && typeof l.rid === 'string' && typeof l.active === 'boolean') {
+        want.set(l.rid, l.active);
+      }
+    }
+    const key = typeof mid === 'string' ? mid : '';
+    this.wanted.set(key, want);
+    return this.#enqueue(() => this.#apply(key));
+  }
+
+  /**
+   * encodings describes the video senders for tests:
+   * [{mid, encodings: [{rid, active, scaleResolutionDownBy, maxBitrate}]}].
+   */
+  encodings() {
+    return this.#videoTransceivers().map((t) => ({
+      mid: t.mid,
+      encodings: (t.sender.getParameters().encodings || []).map((e) => ({
+        rid: e.rid || '',
+        active: e.active !== false,
+        scaleResolutionDownBy: e.scaleResolutionDownBy || 1,
+        maxBitrate: e.maxBitrate || 0,
+      })),
+    }));
+  }
+
+  #enqueue(fn) {
+    this.layers = this.layers.then(fn).catch((err) => {
+      if (!this.closed) {
+        console.warn('publisher: cannot update encodings', err);
+      }
+    });
+    return this.layers;
+  }
+
+  /**
+   * #afterAnswer runs once the answer is set: a simulcast offer the server
+   * did not accept leaves the browser with the first (lowest) encoding
+   * only, which is then scaled back to full resolution; and the latest
+   * wishes are applied again.
+   */
+  async #afterAnswer() {
+    for (const t of this.#videoTransceivers()) {
+      const params = t.sender.getParameters();
+      const encs = params.encodings || [];
+      if (encs.length === 1 && (encs[0].scaleResolutionDownBy || 1) > 1) {
+        encs[0].scaleResolutionDownBy = 1;
+        const height = t.sender.track ? t.sender.track.getSettings().height : 0;
+        encs[0].maxBitrate = maxBitrateFor(height || 720);
+        console.info(`publisher: simulcast not accepted on m-line ${t.mid}; sending one full-resolution encoding`);
+        await t.sender.setParameters(params);
+      }
+    }
+    for (const mid of this.wanted.keys()) {
+      await this.#apply(mid);
+    }
+  }
+
+  async #apply(mid) {
+    const want = this.wanted.get(mid);
+    if (this.closed || !want || !this.pc.remoteDescription) {
+      return; // applied after the answer
+    }
+    const all = this.pc.getTransceivers();
+    let t = all.find((x) => x.mid === mid);
+    if (!t) {
+      const videos = this.#videoTransceivers();
+      t = videos.length === 1 ? videos[0] : undefined;
+    }
+    if (!t || !this.#isVideoSender(t)) {
+      return; // unknown m-line, or audio: never paused
+    }
+    const params = t.sender.getParameters();
+    const encs = params.encodings || [];
+    let changed = false;
+    for (const enc of encs) {
+      const rid = encs.length === 1 && want.has('') ? '' : (enc.rid || '');
+      const active = want.get(rid);
+      if (active !== undefined && (enc.active !== false) !== active) {
+        enc.active = active;
+        changed = true;
+      }
+    }
+    if (changed) {
+      await t.sender.setParameters(params);
+    }
+  }
+
+  #isVideoSender(t) {
+    return t.currentDirection !== 'stopped' && t.sender && t.sender.track && t.sender.track.kind === 'video';
+  }
+
+  #videoTransceivers() {
+    return this.pc.getTransceivers().filter((t) => this.#isVideoSender(t) && t.mid !== null);
   }
 }
 

@@ -24,12 +24,23 @@
 // "Leave". Local media is kept; remote tiles are cleared and come back with
 // the new session.
 //
+// Adaptive video (protocol version 2): the camera is published as simulcast
+// when enabled (SIMULCAST_DEFAULT, or ?simulcast=1 / ?simulcast=0 in the
+// page URL; see media.js for the layers), the server's "encodings" switch
+// its layers on and off (Publisher.setEncodings), and the size and
+// visibility of every remote video tile are reported with "video-settings"
+// (tiles.js). The page joins with version 2; a node that answers
+// "unsupported-version" (one that only knows version 1) is joined again
+// with version 1 on the same connection, without simulcast or reports.
+//
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
-// participantId, nodeId, nodes, leave}.
+// participantId, nodeId, nodes, protocolVersion, simulcast, encodings(),
+// videoSettings(), leave} (see docs/protocol.md, The room page for tests).
 
 import { Signaling, wsURL } from './signaling.js';
 import { Publisher, Subscriber } from './peers.js';
 import { getLocalMedia, describeMediaError } from './media.js';
+import { TileReporter } from './tiles.js';
 import { RoomView } from './ui.js';
 
 // Errors after which retrying cannot help.
@@ -50,6 +61,23 @@ const INTERRUPTED_MS = 10000;
 const NOTICE_AFTER_ATTEMPTS = 3;
 // Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
+// Whether the camera is published as simulcast when the page URL does not
+// say (?simulcast=1 or ?simulcast=0). Off until the engine forwards
+// simulcast layers (with an engine that does not, every layer would arrive
+// as a producer of its own).
+const SIMULCAST_DEFAULT = false;
+
+/** simulcastSetting reads ?simulcast= of the page URL (default SIMULCAST_DEFAULT). */
+function simulcastSetting() {
+  const v = new URLSearchParams(window.location.search).get('simulcast');
+  if (v === '1' || v === 'on' || v === 'true') {
+    return true;
+  }
+  if (v === '0' || v === 'off' || v === 'false') {
+    return false;
+  }
+  return SIMULCAST_DEFAULT;
+}
 
 /**
  * pickByLoad chooses among nodes by load with jitter: the lowest
@@ -105,6 +133,10 @@ class RoomApp {
     this.state = 'connecting';
     /** producer id -> participant id, for tracks and removals */
     this.producers = new Map();
+    /** reports remote video tiles ("video-settings") in version 2 sessions */
+    this.tileReport = new TileReporter();
+    this.simulcast = simulcastSetting();
+    this.joinRequest = null; // fields of the current session's join
 
     // The node that served the page is reachable at the page's origin.
     this.home = { id: root.dataset.nodeId, url: window.location.origin };
@@ -129,6 +161,10 @@ class RoomApp {
       get participantId() { return app.participantId; },
       get nodeId() { return app.nodeId; },
       get nodes() { return app.nodes.map((n) => ({ ...n })); },
+      get protocolVersion() { return app.signaling ? app.signaling.version : 0; },
+      get simulcast() { return app.simulcast; },
+      encodings: () => (app.publisher ? app.publisher.encodings() : []),
+      videoSettings: () => app.tileReport.lastSent(),
       leave: () => app.leave(),
     };
   }
@@ -193,6 +229,7 @@ class RoomApp {
     if (avoid.length > 0) {
       join.avoid = avoid;
     }
+    this.joinRequest = join;
     sig.send('join', join);
   }
 
@@ -267,6 +304,12 @@ class RoomApp {
         break;
       case 'participant-left':
         if (msg.participant) {
+          for (const [producerId, participantId] of this.producers) {
+            if (participantId === msg.participant.id) {
+              this.producers.delete(producerId);
+              this.tileReport.untrack(producerId);
+            }
+          }
           this.view.removeTile(msg.participant.id);
         }
         break;
@@ -276,7 +319,13 @@ class RoomApp {
       case 'producer-removed':
         if (msg.producer) {
           this.producers.delete(msg.producer.id);
+          this.tileReport.untrack(msg.producer.id);
           this.view.detachProducer(msg.producer.id);
+        }
+        break;
+      case 'encodings':
+        if (this.publisher) {
+          this.publisher.setEncodings(msg);
         }
         break;
       case 'move':
@@ -316,13 +365,15 @@ class RoomApp {
     for (const p of msg.producers || []) {
       this.#addProducer(p);
     }
+    const sig = this.signaling;
+    const v2 = sig.version >= 2;
+    this.tileReport.connect(v2 ? (settings) => sig.send('video-settings', { settings }) : null);
     this.#ensureSubscriber();
     if (this.stream) {
-      const sig = this.signaling;
       const send = (type, fields) => sig.send(type, fields);
       this.publisher = new Publisher(send, () => this.#updateState());
       this.debug.pcs.publisher = this.publisher.pc;
-      this.publisher.start(this.stream).catch((err) => {
+      this.publisher.start(this.stream, { simulcast: this.simulcast && v2 }).catch((err) => {
         if (this.signaling === sig) {
           console.error('publisher: cannot publish', err);
           this.view.showError(`Cannot publish your camera/microphone: ${err.message}`);
@@ -349,7 +400,10 @@ class RoomApp {
     if (!participantId || participantId === this.participantId) {
       return;
     }
-    this.view.attachTrack(participantId, ev.track);
+    const el = this.view.attachTrack(participantId, ev.track);
+    if (ev.track.kind === 'video') {
+      this.tileReport.track(ev.track.id, el);
+    }
   }
 
   #addParticipant(p) {
@@ -365,6 +419,10 @@ class RoomApp {
     }
     this.producers.set(p.id, p.participantId);
     this.view.ensureTile(p.participantId, p.participantName, p.remote ? p.origin : '');
+    if (p.kind === 'video') {
+      // Reported before its track arrives: the server keeps the settings.
+      this.tileReport.track(p.id, this.view.videoOf(p.participantId));
+    }
   }
 
   /**
@@ -413,6 +471,13 @@ class RoomApp {
       return;
     }
     // The join was refused.
+    if (msg.code === 'unsupported-version' && sig.version > 1 && this.joinRequest) {
+      // A node that only speaks version 1: join again in it, same socket.
+      console.info(`node ${this.node ? this.node.id : '?'} does not speak protocol version ${sig.version}; joining with version 1`);
+      sig.version = 1;
+      sig.send('join', this.joinRequest);
+      return;
+    }
     const retryElsewhere = msg.code === 'draining' || (NODE_LIMIT_ERRORS.has(msg.code) && this.everJoined);
     if (retryElsewhere) {
       if (msg.code === 'draining' && this.node) {
@@ -493,6 +558,7 @@ class RoomApp {
     this.debug.pcs.publisher = null;
     this.debug.pcs.subscriber = null;
     this.producers.clear();
+    this.tileReport.clear();
     this.view.clearTiles();
   }
 

@@ -1,6 +1,10 @@
-// signaling.js: the confab signaling protocol (v1) over a WebSocket.
+// signaling.js: the confab signaling protocol over a WebSocket.
 //
-// Messages are JSON objects {"v":1,"type":"...", ...}; see docs/protocol.md.
+// Messages are JSON objects {"v":2,"type":"...", ...}; see docs/protocol.md.
+// A session speaks the version of its join: PROTOCOL_VERSION unless the
+// owner lowers `version` (to 1, for a node that does not know version 2)
+// before joining again. Messages of any supported version are passed on,
+// so that such a node's "unsupported-version" error reaches the owner.
 // Signaling knows nothing about WebRTC: it connects, sends typed messages,
 // keeps the connection alive with an application-level ping every 10 s and
 // reports incoming messages and the close to its owner via callbacks. A
@@ -8,7 +12,9 @@
 // gone: the socket is closed and onClose fires, as when the TCP connection
 // breaks.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+/** Versions of server messages that are passed on. */
+export const SUPPORTED_VERSIONS = Object.freeze([1, 2]);
 export const PING_INTERVAL_MS = 10000;
 export const DEAD_AFTER_MS = 25000;
 export const CONNECT_TIMEOUT_MS = 10000;
@@ -36,6 +42,8 @@ export class Signaling {
     this.onMessage = onMessage;
     this.onClose = onClose;
     this.ws = null;
+    /** protocol version of every message sent */
+    this.version = PROTOCOL_VERSION;
     this.pingTimer = null;
     this.lastHeard = 0;
     this.ended = false; // onClose was called
@@ -90,7 +98,7 @@ export class Signaling {
     if (!this.open) {
       return false;
     }
-    this.ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type, ...fields }));
+    this.ws.send(JSON.stringify({ v: this.version, type, ...fields }));
     return true;
   }
 
@@ -119,7 +127,7 @@ export class Signaling {
       console.warn('signaling: dropping malformed message', err);
       return;
     }
-    if (msg === null || typeof msg !== 'object' || msg.v !== PROTOCOL_VERSION) {
+    if (msg === null || typeof msg !== 'object' || !SUPPORTED_VERSIONS.includes(msg.v)) {
       console.warn('signaling: dropping message with unexpected version', msg);
       return;
     }

@@ -2,7 +2,9 @@
 //
 // Stable hooks for tests (data-testid): local-video, remote-tile (with
 // data-participant-id and data-participant-name), remote-video and
-// remote-audio inside a tile, connection-state, node-id, leave.
+// remote-audio inside a tile (each with data-producer-id, the producer id
+// of the track it plays, once one is attached), connection-state, node-id,
+// leave. The full list is in docs/protocol.md (The room page for tests).
 
 export const STATES = Object.freeze(['connecting', 'connected', 'reconnecting', 'disconnected']);
 
@@ -189,7 +191,18 @@ export class RoomView {
     }
   }
 
-  /** attachTrack shows a received track in its participant's tile. */
+  /**
+   * videoOf is the <video> of a remote participant's tile (created when
+   * unknown): the element that shows its video producer.
+   */
+  videoOf(participantId) {
+    return this.ensureTile(participantId, '').querySelector('video');
+  }
+
+  /**
+   * attachTrack shows a received track in its participant's tile and
+   * returns the element playing it.
+   */
   attachTrack(participantId, track) {
     const tile = this.ensureTile(participantId, '');
     const el = tile.querySelector(track.kind === 'video' ? 'video' : 'audio');
@@ -203,7 +216,7 @@ export class RoomView {
       }
     });
     if (track.kind !== 'video') {
-      return;
+      return el;
     }
     // Show the video (instead of the avatar) only while frames arrive.
     const showing = (on) => {
@@ -218,6 +231,7 @@ export class RoomView {
     if (!track.muted && el.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
       showing(true);
     }
+    return el;
   }
 
   /** detachProducer removes a producer's track from whichever tile shows it. */
