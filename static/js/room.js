@@ -62,10 +62,8 @@ const NOTICE_AFTER_ATTEMPTS = 3;
 // Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
 // Whether the camera is published as simulcast when the page URL does not
-// say (?simulcast=1 or ?simulcast=0). Off until the engine forwards
-// simulcast layers (with an engine that does not, every layer would arrive
-// as a producer of its own).
-const SIMULCAST_DEFAULT = false;
+// say (?simulcast=1 or ?simulcast=0).
+const SIMULCAST_DEFAULT = true;
 
 /** simulcastSetting reads ?simulcast= of the page URL (default SIMULCAST_DEFAULT). */
 function simulcastSetting() {
