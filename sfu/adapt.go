@@ -1,7 +1,9 @@
 package sfu
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -90,9 +92,19 @@ func (p *Participant) reallocate() {
 			current: int(vc.c.want.desired.Load()),
 		}
 	}
-	layers := p.alloc.decide(tracks, p.estimate(), audio, now)
+	est := p.estimate()
+	layers := p.alloc.decide(tracks, est, audio, now)
+	changed := false
 	for i, vc := range vcs {
-		vc.c.setLayer(liveTarget(tracks[i].layers, layers[i]), layers[i])
+		target := liveTarget(tracks[i].layers, layers[i])
+		if cur, t := vc.c.Layer(); t != target || int(vc.c.want.desired.Load()) != layers[i] {
+			changed = true
+			_ = cur
+		}
+		vc.c.setLayer(target, layers[i])
+	}
+	if changed && p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug("layers allocated", "estimate", est, "use", usage(tracks, layers)+audio, "layers", layers)
 	}
 	clear(vcs)
 }

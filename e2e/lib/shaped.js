@@ -16,10 +16,11 @@
 //               (unshaped) browser on confab.url
 //   nsBrowser   Chromium inside netns (launched on first use), with
 //               confab.nsURL treated as a secure origin
-//   joinShaped  joinShaped(room, name, { publish = false }) opens the room
-//               on confab.nsURL in a new context of nsBrowser; without
-//               publish, getUserMedia fails there and the participant only
-//               subscribes
+//   joinShaped  joinShaped(room, name, { publish = false, contextOptions })
+//               opens the room on confab.nsURL in a new context of
+//               nsBrowser (contextOptions go to newContext, e.g.
+//               deviceScaleFactor); without publish, getUserMedia fails
+//               there and the participant only subscribes
 //
 // A failed test gets the namespace's addresses and qdiscs, the consoles of
 // the shaped pages and confab's log attached.
@@ -107,8 +108,8 @@ const test = base.extend({
   joinShaped: async ({ nsBrowser, confab }, use, testInfo) => {
     const contexts = [];
     const consoles = [];
-    await use(async (room, name, { publish = false } = {}) => {
-      const context = await nsBrowser.newContext({ permissions: publish ? ['camera', 'microphone'] : [] });
+    await use(async (room, name, { publish = false, contextOptions = {} } = {}) => {
+      const context = await nsBrowser.newContext({ permissions: publish ? ['camera', 'microphone'] : [], ...contextOptions });
       contexts.push(context);
       if (!publish) {
         await context.addInitScript(() => {
