@@ -462,6 +462,9 @@ func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.R
 	info.Remote = true
 	info.Kind = kindOf(track.Kind(), info.Kind)
 	info.Codec = sfu.CodecFrom(track.Codec())
+	// The link carries one track (the origin's top layer): the piped
+	// producer has exactly the one layer that flows.
+	info.Layers = nil
 	ssrc := uint32(track.SSRC())
 	prod, err := room.AddProducer(info, sfu.KeyframeRequesterFunc(func() { l.requestKeyframe(ssrc) }))
 	if err != nil {
