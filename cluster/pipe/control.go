@@ -214,6 +214,23 @@ type PipeRef struct {
 	Room       string `json:"room"`
 	ProducerID string `json:"producerId"`
 	PipeID     string `json:"pipeId,omitempty"`
+	// Layers are the simulcast layers (0 = lowest) the puller wants of a
+	// layered producer, one link track each, ascending; [] wants none for
+	// now. Absent (nil): one track carrying the producer's top layer
+	// (single-layer producers, and nodes without layered pipes).
+	Layers []int `json:"layers,omitzero"`
+}
+
+// maxPipeLayers bounds the layer indices of a PipeRef (sfu producers have
+// at most 3 layers).
+const maxPipeLayers = 8
+
+// PipeLayer is one layer track of a layered pipe: the layer it carries and
+// the SSRC and mid of its sender.
+type PipeLayer struct {
+	Layer int    `json:"layer"`
+	SSRC  uint32 `json:"ssrc"`
+	Mid   string `json:"mid,omitempty"`
 }
 
 // AcceptedPipe is a PipeRef a node serves on a link, with the SSRC and mid
@@ -224,6 +241,10 @@ type AcceptedPipe struct {
 	PipeID     string `json:"pipeId,omitempty"`
 	SSRC       uint32 `json:"ssrc,omitempty"`
 	Mid        string `json:"mid,omitempty"`
+	// Layers answer a PipeRef with Layers: the tracks sent, one per
+	// served layer ([] none; SSRC and Mid are then unset). Absent: the
+	// pipe is one track (SSRC, Mid) carrying the top layer.
+	Layers []PipeLayer `json:"layers,omitzero"`
 }
 
 // RejectedPipe is a PipeRef a node refused to serve, with one of the
