@@ -120,6 +120,18 @@ package pipe
 // still comes from the cluster registry (the orchestrator calls
 // Pipes.Unpipe).
 //
+// Simulcast. A wanted entry of a simulcast producer lists the layers the
+// puller wants ("layers": [0, 2], ascending, 0 = lowest; [] none for now),
+// and the verdict lists one track per served layer
+// ("layers": [{"layer", "ssrc", "mid"}], instead of "ssrc"/"mid"). The
+// serving node sends each layer through its own consumer pinned to that
+// layer, so its dynacast counts the peer's demand. An entry without
+// "layers" is one track carrying the producer's top layer (single-layer
+// producers, and nodes that predate layered pipes). The puller asks for
+// layer 0 first and then for exactly the layers its local subscribers
+// need (the piped producer's dynacast demand); each change is a new
+// version of its wanted set.
+//
 //	POST /cluster/v1/links/{answerer}/want          (sender must be {answerer},
 //	                                                  the receiver the controller)
 //	  {"linkId": "<link id, \"\" before the first offer>", "side": "...",

@@ -79,7 +79,7 @@ func (c *ptClient) publishSimulcastVP8(ctx context.Context) {
 			payload := make([]byte, ptLayerPayload[i])
 			copy(payload, []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(160 << i), 0, byte(120 << i), 0})
 			pkts[i] = &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Marker: true}, Payload: payload}
-			_ = pkts[i].Header.SetExtension(midID, []byte(mid))              // valid one-byte ids
+			_ = pkts[i].Header.SetExtension(midID, []byte(mid))             // valid one-byte ids
 			_ = pkts[i].Header.SetExtension(ridID, []byte(tracks[i].RID())) // valid one-byte ids
 		}
 		for {
