@@ -120,6 +120,18 @@ package pipe
 // still comes from the cluster registry (the orchestrator calls
 // Pipes.Unpipe).
 //
+// Simulcast. A wanted entry of a simulcast producer lists the layers the
+// puller wants ("layers": [0, 2], ascending, 0 = lowest; [] none for now),
+// and the verdict lists one track per served layer
+// ("layers": [{"layer", "ssrc", "mid"}], instead of "ssrc"/"mid"). The
+// serving node sends each layer through its own consumer pinned to that
+// layer, so its dynacast counts the peer's demand. An entry without
+// "layers" is one track carrying the producer's top layer (single-layer
+// producers, and nodes that predate layered pipes). The puller asks for
+// layer 0 first and then for exactly the layers its local subscribers
+// need (the piped producer's dynacast demand); each change is a new
+// version of its wanted set.
+//
 //	POST /cluster/v1/links/{answerer}/want          (sender must be {answerer},
 //	                                                  the receiver the controller)
 //	  {"linkId": "<link id, \"\" before the first offer>", "side": "...",
@@ -214,6 +226,23 @@ type PipeRef struct {
 	Room       string `json:"room"`
 	ProducerID string `json:"producerId"`
 	PipeID     string `json:"pipeId,omitempty"`
+	// Layers are the simulcast layers (0 = lowest) the puller wants of a
+	// layered producer, one link track each, ascending; [] wants none for
+	// now. Absent (nil): one track carrying the producer's top layer
+	// (single-layer producers, and nodes without layered pipes).
+	Layers []int `json:"layers,omitzero"`
+}
+
+// maxPipeLayers bounds the layer indices of a PipeRef (sfu producers have
+// at most 3 layers).
+const maxPipeLayers = 8
+
+// PipeLayer is one layer track of a layered pipe: the layer it carries and
+// the SSRC and mid of its sender.
+type PipeLayer struct {
+	Layer int    `json:"layer"`
+	SSRC  uint32 `json:"ssrc"`
+	Mid   string `json:"mid,omitempty"`
 }
 
 // AcceptedPipe is a PipeRef a node serves on a link, with the SSRC and mid
@@ -224,6 +253,10 @@ type AcceptedPipe struct {
 	PipeID     string `json:"pipeId,omitempty"`
 	SSRC       uint32 `json:"ssrc,omitempty"`
 	Mid        string `json:"mid,omitempty"`
+	// Layers answer a PipeRef with Layers: the tracks sent, one per
+	// served layer ([] none; SSRC and Mid are then unset). Absent: the
+	// pipe is one track (SSRC, Mid) carrying the top layer.
+	Layers []PipeLayer `json:"layers,omitzero"`
 }
 
 // RejectedPipe is a PipeRef a node refused to serve, with one of the

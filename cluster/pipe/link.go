@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -74,32 +75,53 @@ func (s pipeState) String() string {
 
 // inPipe is one producer this node pulls from the peer over a link. Its
 // mutable fields are guarded by the link's mu.
+//
+// A single-layer producer (audio, video without simulcast) comes as one
+// link track. A simulcast producer is layered: the local producer has all
+// its layers, and the link carries one track per layer its local
+// subscribers need (want, from the producer's dynacast demand), so the
+// origin sends nothing else.
 type inPipe struct {
 	key     pipeKey
 	id      string // pipe instance id, unique on its link
 	info    sfu.ProducerInfo
 	version uint64        // the link's want version that first listed it
 	settled chan struct{} // closed once err is final (accepted: nil)
+	layered bool          // one link track per wanted layer (PipeRef.Layers)
+	ready   chan struct{} // closed once the local producer was created (or could not be)
 
 	err      error
 	state    pipeState
-	ssrc     uint32              // SSRC the peer announced for it (0: unknown)
-	producer *sfu.Producer       // set once the local producer exists
-	track    *webrtc.TrackRemote // set when the track arrived
-	receiver *webrtc.RTPReceiver // set when the track arrived
+	want     []int         // layered: the layers requested from the peer, ascending
+	slots    map[int]bool  // layered: wanted layers a receive slot was offered for (controller)
+	demanded bool          // layered: a dynacast report was applied (or skipped)
+	created  time.Time     // when the local producer was created
+	creating bool          // a forward goroutine creates the local producer
+	tracks   []*inTrack    // link tracks announced by the peer (bound or not)
+	producer *sfu.Producer // set once the local producer exists
 }
 
-// pipeResources are what a removed pipe still holds; collected under the
-// link mu, released outside it.
-type pipeResources struct {
-	producer *sfu.Producer
+// inTrack is one link track of a pulled pipe: its only track, or one layer
+// of a layered pipe. Guarded by the link's mu, except the counters.
+type inTrack struct {
+	layer    int    // the local producer's layer it feeds
+	ssrc     uint32 // announced by the peer
 	track    *webrtc.TrackRemote
 	receiver *webrtc.RTPReceiver
+
+	packets, bytes atomic.Uint64 // RTP packets and payload bytes received
+}
+
+// pipeResources are what a removed pipe (or track) still holds; collected
+// under the link mu, released outside it.
+type pipeResources struct {
+	producer *sfu.Producer
+	tracks   []*inTrack
 }
 
 // resourcesLocked returns pp's resources. Caller holds the link mu.
 func (pp *inPipe) resourcesLocked() pipeResources {
-	return pipeResources{producer: pp.producer, track: pp.track, receiver: pp.receiver}
+	return pipeResources{producer: pp.producer, tracks: pp.tracks}
 }
 
 // release closes the local producer and unblocks the pipe's RTP and RTCP
@@ -108,11 +130,13 @@ func (pp *inPipe) resourcesLocked() pipeResources {
 // of pion's receiver lifecycle.
 func (r pipeResources) release() {
 	past := time.Unix(1, 0)
-	if r.track != nil {
-		_ = r.track.SetReadDeadline(past) // only fails for an unknown stream: nothing to unblock
-	}
-	if r.receiver != nil {
-		_ = r.receiver.SetReadDeadline(past)
+	for _, t := range r.tracks {
+		if t.track != nil {
+			_ = t.track.SetReadDeadline(past) // only fails for an unknown stream: nothing to unblock
+		}
+		if t.receiver != nil {
+			_ = t.receiver.SetReadDeadline(past)
+		}
 	}
 	if r.producer != nil {
 		r.producer.Close()
@@ -124,6 +148,65 @@ func releaseAll(rs []pipeResources) {
 	for _, r := range rs {
 		r.release()
 	}
+}
+
+// topLayer is the layer a single link track feeds: the producer's top one.
+func (pp *inPipe) topLayer() int {
+	if pp.layered {
+		return len(pp.info.Layers) - 1
+	}
+	return 0
+}
+
+// refLocked is pp on the wire. Caller holds the link mu.
+func (pp *inPipe) refLocked() PipeRef {
+	r := PipeRef{Room: pp.key.room, ProducerID: pp.key.producer, PipeID: pp.id}
+	if pp.layered {
+		r.Layers = append([]int{}, pp.want...) // never nil: [] wants none
+	}
+	return r
+}
+
+// announceLocked records the link tracks the peer announced for pp (its
+// accepted entry), before the description carrying them is applied, so
+// that onTrack binds exactly those: a track per announced SSRC (a layer
+// announced with a new SSRC replaces its old track); a layered pipe's
+// tracks the peer no longer announces and pp no longer wants are dropped.
+// It returns what dropped tracks hold. Caller holds the link mu.
+func (pp *inPipe) announceLocked(a AcceptedPipe) pipeResources {
+	announced := a.Layers
+	if announced == nil && a.SSRC != 0 {
+		announced = []PipeLayer{{Layer: pp.topLayer(), SSRC: a.SSRC}}
+	}
+	var drop []*inTrack
+	keep := pp.tracks[:0:0]
+	for _, t := range pp.tracks {
+		i := slices.IndexFunc(announced, func(x PipeLayer) bool { return x.Layer == t.layer })
+		switch {
+		case i >= 0 && announced[i].SSRC != t.ssrc && announced[i].SSRC != 0:
+			drop = append(drop, t) // replaced by a new sender
+		case i < 0 && pp.layered && !slices.Contains(pp.want, t.layer):
+			drop = append(drop, t) // the peer stopped sending it
+		default:
+			keep = append(keep, t)
+		}
+	}
+	for _, x := range announced {
+		if x.SSRC == 0 || x.Layer < 0 || x.Layer >= max(len(pp.info.Layers), 1) ||
+			slices.ContainsFunc(keep, func(t *inTrack) bool { return t.layer == x.Layer }) {
+			continue
+		}
+		keep = append(keep, &inTrack{layer: x.Layer, ssrc: x.SSRC})
+	}
+	pp.tracks = keep
+	if pp.producer != nil {
+		for _, t := range drop {
+			if !slices.ContainsFunc(keep, func(k *inTrack) bool { return k.layer == t.layer }) {
+				_ = pp.producer.SetLayerKeyframeRequester(t.layer, nil) // layer in range
+			}
+		}
+	}
+	return pipeResources{tracks: drop}
 }
 
 // settleLocked records the PipeIn outcome once. Caller holds the link mu.
@@ -254,7 +337,17 @@ func (l *link) want(room string, info sfu.ProducerInfo) (*inPipe, <-chan struct{
 	}
 	l.lastPipeID++
 	l.changedLocked()
-	pp := &inPipe{key: k, id: strconv.FormatUint(l.lastPipeID, 10), info: info, version: l.version, settled: make(chan struct{})}
+	pp := &inPipe{key: k, id: strconv.FormatUint(l.lastPipeID, 10), info: info, version: l.version,
+		settled: make(chan struct{}), ready: make(chan struct{})}
+	if info.Kind == sfu.KindVideo && len(info.Layers) > 1 {
+		// Until the local subscribers' demand is known, the lowest layer:
+		// the cheapest, and the quickest to a first frame (its keyframes
+		// are the smallest); the subscribers' allocators then ask for
+		// better layers through the demand (see demand).
+		pp.layered = true
+		pp.want = []int{0}
+		pp.slots = make(map[int]bool)
+	}
 	l.pulls[k] = pp
 	return pp, nil, nil
 }
@@ -375,31 +468,42 @@ func (l *link) settleLocked(candidates []*inPipe, accepted []AcceptedPipe, rejec
 	return res
 }
 
-// recordSSRCsLocked stores the SSRCs the peer announced for pulls that are
-// still waiting for their track, so that onTrack (which can only fire after
-// the description carrying them is applied) binds exactly those tracks.
-// Caller holds l.mu.
-func (l *link) recordSSRCsLocked(tracks []AcceptedPipe, covered func(*inPipe) bool) {
+// recordSSRCsLocked records the tracks the peer announced for pulls the
+// exchange covered (announceLocked), so that onTrack (which can only fire
+// after the description carrying them is applied) binds exactly those
+// tracks. It returns what replaced tracks hold. Caller holds l.mu.
+func (l *link) recordSSRCsLocked(tracks []AcceptedPipe, covered func(*inPipe) bool) []pipeResources {
+	var res []pipeResources
 	for _, a := range tracks {
 		pp := l.pulls[pipeKey{room: a.Room, producer: a.ProducerID}]
-		if pp != nil && (a.PipeID == "" || a.PipeID == pp.id) && pp.state <= pipeOffered && covered(pp) {
-			pp.ssrc = a.SSRC
+		if pp != nil && (a.PipeID == "" || a.PipeID == pp.id) && pp.state != pipeClosed && covered(pp) {
+			res = append(res, pp.announceLocked(a))
 		}
 	}
+	return res
 }
 
 // wantedLocked returns the pulls as a sorted wire list, marking pending
-// ones offered; fresh lists the kinds of the newly offered ones. Caller
-// holds l.mu.
+// ones offered; fresh lists the kinds of the receive slots the newly
+// offered tracks need (one per new pipe, or per newly wanted layer).
+// Caller holds l.mu.
 func (l *link) wantedLocked() (wanted []PipeRef, pulls []*inPipe, fresh []sfu.Kind) {
 	wanted = make([]PipeRef, 0, len(l.pulls))
 	pulls = make([]*inPipe, 0, len(l.pulls))
-	for k, pp := range l.pulls {
+	for _, pp := range l.pulls {
 		pulls = append(pulls, pp)
-		wanted = append(wanted, PipeRef{Room: k.room, ProducerID: k.producer, PipeID: pp.id})
+		wanted = append(wanted, pp.refLocked())
 		if pp.state == pipePending {
 			pp.state = pipeOffered
-			fresh = append(fresh, pp.info.Kind)
+			if !pp.layered {
+				fresh = append(fresh, pp.info.Kind)
+			}
+		}
+		for _, layer := range pp.want {
+			if !pp.slots[layer] {
+				pp.slots[layer] = true
+				fresh = append(fresh, pp.info.Kind)
+			}
 		}
 	}
 	slices.SortFunc(wanted, func(a, b PipeRef) int {
@@ -409,6 +513,48 @@ func (l *link) wantedLocked() (wanted []PipeRef, pulls []*inPipe, fresh []sfu.Ki
 		return strings.Compare(a.ProducerID, b.ProducerID)
 	})
 	return wanted, pulls, fresh
+}
+
+// demandSettle is how long after a layered piped producer was created its
+// first dynacast report is not applied: the engine starts a producer with
+// every layer active and only lowers that after its hold (2s), so that
+// first report says "all" whatever the subscribers need.
+const demandSettle = 2 * time.Second
+
+// demand applies the dynacast demand of pp's local producer (a bitmask of
+// the layers its local subscribers need): when it changed, the peer is
+// asked for exactly those layers in the next exchange. Called from the
+// engine's dynacast goroutine; never blocks for long.
+func (l *link) demand(pp *inPipe, mask uint8) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.pulls[pp.key] != pp || !pp.layered {
+		return
+	}
+	n := len(pp.info.Layers)
+	all := uint8(1)<<n - 1
+	first := !pp.demanded
+	pp.demanded = true
+	if first && mask&all == all && time.Since(pp.created) < demandSettle {
+		return
+	}
+	want := make([]int, 0, n)
+	for i := range n {
+		if mask&(1<<i) != 0 {
+			want = append(want, i)
+		}
+	}
+	if slices.Equal(want, pp.want) {
+		return
+	}
+	for layer := range pp.slots {
+		if !slices.Contains(want, layer) {
+			delete(pp.slots, layer) // wanted again later: a new slot
+		}
+	}
+	l.log.Debug("pipe layers wanted", "room", pp.key.room, "producer", pp.key.producer, "layers", want, "was", pp.want)
+	pp.want = want
+	l.changedLocked()
 }
 
 // onTrack binds an arriving track (track id = producer id, SSRC as
@@ -425,12 +571,18 @@ func (l *link) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) 
 	// Never by track id alone: the track of an earlier instance of the
 	// same producer (dropped and wanted again) can still start late.
 	ssrc := uint32(track.SSRC())
-	var pp *inPipe
+	var (
+		pp *inPipe
+		it *inTrack
+	)
 	for k, cand := range l.pulls {
-		if k.producer == id && (cand.state == pipeOffered || cand.state == pipeAccepted) &&
-			cand.ssrc != 0 && cand.ssrc == ssrc {
-			pp = cand
-			break
+		if k.producer != id || cand.state < pipeOffered || cand.state > pipeActive {
+			continue
+		}
+		for _, t := range cand.tracks {
+			if t.track == nil && t.ssrc != 0 && t.ssrc == ssrc {
+				pp, it = cand, t
+			}
 		}
 	}
 	if pp == nil {
@@ -441,66 +593,132 @@ func (l *link) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) 
 		return
 	}
 	pp.state = pipeActive
-	pp.track, pp.receiver = track, receiver
+	it.track, it.receiver = track, receiver
+	creator := !pp.creating
+	pp.creating = true
 	pp.settleLocked(nil)
 	l.p.wg.Add(1)
 	l.mu.Unlock()
-	go l.forward(pp, track, receiver)
+	go l.forward(pp, it, creator)
 }
 
-// forward adds the local producer for pp and copies RTP from the link
-// track into it until the track ends (renegotiated away, link closed) or
-// the producer is closed (Unpipe, local room closed).
-func (l *link) forward(pp *inPipe, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	defer l.p.wg.Done()
+// addPipedProducer creates pp's local producer (from the first track that
+// arrived) and closes pp.ready; nil when the pipe ended instead.
+func (l *link) addPipedProducer(pp *inPipe, it *inTrack) *sfu.Producer {
+	defer close(pp.ready)
 	room := l.p.engine.Room(pp.key.room)
 	if room == nil {
 		l.endPipe(pp, RejectLocalRoomClosed)
-		return
+		return nil
 	}
 	info := pp.info
 	info.Remote = true
-	info.Kind = kindOf(track.Kind(), info.Kind)
-	info.Codec = sfu.CodecFrom(track.Codec())
-	ssrc := uint32(track.SSRC())
-	prod, err := room.AddProducer(info, sfu.KeyframeRequesterFunc(func() { l.requestKeyframe(ssrc) }))
+	info.Kind = kindOf(it.track.Kind(), info.Kind)
+	info.Codec = sfu.CodecFrom(it.track.Codec())
+	if !pp.layered {
+		// The link carries one track: the piped producer has exactly the
+		// one layer that flows.
+		info.Layers = nil
+	}
+	// The creating track's keyframe requester is in place before any
+	// local consumer can ask for a keyframe.
+	ssrc := it.ssrc
+	kr := sfu.KeyframeRequesterFunc(func() { l.requestKeyframe(ssrc) })
+	var kr0 sfu.KeyframeRequester
+	if it.layer == 0 {
+		kr0 = kr
+	}
+	prod, err := room.AddProducer(info, kr0)
+	if err == nil && it.layer != 0 {
+		_ = prod.SetLayerKeyframeRequester(it.layer, kr) // layer in range
+	}
 	if err != nil {
 		l.log.Warn("adding piped producer failed", "room", pp.key.room, "producer", pp.key.producer, "err", err)
 		l.endPipe(pp, "adding local producer failed")
-		return
+		return nil
 	}
 	l.mu.Lock()
 	if l.closed || l.pulls[pp.key] != pp {
 		l.mu.Unlock()
 		prod.Close()
-		return
+		return nil
 	}
 	pp.producer = prod
+	pp.created = time.Now()
+	l.mu.Unlock()
+	if pp.layered {
+		prod.OnDemand(func(layers uint8) { l.demand(pp, layers) })
+	}
+	l.log.Info("pipe active", "room", pp.key.room, "producer", pp.key.producer, "kind", info.Kind, "layers", prod.Layers())
+	return prod
+}
+
+// forward feeds one link track of pp into its layer of the local producer
+// (the first track of a pipe creates the producer) until the track ends
+// (renegotiated away, link closed), the pipe no longer has it, or the
+// producer is closed (Unpipe, local room closed).
+func (l *link) forward(pp *inPipe, it *inTrack, creator bool) {
+	defer l.p.wg.Done()
+	var prod *sfu.Producer
+	if creator {
+		if prod = l.addPipedProducer(pp, it); prod == nil {
+			return
+		}
+	} else {
+		select {
+		case <-pp.ready:
+		case <-l.done:
+			return
+		}
+	}
+	l.mu.Lock()
+	prod = pp.producer
+	current := slices.Contains(pp.tracks, it)
+	if prod == nil || !current || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	ssrc := it.ssrc
+	_ = prod.SetLayerKeyframeRequester(it.layer, sfu.KeyframeRequesterFunc(func() { l.requestKeyframe(ssrc) })) // layer in range
 	l.p.wg.Add(1)
 	l.mu.Unlock()
-	go l.readRTCP(pp, receiver, ssrc)
-	l.log.Info("pipe active", "room", pp.key.room, "producer", pp.key.producer, "kind", info.Kind, "ssrc", ssrc)
+	go l.readRTCP(pp, it.receiver, ssrc)
+	l.log.Debug("pipe track active", "room", pp.key.room, "producer", pp.key.producer, "layer", it.layer, "ssrc", ssrc)
 
-	// One buffer and packet for the pipe's lifetime (Producer.WriteRTP
-	// does not retain the packet): no allocation per packet.
+	// One buffer and packet for the track's lifetime (WriteLayerRTP does
+	// not retain the packet): no allocation per packet.
 	buf := make([]byte, linkReadBuffer)
 	var pkt rtp.Packet
 	for {
-		n, _, err := track.Read(buf)
+		n, _, err := it.track.Read(buf)
 		if errors.Is(err, io.ErrShortBuffer) {
 			continue // larger than any MTU: pion dropped it
 		}
 		if err != nil {
-			l.endPipe(pp, "track ended")
+			l.trackEnded(pp, it)
 			return
 		}
 		if !sfu.ParseForwarded(&pkt, buf[:n]) { // strips the link hop's extensions
 			continue
 		}
-		if err := prod.WriteRTP(&pkt); errors.Is(err, sfu.ErrProducerClosed) {
+		it.packets.Add(1)
+		it.bytes.Add(uint64(len(pkt.Payload)))
+		if err := prod.WriteLayerRTP(it.layer, &pkt); errors.Is(err, sfu.ErrProducerClosed) {
 			l.endPipe(pp, "local producer closed")
 			return
 		}
+	}
+}
+
+// trackEnded handles the end of a link track of pp: the end of the pipe
+// if pp still has it (its sender went away unasked), nothing when it was
+// dropped (a layer no longer wanted, or replaced).
+func (l *link) trackEnded(pp *inPipe, it *inTrack) {
+	l.mu.Lock()
+	current := l.pulls[pp.key] == pp && slices.Contains(pp.tracks, it)
+	l.mu.Unlock()
+	if current {
+		l.endPipe(pp, "track ended")
 	}
 }
 
@@ -615,7 +833,10 @@ func (l *link) shutdown(cause error, o closeOpts) bool {
 		res = append(res, pp.resourcesLocked())
 	}
 	l.pulls = make(map[pipeKey]*inPipe)
-	served := l.serves
+	var served []*sfu.Consumer
+	for _, s := range l.serves {
+		served = append(served, s.consumersLocked()...)
+	}
 	l.serves = make(map[pipeKey]*servedPipe)
 	l.role.shutdownLocked()
 	l.mu.Unlock()
@@ -624,8 +845,8 @@ func (l *link) shutdown(cause error, o closeOpts) bool {
 	close(l.done)
 	l.p.removeLink(l)
 	releaseAll(res)
-	for _, s := range served {
-		s.consumer.Close()
+	for _, c := range served {
+		c.Close()
 	}
 	if err := l.pc.Close(); err != nil {
 		l.log.Debug("closing link peer connection", "err", err)

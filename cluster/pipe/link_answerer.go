@@ -141,8 +141,9 @@ func (a *answerer) answer(ctx context.Context, req negotiateRequest) (negotiateR
 		l.mu.Unlock()
 		return negotiateResponse{}, fmt.Errorf("%w: link closed", ErrControlUnavailable)
 	}
-	l.recordSSRCsLocked(req.Tracks, covered)
+	replaced := l.recordSSRCsLocked(req.Tracks, covered)
 	l.mu.Unlock()
+	releaseAll(replaced)
 
 	if err := l.pc.SetRemoteDescription(req.Offer); err != nil {
 		l.shutdown(fmt.Errorf("%w: bad offer: %v", ErrLinkFailed, err), closeOpts{notify: true})

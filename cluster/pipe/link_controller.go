@@ -216,8 +216,9 @@ func (c *controller) exchange(req negotiateRequest, pulls []*inPipe) (negotiateR
 		// our first offer): what we recorded of the old side is void.
 		c.resetPeerSideLocked(resp.Side)
 	}
-	l.recordSSRCsLocked(resp.Accepted, func(pp *inPipe) bool { return offered[pp] })
+	replaced := l.recordSSRCsLocked(resp.Accepted, func(pp *inPipe) bool { return offered[pp] })
 	l.mu.Unlock()
+	releaseAll(replaced)
 	if err := l.pc.SetRemoteDescription(resp.Answer); err != nil {
 		return negotiateResponse{}, fmt.Errorf("setting answer: %w", err)
 	}

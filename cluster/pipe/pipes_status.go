@@ -33,6 +33,27 @@ type PipedProducer struct {
 	Kind      string `json:"kind"`            // "audio" or "video"
 	Direction string `json:"direction"`       // DirectionIn or DirectionOut
 	State     string `json:"state,omitempty"` // in: pending, offered, accepted, active
+	// Wanted are the layers this node asks the origin for (in, simulcast
+	// producers only: they follow the local subscribers' demand).
+	Wanted []int `json:"wanted,omitempty"`
+	// Layers are the producer's link tracks: the layers flowing over the
+	// link (a single-layer producer has one, layer 0; a single track of a
+	// simulcast producer carries its top layer).
+	Layers []PipedLayer `json:"layers,omitempty"`
+}
+
+// PipedLayer is one link track of a piped producer.
+type PipedLayer struct {
+	Layer int    `json:"layer"`         // 0 = lowest
+	RID   string `json:"rid,omitempty"` // simulcast RID
+	SSRC  uint32 `json:"ssrc"`          // of the link track
+	// Bitrate is the layer's current bitrate in bit/s (payload): in, as
+	// received from the link; out, as the origin's publisher sends it.
+	Bitrate int `json:"bitrate"`
+	// Packets and Bytes count the RTP packets and payload bytes received
+	// on the track (in only).
+	Packets uint64 `json:"packets,omitempty"`
+	Bytes   uint64 `json:"bytes,omitempty"`
 }
 
 // Status returns a snapshot of every open link, sorted by peer node, its
@@ -46,10 +67,28 @@ func (p *Pipes) Status() []LinkStatus {
 		l.mu.Lock()
 		ls.LinkID = l.id
 		for k, pp := range l.pulls {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: string(pp.info.Kind), Direction: DirectionIn, State: pp.state.String()})
+			pr := PipedProducer{Room: k.room, ID: k.producer, Kind: string(pp.info.Kind), Direction: DirectionIn, State: pp.state.String()}
+			if pp.layered {
+				pr.Wanted = slices.Clone(pp.want)
+			}
+			var st []sfu.LayerStatus
+			if pp.producer != nil {
+				st = pp.producer.LayerStatus()
+			}
+			for _, t := range pp.tracks {
+				if t.track != nil {
+					pr.Layers = append(pr.Layers, pipedLayer(t.layer, t.ssrc, st, t.packets.Load(), t.bytes.Load()))
+				}
+			}
+			ls.Producers = append(ls.Producers, pr)
 		}
 		for k, s := range l.serves {
-			ls.Producers = append(ls.Producers, PipedProducer{Room: k.room, ID: k.producer, Kind: string(s.producer.Info().Kind), Direction: DirectionOut})
+			pr := PipedProducer{Room: k.room, ID: k.producer, Kind: string(s.producer.Info().Kind), Direction: DirectionOut}
+			st := s.producer.LayerStatus()
+			for _, t := range s.tracks {
+				pr.Layers = append(pr.Layers, pipedLayer(t.layer, t.ssrc, st, 0, 0))
+			}
+			ls.Producers = append(ls.Producers, pr)
 		}
 		l.mu.Unlock()
 		slices.SortFunc(ls.Producers, func(a, b PipedProducer) int {
@@ -80,4 +119,14 @@ func (p *Pipes) Piped(room string) []sfu.ProducerInfo {
 	}
 	slices.SortFunc(out, func(a, b sfu.ProducerInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// pipedLayer describes one link track feeding (or fed by) layer of a
+// producer whose layers are st.
+func pipedLayer(layer int, ssrc uint32, st []sfu.LayerStatus, packets, bytes uint64) PipedLayer {
+	pl := PipedLayer{Layer: layer, SSRC: ssrc, Packets: packets, Bytes: bytes}
+	if layer < len(st) {
+		pl.RID, pl.Bitrate = st[layer].RID, st[layer].Bitrate
+	}
+	return pl
 }
