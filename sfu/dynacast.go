@@ -37,7 +37,8 @@ type demandState struct {
 
 // OnDemand sets f to be called with the layers (bitmask, bit i = layer i)
 // some local consumer needs, whenever that set changes (after the hold for
-// removals). Set by the cluster on remote producers before consumers exist;
+// removals). The set starts as the lowest layer (what a node asks the
+// origin for first) and is first reported at the first evaluation. Set by the cluster on remote producers before consumers exist;
 // f is called from the engine's dynacast goroutine and must not block.
 func (p *Producer) OnDemand(f func(layers uint8)) {
 	p.demand.mu.Lock()
@@ -85,8 +86,12 @@ func (p *Producer) evaluateDemand(now int64) {
 	d := &p.demand
 	d.mu.Lock()
 	if !d.reported {
-		// The source starts with every layer on.
+		// A publisher starts with every layer on; a remote producer with
+		// its lowest (what the cluster asks the origin for first).
 		d.active = all
+		if p.owner == nil {
+			d.active = 1
+		}
 		for i := range d.since {
 			d.since[i] = now
 		}
@@ -125,12 +130,16 @@ func (p *Producer) encodings(active uint8) *EncodingsInfo {
 	return e
 }
 
-// ActiveLayers returns the layers the source was last told to send (all
-// before the first evaluation). Addition to the spec (tests, status).
+// ActiveLayers returns the layers the source was last told to send
+// (before the first evaluation: all for a local producer, the lowest for a
+// remote one). Addition to the spec (tests, status).
 func (p *Producer) ActiveLayers() uint8 {
 	p.demand.mu.Lock()
 	defer p.demand.mu.Unlock()
 	if !p.demand.reported {
+		if p.owner == nil {
+			return 1
+		}
 		return uint8(1)<<len(p.layers) - 1
 	}
 	return p.demand.active

@@ -11,7 +11,8 @@ import (
 // consumers target and desire (subscribers here and consumers pinned for
 // other nodes alike); a newly needed layer is active at once, an unneeded
 // one only after dynacastHold; a producer nobody consumes ends with
-// nothing active.
+// nothing active. (The producer here is a remote one: it starts with its
+// lowest layer, what a node asks the origin for first.)
 func TestDynacastDemand(t *testing.T) {
 	p := &Producer{
 		info:   ProducerInfo{Kind: KindVideo, Layers: []string{"q", "h", "f"}},
@@ -33,13 +34,13 @@ func TestDynacastDemand(t *testing.T) {
 		active  uint8
 		reports int
 	}{
-		{"first evaluation: low for the subscriber, the rest held", 0, func() { set(sub, 0, 0); set(pipe, -1, -1) }, 0b111, 1},
-		{"after the hold only the needed layer", 3 * time.Second, nil, 0b001, 2},
-		{"the other node wants the top layer: at once", 3*time.Second + time.Millisecond, func() { set(pipe, 2, 2) }, 0b101, 3},
-		{"a subscriber desiring a paused layer resumes it", 4 * time.Second, func() { set(sub, 0, 1) }, 0b111, 4},
-		{"unchanged demand reports nothing", 4*time.Second + 250*time.Millisecond, nil, 0b111, 4},
-		{"everyone gone: held, then nothing", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 4},
-		{"nothing after the hold", 8 * time.Second, nil, 0, 5},
+		{"first evaluation: the lowest layer, which the subscriber wants", 0, func() { set(sub, 0, 0); set(pipe, -1, -1) }, 0b001, 1},
+		{"after the hold: unchanged", 3 * time.Second, nil, 0b001, 1},
+		{"the other node wants the top layer: at once", 3*time.Second + time.Millisecond, func() { set(pipe, 2, 2) }, 0b101, 2},
+		{"a subscriber desiring a paused layer resumes it", 4 * time.Second, func() { set(sub, 0, 1) }, 0b111, 3},
+		{"unchanged demand reports nothing", 4*time.Second + 250*time.Millisecond, nil, 0b111, 3},
+		{"everyone gone: held", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 3},
+		{"nothing after the hold", 8 * time.Second, nil, 0, 4},
 	}
 	for _, st := range steps {
 		if st.apply != nil {

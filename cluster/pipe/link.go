@@ -94,8 +94,6 @@ type inPipe struct {
 	state    pipeState
 	want     []int         // layered: the layers requested from the peer, ascending
 	slots    map[int]bool  // layered: wanted layers a receive slot was offered for (controller)
-	demanded bool          // layered: a dynacast report was applied (or skipped)
-	created  time.Time     // when the local producer was created
 	creating bool          // a forward goroutine creates the local producer
 	tracks   []*inTrack    // link tracks announced by the peer (bound or not)
 	producer *sfu.Producer // set once the local producer exists
@@ -515,12 +513,6 @@ func (l *link) wantedLocked() (wanted []PipeRef, pulls []*inPipe, fresh []sfu.Ki
 	return wanted, pulls, fresh
 }
 
-// demandSettle is how long after a layered piped producer was created its
-// first dynacast report is not applied: the engine starts a producer with
-// every layer active and only lowers that after its hold (2s), so that
-// first report says "all" whatever the subscribers need.
-const demandSettle = 2 * time.Second
-
 // demand applies the dynacast demand of pp's local producer (a bitmask of
 // the layers its local subscribers need): when it changed, the peer is
 // asked for exactly those layers in the next exchange. Called from the
@@ -532,12 +524,6 @@ func (l *link) demand(pp *inPipe, mask uint8) {
 		return
 	}
 	n := len(pp.info.Layers)
-	all := uint8(1)<<n - 1
-	first := !pp.demanded
-	pp.demanded = true
-	if first && mask&all == all && time.Since(pp.created) < demandSettle {
-		return
-	}
 	want := make([]int, 0, n)
 	for i := range n {
 		if mask&(1<<i) != 0 {
@@ -644,7 +630,6 @@ func (l *link) addPipedProducer(pp *inPipe, it *inTrack) *sfu.Producer {
 		return nil
 	}
 	pp.producer = prod
-	pp.created = time.Now()
 	l.mu.Unlock()
 	if pp.layered {
 		prod.OnDemand(func(layers uint8) { l.demand(pp, layers) })
