@@ -25,21 +25,24 @@ import "time"
 // step down waits for a backoff (upBackoffMin doubling to upBackoffMax,
 // reset once a raise held for upHold). The estimate of a link that carries
 // less than it could is capped near 1.5x what is sent, so raising a layer
-// can need more than the estimate: when the estimator is not congested
-// (estimate at least probeHeadroom x the current use), the lowest track is
-// raised one layer anyway, and the estimate then follows or the raise is
-// undone and backed off.
+// can need more than the estimate: when the estimate is within reach of a
+// raise (probeReach), the lowest track is raised one layer anyway, and
+// within probeGrace the estimate follows (the raise holds) or the raise is
+// undone and further raises are backed off.
 
 const (
 	allocInterval = 500 * time.Millisecond
 	// sizeSlack: a layer covers a tile up to this much larger than itself.
 	sizeSlack = 1.15
 	// audioBitrate is the budget kept for each audio consumer.
-	audioBitrate  = 48_000
-	upBackoffMin  = 2 * time.Second
-	upBackoffMax  = 8 * time.Second
-	upHold        = 10 * time.Second
-	probeHeadroom = 1.25
+	audioBitrate = 48_000
+	upBackoffMin = 2 * time.Second
+	upBackoffMax = 8 * time.Second
+	upHold       = 10 * time.Second
+	// probeReach: a probing raise is made when the estimate is at least
+	// this share of the raised use (the estimate of a link carrying less
+	// than it could is capped near 1.5x what is sent plus 100 kbit/s).
+	probeReach = 0.5
 )
 
 // layerInfo is a layer as the allocator sees it.
@@ -145,10 +148,12 @@ func usage(tracks []allocTrack, layers []int) int {
 // allocator is a participant's hysteresis state, owned by its goroutine.
 type allocator struct {
 	backoff    time.Duration
-	upAllowed  time.Time // no bandwidth-driven raise before this
-	lastRaise  time.Time
+	upAllowed  time.Time // no raise before this
 	lastChange time.Time
-	probeUntil time.Time // a probing raise is being given time
+	lastRaise  time.Time
+	lastEst    int       // the estimate of the previous decision
+	probing    bool      // a probing raise was made and not yet judged
+	probeUntil time.Time // until then the estimate may follow the probe
 	probeFloor int       // the estimate below which the probe failed
 }
 
@@ -164,14 +169,32 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 	for i := range tracks {
 		current[i] = tracks[i].current
 	}
+	falling := estimate > 0 && a.lastEst > 0 && float64(estimate) < 0.9*float64(a.lastEst)
+	a.lastEst = estimate
+	if a.probing && estimate > 0 {
+		switch {
+		case estimate < a.probeFloor:
+			a.probing, falling = false, true // congested: the probe failed
+		case now.Before(a.probeUntil) && estimate-audio < usage(tracks, current):
+			// The estimate is still following the raised use: keep the
+			// layers (new or hidden tracks apart).
+			next := allocate(tracks, 0)
+			for i := range next {
+				if cur := current[i]; cur >= 0 && next[i] >= 0 {
+					next[i] = min(cur, next[i])
+				}
+			}
+			return next
+		default:
+			// Judged: the estimate caught up (success) or the grace
+			// ran out (failure: the estimate cannot reach the raise).
+			falling = estimate-audio < usage(tracks, current)
+			a.probing = false
+		}
+	}
 	budget := 0
 	if estimate > 0 {
 		budget = max(estimate-audio, 1)
-		if now.Before(a.probeUntil) && estimate >= a.probeFloor {
-			// A probe in progress: the estimate is still climbing
-			// towards the raised use.
-			budget = max(budget, usage(tracks, current))
-		}
 	}
 	next := allocate(tracks, budget)
 	unlimited := allocate(tracks, 0)
@@ -184,10 +207,10 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 			up = true
 		}
 	}
-	if down {
+	if down && falling {
+		// Congestion: back off raising, longer each time.
 		a.backoff = min(max(2*a.backoff, upBackoffMin), upBackoffMax)
 		a.upAllowed = now.Add(a.backoff)
-		a.probeUntil = time.Time{}
 	} else if !a.lastRaise.IsZero() && now.Sub(a.lastChange) >= upHold {
 		a.backoff = 0 // the last raise held
 	}
@@ -199,9 +222,9 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 		}
 		up = false
 	}
-	if !up && !down && estimate > 0 && !now.Before(a.upAllowed) && !now.Before(a.probeUntil) &&
-		float64(estimate) >= probeHeadroom*float64(usage(tracks, next)+audio) {
-		// Probe: raise the lowest track the budget held back by one.
+	if !up && !down && estimate > 0 && !now.Before(a.upAllowed) {
+		// Probe: raise the lowest track the budget held back by one,
+		// if the estimate is within reach of the raised use.
 		best := -1
 		for i := range tracks {
 			if next[i] >= 0 && next[i] < unlimited[i] && (best < 0 || next[i] < next[best]) {
@@ -209,10 +232,15 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 			}
 		}
 		if best >= 0 {
-			a.probeFloor = usage(tracks, next) + audio
+			before := usage(tracks, next) + audio
 			next[best]++
-			a.probeUntil = now.Add(probeGrace)
-			up = true
+			if float64(estimate) >= probeReach*float64(usage(tracks, next)+audio) {
+				a.probeFloor = before
+				a.probing, a.probeUntil = true, now.Add(probeGrace)
+				up = true
+			} else {
+				next[best]--
+			}
 		}
 	}
 	if up {

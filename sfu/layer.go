@@ -25,12 +25,16 @@ func nominal(i, n int) (bitrate, height int) {
 	case 1:
 		return 500_000, 360
 	default:
-		return 150_000, 180
+		return 100_000, 180
 	}
 }
 
 // rateWindow is the window of a layer's bitrate measurement.
 const rateWindow = 500 * time.Millisecond
+
+// rateSmoothing is the weight of the past in a layer's bitrate (each
+// window counts 1/rateSmoothing).
+const rateSmoothing = 4
 
 // layerLive is how long after its last packet a layer counts as sending.
 const layerLive = time.Second
@@ -88,7 +92,7 @@ type layer struct {
 	kr           atomic.Pointer[KeyframeRequester]
 	lastKeyframe atomic.Int64 // unix nanos of the last forwarded request
 	lastPacket   atomic.Int64 // unix nanos of the last packet
-	bitrate      atomic.Int64 // bit/s over the last rateWindow
+	bitrate      atomic.Int64 // bit/s, smoothed over rateWindows (rateSmoothing)
 	width        atomic.Int32 // from the last keyframe (VP8), 0 unknown
 	height       atomic.Int32
 
@@ -106,7 +110,13 @@ func (l *layer) account(size int, now int64) {
 	}
 	l.winBytes += int64(size)
 	if d := now - l.winStart; d >= int64(rateWindow) {
-		l.bitrate.Store(l.winBytes * 8 * int64(time.Second) / d)
+		r := l.winBytes * 8 * int64(time.Second) / d
+		if old := l.bitrate.Load(); old > 0 && d < 2*int64(rateWindow) {
+			// An exponential average: a keyframe burst or a quiet
+			// moment does not swing the allocation.
+			r = (old*(rateSmoothing-1) + r) / rateSmoothing
+		}
+		l.bitrate.Store(r)
 		l.winStart, l.winBytes = now, 0
 	}
 }

@@ -132,12 +132,9 @@ func (p *Participant) subscriberPC() (*webrtc.PeerConnection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: subscriber peer connection: %w", err)
 	}
-	estimate := func() int {
-		if !est.HasFeedback() {
-			return 0 // no TWCC feedback (yet): no bandwidth limit known
-		}
-		return est.TargetBitrate()
-	}
+	// Before the first TWCC feedback this is the estimator's initial
+	// value; a subscriber that never sends feedback stays there.
+	estimate := est.TargetBitrate
 	p.bwe.Store(&estimate)
 	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
 	p.sub.Store(pc)

@@ -25,11 +25,17 @@ async function waitVideo(page, pred, timeout) {
 
 const widths = (tracks) => tracks.map((t) => `${t.participantName}:${t.frameWidth}`).join(' ');
 
+test.afterEach(async ({}, testInfo) => {
+  // The whole server log (the attachment on failure is cut short).
+  if (testInfo.confabLog) require('node:fs').writeFileSync(testInfo.outputPath('confab-full.log'), testInfo.confabLog());
+});
+
 test.describe('adaptive video', () => {
   test('simulcast layers follow the viewer\'s link: top when open, lower at 600 kbit/s, back up when it reopens', async ({
-    netns, join, joinShaped,
+    netns, join, joinShaped, confab,
   }, testInfo) => {
     test.setTimeout(240_000);
+    testInfo.confabLog = () => confab.logs();
     const pubs = [];
     for (const name of ['alice', 'bob', 'carol']) pubs.push(await join('adaptive', name));
     // deviceScaleFactor 3: each of the three tiles is over 1200 device

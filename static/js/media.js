@@ -22,10 +22,14 @@ export const SIMULCAST_LAYERS = Object.freeze([
  */
 export const MIN_LAYER_HEIGHT = 135;
 
-/** maxBitrateFor is the bitrate cap (bit/s) of a layer of that height. */
+/**
+ * maxBitrateFor is the bitrate cap (bit/s) of a layer of that height. The
+ * lowest layer is kept at 100 kbit/s: with audio and packet overhead,
+ * three of them fit a 600 kbit/s downlink.
+ */
 export function maxBitrateFor(height) {
   if (height <= 200) {
-    return 150_000;
+    return 100_000;
   }
   if (height <= 400) {
     return 500_000;
