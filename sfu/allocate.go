@@ -31,7 +31,7 @@ import "time"
 // undone and further raises are backed off.
 
 const (
-	allocInterval = 500 * time.Millisecond
+	allocInterval = 250 * time.Millisecond
 	// sizeSlack: a layer covers a tile up to this much larger than itself.
 	sizeSlack = 1.15
 	// audioBitrate is the budget kept for each audio consumer.

@@ -75,3 +75,95 @@ test.describe('adaptive video', () => {
     });
   });
 });
+
+/** tileVideo returns the inbound video track of the named participant. */
+const tileVideo = (sample, name) => videoTracks(sample).find((t) => t.participantName === name);
+
+/** audioOf returns the inbound audio track of the named participant. */
+const audioOf = (sample, name) => sample.tracks.find((t) => t.kind === 'audio' && t.participantName === name);
+
+/** setTileShown hides (display:none) or shows the remote tile of name. */
+async function setTileShown(page, name, shown) {
+  await page.evaluate(({ name, shown }) => {
+    const tile = document.querySelector(`[data-testid="remote-tile"][data-participant-name="${name}"]`);
+    if (!tile) throw new Error(`no tile of ${name}`);
+    tile.style.display = shown ? '' : 'none';
+  }, { name, shown });
+}
+
+test.describe('adaptive video: visibility and dynacast', () => {
+  test('a hidden tile receives no video (audio goes on) and shows a frame soon after it is shown again', async ({
+    join, confab,
+  }, testInfo) => {
+    test.setTimeout(120_000);
+    testInfo.confabLog = () => confab.logs();
+    await join('hide', 'alice');
+    const viewer = await join('hide', 'viewer');
+    await expectMediaFlowing(viewer, { remotes: 1, label: 'viewer' });
+
+    await setTileShown(viewer, 'alice', false);
+    await sleep(2_000); // the report, the pause, packets in flight
+    const a = await sampleInbound(viewer);
+    await sleep(3_000);
+    const b = await sampleInbound(viewer);
+    const videoBytes = tileVideo(b, 'alice').bytesReceived - tileVideo(a, 'alice').bytesReceived;
+    const audioBytes = audioOf(b, 'alice').bytesReceived - audioOf(a, 'alice').bytesReceived;
+    console.log(`hidden for 3 s: ${videoBytes} video bytes, ${audioBytes} audio bytes`);
+    expect(videoBytes, 'video bytes while the tile is hidden').toBeLessThan(2_000);
+    expect(audioBytes, 'audio bytes while the tile is hidden').toBeGreaterThan(5_000);
+
+    // Hidden long enough for the publisher to have paused its layers.
+    await sleep(2_000);
+    const before = tileVideo(await sampleInbound(viewer), 'alice').framesDecoded;
+    const shownAt = Date.now();
+    await setTileShown(viewer, 'alice', true);
+    let firstFrameMs = null;
+    while (Date.now() - shownAt < 10_000) {
+      const t = tileVideo(await sampleInbound(viewer), 'alice');
+      if (t.framesDecoded > before) {
+        firstFrameMs = Date.now() - shownAt;
+        break;
+      }
+      await sleep(20);
+    }
+    console.log(`shown again: first new frame after ${firstFrameMs} ms`);
+    await testInfo.attach('adaptive-hidden.json', {
+      body: JSON.stringify({ videoBytes, audioBytes, firstFrameMs }), contentType: 'application/json',
+    });
+    expect(firstFrameMs, 'a frame after the tile is shown again').not.toBeNull();
+    expect(firstFrameMs, 'ms from showing the tile to a new decoded frame').toBeLessThan(1_000);
+  });
+
+  test('a publisher alone sends no video, and sends again when a viewer arrives', async ({ join, confab }, testInfo) => {
+    test.setTimeout(120_000);
+    testInfo.confabLog = () => confab.logs();
+    const alice = await join('alone', 'alice');
+    await expect(alice.getByTestId('connection-state')).toHaveText('connected', { timeout: 30_000 });
+    const sentVideo = async () => {
+      const s = await sampleOutbound(alice);
+      return s.tracks.filter((t) => t.kind === 'video').reduce((n, t) => n + t.bytesSent, 0);
+    };
+    const sentAudio = async () => {
+      const s = await sampleOutbound(alice);
+      return s.tracks.filter((t) => t.kind === 'audio').reduce((n, t) => n + t.bytesSent, 0);
+    };
+    await sleep(4_000); // the hold (2 s) and the encodings message
+    const v0 = await sentVideo();
+    const a0 = await sentAudio();
+    await sleep(3_000);
+    const aloneVideo = (await sentVideo()) - v0;
+    const aloneAudio = (await sentAudio()) - a0;
+    console.log(`alone for 3 s: ${aloneVideo} video bytes sent, ${aloneAudio} audio bytes`);
+    expect(aloneVideo, 'video bytes a lone publisher sends in 3 s').toBeLessThan(2_000);
+
+    const v1 = await sentVideo();
+    const viewer = await join('alone', 'viewer');
+    await expectMediaFlowing(viewer, { remotes: 1, label: 'viewer' });
+    const resumed = (await sentVideo()) - v1;
+    console.log(`with a viewer: ${resumed} video bytes sent`);
+    expect(resumed, 'video bytes sent once a viewer arrived').toBeGreaterThan(20_000);
+    await testInfo.attach('adaptive-alone.json', {
+      body: JSON.stringify({ aloneVideo, aloneAudio, resumed }), contentType: 'application/json',
+    });
+  });
+});
