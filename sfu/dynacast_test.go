@@ -11,7 +11,7 @@ import (
 // consumers target and desire (subscribers here and consumers pinned for
 // other nodes alike); a newly needed layer is active at once, an unneeded
 // one only after dynacastHold; a producer nobody consumes ends with
-// nothing active. (The producer here is a remote one: it starts with its
+// nothing active. TestDynacastKeepsLowest covers the publisher's side. (The producer here is a remote one: it starts with its
 // lowest layer, what a node asks the origin for first.)
 func TestDynacastDemand(t *testing.T) {
 	p := &Producer{
@@ -39,7 +39,7 @@ func TestDynacastDemand(t *testing.T) {
 		{"the other node wants the top layer: at once", 3*time.Second + time.Millisecond, func() { set(pipe, 2, 2) }, 0b101, 2},
 		{"a subscriber desiring a paused layer resumes it", 4 * time.Second, func() { set(sub, 0, 1) }, 0b111, 3},
 		{"unchanged demand reports nothing", 4*time.Second + 250*time.Millisecond, nil, 0b111, 3},
-		{"everyone gone: held", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 3},
+		{"everyone paused: held", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 3},
 		{"nothing after the hold", 8 * time.Second, nil, 0, 4},
 	}
 	for _, st := range steps {
@@ -50,5 +50,43 @@ func TestDynacastDemand(t *testing.T) {
 		if got := p.ActiveLayers(); got != st.active || len(reports) != st.reports {
 			t.Fatalf("%s: active %03b with %d reports, want %03b with %d", st.name, got, len(reports), st.active, st.reports)
 		}
+	}
+}
+
+// TestDynacastKeepsLowest: a local producer (a publisher's) keeps its
+// lowest layer while it has consumers, even paused ones, and drops it once
+// it has none.
+func TestDynacastKeepsLowest(t *testing.T) {
+	p := &Producer{
+		info:   ProducerInfo{Kind: KindVideo, Layers: []string{"q", "h", "f"}},
+		track:  newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
+		layers: testLayers(KindVideo, 3),
+		owner:  &Participant{queue: newActionQueue(), closingCh: make(chan struct{})},
+	}
+	now := time.Unix(100, 0).UnixNano()
+	w := p.track.want(1)
+	w.target.Store(2)
+	w.desired.Store(2)
+	p.evaluateDemand(now)
+	if got := p.ActiveLayers(); got != 0b111 {
+		t.Fatalf("first evaluation: %03b, want all (held)", got)
+	}
+	p.evaluateDemand(now + (3 * time.Second).Nanoseconds())
+	if got := p.ActiveLayers(); got != 0b101 {
+		t.Fatalf("a subscriber on the top layer: %03b, want lowest and top", got)
+	}
+	w.target.Store(-1)
+	w.desired.Store(-1)
+	p.evaluateDemand(now + (6 * time.Second).Nanoseconds())
+	if got := p.ActiveLayers(); got != 0b001 {
+		t.Fatalf("the subscriber's tile hidden: %03b, want the lowest", got)
+	}
+	p.track.dropWant(1)
+	p.evaluateDemand(now + (9 * time.Second).Nanoseconds())
+	if got := p.ActiveLayers(); got != 0 {
+		t.Fatalf("no consumer: %03b, want nothing", got)
+	}
+	if n := len(p.owner.queue.take(nil)); n != 4 {
+		t.Errorf("%d encodings events queued for the publisher, want 4", n)
 	}
 }
