@@ -173,7 +173,7 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 	a.lastEst = estimate
 	if a.probing && estimate > 0 {
 		switch {
-		case estimate < a.probeFloor:
+		case estimate < a.probeFloor || falling:
 			a.probing, falling = false, true // congested: the probe failed
 		case now.Before(a.probeUntil) && estimate-audio < usage(tracks, current):
 			// The estimate is still following the raised use: keep the
