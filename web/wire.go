@@ -26,6 +26,10 @@ type wireProducer struct {
 	Codec           wireCodec `json:"codec"`
 	Origin          string    `json:"origin"` // node where it is published
 	Remote          bool      `json:"remote"` // published on another node
+	// Layers are a simulcast video producer's RIDs, lowest quality first
+	// (omitted without simulcast); the server picks which one a
+	// subscriber receives.
+	Layers []string `json:"layers,omitempty"`
 }
 
 // wireCodec is a producer's codec on the wire; the optional fields are
@@ -59,6 +63,7 @@ func toWireProducer(p sfu.ProducerInfo) wireProducer {
 		},
 		Origin: p.Origin,
 		Remote: p.Remote,
+		Layers: p.Layers,
 	}
 }
 

@@ -31,6 +31,8 @@ func TestWireGolden(t *testing.T) {
 		Origin: "node-b", Remote: true,
 	}
 	bare := sfu.ProducerInfo{ID: "p", Kind: sfu.KindVideo, Codec: sfu.Codec{MimeType: "video/VP8", ClockRate: 90000}}
+	layered := bare
+	layered.Layers = []string{"q", "h", "f"}
 
 	const (
 		bobJSON   = `{"id":"Q2dT7uVb0Lx5kA9s","name":"Bob","origin":"node-a","remote":false}`
@@ -42,6 +44,8 @@ func TestWireGolden(t *testing.T) {
 			`"origin":"node-b","remote":true}`
 		bareJSON = `{"id":"p","kind":"video","participantId":"","participantName":"",` +
 			`"codec":{"mimeType":"video/VP8","clockRate":90000},"origin":"","remote":false}`
+		layeredJSON = `{"id":"p","kind":"video","participantId":"","participantName":"",` +
+			`"codec":{"mimeType":"video/VP8","clockRate":90000},"origin":"","remote":false,"layers":["q","h","f"]}`
 	)
 
 	eventV := func(v int, ev sfu.Event) any {
@@ -92,6 +96,8 @@ func TestWireGolden(t *testing.T) {
 			`{"v":1,"type":"producer-removed","producer":` + videoJSON + `}`},
 		{"producer-added zero codec fields", event(sfu.Event{Type: sfu.EventProducerAdded, Producer: &bare}),
 			`{"v":1,"type":"producer-added","producer":` + bareJSON + `}`},
+		{"producer-added simulcast", event(sfu.Event{Type: sfu.EventProducerAdded, Producer: &layered}),
+			`{"v":1,"type":"producer-added","producer":` + layeredJSON + `}`},
 
 		// Version 2: the same shapes with "v":2, plus "encodings".
 		{"joined v2", joinedV(protocolV2, []sfu.ParticipantInfo{bob}, []sfu.ProducerInfo{video}),
