@@ -139,14 +139,14 @@ func TestWireConvertersCopyEveryField(t *testing.T) {
 	pr := sfu.ProducerInfo{
 		ID: "i", Kind: sfu.KindAudio, ParticipantID: "pi", ParticipantName: "pn",
 		Codec:  sfu.Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2, SDPFmtpLine: "f", PayloadType: 111},
-		Origin: "o", Remote: true,
+		Origin: "o", Remote: true, Layers: []string{"l", "h"},
 	}
 	want := wireProducer{
 		ID: "i", Kind: "audio", ParticipantID: "pi", ParticipantName: "pn",
 		Codec:  wireCodec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2, SDPFmtpLine: "f", PayloadType: 111},
-		Origin: "o", Remote: true,
+		Origin: "o", Remote: true, Layers: []string{"l", "h"},
 	}
-	if got := toWireProducer(pr); got != want {
+	if got := toWireProducer(pr); !reflect.DeepEqual(got, want) {
 		t.Errorf("toWireProducer = %+v, want %+v", got, want)
 	}
 	e := sfu.EncodingsInfo{ProducerID: "i", Mid: "m", Layers: []sfu.LayerActive{{RID: "r", Active: true}, {RID: "s"}}}
