@@ -152,7 +152,10 @@ const test = base.extend({
         stopErr = err;
       }
       if (stopErr || testInfo.status !== testInfo.expectedStatus) {
-        await testInfo.attach('confab.log', { body: server.logs(), contentType: 'text/plain' });
+        // A file (the reporter prints only the start of an inline body).
+        const file = testInfo.outputPath('confab.log');
+        fs.writeFileSync(file, server.logs());
+        await testInfo.attach('confab.log', { path: file, contentType: 'text/plain' });
       }
     }
     if (stopErr) throw stopErr;
