@@ -119,8 +119,11 @@ cluster: build consul
 	./tools/cluster.sh
 
 ## bench: Go benchmarks with -benchmem plus the load scenarios (tools/bench.sh),
-## with the server and the generator pinned to different CPUs; rewrites the
-## generated part of docs/performance.md. Needs an otherwise idle box.
+## with the server and the generator pinned to different CPUs, and the N=200
+## fan-out run alternately against this build and BENCH_BASE's (default
+## 9fd9194, main before simulcast; BENCH_BASE=none skips it); rewrites the
+## generated part of docs/performance.md. Needs an otherwise idle box and
+## the git history (the base is built from a temporary worktree).
 bench: build consul mediatools $(CLIP)/video.ivf
 	./tools/bench.sh
 

@@ -37,37 +37,49 @@ func BenchmarkForward(b *testing.B) {
 		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) {
 			f := newForwardBench(b, n)
 			pkt := benchPacket()
-			// The writing thread's CPU time is read with
-			// CLOCK_THREAD_CPUTIME_ID, so keep it on one thread.
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			allocs0 := heapAllocObjects()
-			cpu0 := threadCPU(b)
-			start := time.Now()
-			ops := 0
-			for b.Loop() {
+			f.measure(b, func() error {
 				pkt.SequenceNumber++
 				pkt.Timestamp += 3000
-				if err := f.prod.WriteRTP(pkt); err != nil {
-					b.Fatalf("WriteRTP: %v", err)
-				}
-				ops++
-			}
-			wall := time.Since(start)
-			cpu := threadCPU(b) - cpu0
-			allocs := heapAllocObjects() - allocs0
-			out := float64(ops * n)
-			b.ReportMetric(float64(wall.Nanoseconds())/out, "ns/pkt-out")
-			b.ReportMetric(float64(cpu.Nanoseconds())/out, "cpu-ns/pkt-out")
-			b.ReportMetric(float64(allocs)/out, "allocs/pkt-out")
-			b.StopTimer()
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			b.ReportMetric(float64(ms.HeapAlloc)/float64(n), "heap-B/consumer")
-			f.checkReceived(b)
+				return f.prod.WriteRTP(pkt)
+			})
 		})
 	}
+}
+
+// measure runs write in b's loop and reports BenchmarkForward's metrics
+// per outgoing packet (the producer's count of packets written to its
+// consumers): ns/pkt-out, cpu-ns/pkt-out, allocs/pkt-out, and
+// heap-B/consumer; then checks that every subscriber still receives.
+func (f *forwardBench) measure(b *testing.B, write func() error) {
+	// The writing thread's CPU time is read with CLOCK_THREAD_CPUTIME_ID,
+	// so keep it on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	out0 := f.prod.traffic.packetsOut.Load()
+	allocs0 := heapAllocObjects()
+	cpu0 := threadCPU(b)
+	start := time.Now()
+	for b.Loop() {
+		if err := write(); err != nil {
+			b.Fatalf("write: %v", err)
+		}
+	}
+	wall := time.Since(start)
+	cpu := threadCPU(b) - cpu0
+	allocs := heapAllocObjects() - allocs0
+	out := float64(f.prod.traffic.packetsOut.Load() - out0)
+	if out == 0 {
+		b.Fatal("no packet was forwarded")
+	}
+	b.ReportMetric(float64(wall.Nanoseconds())/out, "ns/pkt-out")
+	b.ReportMetric(float64(cpu.Nanoseconds())/out, "cpu-ns/pkt-out")
+	b.ReportMetric(float64(allocs)/out, "allocs/pkt-out")
+	b.StopTimer()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/float64(len(f.subs)), "heap-B/consumer")
+	f.checkReceived(b)
 }
 
 // benchPacket returns a VP8 packet with a 1200-byte payload.
@@ -108,38 +120,59 @@ type forwardBench struct {
 	subs []*benchSub
 }
 
-func newForwardBench(b testing.TB, n int) *forwardBench {
-	b.Helper()
-	ctx := testContext(b)
-	e := newTestEngine(b, func(c *Config) { c.MaxParticipantsPerRoom = n + 1 })
+// newForwardBench returns an engine with n subscribers of a single-layer
+// remote VP8 producer, each of them receiving media.
+func newForwardBench(tb testing.TB, n int) *forwardBench {
+	tb.Helper()
+	f := newBenchSubscribers(tb, n)
+	f.addProducer(tb, benchProducerInfo())
+	pkt := benchPacket()
+	pkt.SequenceNumber = 60000
+	f.warmUp(tb, func() error {
+		pkt.SequenceNumber++
+		pkt.Timestamp += 3000
+		return f.prod.WriteRTP(pkt)
+	})
+	return f
+}
+
+// newBenchSubscribers returns an engine with n subscribers in room "bench"
+// and no producer yet.
+func newBenchSubscribers(tb testing.TB, n int) *forwardBench {
+	tb.Helper()
+	e := newTestEngine(tb, func(c *Config) { c.MaxParticipantsPerRoom = n + 1 })
 	f := &forwardBench{e: e}
 	for i := range n {
-		f.subs = append(f.subs, joinBenchSub(b, e, "bench", fmt.Sprintf("sub-%d", i)))
+		f.subs = append(f.subs, joinBenchSub(tb, e, "bench", fmt.Sprintf("sub-%d", i)))
 	}
-	room := e.Room("bench")
-	info := ProducerInfo{
+	return f
+}
+
+// benchProducerInfo describes the remote VP8 producer of the benchmarks.
+func benchProducerInfo() ProducerInfo {
+	return ProducerInfo{
 		ID: "bench-video", Kind: KindVideo, ParticipantID: "bench-publisher", ParticipantName: "publisher",
 		Codec: Codec{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, Origin: "node-b", Remote: true,
 	}
-	prod, err := room.AddProducer(info, nil)
-	if err != nil {
-		b.Fatalf("AddProducer: %v", err)
-	}
-	b.Cleanup(prod.Close)
-	f.prod = prod
+}
 
-	// Warm up until every subscriber receives media (ICE, DTLS and the
-	// subscriber renegotiation are done).
-	pkt := benchPacket()
-	pkt.SequenceNumber = 60000
-	waitUntil(ctx, b, "media at every subscriber", func() bool {
-		for range 10 {
-			pkt.SequenceNumber++
-			pkt.Timestamp += 3000
-			if err := prod.WriteRTP(pkt); err != nil {
-				b.Fatalf("WriteRTP: %v", err)
-			}
-		}
+// addProducer adds the remote producer info to the room; every subscriber
+// consumes it.
+func (f *forwardBench) addProducer(tb testing.TB, info ProducerInfo) {
+	tb.Helper()
+	prod, err := f.e.Room("bench").AddProducer(info, nil)
+	if err != nil {
+		tb.Fatalf("AddProducer: %v", err)
+	}
+	tb.Cleanup(prod.Close)
+	f.prod = prod
+}
+
+// warmUp calls write until every subscriber receives media (ICE, DTLS and
+// the subscriber renegotiation are done).
+func (f *forwardBench) warmUp(tb testing.TB, write func() error) {
+	tb.Helper()
+	f.writeUntil(tb, "media at every subscriber", write, func() bool {
 		for _, s := range f.subs {
 			if s.packets.Load() == 0 {
 				return false
@@ -147,7 +180,19 @@ func newForwardBench(b testing.TB, n int) *forwardBench {
 		}
 		return true
 	})
-	return f
+}
+
+// writeUntil calls write, ten times per poll, until cond holds.
+func (f *forwardBench) writeUntil(tb testing.TB, what string, write func() error, cond func() bool) {
+	tb.Helper()
+	waitUntil(testContext(tb), tb, what, func() bool {
+		for range 10 {
+			if err := write(); err != nil {
+				tb.Fatalf("write: %v", err)
+			}
+		}
+		return cond()
+	})
 }
 
 // checkReceived fails the benchmark when a subscriber stopped receiving.

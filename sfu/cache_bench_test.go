@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,23 +37,45 @@ func BenchmarkNACKCache(b *testing.B) {
 	})
 	b.Run("producer-cache/nack", func(b *testing.B) {
 		p := &Producer{
+			info:   ProducerInfo{Kind: KindVideo},
 			track:  newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "p", "s"),
 			layers: testLayers(KindVideo, 1),
+			codec:  codecVP8,
 		}
 		w := &recordingWriter{}
 		if _, err := p.track.Bind(&fakeBindContext{id: "a", ssrc: 7, w: w, codecs: []webrtc.RTPCodecParameters{vp8Params(96)}}); err != nil {
 			b.Fatal(err)
 		}
+		bnd := p.track.binding(7)
+		// This measures answering NACKs, not refusing them: the
+		// consumer's retransmission budget is lifted.
+		bnd.resendWin, bnd.budget = math.MaxInt64, math.MaxInt
 		c := &Consumer{producer: p, ssrc: 7}
 		pkt := benchPacket()
+		// A NACK is mapped through what the consumer was sent: forward a
+		// packet to start the consumer's mapping, and again (outside the
+		// timer) before the sequence numbers leave its range.
+		forwarded := 0
+		restart := func() {
+			bnd.m = newMunger()
+			fi := inspect(p.codec, pkt.Payload)
+			forwarded += p.track.write(p.track.snapshot(), 0, pkt, &fi, 90000, time.Now().UnixNano(), p.scratch[:])
+		}
+		restart()
+		nacks := 0
 		b.ReportAllocs()
 		for b.Loop() {
+			if nacks++; nacks%16384 == 0 {
+				b.StopTimer()
+				restart()
+				b.StartTimer()
+			}
 			pkt.SequenceNumber++
 			p.layers[0].cache.put(pkt)
 			c.onNACK(7, pkt.SequenceNumber)
 		}
-		if w.writes == 0 {
-			b.Fatal("no NACK answered")
+		if answered := w.writes - forwarded; answered != nacks {
+			b.Fatalf("%d of %d NACKs answered", answered, nacks)
 		}
 	})
 	b.Run("pion-responder/write", func(b *testing.B) {

@@ -10,7 +10,14 @@
 #      CPU 0 (taskset), the load generator pinned to CPU 1, the box checked
 #      idle before every scenario; one fresh node (or cluster) per scenario;
 #   3. a CPU profile of the server under the largest fan-out;
-#   4. docs/performance.md: the part between the "generated" markers is
+#   4. the cross-node scenarios: two nodes in one Consul cluster;
+#   5. forwarding CPU side by side with an earlier commit (BENCH_BASE): its
+#      confab is built from a temporary git worktree into
+#      $BENCH_OUT/base/confab, then the fan-out scenario with BENCH_BASE_N
+#      subscribers runs alternately against that node and this one (base,
+#      this, base, this, ...), each a fresh node with the same flags and
+#      pinning;
+#   6. docs/performance.md: the part between the "generated" markers is
 #      replaced with the machine, the date, the commands and the tables.
 #
 # Everything is bounded: every scenario has --timeout, and the script stops
@@ -24,8 +31,15 @@
 #   BENCH_FANOUT     subscriber counts of the fan-out scenario [50 100 200]
 #   BENCH_GOTIME     -benchtime of the Go benchmarks [1s]
 #   BENCH_SKIP_GO=1  skip step 1 (keeps the previous Go results)
+#   BENCH_SKIP_LOAD=1 skip steps 2 to 4 (the document then lacks their results)
 #   BENCH_FLEET      control-plane fleet sizes, NODESxROOMS [5x200,20x1000]
 #   BENCH_MANY_ROOMS rooms of the one-node control-plane run [5000]
+#   BENCH_BASE       commit to compare forwarding CPU with, side by side
+#                    [9fd9194, main before simulcast]; "none" skips step 5
+#   BENCH_BASE_N     subscribers of the side-by-side fan-out [200]
+#   BENCH_BASE_ROUNDS rounds of the side by side, each base then this [2]
+#   BENCH_IDLE_MAX   busy share of all CPUs above which a scenario refuses
+#                    to start [0.25]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +49,12 @@ clip=${BENCH_CLIP:-bin/media/720p}
 duration=${BENCH_DURATION:-20s}
 fanout_ns=${BENCH_FANOUT:-50 100 200}
 gotime=${BENCH_GOTIME:-1s}
+base=${BENCH_BASE:-9fd9194}
+base_n=${BENCH_BASE_N:-200}
+base_rounds=${BENCH_BASE_ROUNDS:-2}
+idle_max=${BENCH_IDLE_MAX:-0.25}
 confab=bin/confab
+base_confab=$out/base/confab
 load=bin/confab-load
 consul=bin/consul
 server_cpu=0
@@ -52,10 +71,14 @@ fi
 
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
+rm -rf "${out:?}/versus"
 find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt ! -name alloc-tests.txt -delete
 logdir=$out/logs
 mkdir -p "$logdir"
 started=$(date -u +%s)
+
+# node_bin is the confab that start_node runs.
+node_bin=$confab
 
 pids=()
 stop_all() {
@@ -68,7 +91,16 @@ stop_all() {
 	done
 	pids=()
 }
-trap stop_all EXIT
+# base_tree is the temporary worktree of BENCH_BASE while it is built.
+base_tree=
+remove_base_tree() {
+	[ -n "$base_tree" ] || return 0
+	git worktree remove --force "$base_tree/src" 2>/dev/null || true
+	rm -rf "$base_tree"
+	git worktree prune
+	base_tree=
+}
+trap 'stop_all; remove_base_tree' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -99,7 +131,7 @@ WAIT_WHO=bench
 start_node() {
 	local name=$1 port=$2
 	shift 2
-	local cmd=(taskset -c "$server_cpu" "$confab" --node-id "$name"
+	local cmd=(taskset -c "$server_cpu" "$node_bin" --node-id "$name"
 		--http-addr "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0
 		--max-participants 1000 --log-level warn --drain-timeout 2s "$@")
 	note "${cmd[@]}"
@@ -130,7 +162,7 @@ run_load() {
 	shift
 	echo "bench: scenario $name"
 	record taskset -c "$load_cpu" "$load" run --clip "$clip" --duration "$duration" \
-		--pin-server "$server_cpu" --pin-load "$load_cpu" --idle-max 0.25 \
+		--pin-server "$server_cpu" --pin-load "$load_cpu" --idle-max "$idle_max" \
 		--timeout 4m --json "$out/$name.json" "$@" 2>"$logdir/$name.load.log" |
 		tee "$out/$name.txt" ||
 		echo "bench: scenario $name failed (see $logdir/$name.load.log); its goals show what is missing" >&2
@@ -150,65 +182,114 @@ if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
 		echo "bench: zero-allocation tests failed; see $out/alloc-tests.txt" >&2
 fi
 
-# 2. Single-node scenarios, one fresh node each.
-for n in $fanout_ns; do
+# Steps 2 to 4 (BENCH_SKIP_LOAD=1 skips them).
+if [ "${BENCH_SKIP_LOAD:-0}" != 1 ]; then
+	# 2. Single-node scenarios, one fresh node each.
+	for n in $fanout_ns; do
+		port=$(free_port)
+		start_node bench-a "$port"
+		run_load "fanout-$n" --scenario fanout --url "http://127.0.0.1:$port" \
+			--server-pid "$NODE_PID" --subscribers "$n"
+		stop_all
+	done
+
 	port=$(free_port)
 	start_node bench-a "$port"
-	run_load "fanout-$n" --scenario fanout --url "http://127.0.0.1:$port" \
-		--server-pid "$NODE_PID" --subscribers "$n"
+	run_load meeting-10 --scenario meeting --url "http://127.0.0.1:$port" \
+		--server-pid "$NODE_PID" --participants 10
 	stop_all
-done
 
-port=$(free_port)
-start_node bench-a "$port"
-run_load meeting-10 --scenario meeting --url "http://127.0.0.1:$port" \
-	--server-pid "$NODE_PID" --participants 10
-stop_all
+	port=$(free_port)
+	start_node bench-a "$port"
+	run_load churn-50 --scenario churn --url "http://127.0.0.1:$port" \
+		--server-pid "$NODE_PID" --subscribers 50 --churn-rate 4 --churn-lifetime 3s
+	stop_all
 
-port=$(free_port)
-start_node bench-a "$port"
-run_load churn-50 --scenario churn --url "http://127.0.0.1:$port" \
-	--server-pid "$NODE_PID" --subscribers 50 --churn-rate 4 --churn-lifetime 3s
-stop_all
+	# 3. CPU profile of the server under the largest fan-out (a separate run, so
+	# that the profiler's own cost stays out of the numbers above).
+	maxn=0
+	for n in $fanout_ns; do [ "$n" -gt "$maxn" ] && maxn=$n; done
+	port=$(free_port)
+	pport=$(free_port)
+	start_node bench-a "$port" --pprof-addr "127.0.0.1:$pport"
+	# The generator fetches the profile during its measurement window.
+	run_load "fanout-$maxn-profiled" --scenario fanout --url "http://127.0.0.1:$port" \
+		--server-pid "$NODE_PID" --subscribers "$maxn" --duration 12s \
+		--pprof-url "http://127.0.0.1:$pport" --pprof-out "$out/fanout-$maxn.pprof"
+	stop_all
+	if [ -s "$out/fanout-$maxn.pprof" ]; then
+		go tool pprof -top -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-top.txt" 2>/dev/null
+		go tool pprof -top -cum -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-cum.txt" 2>/dev/null
+	fi
 
-# 3. CPU profile of the server under the largest fan-out (a separate run, so
-# that the profiler's own cost stays out of the numbers above).
-maxn=0
-for n in $fanout_ns; do [ "$n" -gt "$maxn" ] && maxn=$n; done
-port=$(free_port)
-pport=$(free_port)
-start_node bench-a "$port" --pprof-addr "127.0.0.1:$pport"
-# The generator fetches the profile during its measurement window.
-run_load "fanout-$maxn-profiled" --scenario fanout --url "http://127.0.0.1:$port" \
-	--server-pid "$NODE_PID" --subscribers "$maxn" --duration 12s \
-	--pprof-url "http://127.0.0.1:$pport" --pprof-out "$out/fanout-$maxn.pprof"
-stop_all
-if [ -s "$out/fanout-$maxn.pprof" ]; then
-	go tool pprof -top -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-top.txt" 2>/dev/null
-	go tool pprof -top -cum -nodecount 35 "$confab" "$out/fanout-$maxn.pprof" >"$out/fanout-$maxn-cum.txt" 2>/dev/null
+	# 4. Two nodes in one Consul cluster: a direct fan-out on node B as the
+	# baseline, then the same subscribers on B fed by a publisher on node A
+	# (placement off: the subscribers must stay on B to measure the pipe).
+	start_consul
+	secret=confab-bench-cluster-secret-0123456789
+	pa=$(free_port)
+	pb=$(free_port)
+	start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
+	pid_a=$NODE_PID
+	start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
+	pid_b=$NODE_PID
+	run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
+		--server-pid "$pid_b" --subscribers 100
+	run_load cross-node-100 --scenario cross-node --url "http://127.0.0.1:$pa" \
+		--url-b "http://127.0.0.1:$pb" --server-pid "$pid_a" --server-pid-b "$pid_b" \
+		--subscribers 100
+	stop_all
 fi
 
-# 4. Two nodes in one Consul cluster: a direct fan-out on node B as the
-# baseline, then the same subscribers on B fed by a publisher on node A
-# (placement off: the subscribers must stay on B to measure the pipe).
-start_consul
-secret=confab-bench-cluster-secret-0123456789
-pa=$(free_port)
-pb=$(free_port)
-start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
-pid_a=$NODE_PID
-start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
-pid_b=$NODE_PID
-run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
-	--server-pid "$pid_b" --subscribers 100
-run_load cross-node-100 --scenario cross-node --url "http://127.0.0.1:$pa" \
-	--url-b "http://127.0.0.1:$pb" --server-pid "$pid_a" --server-pid-b "$pid_b" \
-	--subscribers 100
-stop_all
+# 5. Forwarding CPU side by side with BENCH_BASE: its confab, built from a
+# temporary worktree (removed right after; the go build cache makes a
+# rebuild quick), against this one, alternately on fresh nodes.
+# build_base prints nothing on success and fails when the commit is
+# unknown or does not build.
+build_base() {
+	local rev
+	rev=$(git rev-parse --verify --quiet "$base^{commit}") || {
+		echo "bench: BENCH_BASE $base is not a commit here" >&2
+		return 1
+	}
+	mkdir -p "$out/base"
+	rm -f "$base_confab"
+	base_tree=$(mktemp -d -t confab-bench-base.XXXXXX)
+	git worktree add --quiet --detach "$base_tree/src" "$rev"
+	echo "git worktree add --detach <temporary directory> $rev && go build -o $base_confab ./cmd/confab (in it)" >>"$out/commands.txt"
+	local ok=0 dest
+	dest=$(cd "$out/base" && pwd)/confab
+	(cd "$base_tree/src" && timeout 10m go build -o "$dest" ./cmd/confab) || ok=$?
+	remove_base_tree
+	[ "$ok" = 0 ] || { echo "bench: building $base failed" >&2; return 1; }
+	git log -1 --format='%h %s' "$rev" >"$out/versus/base.txt"
+}
+
+if [ "$base" != none ]; then
+	mkdir -p "$out/versus" "$logdir/versus"
+	echo "bench: building confab of BENCH_BASE $base"
+	if build_base; then
+		for round in $(seq 1 "$base_rounds"); do
+			for who in base new; do
+				node_bin=$confab
+				[ "$who" = base ] && node_bin=$base_confab
+				port=$(free_port)
+				if start_node "bench-$who" "$port"; then
+					run_load "versus/$who-$round" --scenario fanout --url "http://127.0.0.1:$port" \
+						--server-pid "$NODE_PID" --subscribers "$base_n"
+				else
+					echo "bench: the $who node did not start (see $logdir/bench-$who.log)" >&2
+				fi
+				stop_all
+			done
+		done
+		node_bin=$confab
+	fi
+fi
 
 elapsed=$(($(date -u +%s) - started))
 echo "bench: scenarios done in ${elapsed}s"
 
-# 5. The document.
+# 6. The document.
 "$load" report --dir "$out" --doc "$doc" --elapsed "${elapsed}s"
 echo "bench: wrote $doc"

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,14 @@ const (
 	profileCumGlob = "fanout-*-cum.txt"
 	// gitTimeout bounds each git command of DescribeMachine.
 	gitTimeout = 10 * time.Second
+	// VersusDir is the subdirectory of the side-by-side runs: one fan-out
+	// scenario run alternately against the node built from an earlier
+	// commit (BENCH_BASE), "base-R.json", and against this commit's,
+	// "new-R.json", R the round (1, 2, ...).
+	VersusDir = "versus"
+	// VersusBaseFile, in VersusDir, names the base: its short hash and
+	// subject on the first line.
+	VersusBaseFile = "base.txt"
 )
 
 // Run kinds: the name of a bench run without its size, in document order.
@@ -99,7 +108,33 @@ type BenchData struct {
 	HasCommands bool
 	// Profiles are the pprof outputs, flat before cumulative per profile.
 	Profiles []ProfileText
+	// Versus are the side-by-side runs (VersusDir) in run order: by
+	// round, the base first.
+	Versus []VersusRun
+	// Base is VersusBaseFile's first line ("" when it is missing).
+	Base string
 }
+
+// VersusRun is one run of the side-by-side comparison.
+type VersusRun struct {
+	// Round counts from 1; each round runs the base, then this commit.
+	Round int
+	// Base is true for the node built from the base commit.
+	Base   bool
+	Report *Report
+}
+
+// Name is the name of the run's report without ".json" ("base-1").
+func (r VersusRun) Name() string {
+	who := "new"
+	if r.Base {
+		who = "base"
+	}
+	return fmt.Sprintf("%s-%d", who, r.Round)
+}
+
+// versusName matches the name of a side-by-side run's report.
+var versusName = regexp.MustCompile(`^(base|new)-([0-9]+)$`)
 
 // ReadBenchDir reads dir's *.json reports, GoBenchFile, CommandsFile and
 // the fan-out profile outputs. Only an unreadable directory or a malformed
@@ -142,7 +177,51 @@ func ReadBenchDir(dir string) (*BenchData, error) {
 	if d.Profiles, err = readProfiles(dir); err != nil {
 		return nil, err
 	}
+	if err := d.readVersus(filepath.Join(dir, VersusDir)); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// readVersus reads the side-by-side runs and the base's name from dir;
+// reports with other names are left out.
+func (d *BenchData) readVersus(dir string) error {
+	base, _, err := readOptional(filepath.Join(dir, VersusBaseFile))
+	if err != nil {
+		return err
+	}
+	d.Base, _, _ = strings.Cut(strings.TrimSpace(base), "\n")
+	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return fmt.Errorf("load: bench directory %s: %w", dir, err)
+	}
+	for _, p := range paths {
+		m := versusName.FindStringSubmatch(strings.TrimSuffix(filepath.Base(p), ".json"))
+		if m == nil {
+			continue
+		}
+		run, err := readRun(p)
+		if err != nil {
+			return err
+		}
+		round, _ := strconv.Atoi(m[2])
+		d.Versus = append(d.Versus, VersusRun{Round: round, Base: m[1] == "base", Report: run.Report})
+	}
+	slices.SortFunc(d.Versus, func(a, b VersusRun) int {
+		return cmp.Or(cmp.Compare(a.Round, b.Round), -cmpBool(a.Base, b.Base))
+	})
+	return nil
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // readRun reads one JSON report.

@@ -22,7 +22,8 @@ const profileLines = 25
 
 // Document renders the generated part of the performance document from a
 // bench's data: the run (date, commit, machine, wall time, pinning), the
-// commands, the load scenarios table, the goals, the Go benchmarks and the
+// commands, the load scenarios table, the side-by-side comparison with
+// the base commit, the goals, the Go benchmarks and the
 // top of the server's CPU profile. elapsed is the bench's wall time (0:
 // unknown). The text does not include the DocBegin and DocEnd lines.
 func Document(m Machine, d *BenchData, elapsed time.Duration) string {
@@ -30,6 +31,7 @@ func Document(m Machine, d *BenchData, elapsed time.Duration) string {
 	writeMachine(&b, m, d, elapsed)
 	writeCommands(&b, d)
 	writeScenarios(&b, d)
+	writeVersus(&b, m, d)
 	writeGoals(&b, d)
 	writeGoBench(&b, d)
 	writeProfiles(&b, d)
@@ -157,6 +159,78 @@ func writeScenarios(b *strings.Builder, d *BenchData) {
 	if slices.ContainsFunc(d.Runs, func(r BenchRun) bool { return r.Report.ErrorCount > 0 }) {
 		b.WriteString("\n")
 	}
+}
+
+// writeVersus writes the side-by-side runs: per round the base's and this
+// commit's node CPU per outgoing packet, their ratio, rate and loss, then
+// the means.
+func writeVersus(b *strings.Builder, m Machine, d *BenchData) {
+	b.WriteString("### Forwarding CPU, this commit vs BENCH_BASE\n\n")
+	if len(d.Versus) == 0 {
+		fmt.Fprintf(b, "No side-by-side runs (%s/*.json) were found: not measured.\n\n", VersusDir)
+		return
+	}
+	base, head, n, ok := d.versus()
+	baseName := d.baseName()
+	about := ""
+	if _, subject, _ := strings.Cut(d.Base, " "); subject != "" {
+		about = fmt.Sprintf(" (%q)", subject)
+	}
+	fmt.Fprintf(b, "The fan-out scenario at N=%d run alternately against the node built from BENCH_BASE = %s%s "+
+		"and against this commit's (%s), base first in each round; one fresh node per run, with the flags, "+
+		"measurement window and CPU pinning of the other scenarios. µs/pkt is the node's CPU time per "+
+		"outgoing packet (one datagram each, audio and video).\n\n", n, baseName, about, orUnknown(m.Commit))
+	runs := make([]BenchRun, len(d.Versus))
+	for i, r := range d.Versus {
+		runs[i] = BenchRun{Name: r.Name(), Report: r.Report}
+	}
+	fmt.Fprintf(b, "- CPU pinning: %s\n- Idle check: %s\n\n", pinSummary(runs), idleSummary(runs))
+	rounds := map[int][2]*Report{} // base, this commit
+	var order []int
+	for _, r := range d.Versus {
+		pair, seen := rounds[r.Round]
+		if !seen {
+			order = append(order, r.Round)
+		}
+		if r.Base {
+			pair[0] = r.Report
+		} else {
+			pair[1] = r.Report
+		}
+		rounds[r.Round] = pair
+	}
+	b.WriteString(mdHeader([]string{"round", baseName + " µs/pkt", "this commit µs/pkt", "this ÷ base",
+		"pkts/s (base / this)", "loss % (base / this)", "errors (base / this)"}))
+	cell := func(r *Report, f func(r *Report) string) string {
+		if r == nil {
+			return "-"
+		}
+		return f(r)
+	}
+	us := func(r *Report) string { return r.nodeCostCell(r.usPerPacket) }
+	pps := func(r *Report) string { return fmt.Sprintf("%.0f", r.PPS) }
+	loss := func(r *Report) string { return fmt.Sprintf("%.3f", r.LossPercent) }
+	errs := func(r *Report) string { return fmt.Sprintf("%d", r.ErrorCount) }
+	for _, round := range order {
+		pair := rounds[round]
+		ratio := "-"
+		var bs, hs versusSide
+		if pair[0] != nil && pair[1] != nil {
+			bs.add(pair[0])
+			hs.add(pair[1])
+			if len(bs.us) > 0 && len(hs.us) > 0 && bs.mean > 0 {
+				ratio = fmt.Sprintf("%.3f", hs.mean/bs.mean)
+			}
+		}
+		b.WriteString(mdRow([]string{fmt.Sprint(round), cell(pair[0], us), cell(pair[1], us), ratio,
+			cell(pair[0], pps) + " / " + cell(pair[1], pps), cell(pair[0], loss) + " / " + cell(pair[1], loss),
+			cell(pair[0], errs) + " / " + cell(pair[1], errs)}))
+	}
+	if ok {
+		b.WriteString(mdRow([]string{"mean", fmt.Sprintf("%.2f", base.mean), fmt.Sprintf("%.2f", head.mean),
+			fmt.Sprintf("**%.3f**", head.mean/base.mean), "", "", ""}))
+	}
+	b.WriteString("\n")
 }
 
 func writeGoals(b *strings.Builder, d *BenchData) {

@@ -78,7 +78,17 @@ func TestDocumentContent(t *testing.T) {
 		"| 1.30 (B 5.20 µs vs 4.00 µs per packet) | yes |",
 		"| < 300 ms | 180 ms (p50 95 ms, 100 subscribers) | yes |",
 		"| < 1 s | 870 ms (churn-50, worst of 3 runs; errors in the run: 1) | yes |",
-		"| 0 | 0 in the forwarding path (TestForwardDoesNotAllocate passed: Producer.WriteRTP to 10 real subscribers); whole process in Forward/consumers=100: 2.92 per outgoing packet, receivers and ICE keepalives included | yes |",
+		"| 0 | 0 in the forwarding path (TestForwardDoesNotAllocate passed: one layer and three, to 10 real subscribers); whole process in Forward/consumers=100: 2.92 per outgoing packet, receivers and ICE keepalives included | yes |",
+		// The side-by-side runs: per round, then the means; the base named.
+		"### Forwarding CPU, this commit vs BENCH_BASE\n",
+		"against the node built from BENCH_BASE = 9fd9194 (\"sfu: VideoSettings,",
+		"and against this commit's (0e679bb-dirty)",
+		"| round | 9fd9194 µs/pkt | this commit µs/pkt | this ÷ base |",
+		"| 1 | 5.00 | 4.90 | 0.980 | 50000 / 50000 |",
+		"| 2 | 5.20 | 5.00 | 0.962 |",
+		"| mean | 5.10 | 4.95 | **0.971** |",
+		"with the flags, measurement window and CPU pinning of the other scenarios. µs/pkt is the node's CPU time per outgoing packet",
+		"| node CPU per outgoing packet, fan-out N=200 side by side, this commit ÷ BENCH_BASE | ≤ 1.00 | 0.971 (this commit 4.95 µs over 2 runs, 4.90–5.00; 9fd9194 5.10 µs over 2 runs, 5.00–5.20) | yes |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
@@ -127,7 +137,7 @@ func TestDocumentMissing(t *testing.T) {
 	}
 	doc := Document(Machine{}, d, 0)
 	for _, want := range []string{"Commit: unknown", "Bench wall time: not given", "commands.txt missing",
-		"No load reports", "go-bench.txt missing", "No CPU profile"} {
+		"No load reports", "go-bench.txt missing", "No CPU profile", "No side-by-side runs"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q:\n%s", want, doc)
 		}
@@ -171,6 +181,15 @@ func TestGoals(t *testing.T) {
 			d.GoBench = "BenchmarkForward/consumers=100-2 100 5 ns/op 0.1 allocs/pkt-out\n"
 		}, 6, false, "whole process"},
 		{"nothing measured", func(d *BenchData) { d.AllocTests, d.HasAllocTests, d.GoBench = "", false, "" }, 6, false, notMeasured},
+		{"side by side", func(*BenchData) {}, 7, true, "0.971 (this commit 4.95 µs over 2 runs"},
+		{"side by side worse", func(d *BenchData) { d.Versus[3].Report.Servers[0].CPUSeconds = 5.5 }, 7, false, "1.020 (this commit 5.20 µs over 2 runs, 4.90–5.50"},
+		{"side by side, a run not measured", func(d *BenchData) { d.Versus[3].Report.CPUMeasured = false }, 7, true,
+			"0.961 (this commit 4.90 µs, 1 run; 9fd9194 5.10 µs over 2 runs"},
+		{"side by side with errors", func(d *BenchData) { d.Versus[0].Report.ErrorCount = 2 }, 7, true, "; errors in the runs: 2"},
+		{"side by side, base unnamed", func(d *BenchData) { d.Base = "" }, 7, true, "; BENCH_BASE 5.10 µs"},
+		{"side by side without the base", func(d *BenchData) {
+			d.Versus = slices.DeleteFunc(d.Versus, func(r VersusRun) bool { return r.Base })
+		}, 7, false, notMeasured},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,6 +232,14 @@ func TestReadBenchDir(t *testing.T) {
 	}
 	if !d.HasGoBench || !d.HasCommands || len(d.Commands) != 3 || len(d.Profiles) != 2 {
 		t.Errorf("go bench %v, commands %v %d, profiles %d", d.HasGoBench, d.HasCommands, len(d.Commands), len(d.Profiles))
+	}
+	// Side by side: run order (by round, base first); other names left out.
+	var versus []string
+	for _, r := range d.Versus {
+		versus = append(versus, r.Name())
+	}
+	if want := []string{"base-1", "new-1", "base-2", "new-2"}; !slices.Equal(versus, want) || !strings.HasPrefix(d.Base, "9fd9194 sfu: ") {
+		t.Errorf("side-by-side runs %v, base %q; want %v, 9fd9194 and its subject", versus, d.Base, want)
 	}
 
 	bad := t.TempDir()

@@ -13,6 +13,7 @@ const (
 	goalReceiverCost = 1.5    // cross-node node B cost / direct cost
 	goalPropagation  = 300.0  // cross-node propagation p95, ms (strictly less)
 	goalJoinMS       = 1000.0 // join to first media p95, ms (strictly less)
+	goalVersusRatio  = 1.0    // side by side: this commit's µs per packet ÷ the base's
 	// forwardAllocTest is the race-free test that checks that the forwarding
 	// path allocates nothing per packet, with real subscribers.
 	forwardAllocTest = "TestForwardDoesNotAllocate"
@@ -46,6 +47,7 @@ func (d *BenchData) Goals() []Goal {
 		goalPropagationP95(cross),
 		d.goalJoin(),
 		d.goalAllocs(),
+		d.goalVersus(),
 	}
 }
 
@@ -218,7 +220,7 @@ func (d *BenchData) goalAllocs() Goal {
 	switch {
 	case !d.HasAllocTests:
 	case strings.Contains(d.AllocTests, "--- PASS: "+forwardAllocTest+" "):
-		parts = append(parts, "0 in the forwarding path ("+forwardAllocTest+" passed: Producer.WriteRTP to 10 real subscribers)")
+		parts = append(parts, "0 in the forwarding path ("+forwardAllocTest+" passed: one layer and three, to 10 real subscribers)")
 		g.Met = true
 	case strings.Contains(d.AllocTests, "--- FAIL: "+forwardAllocTest+" "):
 		parts = append(parts, "the forwarding path allocates ("+forwardAllocTest+" failed)")
@@ -241,5 +243,88 @@ func (d *BenchData) goalAllocs() Goal {
 	if len(parts) == 0 || !strings.HasPrefix(parts[0], "0 in") {
 		g.Met = false
 	}
+	return g
+}
+
+// versusSide is one binary's runs of the side-by-side comparison.
+type versusSide struct {
+	us       []float64 // node µs per outgoing packet of each measured run
+	mean     float64
+	min, max float64
+	errors   int // error count over its runs
+}
+
+// add counts one run.
+func (s *versusSide) add(r *Report) {
+	s.errors += r.ErrorCount
+	node, ok := r.receivingNode()
+	if !ok {
+		return
+	}
+	v, ok := r.usPerPacket(node.CPUSeconds)
+	if !ok {
+		return
+	}
+	if len(s.us) == 0 || v < s.min {
+		s.min = v
+	}
+	if len(s.us) == 0 || v > s.max {
+		s.max = v
+	}
+	s.us = append(s.us, v)
+	s.mean += (v - s.mean) / float64(len(s.us))
+}
+
+// String is "7.10 µs over 2 runs, 7.02–7.18".
+func (s *versusSide) String() string {
+	if len(s.us) == 1 {
+		return fmt.Sprintf("%.2f µs, 1 run", s.mean)
+	}
+	return fmt.Sprintf("%.2f µs over %d runs, %.2f–%.2f", s.mean, len(s.us), s.min, s.max)
+}
+
+// versus sums up the side-by-side runs: the base's and this commit's
+// sides, the subscribers of the scenario, and whether both sides have a
+// measured run.
+func (d *BenchData) versus() (base, head versusSide, n int, ok bool) {
+	for _, r := range d.Versus {
+		if n == 0 {
+			n = r.Report.Params.Subscribers
+		}
+		if r.Base {
+			base.add(r.Report)
+		} else {
+			head.add(r.Report)
+		}
+	}
+	return base, head, n, len(base.us) > 0 && len(head.us) > 0 && base.mean > 0
+}
+
+// baseName is the base commit's hash, or "BENCH_BASE" when unknown.
+func (d *BenchData) baseName() string {
+	if h, _, _ := strings.Cut(d.Base, " "); h != "" {
+		return h
+	}
+	return "BENCH_BASE"
+}
+
+// goalVersus: this commit's node CPU per outgoing packet in the
+// side-by-side fan-out runs must not exceed the base's (mean over mean).
+func (d *BenchData) goalVersus() Goal {
+	g := Goal{Name: "node CPU per outgoing packet, fan-out side by side, this commit ÷ BENCH_BASE",
+		Target: fmt.Sprintf("≤ %.2f", goalVersusRatio), Measured: notMeasured}
+	base, head, n, ok := d.versus()
+	if n > 0 {
+		g.Name = fmt.Sprintf("node CPU per outgoing packet, fan-out N=%d side by side, this commit ÷ BENCH_BASE", n)
+	}
+	if !ok {
+		return g
+	}
+	ratio := head.mean / base.mean
+	g.Measured = fmt.Sprintf("%.3f (this commit %s; %s %s)", ratio, head.String(), d.baseName(), base.String())
+	if e := base.errors + head.errors; e > 0 {
+		g.Measured += fmt.Sprintf("; errors in the runs: %d", e)
+	}
+	g.Met = ratio <= goalVersusRatio
 	return g
 }
