@@ -178,6 +178,9 @@ func TestLayerSwitchContinuity(t *testing.T) {
 		{-1, none, 3, -1}, // paused
 		{1, none, 2, -1},  // resume waits for a keyframe
 		{1, [maxLayers]bool{false, true, false}, 3, 1},
+		{-1, none, 2, -1}, // paused again
+		{2, [maxLayers]bool{true, false, false}, 3, 0}, // resumes at a lower layer's keyframe
+		{2, [maxLayers]bool{false, false, true}, 3, 2}, // and switches up at the target's
 	}
 	for i, st := range steps {
 		lt.b.want.target.Store(st.target)

@@ -88,10 +88,24 @@ func (p *Producer) demandChanged() {
 }
 
 // evaluateDemand updates the producer's active layers at now and reports
-// a change.
+// a change. It also asks again for a keyframe of every layer a consumer
+// waits for (switching to it, or not started): the request made when its
+// target changed may have been throttled, and a consumer of a layered
+// producer starts or switches only at a keyframe.
 func (p *Producer) evaluateDemand(now int64) {
 	if p.info.Kind != KindVideo || p.closedFlag.Load() {
 		return
+	}
+	var waiting uint8
+	p.track.eachWant(func(w *layerWant) {
+		if t := w.target.Load(); t >= 0 && t < maxLayers && w.current.Load() != t {
+			waiting |= 1 << t
+		}
+	})
+	for i := range p.layers {
+		if waiting&(1<<i) != 0 && p.layers[i].live(now) {
+			p.requestLayerKeyframe(i)
+		}
 	}
 	n := p.needed()
 	all := uint8(1)<<len(p.layers) - 1

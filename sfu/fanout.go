@@ -245,8 +245,11 @@ func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi 
 		target := int8(b.want.target.Load())
 		if m.layer != layer {
 			// Start or switch at a keyframe of the target layer (a
-			// single-layer consumer starts with any packet).
-			if target != layer || (!fi.keyframe && (t.layered || m.started)) {
+			// single-layer consumer starts with any packet). A consumer
+			// forwarding nothing also starts at a keyframe of a lower
+			// layer, and switches up at the target's keyframe later.
+			startable := target == layer || (m.layer < 0 && target > layer)
+			if !startable || (!fi.keyframe && (t.layered || m.started)) {
 				continue
 			}
 			m.switchTo(layer, pkt, fi, clock, now)
