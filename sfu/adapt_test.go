@@ -388,3 +388,34 @@ func TestResendBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestMungerLongStream: a mapping keeps forwarding (and answering NACKs
+// for recent packets) long after its switch point, across sequence
+// number wrap-arounds.
+func TestMungerLongStream(t *testing.T) {
+	m := newMunger()
+	fi := frameInfo{keyframe: true}
+	pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: 60000, Timestamp: 10}}
+	m.switchTo(0, pkt, &fi, 90000, 1)
+	var last uint16
+	for i := range 200_000 {
+		pkt.SequenceNumber = uint16(60000 + i)
+		pkt.Timestamp += 3000
+		seq, _, ok := m.forward(pkt, &fi, int64(i))
+		if !ok {
+			t.Fatalf("packet %d (seq %d) not forwarded", i, pkt.SequenceNumber)
+		}
+		if i > 0 && seq != last+1 {
+			t.Fatalf("packet %d: seq %d after %d", i, seq, last)
+		}
+		last = seq
+	}
+	if mp, in, ok := m.lookup(last - 5); !ok || mp.layer != 0 || in != pkt.SequenceNumber-5 {
+		t.Fatalf("lookup of a recent packet = %v, %d, %v", mp, in, ok)
+	}
+	// An old packet from before the switch point is still refused.
+	pkt.SequenceNumber -= seqHorizon + 10
+	if _, _, ok := m.forward(pkt, &fi, 1); ok {
+		t.Fatal("a packet far behind the stream was forwarded")
+	}
+}

@@ -38,6 +38,10 @@ type mapping struct {
 
 func newMunger() munger { return munger{layer: -1} }
 
+// seqHorizon is how far behind the newest packet a mapping's switch point
+// is kept (see forward).
+const seqHorizon = 1 << 14
+
 // switchTo makes layer the forwarded one, starting with pkt (a keyframe
 // start or, for codecs without keyframe detection, any packet). clock is
 // the codec clock rate, now the time in unix nanos.
@@ -72,8 +76,16 @@ func (m *munger) pause() { m.layer = -1 }
 // the stream before it and cannot be placed).
 func (m *munger) forward(pkt *rtp.Packet, fi *frameInfo, now int64) (seq uint16, ts uint32, ok bool) {
 	c := &m.cur
-	if int16(pkt.SequenceNumber-c.firstIn) < 0 {
+	d := pkt.SequenceNumber - c.firstIn
+	if int16(d) < 0 {
 		return 0, 0, false
+	}
+	if d > seqHorizon {
+		// Keep the switch point within half the sequence space of the
+		// stream, or the comparison above would wrap after 32768
+		// packets; packets older than seqHorizon never arrive.
+		c.firstIn = pkt.SequenceNumber - seqHorizon
+		c.firstOut = c.firstIn + c.seqOff
 	}
 	seq = pkt.SequenceNumber + c.seqOff
 	ts = pkt.Timestamp + c.tsOff
