@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -84,22 +85,10 @@ func TestOrderLayers(t *testing.T) {
 		{[]string{"x", "y", "z", "w"}, []string{"x", "y", "z"}},
 	}
 	for _, tt := range tests {
-		if got := OrderLayers(tt.in); !equalStrings(got, tt.want) {
+		if got := OrderLayers(tt.in); !slices.Equal(got, tt.want) {
 			t.Errorf("OrderLayers(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // layeredTrack is a fan-out track of a 3-layer VP8 producer with one
