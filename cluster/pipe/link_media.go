@@ -241,4 +241,3 @@ func (l *link) requestKeyframe(ssrc uint32) {
 	default:
 	}
 }
-
