@@ -97,9 +97,8 @@ func (p *Participant) reallocate() {
 	changed := false
 	for i, vc := range vcs {
 		target := liveTarget(tracks[i].layers, layers[i])
-		if cur, t := vc.c.Layer(); t != target || int(vc.c.want.desired.Load()) != layers[i] {
+		if _, t := vc.c.Layer(); t != target || tracks[i].current != layers[i] {
 			changed = true
-			_ = cur
 		}
 		vc.c.setLayer(target, layers[i])
 	}

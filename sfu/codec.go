@@ -1,6 +1,9 @@
 package sfu
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Codec-specific parsing on the forward path: keyframe detection (a layer
 // switch starts at a keyframe), frame size (to match layers to tiles) and
@@ -20,33 +23,13 @@ const (
 // codecKindOf maps a mime type to its codecKind.
 func codecKindOf(mime string) codecKind {
 	switch {
-	case equalFold(mime, "video/VP8"):
+	case strings.EqualFold(mime, "video/VP8"):
 		return codecVP8
-	case equalFold(mime, "video/H264"):
+	case strings.EqualFold(mime, "video/H264"):
 		return codecH264
 	default:
 		return codecOther
 	}
-}
-
-// equalFold is strings.EqualFold for ASCII mime types.
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // vp8Desc is what the forward path needs of a VP8 RTP payload (RFC 7741).

@@ -55,21 +55,30 @@ func (p *Producer) OnDemand(f func(layers uint8)) {
 // publisher to resume a layer (about 100 kbit/s of upstream for it). A
 // remote producer's demand is exact: it is what crosses the link.
 func (p *Producer) needed() uint8 {
-	var m uint8
+	m, _ := p.demandOf()
+	return m
+}
+
+// demandOf returns needed's layers and, in one pass over the consumers,
+// the layers some consumer waits for (its target, not yet forwarded).
+func (p *Producer) demandOf() (needed, waiting uint8) {
 	var lowest uint8
 	if p.owner != nil {
 		lowest = 1
 	}
 	p.track.eachWant(func(w *layerWant) {
-		m |= lowest
+		needed |= lowest
 		if t := w.target.Load(); t >= 0 && t < maxLayers {
-			m |= 1 << t
+			needed |= 1 << t
+			if w.current.Load() != t {
+				waiting |= 1 << t
+			}
 		}
 		if d := w.desired.Load(); d >= 0 && d < maxLayers {
-			m |= 1 << d
+			needed |= 1 << d
 		}
 	})
-	return m
+	return needed, waiting
 }
 
 // demandChanged is called when a consumer's layers changed or it closed:
@@ -96,18 +105,12 @@ func (p *Producer) evaluateDemand(now int64) {
 	if p.info.Kind != KindVideo || p.closedFlag.Load() {
 		return
 	}
-	var waiting uint8
-	p.track.eachWant(func(w *layerWant) {
-		if t := w.target.Load(); t >= 0 && t < maxLayers && w.current.Load() != t {
-			waiting |= 1 << t
-		}
-	})
+	n, waiting := p.demandOf()
 	for i := range p.layers {
 		if waiting&(1<<i) != 0 && p.layers[i].live(now) {
 			p.requestLayerKeyframe(i)
 		}
 	}
-	n := p.needed()
 	all := uint8(1)<<len(p.layers) - 1
 	d := &p.demand
 	d.mu.Lock()
