@@ -82,12 +82,17 @@ func TestICESilentPeerClosed(t *testing.T) {
 	}
 	t.Logf("silent participant closed %v after its network vanished (ICE disconnected %v + failed %v)",
 		time.Since(cut).Round(10*time.Millisecond), DefaultICEDisconnectedTimeout, DefaultICEFailedTimeout)
+	// EventClosed is sent right after Done is closed.
 	var closed []Event
-	for _, ev := range pub.rec.snapshot() {
-		if ev.Type == EventClosed {
-			closed = append(closed, ev)
+	waitUntil(ctx, t, "EventClosed at alice", func() bool {
+		closed = closed[:0]
+		for _, ev := range pub.rec.snapshot() {
+			if ev.Type == EventClosed {
+				closed = append(closed, ev)
+			}
 		}
-	}
+		return len(closed) > 0
+	})
 	if len(closed) != 1 || !errors.Is(closed[0].Err, ErrConnectionFailed) {
 		t.Errorf("closed events = %+v, want one with ErrConnectionFailed", closed)
 	}
