@@ -164,7 +164,8 @@ const test = base.extend({
   join: async ({ browser, confab }, use, testInfo) => {
     const contexts = [];
     const consoles = [];
-    await use(async (room, name) => {
+    // query (e.g. '&simulcast=0') is appended to the page URL.
+    await use(async (room, name, { query = '' } = {}) => {
       const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
       contexts.push(context);
       const page = await context.newPage();
@@ -172,7 +173,7 @@ const test = base.extend({
       consoles.push({ name, log });
       page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
       page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
-      const res = await page.goto(roomURL(confab, room, name));
+      const res = await page.goto(roomURL(confab, room, name) + query);
       expect(res && res.status(), `GET room page for ${name}`).toBe(200);
       return page;
     });
