@@ -92,8 +92,8 @@ func (p *Participant) reallocate() {
 			current: int(vc.c.want.desired.Load()),
 		}
 	}
-	est := p.estimate()
-	layers := p.alloc.decide(tracks, est, audio, now)
+	est, capped := p.estimate()
+	layers := p.alloc.decide(tracks, est, capped, audio, now)
 	changed := false
 	for i, vc := range vcs {
 		target := liveTarget(tracks[i].layers, layers[i])
@@ -103,18 +103,23 @@ func (p *Participant) reallocate() {
 		vc.c.setLayer(target, layers[i])
 	}
 	if changed && p.log.Enabled(context.Background(), slog.LevelDebug) {
-		p.log.Debug("layers allocated", "estimate", est, "use", usage(tracks, layers)+audio, "layers", layers)
+		attrs := []any{"estimate", est, "use", usage(tracks, layers) + audio, "layers", layers}
+		if e := p.bwe.Load(); e != nil {
+			attrs = append(attrs, "acked", e.AckedBitrate(), "bwe", e.State().String(), "capped", capped, "loss", e.Loss(), "overuse", e.Overuses())
+		}
+		p.log.Debug("layers allocated", attrs...)
 	}
 	clear(vcs)
 }
 
 // estimate returns the subscriber's send-side bandwidth estimate in bit/s,
-// 0 when there is none (yet).
-func (p *Participant) estimate() int {
+// 0 when there is none (yet), and whether it is capped by what is sent
+// (bweEstimator.Capped).
+func (p *Participant) estimate() (int, bool) {
 	if est := p.bwe.Load(); est != nil {
-		return (*est)()
+		return est.TargetBitrate(), est.Capped()
 	}
-	return 0
+	return 0, false
 }
 
 // layerInfos describes the producer's layers for the allocator: measured

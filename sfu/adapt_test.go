@@ -305,7 +305,7 @@ func TestAllocatorHysteresis(t *testing.T) {
 	tracks := []allocTrack{{layers: threeLayers(), visible: true, current: -1}}
 	const audio = 48_000
 	step := func(est int) int {
-		got := a.decide(tracks, est, audio, now)
+		got := a.decide(tracks, est, false, audio, now)
 		tracks[0].current = got[0]
 		now = now.Add(allocInterval)
 		return got[0]
@@ -343,6 +343,89 @@ func TestAllocatorHysteresis(t *testing.T) {
 		t.Fatalf("did not climb back to the top layer (after %v)", up)
 	}
 	t.Logf("climbed back to the top in %v of simulated time", up)
+}
+
+// TestAllocatorProbesWhenCapped: a subscriber on a cheap middle layer (a
+// still picture) has an estimate near 1.5x that, far below the top layer;
+// only an estimate the estimator reports as capped by what is sent (no
+// congestion) lets the allocator probe up to the top.
+func TestAllocatorProbesWhenCapped(t *testing.T) {
+	layers := threeLayers()
+	layers[1].bitrate = 60_000
+	const audio = 48_000
+	est := int(1.5*float64(60_000+audio)) + 100_000 // what the estimator allows
+	tests := []struct {
+		name   string
+		capped bool
+		want   int
+		fell   time.Duration // the estimate fell this long ago (0: never)
+	}{
+		{"capped estimate: probe to the top", true, 2, 0},
+		{"congested estimate: stay", false, 1, 0},
+		{"capped, but fell 5 s ago: stay", true, 1, 5 * time.Second},
+		{"capped, fell 11 s ago: probe", true, 2, 11 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var a allocator
+			now := time.Unix(1000, 0)
+			tracks := []allocTrack{{layers: layers, visible: true, current: 1}}
+			if tt.fell > 0 {
+				a.lastFall = now.Add(-tt.fell)
+			}
+			got := a.decide(tracks, est, tt.capped, audio, now)
+			if got[0] != tt.want {
+				t.Fatalf("layer %d, want %d", got[0], tt.want)
+			}
+		})
+	}
+}
+
+// TestLayerRateAfterPause: a layer's bitrate is measured afresh when it
+// resumes after a pause (dynacast), not averaged over the pause.
+func TestLayerRateAfterPause(t *testing.T) {
+	var l layer
+	now := time.Unix(1000, 0).UnixNano()
+	send := func(d time.Duration) { // 1 Mbit/s in 10 ms packets of 1250 bytes
+		for end := now + d.Nanoseconds(); now < end; now += (10 * time.Millisecond).Nanoseconds() {
+			l.account(1250, now)
+		}
+	}
+	send(3 * time.Second)
+	if r := l.bitrate.Load(); r < 900_000 || r > 1_100_000 {
+		t.Fatalf("steady 1 Mbit/s measured as %d", r)
+	}
+	now += (10 * time.Second).Nanoseconds() // paused
+	send(20 * time.Millisecond)
+	if r := l.bitrate.Load(); r != 0 {
+		t.Fatalf("just resumed: bitrate %d, want 0 (unknown: the allocator assumes the nominal rate)", r)
+	}
+	send(time.Second)
+	if r := l.bitrate.Load(); r < 900_000 || r > 1_100_000 {
+		t.Fatalf("a second after resuming at 1 Mbit/s: measured %d", r)
+	}
+}
+
+// TestAllocatorProbeMinimum: a probing raise is not judged a success
+// before probeMin, even when the raised layer looks cheap at first.
+func TestAllocatorProbeMinimum(t *testing.T) {
+	var a allocator
+	now := time.Unix(1000, 0)
+	const audio = 48_000
+	tracks := []allocTrack{{layers: threeLayers(), visible: true, current: 0}}
+	est := 300_000 // within probeReach of the middle layer
+	got := a.decide(tracks, est, false, audio, now)
+	if got[0] != 1 || !a.probing {
+		t.Fatalf("no probe to the middle layer: %v", got)
+	}
+	// The resumed middle layer measures cheap in its first moments; the
+	// capped estimate would allow another probe at once.
+	tracks[0].current = 1
+	tracks[0].layers[1].bitrate = 50_000
+	now = now.Add(allocInterval)
+	if got := a.decide(tracks, est, true, audio, now); got[0] != 1 {
+		t.Fatalf("%v after a probe: layer %d, want 1 (the probe is not judged yet)", allocInterval, got[0])
+	}
 }
 
 // TestResendBudget: a consumer's retransmissions per second are bounded by

@@ -26,9 +26,14 @@ import "time"
 // reset once a raise held for upHold). The estimate of a link that carries
 // less than it could is capped near 1.5x what is sent, so raising a layer
 // can need more than the estimate: when the estimate is within reach of a
-// raise (probeReach), the lowest track is raised one layer anyway, and
-// within probeGrace the estimate follows (the raise holds) or the raise is
-// undone and further raises are backed off.
+// raise (probeReach), or the estimator says it is only capped by what is
+// sent (no congestion: bweEstimator.Capped), the lowest track is raised
+// one layer anyway, and within probeGrace the estimate follows (the raise
+// holds) or the raise is undone and further raises are backed off. The
+// second rule waits cappedQuiet after the estimate last fell; without it
+// a subscriber on a cheap middle layer (a still picture: 60 kbit/s) could
+// never reach a top layer ten times its rate. A probe is judged no sooner
+// than probeMin: a resumed layer's rate is not measured at first.
 
 const (
 	allocInterval = 250 * time.Millisecond
@@ -153,18 +158,29 @@ type allocator struct {
 	lastRaise  time.Time
 	lastEst    int       // the estimate of the previous decision
 	probing    bool      // a probing raise was made and not yet judged
+	lastFall   time.Time // the last falling estimate or failed probe
+	probeStart time.Time // when the probing raise was made
 	probeUntil time.Time // until then the estimate may follow the probe
 	probeFloor int       // the estimate below which the probe failed
 }
 
-// probeGrace is how long the estimate gets to follow a probing raise.
-const probeGrace = 3 * time.Second
+// probeGrace is how long the estimate gets to follow a probing raise, and
+// probeMin how long a probe lasts before it can be judged a success.
+// cappedQuiet is how long after the estimate last fell a raise beyond
+// probeReach may be tried because the estimate is capped: on a link that
+// just proved narrow, a jump to a layer many times the current rate would
+// only cost the viewer a frozen picture.
+const (
+	probeGrace  = 3 * time.Second
+	probeMin    = time.Second
+	cappedQuiet = 10 * time.Second
+)
 
 // decide turns a fresh allocation into the layers to apply: lower ones at
 // once, higher ones only outside the backoff, and a probing raise when the
 // estimate is not congested. estimate <= 0 means unknown (no bandwidth
-// limit).
-func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now time.Time) []int {
+// limit); capped means the estimate only reflects what is sent.
+func (a *allocator) decide(tracks []allocTrack, estimate int, capped bool, audio int, now time.Time) []int {
 	current := make([]int, len(tracks))
 	for i := range tracks {
 		current[i] = tracks[i].current
@@ -175,9 +191,10 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 		switch {
 		case estimate < a.probeFloor || falling:
 			a.probing, falling = false, true // congested: the probe failed
-		case now.Before(a.probeUntil) && estimate-audio < usage(tracks, current):
-			// The estimate is still following the raised use: keep the
-			// layers (new or hidden tracks apart).
+		case now.Sub(a.probeStart) < probeMin || now.Before(a.probeUntil) && estimate-audio < usage(tracks, current):
+			// Too early to judge (a resumed layer's rate is not measured
+			// yet), or the estimate is still following the raised use:
+			// keep the layers (new or hidden tracks apart).
 			next := allocate(tracks, 0)
 			for i := range next {
 				if cur := current[i]; cur >= 0 && next[i] >= 0 {
@@ -207,6 +224,9 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 			up = true
 		}
 	}
+	if falling {
+		a.lastFall = now
+	}
 	if down && falling {
 		// Congestion: back off raising, longer each time.
 		a.backoff = min(max(2*a.backoff, upBackoffMin), upBackoffMax)
@@ -234,9 +254,10 @@ func (a *allocator) decide(tracks []allocTrack, estimate int, audio int, now tim
 		if best >= 0 {
 			before := usage(tracks, next) + audio
 			next[best]++
-			if float64(estimate) >= probeReach*float64(usage(tracks, next)+audio) {
+			reach := float64(estimate) >= probeReach*float64(usage(tracks, next)+audio)
+			if reach || capped && now.Sub(a.lastFall) >= cappedQuiet {
 				a.probeFloor = before
-				a.probing, a.probeUntil = true, now.Add(probeGrace)
+				a.probing, a.probeStart, a.probeUntil = true, now, now.Add(probeGrace)
 				up = true
 			} else {
 				next[best]--

@@ -108,6 +108,9 @@ const (
 	// bweCapFloor is added to 1.5 x the acknowledged bitrate to cap
 	// increases (bits/s).
 	bweCapFloor = 100_000
+	// bweCappedShare: an increasing estimate at least this share of its
+	// cap (1.5 x acked + bweCapFloor) is reported as capped.
+	bweCappedShare = 0.9
 )
 
 // bweConfig bounds the estimate. Zero fields take the defaults.
@@ -217,6 +220,9 @@ type bweEstimator struct {
 	acked  atomic.Int64 // bits/s, 0 = unknown
 	state  atomic.Int32 // bweState
 	fed    atomic.Bool  // feedback matched a sent packet
+	lossPM atomic.Int32 // last evaluated loss fraction, per mille
+	overN  atomic.Int64 // overuse verdicts so far
+	capped atomic.Bool  // the estimate is bounded by the acknowledged rate
 
 	sentMu sync.Mutex // guards sent
 	sent   [bweHistorySize]bweSent
@@ -263,6 +269,18 @@ func (e *bweEstimator) AckedBitrate() int { return int(e.acked.Load()) }
 
 // State returns the rate control state after the last feedback.
 func (e *bweEstimator) State() bweState { return bweState(e.state.Load()) }
+
+// Loss returns the last evaluated loss fraction (0..1).
+func (e *bweEstimator) Loss() float64 { return float64(e.lossPM.Load()) / 1000 }
+
+// Capped reports whether the estimate is growing but held near 1.5 x the
+// acknowledged bitrate: the link shows no congestion and carries all that
+// is sent, so the estimate says how much is sent, not how much it could
+// carry. Only sending more (a probe) finds out.
+func (e *bweEstimator) Capped() bool { return e.capped.Load() }
+
+// Overuses returns how many times the delay detector signalled overuse.
+func (e *bweEstimator) Overuses() int64 { return e.overN.Load() }
 
 // HasFeedback reports whether TWCC feedback for sent packets has arrived.
 // Without it (the peer did not negotiate transport-cc, or sends no
@@ -449,6 +467,7 @@ func (e *bweEstimator) update(now int64) {
 	if e.reported >= bweLossMinPackets {
 		e.loss = float64(e.lost) / float64(e.reported)
 		e.lost, e.reported = 0, 0
+		e.lossPM.Store(int32(e.loss * 1000))
 	}
 	acked := float64(e.rate.rate())
 	if !e.running {
@@ -458,6 +477,9 @@ func (e *bweEstimator) update(now int64) {
 	hold := max(int64(bweDecreaseHold), e.rtt)
 	canDecrease := now-e.lastDecrease >= hold || (acked > 0 && e.est > 2*acked)
 	est, decreased := e.est, false
+	if usage == bweOverusing {
+		e.overN.Add(1)
+	}
 	if usage == bweOverusing && canDecrease {
 		d := est * bweBeta
 		if acked > 0 {
@@ -485,6 +507,7 @@ func (e *bweEstimator) update(now int64) {
 	}
 	e.est = min(max(est, float64(e.cfg.MinBitrate)), float64(e.cfg.MaxBitrate))
 	e.lastUpdate = now
+	e.capped.Store(e.rc == bweIncrease && acked > 0 && e.est >= bweCappedShare*(1.5*acked+bweCapFloor))
 	e.target.Store(int64(e.est))
 	e.acked.Store(int64(acked))
 	e.state.Store(int32(e.rc))

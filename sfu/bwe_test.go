@@ -37,6 +37,7 @@ type bweSample struct {
 	capacity, send        float64
 	target, acked         int
 	state                 bweState
+	capped                bool
 	decreasedBeforeSample bool
 }
 
@@ -126,7 +127,7 @@ func simulateBWE(t *testing.T, sc bweSimConfig) []bweSample {
 		if now%sample == 0 && now > 0 {
 			samples = append(samples, bweSample{
 				t: now, capacity: sc.capacity(now), send: float64(sent*8) / sample.Seconds(),
-				target: est.TargetBitrate(), acked: est.AckedBitrate(), state: est.State(),
+				target: est.TargetBitrate(), acked: est.AckedBitrate(), state: est.State(), capped: est.Capped(),
 				decreasedBeforeSample: decreased,
 			})
 			sent, decreased = 0, false
@@ -175,6 +176,8 @@ func TestBWESimulatedLink(t *testing.T) {
 		expect []bweExpect
 		// noDecrease: the estimator must never decrease.
 		noDecrease bool
+		// capped: from 2 s on, Capped must say this ("yes" or "no").
+		capped string
 	}{
 		{
 			name: "1.5M into 600k converges within 2 s",
@@ -182,6 +185,18 @@ func TestBWESimulatedLink(t *testing.T) {
 			expect: []bweExpect{
 				{from: 2 * time.Second, to: 6 * time.Second, min: 300e3, max: 660e3},
 			},
+			capped: "no",
+		},
+		{
+			// A cheap layer on a wide link: the estimate stays near what is
+			// sent, and says so (the allocator probes above it).
+			name: "150k through 3M: capped near what is sent",
+			sim:  bweSimConfig{duration: 8 * time.Second, capacity: stepRate(3e6, 3e6, 0), rate: constRate(150e3)},
+			expect: []bweExpect{
+				{from: 2 * time.Second, to: 8 * time.Second, min: 150e3, max: 1.5e6},
+			},
+			noDecrease: true,
+			capped:     "yes",
 		},
 		{
 			name: "2.5M through 3M: no false decrease",
@@ -235,6 +250,11 @@ func TestBWESimulatedLink(t *testing.T) {
 				if ex.any && !hit || !ex.any && miss != "" {
 					t.Errorf("between %v and %v want target in [%.0f, %.0f] (any: %v); %s", ex.from, ex.to,
 						ex.min, ex.max, ex.any, miss)
+				}
+			}
+			for _, s := range samples {
+				if tt.capped != "" && s.t >= 2*time.Second && s.capped != (tt.capped == "yes") {
+					t.Errorf("capped = %v at %v, want %s", s.capped, s.t, tt.capped)
 				}
 			}
 			if tt.noDecrease {

@@ -104,6 +104,13 @@ type layer struct {
 // account adds a packet of size bytes at now to the layer's measurements.
 // Called with the producer's wmu held.
 func (l *layer) account(size int, now int64) {
+	if last := l.lastPacket.Load(); last != 0 && now-last > int64(rateWindow) {
+		// Resumed after a pause: measure afresh (dividing by the pause
+		// would report a fraction of the rate for seconds), and until
+		// the first window ends the allocator assumes the nominal rate.
+		l.winStart, l.winBytes = now, 0
+		l.bitrate.Store(0)
+	}
 	l.lastPacket.Store(now)
 	if l.winStart == 0 {
 		l.winStart = now

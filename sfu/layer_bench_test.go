@@ -308,8 +308,7 @@ func (s *benchSub) withoutEstimate(tb testing.TB) {
 	if _, err := s.p.subscriberPC(); err != nil {
 		tb.Fatalf("subscriber peer connection: %v", err)
 	}
-	none := func() int { return 0 }
-	s.p.bwe.Store(&none)
+	s.p.bwe.Store(nil)
 }
 
 // showTile reports producer id's tile at the size of layer.

@@ -84,7 +84,7 @@ type Participant struct {
 	allocScratch  []videoConsumer
 
 	alloc allocator                  // owned by the participant's goroutine
-	bwe   atomic.Pointer[func() int] // the subscriber PC's bandwidth estimate
+	bwe   atomic.Pointer[bweEstimator] // the subscriber PC's bandwidth estimator
 }
 
 // newParticipant creates a participant; it is not yet in the room (abort
@@ -134,8 +134,7 @@ func (p *Participant) subscriberPC() (*webrtc.PeerConnection, error) {
 	}
 	// Before the first TWCC feedback this is the estimator's initial
 	// value; a subscriber that never sends feedback stays there.
-	estimate := est.TargetBitrate
-	p.bwe.Store(&estimate)
+	p.bwe.Store(est)
 	pc.OnConnectionStateChange(p.stateHandler(TargetSubscriber, pc))
 	p.sub.Store(pc)
 	return pc, nil

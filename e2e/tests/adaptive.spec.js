@@ -31,58 +31,76 @@ test.afterEach(async ({}, testInfo) => {
 });
 
 test.describe('adaptive video', () => {
-  test('simulcast layers follow the viewer\'s link: top when open, lower at 600 kbit/s, back up when it reopens', async ({
+  // The issue's collapse: one simulcast publisher, a viewer whose link
+  // goes 3 Mbit/s -> 300 kbit/s -> 3 Mbit/s. One publisher keeps the box's
+  // CPU out of the measurement: three 720p simulcast encoders and three
+  // 720p decoders starve a 2-core machine, and the viewer's own packet
+  // drops then look like congestion to the estimator.
+  test('a collapsing link drops to the low layer and climbs back when it returns', async ({
     netns, join, joinShaped, confab,
   }, testInfo) => {
     test.setTimeout(240_000);
     testInfo.confabLog = () => confab.logs();
-    const pubs = [];
-    for (const name of ['alice', 'bob', 'carol']) pubs.push(await join('adaptive', name));
-    // deviceScaleFactor 3: each of the three tiles is over 1200 device
-    // pixels wide, so the tile size allows the top layer.
-    const viewer = await joinShaped('adaptive', 'viewer', { contextOptions: { deviceScaleFactor: 3 } });
-    await expect(viewer.getByTestId('remote-tile')).toHaveCount(3, { timeout: 30_000 });
-    await expectMediaFlowing(viewer, { remotes: 3, label: 'viewer' });
+    await netns.setRate(3000);
+    const alice = await join('collapse', 'alice');
+    const viewer = await joinShaped('collapse', 'viewer', { contextOptions: { deviceScaleFactor: 3 } });
+    await expectMediaFlowing(viewer, { remotes: 1, label: 'viewer' });
 
-    // Every publisher sends three encodings (simulcast).
-    const o1 = await sampleOutbound(pubs[0]);
+    // The publisher sends three encodings (simulcast).
+    const o1 = await sampleOutbound(alice);
     await sleep(2_000);
-    const sent = outboundRates(o1, await sampleOutbound(pubs[0])).filter((t) => t.kind === 'video');
+    const sent = outboundRates(o1, await sampleOutbound(alice)).filter((t) => t.kind === 'video');
     console.log('publisher alice:', JSON.stringify(sent));
     expect(sent.map((t) => t.rid).sort()).toEqual(['f', 'h', 'q']);
 
-    const all1280 = (ts) => ts.length === 3 && ts.every((t) => t.frameWidth >= 1280);
-    const open = await waitVideo(viewer, all1280, 60_000);
-    console.log(`open link: top layer from all three after ${open.ms} ms: ${widths(open.tracks)}`);
-    expect(open.met, `1280-wide frames from every publisher (${widths(open.tracks)})`).toBe(true);
+    const top = (ts) => ts.length === 1 && ts[0].frameWidth >= 1280;
+    const open = await waitVideo(viewer, top, 60_000);
+    console.log(`3 Mbit/s: top layer after ${open.ms} ms: ${widths(open.tracks)}`);
+    expect(open.met, `1280-wide frames at 3 Mbit/s (${widths(open.tracks)})`).toBe(true);
 
-    await netns.setRate(600);
+    await netns.setRate(300);
     // The goal is 2 s; the bound leaves room for a loaded box (the time is
     // printed and attached).
-    const down = await waitVideo(viewer, (ts) => ts.length === 3 && ts.every((t) => t.frameWidth < 1280), 10_000);
-    console.log(`600 kbit/s: lower layers after ${down.ms} ms: ${widths(down.tracks)}`);
-    expect(down.met, `lower layers at 600 kbit/s (${widths(down.tracks)})`).toBe(true);
+    const down = await waitVideo(viewer, (ts) => ts.length === 1 && ts[0].frameWidth > 0 && ts[0].frameWidth <= 320, 10_000);
+    console.log(`300 kbit/s: low layer after ${down.ms} ms: ${widths(down.tracks)}`);
+    expect(down.met, `the low layer at 300 kbit/s (${widths(down.tracks)})`).toBe(true);
+    await sleep(2_000);
+    const limited = (await measureInbound(viewer, 10_000)).tracks.find((t) => t.kind === 'video');
+    console.log('300 kbit/s for 10 s:', JSON.stringify({ kbps: limited.kbps, fps: limited.fps, freezes: limited.freezes, w: limited.frameWidth }));
+    expect(limited.fps, 'frames/s decoded at 300 kbit/s').toBeGreaterThan(5);
+
+    await netns.setRate(3000);
+    const up = await waitVideo(viewer, top, 40_000);
+    console.log(`3 Mbit/s again: top layer after ${up.ms} ms: ${widths(up.tracks)}`);
+    expect(up.met, `the top layer once the link returned (${widths(up.tracks)})`).toBe(true);
+    await testInfo.attach('adaptive-collapse.json', {
+      body: JSON.stringify({ open, down, limited, up }, null, 2), contentType: 'application/json',
+    });
+  });
+
+  // The issue's room: three publishers and a viewer behind 600 kbit/s
+  // (before adaptive video it decoded 0 to 0.7 frames/s from each).
+  test('three publishers behind 600 kbit/s: every picture keeps moving', async ({
+    netns, join, joinShaped, confab,
+  }, testInfo) => {
+    test.setTimeout(180_000);
+    testInfo.confabLog = () => confab.logs();
+    await netns.setRate(600);
+    for (const name of ['alice', 'bob', 'carol']) await join('limited', name);
+    const viewer = await joinShaped('limited', 'viewer', { contextOptions: { deviceScaleFactor: 3 } });
+    await expect(viewer.getByTestId('remote-tile')).toHaveCount(3, { timeout: 30_000 });
+    await expectMediaFlowing(viewer, { remotes: 3, label: 'viewer' });
     await sleep(3_000);
     const limited = await measureInbound(viewer, 20_000);
     const lv = limited.tracks.filter((t) => t.kind === 'video');
     console.log('600 kbit/s for 20 s:', JSON.stringify(lv.map((t) => ({ p: t.participantName, kbps: t.kbps, fps: t.fps, freezes: t.freezes, w: t.frameWidth }))));
-    // Every publisher keeps moving (before adaptive video: 0 to 0.7 frames/s).
+    await testInfo.attach('adaptive-limited.json', { body: JSON.stringify(lv, null, 2), contentType: 'application/json' });
     expect(lv.length).toBe(3);
     for (const t of lv) {
+      expect(t.frameWidth, `layer of ${t.participantName} at 600 kbit/s`).toBeLessThan(1280);
       expect(t.fps, `frames/s decoded from ${t.participantName} at 600 kbit/s`).toBeGreaterThan(5);
       expect(t.freezes, `freezes of ${t.participantName} in 20 s at 600 kbit/s`).toBeLessThan(20);
     }
-
-    await netns.clearRate();
-    const up = await waitVideo(viewer, (ts) => ts.some((t) => t.frameWidth >= 1280), 30_000);
-    console.log(`reopened: a top layer again after ${up.ms} ms: ${widths(up.tracks)}`);
-    expect(up.met, `a top layer again once the link reopened (${widths(up.tracks)})`).toBe(true);
-    const upAll = await waitVideo(viewer, all1280, 60_000);
-    console.log(`reopened: all top after ${up.ms + upAll.ms} ms: ${widths(upAll.tracks)}`);
-    expect(upAll.met, `every top layer again (${widths(upAll.tracks)})`).toBe(true);
-    await testInfo.attach('adaptive-layers.json', {
-      body: JSON.stringify({ open, down, limited: lv, up, upAll }, null, 2), contentType: 'application/json',
-    });
   });
 });
 
