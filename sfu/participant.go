@@ -83,7 +83,7 @@ type Participant struct {
 	videoSettings map[string]VideoSettings // by producer ID (SetVideoSettings)
 	allocScratch  []videoConsumer
 
-	alloc allocator                  // owned by the participant's goroutine
+	alloc allocator                    // owned by the participant's goroutine
 	bwe   atomic.Pointer[bweEstimator] // the subscriber PC's bandwidth estimator
 }
 
