@@ -6,8 +6,8 @@ import (
 )
 
 // Dynacast: a video layer that no consumer needs is paused at its source.
-// A publisher keeps its lowest layer while the producer has any consumer
-// (see needed); a producer without consumers sends nothing.
+// A producer keeps its lowest layer while it has any consumer (see
+// needed); a producer without consumers sends nothing.
 //
 // A consumer needs the layer it receives (its target) and the layer its
 // subscriber would take if it were sent (its desired layer: a paused layer
@@ -48,12 +48,13 @@ func (p *Producer) OnDemand(f func(layers uint8)) {
 	p.demand.mu.Unlock()
 }
 
-// needed returns the layers some consumer targets or desires, and, for a
-// local producer, the lowest layer whenever it has a consumer at all: a
-// subscriber whose bandwidth collapses, or whose hidden tile is shown
-// again, then switches at the next keyframe instead of waiting for the
-// publisher to resume a layer (about 100 kbit/s of upstream for it). A
-// remote producer's demand is exact: it is what crosses the link.
+// needed returns the layers some consumer targets or desires, and the
+// lowest layer whenever the producer has a consumer at all: a subscriber
+// whose bandwidth collapses, or whose hidden tile is shown again, then
+// switches at the next keyframe instead of waiting for the publisher to
+// resume a layer (about 100 kbit/s of upstream for it) or, for a remote
+// producer, for the origin to add a layer to the link (a renegotiation
+// round: seconds). A remote producer's demand is what crosses the link.
 func (p *Producer) needed() uint8 {
 	m, _ := p.demandOf()
 	return m
@@ -62,12 +63,8 @@ func (p *Producer) needed() uint8 {
 // demandOf returns needed's layers and, in one pass over the consumers,
 // the layers some consumer waits for (its target, not yet forwarded).
 func (p *Producer) demandOf() (needed, waiting uint8) {
-	var lowest uint8
-	if p.owner != nil {
-		lowest = 1
-	}
 	p.track.eachWant(func(w *layerWant) {
-		needed |= lowest
+		needed |= 1
 		if t := w.target.Load(); t >= 0 && t < maxLayers {
 			needed |= 1 << t
 			if w.current.Load() != t {

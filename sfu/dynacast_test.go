@@ -11,8 +11,10 @@ import (
 // consumers target and desire (subscribers here and consumers pinned for
 // other nodes alike); a newly needed layer is active at once, an unneeded
 // one only after dynacastHold; a producer nobody consumes ends with
-// nothing active. TestDynacastKeepsLowest covers the publisher's side. (The producer here is a remote one: it starts with its
-// lowest layer, what a node asks the origin for first.)
+// nothing active. TestDynacastKeepsLowest covers the publisher's side.
+// (The producer here is a remote one: it starts with its lowest layer,
+// what a node asks the origin for first, and keeps it while it has
+// consumers.)
 func TestDynacastDemand(t *testing.T) {
 	p := &Producer{
 		info:   ProducerInfo{Kind: KindVideo, Layers: []string{"q", "h", "f"}},
@@ -40,7 +42,9 @@ func TestDynacastDemand(t *testing.T) {
 		{"a subscriber desiring a paused layer resumes it", 4 * time.Second, func() { set(sub, 0, 1) }, 0b111, 3},
 		{"unchanged demand reports nothing", 4*time.Second + 250*time.Millisecond, nil, 0b111, 3},
 		{"everyone paused: held", 5 * time.Second, func() { set(sub, -1, -1); set(pipe, -1, -1) }, 0b111, 3},
-		{"nothing after the hold", 8 * time.Second, nil, 0, 4},
+		{"after the hold: the lowest, for the paused consumers", 8 * time.Second, nil, 0b001, 4},
+		{"no consumer: nothing after the hold", 8*time.Second + time.Millisecond, func() { p.track.dropWant(1); p.track.dropWant(2) }, 0b001, 4},
+		{"nothing", 11 * time.Second, nil, 0, 5},
 	}
 	for _, st := range steps {
 		if st.apply != nil {

@@ -154,8 +154,9 @@ func ptOutLayers(n *ptNode, peer, id string) []int {
 
 // TestPipeLayersFollowDemand: a simulcast producer piped to a node whose
 // only subscriber wants the low layer moves only low-layer packets over
-// the link; when it wants the top layer, the top layer flows and the low
-// one stops after the dynacast hold.
+// the link; when it wants the top layer, the top layer flows too, the low
+// one stays (the fallback for a fast step down) and the middle one never
+// crosses.
 func TestPipeLayersFollowDemand(t *testing.T) {
 	ptLeakCheck(t)
 	ctx := ptContext(t)
@@ -273,28 +274,31 @@ func TestPipeLayersFollowDemand(t *testing.T) {
 		t.Errorf("a serves layers %v to b, want [0]", got)
 	}
 
-	// Top layer: it flows; layer 0 stops after the hold.
+	// Top layer: it flows and layer 0 stays; layer 1 never crosses.
 	cons.SetLayer(2)
 	ptWait(ctx, t, "layer 2 flowing to b", func() bool {
 		_, l := window(200 * time.Millisecond)
 		return l[2] > 0
 	})
-	ptWait(ctx, t, "only layer 2 served", func() bool {
+	ptWait(ctx, t, "layers 0 and 2 served", func() bool {
 		got := ptOutLayers(a, "b", prod.ID)
-		return len(got) == 1 && got[0] == 2
+		return len(got) == 2 && got[0] == 0 && got[1] == 2
 	})
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(3 * time.Second) // past the hold: nothing more is dropped
 	link, layers = window(time.Second)
 	t.Logf("top demand: link inbound bytes/s by ssrc %v (layer of ssrc %v), payload by layer %v", link, layerSSRC(), layers)
-	if layers[2] == 0 || layers[0] != 0 || layers[1] != 0 {
-		t.Errorf("payload bytes by layer = %v, want layer 2 only", layers)
+	if layers[2] == 0 || layers[0] == 0 || layers[1] != 0 {
+		t.Errorf("payload bytes by layer = %v, want layers 0 and 2", layers)
+	}
+	if got := ptOutLayers(a, "b", prod.ID); len(got) != 2 || got[0] != 0 || got[1] != 2 {
+		t.Errorf("a serves layers %v to b, want [0 2]", got)
 	}
 	if _, target := cons.Layer(); target != 2 {
 		t.Errorf("consumer targets layer %d, want 2", target)
 	}
 	for _, l := range remote.LayerStatus() {
-		if l.Live != (l.Layer == 2) {
-			t.Errorf("piped producer layer %d live = %v, want only layer 2 live", l.Layer, l.Live)
+		if l.Live != (l.Layer != 1) {
+			t.Errorf("piped producer layer %d live = %v, want layers 0 and 2 live", l.Layer, l.Live)
 		}
 	}
 	if f := b.failures(); len(f) != 0 {
