@@ -75,6 +75,9 @@ type Config struct {
 	Placement string
 	// MaxRooms is the per-node room limit (--max-rooms).
 	MaxRooms int
+	// AudioRED is "on" (default: a publisher that offers redundant audio,
+	// RFC 2198, sends it) or "off" (Opus only; --audio-red).
+	AudioRED string
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
 	// WebSocket (--allowed-origin); the page's own host and the cluster's
 	// nodes are always allowed.
@@ -122,6 +125,9 @@ func (c *Config) SetDefaults() {
 	if c.Placement == "" {
 		c.Placement = PlacementOn
 	}
+	if c.AudioRED == "" {
+		c.AudioRED = "on"
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
@@ -138,6 +144,7 @@ func DefaultConfig() Config {
 		MaxParticipants: DefaultMaxParticipants,
 		MaxRooms:        DefaultMaxRooms,
 		Placement:       PlacementOn,
+		AudioRED:        "on",
 		DrainTimeout:    DefaultDrainTimeout,
 	}
 }
@@ -172,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Placement != PlacementOn && c.Placement != PlacementOff {
 		return flagError("placement", c.Placement, errOnOff)
+	}
+	if c.AudioRED != "on" && c.AudioRED != "off" {
+		return flagError("audio-red", c.AudioRED, errOnOff)
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)

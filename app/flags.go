@@ -128,6 +128,12 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.Placement = strings.ToLower(v); return nil },
 		},
 		{
+			name: "audio-red", arg: "on|off",
+			usage: "on: publishers that offer redundant audio (RED, RFC 2198; Chromium does) send it, about twice the audio bitrate, and single losses are hidden; off: Opus only",
+			def:   func(Config) string { return "on" },
+			apply: func(c *Config, v string) error { c.AudioRED = strings.ToLower(v); return nil },
+		},
+		{
 			name: "max-rooms", arg: "n",
 			usage: "maximum rooms on this node",
 			def:   func(Config) string { return strconv.Itoa(DefaultMaxRooms) },

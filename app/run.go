@@ -67,6 +67,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		IncludeLoopback:        true,
 		MaxParticipantsPerRoom: cfg.MaxParticipants,
 		MaxRooms:               cfg.MaxRooms,
+		NoAudioRED:             cfg.AudioRED == "off",
 		Logger:                 base, // sfu scopes it with component and node itself
 	})
 	if err != nil {

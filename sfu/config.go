@@ -49,6 +49,11 @@ type Config struct {
 	// IncludeLoopback includes loopback candidates (needed on a box with
 	// only lo; the app sets true).
 	IncludeLoopback bool
+	// NoAudioRED answers publishers with Opus first even when they offer
+	// RED (red.go). RED about doubles audio bitrate (each packet also
+	// carries the previous frame) and hides single losses; by default a
+	// publisher that offers it (Chromium) sends it.
+	NoAudioRED bool
 	// KeyframeInterval is the minimum gap between keyframe requests sent to
 	// one producer. Default 500ms.
 	KeyframeInterval time.Duration

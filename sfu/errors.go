@@ -45,3 +45,7 @@ var (
 	// (its event queue overflowed). Addition to the spec.
 	ErrQueueOverflow = errors.New("sfu: participant event queue overflow")
 )
+
+// errBadRED: a RED payload whose block headers do not fit it (the packet
+// is not forwarded to subscribers that get the primary block as Opus).
+var errBadRED = errors.New("sfu: malformed RED payload")

@@ -40,6 +40,7 @@ type trackBinding struct {
 	id          string // TrackLocalContext.ID, unique per sender
 	ssrc        uint32
 	payloadType uint8
+	unred       bool // the track is RED, the sender Opus: send primary blocks
 	w           webrtc.TrackLocalWriter
 	want        *layerWant
 	m           munger // owned by the producer's writer (Producer.wmu)
@@ -134,6 +135,12 @@ func newFanoutTrack(codec webrtc.RTPCodecCapability, id, streamID string) *fanou
 // the sender to the fan-out.
 func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codec, ok := matchCodec(t.codec, ctx.CodecParameters())
+	unred := false
+	if !ok && isRED(t.codec.MimeType) {
+		// A subscriber without RED gets the primary blocks as Opus.
+		codec, ok = matchCodec(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, ctx.CodecParameters())
+		unred = true
+	}
 	if !ok {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
@@ -141,6 +148,7 @@ func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 		id:          ctx.ID(),
 		ssrc:        uint32(ctx.SSRC()),
 		payloadType: uint8(codec.PayloadType),
+		unred:       unred,
 		w:           ctx.WriteStream(),
 		m:           newMunger(),
 	}
@@ -266,6 +274,13 @@ func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi 
 		payload := pkt.Payload
 		if m.cur.needsPatch(fi) && len(payload) <= len(scratch) {
 			payload = m.cur.patch(scratch, payload, fi)
+		}
+		if b.unred {
+			p, err := redPrimary(payload)
+			if err != nil || len(p) == 0 {
+				continue // the sequence number is skipped: a loss to the receiver
+			}
+			payload = p
 		}
 		*h = base // pion's interceptors may have touched the previous one
 		h.SequenceNumber = seq

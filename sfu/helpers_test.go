@@ -72,6 +72,15 @@ func newTestEngine(t testing.TB, mutate func(*Config)) *Engine {
 // settings.
 func clientAPI(t *testing.T, mutate func(*webrtc.SettingEngine)) *webrtc.API {
 	t.Helper()
+	api, err := NewAPI(clientSettings(mutate))
+	if err != nil {
+		t.Fatalf("NewAPI: %v", err)
+	}
+	return api
+}
+
+// clientSettings are a test client's settings: loopback UDP4 only.
+func clientSettings(mutate func(*webrtc.SettingEngine)) webrtc.SettingEngine {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -80,11 +89,7 @@ func clientAPI(t *testing.T, mutate func(*webrtc.SettingEngine)) *webrtc.API {
 	if mutate != nil {
 		mutate(&se)
 	}
-	api, err := NewAPI(se)
-	if err != nil {
-		t.Fatalf("NewAPI: %v", err)
-	}
-	return api
+	return se
 }
 
 // recorder is an EventHandler that records events and hands subscriber
@@ -164,6 +169,8 @@ func isParticipantEvent(typ EventType, id string) func(Event) bool {
 type remoteTrack struct {
 	id, streamID string
 	ssrc         uint32
+	mime         string                  // the negotiated codec's mime type
+	last         atomic.Pointer[[]byte] // a copy of the last payload
 	packets      atomic.Int64 // RTP packets with a payload
 	ended        atomic.Bool
 
@@ -269,7 +276,7 @@ func (c *client) answerLoop() {
 
 // onTrack runs on pion's goroutine and reads until the PC closes.
 func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	rt := &remoteTrack{id: tr.ID(), streamID: tr.StreamID(), ssrc: uint32(tr.SSRC()), seqs: make(map[uint16]int)}
+	rt := &remoteTrack{id: tr.ID(), streamID: tr.StreamID(), ssrc: uint32(tr.SSRC()), mime: tr.Codec().MimeType, seqs: make(map[uint16]int)}
 	c.mu.Lock()
 	c.tracks = append(c.tracks, rt)
 	c.mu.Unlock()
@@ -280,6 +287,8 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			return
 		}
 		if len(pkt.Payload) > 0 {
+			last := append([]byte(nil), pkt.Payload...)
+			rt.last.Store(&last)
 			rt.packets.Add(1)
 			rt.mu.Lock()
 			rt.seqs[pkt.SequenceNumber]++

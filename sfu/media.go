@@ -29,6 +29,17 @@ func audioFeedback() []webrtc.RTCPFeedback {
 	return []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
 }
 
+// opusCodec is Opus as the engine registers it: in-band FEC and DTX.
+func opusCodec() webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1;usedtx=1", RTCPFeedback: audioFeedback(),
+		},
+		PayloadType: 111,
+	}
+}
+
 // engineCodecs is the codec set registered on every MediaEngine.
 func engineCodecs() []struct {
 	params webrtc.RTPCodecParameters
@@ -38,13 +49,8 @@ func engineCodecs() []struct {
 		params webrtc.RTPCodecParameters
 		typ    webrtc.RTPCodecType
 	}{
-		{webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{
-				MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-				SDPFmtpLine: "minptime=10;useinbandfec=1;usedtx=1", RTCPFeedback: audioFeedback(),
-			},
-			PayloadType: 111,
-		}, webrtc.RTPCodecTypeAudio},
+		{opusCodec(), webrtc.RTPCodecTypeAudio},
+		{redCodec(), webrtc.RTPCodecTypeAudio}, // red.go
 		{webrtc.RTPCodecParameters{
 			RTPCodecCapability: webrtc.RTPCodecCapability{
 				MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback(),
@@ -71,7 +77,7 @@ func engineCodecs() []struct {
 }
 
 // NewMediaEngine returns a fresh MediaEngine with the engine's codec set
-// (Opus with in-band FEC and DTX, VP8, H264 42e01f packetization-mode=1,
+// (Opus with in-band FEC and DTX, RED over Opus, VP8, H264 42e01f packetization-mode=1,
 // with nack, nack pli, ccm fir, goog-remb and transport-cc feedback for
 // video, and RTX for both video codecs). Each peer connection needs
 // its own MediaEngine. Addition to the spec (useful for test clients).

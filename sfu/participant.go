@@ -320,6 +320,9 @@ func (p *Participant) Publish(offer webrtc.SessionDescription) (webrtc.SessionDe
 	if err := pc.SetRemoteDescription(offer); err != nil {
 		return fail(fmt.Errorf("sfu: publish: %w: %w", ErrInvalidSDP, err))
 	}
+	if !p.e.cfg.NoAudioRED {
+		preferRED(pc)
+	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return fail(fmt.Errorf("sfu: publish: %w: create answer: %w", ErrInvalidSDP, err))
