@@ -169,9 +169,9 @@ func isParticipantEvent(typ EventType, id string) func(Event) bool {
 type remoteTrack struct {
 	id, streamID string
 	ssrc         uint32
-	mime         string                  // the negotiated codec's mime type
+	mime         string                 // the negotiated codec's mime type
 	last         atomic.Pointer[[]byte] // a copy of the last payload
-	packets      atomic.Int64 // RTP packets with a payload
+	packets      atomic.Int64           // RTP packets with a payload
 	ended        atomic.Bool
 
 	mu   sync.Mutex
