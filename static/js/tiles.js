@@ -17,8 +17,9 @@
 // (REPORT_DELAY_MS after the last trigger, at most REPORT_MAX_DELAY_MS after
 // the first) and list only the producers whose state changed since it was
 // last sent: visibility, or a size change of at least SIZE_STEP in either
-// dimension. A new producer and a new session get a full report (every
-// producer).
+// dimension. A tile that was reported hidden and is visible again is
+// reported at once (no debounce: its first frame waits for this report).
+// A new producer and a new session get a full report (every producer).
 
 export const REPORT_DELAY_MS = 150;
 export const REPORT_MAX_DELAY_MS = 1000;
@@ -141,11 +142,23 @@ export class TileReporter {
     } else {
       clearTimeout(this.timer);
     }
-    const delay = Math.max(0, Math.min(REPORT_DELAY_MS, this.firstTrigger + REPORT_MAX_DELAY_MS - now));
+    const delay = this.#revealed() ? 0
+      : Math.max(0, Math.min(REPORT_DELAY_MS, this.firstTrigger + REPORT_MAX_DELAY_MS - now));
     this.timer = setTimeout(() => {
       this.timer = null;
       this.#report();
     }, delay);
+  }
+
+  /** #revealed: a tile last reported hidden is visible now. */
+  #revealed() {
+    for (const [producerId, el] of this.tiles) {
+      const last = this.sent.get(producerId);
+      if (last && !last.visible && this.measure(el).visible) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** measure is the current state of the element showing a producer. */
