@@ -169,6 +169,18 @@ func (c *Consumer) readRTCP() {
 	}
 }
 
+// hold stops forwarding to the consumer until release: its transport is
+// not connected yet.
+func (c *Consumer) hold() { c.want.held.Store(true) }
+
+// release starts forwarding to a held consumer and asks for a keyframe
+// of its layer, so its first frame is not the one dropped before.
+func (c *Consumer) release() {
+	if c.want.held.Swap(false) {
+		c.requestKeyframe()
+	}
+}
+
 // requestKeyframe asks for a keyframe of the layer the consumer receives
 // (or is switching to).
 func (c *Consumer) requestKeyframe() {

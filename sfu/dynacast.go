@@ -67,7 +67,7 @@ func (p *Producer) demandOf() (needed, waiting uint8) {
 		needed |= 1
 		if t := w.target.Load(); t >= 0 && t < maxLayers {
 			needed |= 1 << t
-			if w.current.Load() != t {
+			if w.current.Load() != t && !w.held.Load() {
 				waiting |= 1 << t
 			}
 		}

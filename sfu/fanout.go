@@ -84,6 +84,11 @@ type layerWant struct {
 	target  atomic.Int32 // layer to forward; -1: none (paused)
 	desired atomic.Int32 // layer the subscriber would take if it were sent; -1: none
 	current atomic.Int32 // layer being forwarded (set by the writer); -1: none
+	// held: the consumer's transport is not connected yet, so nothing is
+	// forwarded (a keyframe written then would be dropped by pion while
+	// the consumer counted as started, and the subscriber would wait for
+	// the next one). Set and cleared by the subscriber's participant.
+	held atomic.Bool
 }
 
 func newLayerWant() *layerWant {
@@ -249,6 +254,9 @@ func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi 
 	h := &t.hdr
 	n := 0
 	for _, b := range bs {
+		if b.want.held.Load() {
+			continue
+		}
 		m := &b.m
 		target := int8(b.want.target.Load())
 		if m.layer != layer {

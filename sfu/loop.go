@@ -35,14 +35,15 @@ const (
 type actionKind uint8
 
 const (
-	actJoined          actionKind = iota // emit participant-joined (info)
-	actLeft                              // emit participant-left (info)
-	actProducerAdded                     // emit producer-added, add a consumer (prod)
-	actProducerRemoved                   // drop the consumer, emit producer-removed (prod)
-	actEvent                             // emit ev as is
-	actOffer                             // make a subscriber offer now
-	actBarrier                           // report on done (tests: wait until earlier actions ran)
-	actAllocate                          // run the layer allocator now
+	actJoined              actionKind = iota // emit participant-joined (info)
+	actLeft                                  // emit participant-left (info)
+	actProducerAdded                         // emit producer-added, add a consumer (prod)
+	actProducerRemoved                       // drop the consumer, emit producer-removed (prod)
+	actEvent                                 // emit ev as is
+	actOffer                                 // make a subscriber offer now
+	actBarrier                               // report on done (tests: wait until earlier actions ran)
+	actAllocate                              // run the layer allocator now
+	actSubscriberConnected                   // release the consumers held until the subscriber PC connected
 )
 
 // action is one entry of a participant's queue.
@@ -227,6 +228,16 @@ func (p *Participant) apply(a *action) bool {
 		return dropped
 	case actEvent:
 		p.emit(a.ev)
+	case actSubscriberConnected:
+		p.mu.Lock()
+		cs := make([]*Consumer, 0, len(p.consumers))
+		for _, c := range p.consumers {
+			cs = append(cs, c)
+		}
+		p.mu.Unlock()
+		for _, c := range cs {
+			c.release()
+		}
 	}
 	return false
 }

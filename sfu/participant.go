@@ -509,6 +509,9 @@ func (p *Participant) stateHandler(t Target, pc *webrtc.PeerConnection) func(web
 			}
 		}
 		p.post(action{kind: actEvent, ev: Event{Type: EventConnectionState, Target: t, State: s.String()}})
+		if t == TargetSubscriber && s == webrtc.PeerConnectionStateConnected {
+			p.post(action{kind: actSubscriberConnected})
+		}
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 			p.closeAsync(fmt.Errorf("%w: %s peer connection %s", ErrConnectionFailed, t, s))
 		}
@@ -690,6 +693,11 @@ func (p *Participant) addConsumer(prod *Producer) bool {
 			p.log.Warn("subscribe failed", "producer", id, "err", err)
 		}
 		return false
+	}
+	if pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		// Released by actSubscriberConnected, which runs on this
+		// goroutine after pion reports the state: no consumer is missed.
+		c.hold()
 	}
 	p.mu.Lock()
 	if p.closing || p.consumers[id] != nil {

@@ -59,6 +59,15 @@ test.describe('single node', () => {
     for (const [name, page] of [['alice', alice], ['bob', bob], ['carol', carol]]) {
       await expectMediaFlowing(page, { remotes: 2, label: name });
     }
+    // From each video track's arrival to its first presented frame: carol
+    // subscribing while joining, alice and bob to carol's new producer.
+    // Printed (the goal is 500 ms); every remote video presented a frame.
+    for (const [name, page] of [['alice', alice], ['bob', bob], ['carol', carol]]) {
+      const ff = await page.evaluate(() => window.confab.firstFrames());
+      console.log(`${name}: first frame after ${ff.map((f) => (f.frameMs === null ? 'none' : `${Math.round(f.frameMs - f.trackMs)} ms`)).join(', ')}`);
+      expect(ff.length, `remote videos of ${name}`).toBe(2);
+      for (const f of ff) expect(f.frameMs, `a first frame of ${f.producerId} on ${name}'s page`).not.toBeNull();
+    }
   });
 
   test('clicking leave removes the tile from the others', async ({ join }) => {

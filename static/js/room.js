@@ -35,7 +35,8 @@
 //
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
 // participantId, nodeId, nodes, protocolVersion, simulcast, encodings(),
-// videoSettings(), leave} (see docs/protocol.md, The room page for tests).
+// videoSettings(), firstFrames(), leave} (see docs/protocol.md, The room
+// page for tests).
 
 import { Signaling, wsURL } from './signaling.js';
 import { Publisher, Subscriber } from './peers.js';
@@ -131,6 +132,9 @@ class RoomApp {
     this.state = 'connecting';
     /** producer id -> participant id, for tracks and removals */
     this.producers = new Map();
+    // producer id -> {trackMs, frameMs}: when its video track arrived and
+    // when its element presented the first frame after that (tests).
+    this.firstFrames = new Map();
     /** reports remote video tiles ("video-settings") in version 2 sessions */
     this.tileReport = new TileReporter();
     this.simulcast = simulcastSetting();
@@ -163,6 +167,7 @@ class RoomApp {
       get simulcast() { return app.simulcast; },
       encodings: () => (app.publisher ? app.publisher.encodings() : []),
       videoSettings: () => app.tileReport.lastSent(),
+      firstFrames: () => Array.from(app.firstFrames, ([producerId, f]) => ({ producerId, ...f })),
       leave: () => app.leave(),
     };
   }
@@ -401,6 +406,16 @@ class RoomApp {
     const el = this.view.attachTrack(participantId, ev.track);
     if (ev.track.kind === 'video') {
       this.tileReport.track(ev.track.id, el);
+      this.#timeFirstFrame(ev.track.id, el);
+    }
+  }
+
+  /** #timeFirstFrame records when el presents the first frame of producerId's new track. */
+  #timeFirstFrame(producerId, el) {
+    const f = { trackMs: performance.now(), frameMs: null };
+    this.firstFrames.set(producerId, f);
+    if (typeof el.requestVideoFrameCallback === 'function') {
+      el.requestVideoFrameCallback(() => { f.frameMs = performance.now(); });
     }
   }
 
