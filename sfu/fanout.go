@@ -26,6 +26,9 @@ type fanoutTrack struct {
 	// keyframe; a single-layer consumer starts with any packet.
 	layered bool
 
+	// onBind, when set, is called after a sender was bound, with its want.
+	onBind func(*layerWant)
+
 	bindings atomic.Pointer[[]*trackBinding]
 	mu       sync.Mutex            // serialises Bind and Unbind, guards wants
 	wants    map[uint32]*layerWant // by sender SSRC, shared by consumer and binding
@@ -169,6 +172,9 @@ func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 	next = append(append(next, old...), b)
 	t.bindings.Store(&next)
 	t.mu.Unlock()
+	if t.onBind != nil {
+		t.onBind(b.want)
+	}
 	return codec, nil
 }
 

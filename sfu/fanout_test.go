@@ -1,8 +1,10 @@
 package sfu
 
 import (
+	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -145,5 +147,79 @@ func TestFanoutTrack(t *testing.T) {
 		tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:])
 	}); allocs != 0 {
 		t.Errorf("allocations per fan-out = %v, want 0", allocs)
+	}
+}
+
+// TestFanoutHeldBinding: a held consumer (transport not connected) gets
+// nothing and does not count as started; once released it starts at the
+// next keyframe (a layered track's consumers start at one). Binding asks
+// for a keyframe unless the consumer is held.
+func TestFanoutHeldBinding(t *testing.T) {
+	tr := newFanoutTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "prod", "part")
+	tr.layered = true
+	var bound []bool // held, per onBind call
+	tr.onBind = func(w *layerWant) { bound = append(bound, w.held.Load()) }
+	w := &recordingWriter{}
+	tr.want(1).held.Store(true)
+	if _, err := tr.Bind(&fakeBindContext{id: "a", ssrc: 1, codecs: []webrtc.RTPCodecParameters{vp8Params(96)}, w: w}); err != nil {
+		t.Fatalf("Bind: %v", err)
+	}
+	if len(bound) != 1 || !bound[0] {
+		t.Fatalf("onBind calls %v, want one for a held want", bound)
+	}
+	want := tr.want(1)
+	pkt := benchPacket()
+	var scratch [maxCachedPayload]byte
+	key, delta := frameInfo{keyframe: true}, frameInfo{}
+	send := func(fi *frameInfo) {
+		pkt.SequenceNumber++
+		pkt.Timestamp += 3000
+		tr.write(tr.snapshot(), 0, pkt, fi, 90000, int64(pkt.SequenceNumber)*int64(time.Millisecond), scratch[:])
+	}
+	send(&key)
+	if w.writes != 0 || want.current.Load() != -1 {
+		t.Fatalf("held: %d writes, current layer %d; want none, -1", w.writes, want.current.Load())
+	}
+	want.held.Store(false)
+	send(&delta)
+	if w.writes != 0 {
+		t.Fatalf("released: a delta frame was written first (%d writes)", w.writes)
+	}
+	send(&key)
+	send(&delta)
+	if w.writes != 2 || want.current.Load() != 0 {
+		t.Fatalf("released: %d writes, current layer %d; want 2 from the keyframe on, 0", w.writes, want.current.Load())
+	}
+}
+
+// TestFanoutUnwrapsRED: a RED track bound by a sender without RED sends
+// the primary blocks with the Opus payload type.
+func TestFanoutUnwrapsRED(t *testing.T) {
+	tr := newFanoutTrack(redCodec().RTPCodecCapability, "prod", "part")
+	opus := opusCodec()
+	opus.PayloadType = 109
+	red, plain := &recordingWriter{}, &recordingWriter{}
+	for _, c := range []*fakeBindContext{
+		{id: "red", ssrc: 1, codecs: []webrtc.RTPCodecParameters{redCodec(), opusCodec()}, w: red},
+		{id: "opus", ssrc: 2, codecs: []webrtc.RTPCodecParameters{opus}, w: plain},
+	} {
+		if _, err := tr.Bind(c); err != nil {
+			t.Fatalf("Bind(%s): %v", c.id, err)
+		}
+	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: redPayloadType, SequenceNumber: 5, Timestamp: 960}, Payload: testREDPayload}
+	var scratch [maxCachedPayload]byte
+	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 1, scratch[:])
+	if red.writes != 1 || red.last.PayloadType != redPayloadType || !bytes.Equal(red.payload, testREDPayload) {
+		t.Errorf("RED sender: %d writes, pt %d, payload %v", red.writes, red.last.PayloadType, red.payload)
+	}
+	if plain.writes != 1 || plain.last.PayloadType != 109 || !bytes.Equal(plain.payload, testREDPrimary) {
+		t.Errorf("Opus sender: %d writes, pt %d, payload %v", plain.writes, plain.last.PayloadType, plain.payload)
+	}
+	pkt.SequenceNumber++
+	pkt.Payload = []byte{0x80 | 111, 0, 0} // malformed
+	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 2, scratch[:])
+	if red.writes != 2 || plain.writes != 1 {
+		t.Errorf("malformed RED: %d RED writes (want 2: forwarded as is), %d Opus writes (want 1: dropped)", red.writes, plain.writes)
 	}
 }

@@ -93,6 +93,7 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 		consumers:  make(map[*Consumer]struct{}),
 		dyn:        r.e.dyn,
 	}
+	p.track.onBind = p.bound
 	if info.Kind == KindAudio {
 		p.codec = codecOther
 	}
@@ -328,6 +329,20 @@ func (p *Producer) removeConsumer(c *Consumer) {
 func (p *Producer) RequestKeyframe() {
 	for i := range p.layers {
 		p.requestLayerKeyframe(i)
+	}
+}
+
+// bound is called when a sender of the track was bound (negotiated): it
+// asks for a keyframe of the consumer's layer, since one requested when
+// the consumer was created may have passed before there was a binding to
+// forward it to. A held consumer (transport not connected) asks on
+// release instead.
+func (p *Producer) bound(w *layerWant) {
+	if w.held.Load() {
+		return
+	}
+	if t := w.target.Load(); t >= 0 {
+		p.requestLayerKeyframe(int(t))
 	}
 }
 
