@@ -318,29 +318,14 @@ func (c *client) pliCount() int {
 // publishVP8 publishes one synthetic VP8 track, writing a packet every
 // 10ms until the client closes, and counting PLIs it receives.
 func (c *client) publishVP8(ctx context.Context) {
-	t := c.t
-	t.Helper()
-	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatalf("client pc: %v", err)
-	}
-	c.mu.Lock()
-	c.pub = pc
-	c.mu.Unlock()
-	track, err := webrtc.NewTrackLocalStaticRTP(
-		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "cam")
-	if err != nil {
-		t.Fatalf("track: %v", err)
-	}
-	sender, err := pc.AddTrack(track)
-	if err != nil {
-		t.Fatalf("AddTrack: %v", err)
-	}
+	payload := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 1, 2, 3, 4, 5, 6, 7, 8}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1234, Marker: true}, Payload: payload}
+	sender := c.publishTrack(ctx, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		"video", "cam", 10*time.Millisecond, pkt, 3000)
 	c.mu.Lock()
 	c.sender = sender
 	c.mu.Unlock()
-	c.renegotiatePublisher(ctx)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go func() { // RTCP reader: counts PLIs
 		defer c.wg.Done()
 		for {
@@ -357,12 +342,38 @@ func (c *client) publishVP8(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// publishTrack opens the client's publisher PC with one track of codec
+// (track id, stream id), negotiates it, and writes pkt every interval
+// until the client closes, advancing its sequence number by one and its
+// timestamp by tsStep each time. It returns the track's sender.
+func (c *client) publishTrack(ctx context.Context, codec webrtc.RTPCodecCapability, id, stream string,
+	interval time.Duration, pkt *rtp.Packet, tsStep uint32,
+) *webrtc.RTPSender {
+	t := c.t
+	t.Helper()
+	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatalf("client pc: %v", err)
+	}
+	c.mu.Lock()
+	c.pub = pc
+	c.mu.Unlock()
+	track, err := webrtc.NewTrackLocalStaticRTP(codec, id, stream)
+	if err != nil {
+		t.Fatalf("track: %v", err)
+	}
+	sender, err := pc.AddTrack(track)
+	if err != nil {
+		t.Fatalf("AddTrack: %v", err)
+	}
+	c.renegotiatePublisher(ctx)
+	c.wg.Add(1)
 	go func() { // RTP writer
 		defer c.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		payload := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 1, 2, 3, 4, 5, 6, 7, 8}
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1234, Marker: true}, Payload: payload}
 		for {
 			select {
 			case <-c.stop:
@@ -370,12 +381,13 @@ func (c *client) publishVP8(ctx context.Context) {
 			case <-tick.C:
 			}
 			pkt.SequenceNumber++
-			pkt.Timestamp += 3000
+			pkt.Timestamp += tsStep
 			if err := track.WriteRTP(pkt); err != nil && errors.Is(err, net.ErrClosed) {
 				return
 			}
 		}
 	}()
+	return sender
 }
 
 // renegotiatePublisher runs one publisher offer/answer exchange.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -79,43 +78,11 @@ var (
 // publishRED publishes an audio track whose packets are RED
 // (testREDPayload every 20 ms) and returns the engine's answer.
 func (c *client) publishRED(ctx context.Context) webrtc.SessionDescription {
-	t := c.t
-	t.Helper()
-	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatalf("client pc: %v", err)
-	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 4321}, Payload: testREDPayload}
+	c.publishTrack(ctx, redCodec().RTPCodecCapability, "audio", "mic", 20*time.Millisecond, pkt, 960)
 	c.mu.Lock()
-	c.pub = pc
-	c.mu.Unlock()
-	track, err := webrtc.NewTrackLocalStaticRTP(redCodec().RTPCodecCapability, "audio", "mic")
-	if err != nil {
-		t.Fatalf("track: %v", err)
-	}
-	if _, err := pc.AddTrack(track); err != nil {
-		t.Fatalf("AddTrack: %v", err)
-	}
-	c.renegotiatePublisher(ctx)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 4321}, Payload: testREDPayload}
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-tick.C:
-			}
-			pkt.SequenceNumber++
-			pkt.Timestamp += 960
-			if err := track.WriteRTP(pkt); err != nil && errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
-	}()
-	return *pc.RemoteDescription()
+	defer c.mu.Unlock()
+	return *c.pub.RemoteDescription()
 }
 
 // TestREDForwarding: a publisher offering RED is answered with RED first
