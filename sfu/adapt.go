@@ -63,7 +63,7 @@ func (p *Participant) reallocate() {
 	layered := len(p.videoSettings) > 0
 	for id, c := range p.consumers {
 		if c.producer.info.Kind != KindVideo {
-			audio += audioBitrate
+			audio += c.producer.audioBudget()
 			continue
 		}
 		s, ok := p.videoSettings[id]
@@ -138,4 +138,13 @@ func (p *Producer) layerInfos(now int64) []layerInfo {
 		out[i] = li
 	}
 	return out
+}
+
+// audioBudget is the bandwidth an audio producer's consumer is assumed to
+// take: its measured rate, at least audioBitrate (RED about doubles Opus).
+func (p *Producer) audioBudget() int {
+	if len(p.layers) == 0 {
+		return audioBitrate
+	}
+	return max(audioBitrate, int(p.layers[0].bitrate.Load()))
 }

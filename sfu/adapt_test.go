@@ -428,6 +428,29 @@ func TestAllocatorProbeMinimum(t *testing.T) {
 	}
 }
 
+// TestAudioBudget: an audio consumer is budgeted at its producer's
+// measured rate, at least audioBitrate.
+func TestAudioBudget(t *testing.T) {
+	tests := []struct {
+		name     string
+		measured int64
+		want     int
+	}{
+		{"not measured yet", 0, audioBitrate},
+		{"Opus with DTX", 20_000, audioBitrate},
+		{"RED", 70_000, 70_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Producer{info: ProducerInfo{Kind: KindAudio}, layers: testLayers(KindAudio, 1)}
+			p.layers[0].bitrate.Store(tt.measured)
+			if got := p.audioBudget(); got != tt.want {
+				t.Fatalf("audioBudget = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestResendBudget: a consumer's retransmissions per second are bounded by
 // a quarter of what it was forwarded in the previous second (at least
 // minResendBudget).

@@ -39,7 +39,8 @@ const (
 	allocInterval = 250 * time.Millisecond
 	// sizeSlack: a layer covers a tile up to this much larger than itself.
 	sizeSlack = 1.15
-	// audioBitrate is the budget kept for each audio consumer.
+	// audioBitrate is the least budget kept for each audio consumer (its
+	// measured rate when higher: Producer.audioBudget).
 	audioBitrate = 48_000
 	upBackoffMin = 2 * time.Second
 	upBackoffMax = 8 * time.Second
