@@ -9,7 +9,7 @@ const crypto = require('node:crypto');
 const { test: shaped, expect, startShapedConfab } = require('../lib/shaped');
 const { startConfab, expectMediaFlowing, sleep } = require('../lib/confab');
 const { startConsul, fetchJSON } = require('../lib/cluster');
-const { sampleInbound } = require('../lib/stats');
+const { sampleInbound, inboundRates } = require('../lib/stats');
 
 // The `confab` fixture is node b (reachable from the namespace); nodeA and
 // the Consul agent come with it.
@@ -125,6 +125,77 @@ test('a limited viewer on another node gets lower layers, and the link carries o
     expect(samples.some((x) => x.layers.length === 1 && x.layers[0] === 0), 'a sample with only the low layer on the link').toBe(true);
     // (The bitrates are printed, not compared: on a loaded box the
     // publisher's encoder, not the link, sets the top layer's rate.)
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+  }
+});
+
+/** hideTile hides (display:none) the remote tile of name on page. */
+async function hideTile(page, name) {
+  await page.evaluate((name) => {
+    const tile = document.querySelector(`[data-testid="remote-tile"][data-participant-name="${name}"]`);
+    if (!tile) throw new Error(`no tile of ${name}`);
+    tile.style.display = 'none';
+  }, name);
+}
+
+test('three publishers on a, a viewer on b behind 600 kbit/s: pictures move, the link carries low layers', async ({
+  netns, joinShaped, browser, confab,
+}, testInfo) => {
+  test.setTimeout(240_000);
+  const names = ['alice', 'bob', 'carol'];
+  const contexts = [];
+  try {
+    const pubs = [];
+    for (const name of names) {
+      const ctx = await browser.newContext({ permissions: ['camera', 'microphone'] });
+      contexts.push(ctx);
+      const page = await ctx.newPage();
+      await page.goto(`${confab.nodeA.url}/rooms/xnode3?name=${name}`);
+      pubs.push(page);
+    }
+    // The publishers do not watch each other (CPU for the viewer).
+    for (const [i, page] of pubs.entries()) {
+      await expect(page.getByTestId('remote-tile')).toHaveCount(2, { timeout: 45_000 });
+      for (const other of names) if (other !== names[i]) await hideTile(page, other);
+    }
+    await netns.setRate(600);
+    const viewer = await joinShaped('xnode3', 'viewer', { contextOptions: { deviceScaleFactor: 3 } });
+    await expect(viewer.getByTestId('remote-tile')).toHaveCount(3, { timeout: 45_000 });
+    await expectMediaFlowing(viewer, { remotes: 3, label: 'viewer on b', timeout: 45_000 });
+    await sleep(5_000);
+    const a = await sampleInbound(viewer);
+    const samples = [];
+    for (let i = 0; i < 20; i++) {
+      const prods = await inVideo(confab);
+      samples.push({
+        producers: prods.length,
+        bitrate: linkBitrate(prods),
+        low: prods.reduce((n, p) => n + (p.layers || []).filter((l) => l.layer === 0).reduce((m, l) => m + l.bitrate, 0), 0),
+        layers: prods.map((p) => (p.layers || []).map((l) => l.layer)),
+      });
+      await sleep(1_000);
+    }
+    const lv = inboundRates(a, await sampleInbound(viewer)).tracks.filter((t) => t.kind === 'video');
+    const avg = (k) => Math.round(samples.reduce((n, x) => n + x[k], 0) / samples.length);
+    const linkAvg = avg('bitrate');
+    const lowAvg = avg('low');
+    console.log('600 kbit/s on b for 20 s:', JSON.stringify(lv.map((t) => ({ p: t.participantName, kbps: t.kbps, fps: t.fps, freezes: t.freezes, w: t.frameWidth }))));
+    console.log(`link video ${linkAvg} bit/s on average, of which the low layers ${lowAvg}`, JSON.stringify(samples.map((x) => x.layers)));
+    await testInfo.attach('adaptive-cluster-three.json', {
+      body: JSON.stringify({ limited: lv, samples, linkAvg, lowAvg }, null, 2), contentType: 'application/json',
+    });
+    expect(lv.length).toBe(3);
+    for (const t of lv) {
+      expect(t.frameWidth, `layer of ${t.participantName}`).toBeLessThan(1280);
+      expect(t.fps, `frames/s decoded from ${t.participantName}`).toBeGreaterThan(5);
+      expect(t.freezes, `freezes of ${t.participantName} in 20 s`).toBeLessThan(20);
+    }
+    expect(samples.filter((x) => x.producers !== 3), 'samples without the three piped producers').toEqual([]);
+    expect(samples.filter((x) => x.layers.some((ls) => ls.includes(2))), 'samples with a top layer on the link').toEqual([]);
+    // Near the low layers' rate: a middle layer crosses only while the
+    // viewer probes for it.
+    expect(linkAvg, 'link video bitrate vs the low layers alone').toBeLessThan(2 * lowAvg);
   } finally {
     for (const c of contexts) await c.close().catch(() => {});
   }
