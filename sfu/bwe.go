@@ -507,7 +507,7 @@ func (e *bweEstimator) update(now int64) {
 	}
 	e.est = min(max(est, float64(e.cfg.MinBitrate)), float64(e.cfg.MaxBitrate))
 	e.lastUpdate = now
-	e.capped.Store(e.rc == bweIncrease && acked > 0 && e.est >= bweCappedShare*(1.5*acked+bweCapFloor))
+	e.capped.Store(e.rc == bweIncrease && acked > 0 && e.est >= bweCappedShare*bweCap(acked))
 	e.target.Store(int64(e.est))
 	e.acked.Store(int64(acked))
 	e.state.Store(int32(e.rc))
@@ -526,11 +526,15 @@ func (e *bweEstimator) increase(now int64, acked float64) float64 {
 		return est
 	}
 	est = max(est, acked)
-	if upper := 1.5*acked + bweCapFloor; est > e.est && est > upper {
+	if upper := bweCap(acked); est > e.est && est > upper {
 		est = max(e.est, upper)
 	}
 	return est
 }
+
+// bweCap is the most an increase may take the estimate to, given the
+// acknowledged bitrate acked (bits/s).
+func bweCap(acked float64) float64 { return 1.5*acked + bweCapFloor }
 
 // bweAckedRate measures the acknowledged bitrate over the last
 // bweAckedBuckets buckets of arrival time.

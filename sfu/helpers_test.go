@@ -372,20 +372,11 @@ func (c *client) publishTrack(ctx context.Context, codec webrtc.RTPCodecCapabili
 	c.wg.Add(1)
 	go func() { // RTP writer
 		defer c.wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-tick.C:
-			}
+		peer.WriteEvery(c.stop, interval, func() error {
 			pkt.SequenceNumber++
 			pkt.Timestamp += tsStep
-			if err := track.WriteRTP(pkt); err != nil && errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
+			return track.WriteRTP(pkt)
+		})
 	}()
 	return sender
 }

@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -230,10 +232,7 @@ func (p *Participant) apply(a *action) bool {
 		p.emit(a.ev)
 	case actSubscriberConnected:
 		p.mu.Lock()
-		cs := make([]*Consumer, 0, len(p.consumers))
-		for _, c := range p.consumers {
-			cs = append(cs, c)
-		}
+		cs := slices.Collect(maps.Values(p.consumers))
 		p.mu.Unlock()
 		for _, c := range cs {
 			c.release()

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 )
 
@@ -72,8 +73,6 @@ func (c *ptClient) publishSimulcastVP8(ctx context.Context) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
 		pkts := make([]*rtp.Packet, len(tracks))
 		for i := range pkts {
 			payload := make([]byte, ptLayerPayload[i])
@@ -82,20 +81,16 @@ func (c *ptClient) publishSimulcastVP8(ctx context.Context) {
 			_ = pkts[i].Header.SetExtension(midID, []byte(mid))             // valid one-byte ids
 			_ = pkts[i].Header.SetExtension(ridID, []byte(tracks[i].RID())) // valid one-byte ids
 		}
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-tick.C:
-			}
+		peer.WriteEvery(c.stop, 10*time.Millisecond, func() error {
 			for i, tr := range tracks {
 				pkts[i].SequenceNumber++
 				pkts[i].Timestamp += 900
 				if err := tr.WriteRTP(pkts[i]); errors.Is(err, net.ErrClosed) {
-					return
+					return err
 				}
 			}
-		}
+			return nil
+		})
 	}()
 }
 

@@ -2,11 +2,9 @@ package pipe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 )
 
@@ -98,20 +97,11 @@ func (c *ptClient) publishAV(ctx context.Context) {
 	publishOffer(ctx, t, c.p, pc)
 	write := func(tr *webrtc.TrackLocalStaticRTP, every time.Duration, pkt *rtp.Packet, step uint32) {
 		defer c.wg.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-tick.C:
-			}
+		peer.WriteEvery(c.stop, every, func() error {
 			pkt.SequenceNumber++
 			pkt.Timestamp += step
-			if err := tr.WriteRTP(pkt); errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
+			return tr.WriteRTP(pkt)
+		})
 	}
 	c.wg.Add(2)
 	go write(audio, 20*time.Millisecond, &rtp.Packet{

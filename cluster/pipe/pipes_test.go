@@ -444,24 +444,15 @@ func (c *ptClient) publishVP8(ctx context.Context) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
 		pkt := &rtp.Packet{
 			Header:  rtp.Header{Version: 2, PayloadType: 96, SSRC: 4321, Marker: true},
 			Payload: []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 1, 2, 3, 4, 5, 6, 7, 8},
 		}
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-tick.C:
-			}
+		peer.WriteEvery(c.stop, 10*time.Millisecond, func() error {
 			pkt.SequenceNumber++
 			pkt.Timestamp += 900
-			if err := track.WriteRTP(pkt); errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
+			return track.WriteRTP(pkt)
+		})
 	}()
 }
 
