@@ -181,6 +181,7 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 		}
 		delete(n.unreachable, id) // gone, or a new life judged afresh
 		n.stopOutboxLocked(id)
+		n.stopChatOutboxLocked(id)
 	}
 	n.nodes = recs
 	rooms := n.roomWatchesLocked()

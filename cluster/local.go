@@ -74,6 +74,12 @@ func (l *Local) ProducerAdded(*sfu.Room, sfu.ProducerInfo) {}
 // ProducerRemoved does nothing.
 func (l *Local) ProducerRemoved(string, sfu.ProducerInfo) {}
 
+// ParticipantChanged does nothing.
+func (l *Local) ParticipantChanged(*sfu.Room, sfu.ParticipantInfo, bool) {}
+
+// ChatSent does nothing.
+func (l *Local) ChatSent(*sfu.Room, sfu.ChatMessage) {}
+
 // roomStatuses describes the engine's rooms, sorted by name. roomNodes, when
 // not nil, returns the nodes known to have a room open.
 func roomStatuses(engine *sfu.Engine, roomNodes func(room string) []string) []RoomStatus {

@@ -81,6 +81,8 @@ type Node struct {
 	draining    bool // Drain was called
 	// outboxes are the room sync queues per peer node (roomsync.go).
 	outboxes map[string]*syncOutbox
+	// chatOut are the chat queues per peer node (meeting.go).
+	chatOut map[string]*chatOutbox
 
 	syncLatency atomic.Int64 // last room state propagation delay (ns)
 }
@@ -137,6 +139,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		unreachable:  make(map[string]unreachableNode),
 		probing:      make(map[string]bool),
 		outboxes:     make(map[string]*syncOutbox),
+		chatOut:      make(map[string]*chatOutbox),
 		local:        newLocalRooms(),
 		placements:   newPlaceTally(),
 		cpu:          newCPUMeter(),
@@ -156,6 +159,7 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 	pipes.SetOnLinkFailed(n.onLinkFailed)
 	pipes.SetOnLinkDisconnected(n.onLinkDisconnected)
 	pipes.SetRoomSyncHandler(n.handleRoomSync)
+	pipes.SetRoomEventHandler(n.handleRoomEvent)
 	n.pipes = pipes
 	n.media = pipes
 	return n, nil
@@ -477,7 +481,7 @@ func (n *Node) RoomClosed(name string) {
 	}
 	// Change the local state before reading the peers (roomsync.go); under
 	// n.mu, so that a RoomOpened of a new room of this name comes after.
-	n.local.change(name, func(l *localRoom) { l.open = false; clear(l.producers) })
+	n.local.change(name, func(l *localRoom) { l.open = false; clear(l.producers); clear(l.participants) })
 	var peers []string
 	if w != nil {
 		peers = w.peerList()

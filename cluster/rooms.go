@@ -53,6 +53,9 @@ type roomWatch struct {
 
 	readDone atomic.Bool // the first read of the room's records is done
 
+	chatFrom  map[string]bool // peers whose chat history was received; guarded by mu
+	announced map[string]bool // origins handed to SetRemoteParticipants; run goroutine only
+
 	piped   map[string]sfu.ProducerInfo // producers this watch piped in, by id
 	failing map[string]bool             // producers whose PipeIn failed (logged once)
 	retry   backoff
@@ -60,10 +63,11 @@ type roomWatch struct {
 
 // contribution is what one other node publishes in the room.
 type contribution struct {
-	life      time.Time // the node's startedAt; zero when read from Consul
-	seq       uint64
-	pushed    bool // from the node itself (else from its Consul records)
-	producers map[string]sfu.ProducerInfo
+	life         time.Time // the node's startedAt; zero when read from Consul
+	seq          uint64
+	pushed       bool // from the node itself (else from its Consul records)
+	producers    map[string]sfu.ProducerInfo
+	participants []sfu.ParticipantInfo // pushed states only
 }
 
 func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWatch {
@@ -81,8 +85,11 @@ func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWa
 		contrib: make(map[string]contribution),
 		bad:     make(map[string]bool),
 		piped:   make(map[string]sfu.ProducerInfo),
-		failing: make(map[string]bool),
-		retry:   backoff{min: 500 * time.Millisecond, max: n.cfg.MaxBackoff},
+
+		chatFrom:  make(map[string]bool),
+		announced: make(map[string]bool),
+		failing:   make(map[string]bool),
+		retry:     backoff{min: 500 * time.Millisecond, max: n.cfg.MaxBackoff},
 	}
 }
 
@@ -134,6 +141,20 @@ func (w *roomWatch) peerList() []string {
 		out = append(out, id)
 	}
 	return out
+}
+
+// hasChatFrom reports whether node's chat history was received.
+func (w *roomWatch) hasChatFrom(node string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.chatFrom[node]
+}
+
+// setChatFrom records that node's chat history was received.
+func (w *roomWatch) setChatFrom(node string) {
+	w.mu.Lock()
+	w.chatFrom[node] = true
+	w.mu.Unlock()
 }
 
 func (w *roomWatch) hasPeer(node string) bool {
@@ -188,13 +209,14 @@ func (w *roomWatch) ingest(node string, life time.Time, st roomState, now time.T
 	}
 	if st.Open {
 		w.peers[node] = true
-		w.contrib[node] = contribution{life: life, seq: st.Seq, pushed: true, producers: producers}
+		w.contrib[node] = contribution{life: life, seq: st.Seq, pushed: true, producers: producers,
+			participants: decodeStateParticipants(st)}
 	} else {
 		delete(w.peers, node)
 		delete(w.contrib, node)
 	}
 	w.mu.Unlock()
-	if st.At > 0 && len(st.Producers) > 0 {
+	if st.At > 0 && (len(st.Producers) > 0 || len(st.Participants) > 0) {
 		w.n.syncLatency.Store(int64(now.Sub(time.UnixMilli(st.At))))
 	}
 	w.poke()
@@ -422,6 +444,7 @@ func (w *roomWatch) remote(origins map[string]originInfo) map[string]sfu.Produce
 // away. It returns when to run again (0: only on the next change).
 func (w *roomWatch) sync() time.Duration {
 	origins := w.n.origins()
+	w.presence(origins)
 	now := time.Now()
 	actual := make(map[string]bool)
 	for _, p := range w.n.media.Piped(w.name) {

@@ -56,6 +56,13 @@ type roomState struct {
 	Open      bool              `json:"open"`
 	At        int64             `json:"at,omitempty"` // unix ms of the change
 	Producers []json.RawMessage `json:"producers,omitempty"`
+	// Participants are the sender's local participants in the room, with
+	// their media state (meeting.go).
+	Participants []participantRecord `json:"participants,omitempty"`
+	// WantChat asks the responder for its chat history of the room; the
+	// answer's Chat carries it (possibly empty).
+	WantChat bool          `json:"wantChat,omitempty"`
+	Chat     *[]chatRecord `json:"chat,omitempty"`
 }
 
 // roomSyncMessage is the body of a sync request and of its answer.
@@ -66,10 +73,11 @@ type roomSyncMessage struct {
 
 // localRoom is this node's own contribution to a room.
 type localRoom struct {
-	seq       uint64
-	open      bool
-	at        time.Time
-	producers map[string][]byte // encoded producer records by id
+	seq          uint64
+	open         bool
+	at           time.Time
+	producers    map[string][]byte            // encoded producer records by id
+	participants map[string]participantRecord // local participants by id
 }
 
 // localRooms holds this node's contributions. Safe for concurrent use.
@@ -87,14 +95,14 @@ func (l *localRooms) change(room string, f func(r *localRoom)) {
 	defer l.mu.Unlock()
 	r := l.rooms[room]
 	if r == nil {
-		r = &localRoom{producers: make(map[string][]byte)}
+		r = &localRoom{producers: make(map[string][]byte), participants: make(map[string]participantRecord)}
 		l.rooms[room] = r
 	}
 	f(r)
 	l.seq++
 	r.seq = l.seq
 	r.at = time.Now()
-	if !r.open && len(r.producers) == 0 {
+	if !r.open && len(r.producers) == 0 && len(r.participants) == 0 {
 		// Closed: forget it; state reports closed rooms with the current
 		// counter, which is newer than any state sent for them.
 		delete(l.rooms, room)
@@ -118,6 +126,10 @@ func (l *localRooms) state(room string) roomState {
 	for _, id := range ids {
 		st.Producers = append(st.Producers, json.RawMessage(r.producers[id]))
 	}
+	for _, p := range r.participants {
+		st.Participants = append(st.Participants, p)
+	}
+	sort.Slice(st.Participants, func(i, j int) bool { return st.Participants[i].ID < st.Participants[j].ID })
 	return st
 }
 
@@ -268,7 +280,11 @@ func (n *Node) runOutbox(ctx context.Context, o *syncOutbox) {
 func (n *Node) sendSync(ctx context.Context, node string, rooms []string) error {
 	req := roomSyncMessage{Life: n.startedAt, Rooms: make([]roomState, 0, len(rooms))}
 	for _, r := range rooms {
-		req.Rooms = append(req.Rooms, n.local.state(r))
+		st := n.local.state(r)
+		if w := n.openWatch(r); w != nil && st.Open && !w.hasChatFrom(node) {
+			st.WantChat = true
+		}
+		req.Rooms = append(req.Rooms, st)
 	}
 	var resp roomSyncMessage
 	if err := n.pipes.SyncRooms(ctx, node, req, &resp); err != nil {
@@ -278,6 +294,10 @@ func (n *Node) sendSync(ctx context.Context, node string, rooms []string) error 
 	for _, st := range resp.Rooms {
 		if w := n.openWatch(st.Room); w != nil {
 			w.ingest(node, resp.Life, st, now)
+			if st.Chat != nil {
+				n.addChat(node, st.Room, *st.Chat)
+				w.setChatFrom(node)
+			}
 		}
 	}
 	return nil
@@ -304,10 +324,21 @@ func (n *Node) handleRoomSync(from string, body []byte) (any, error) {
 	now := time.Now()
 	resp := roomSyncMessage{Life: n.startedAt, Rooms: make([]roomState, 0, len(req.Rooms))}
 	for _, st := range req.Rooms {
-		if w := n.openWatch(st.Room); w != nil {
+		w := n.openWatch(st.Room)
+		if w != nil {
 			w.ingest(from, req.Life, st, now)
+			if st.Open && !w.hasChatFrom(from) {
+				n.markSync(from, st.Room) // ask it for its chat history
+			}
 		}
-		resp.Rooms = append(resp.Rooms, n.local.state(st.Room))
+		out := n.local.state(st.Room)
+		if st.WantChat {
+			if r := n.engine.Room(st.Room); r != nil {
+				h := chatRecords(r.ChatHistory())
+				out.Chat = &h
+			}
+		}
+		resp.Rooms = append(resp.Rooms, out)
 	}
 	return resp, nil
 }

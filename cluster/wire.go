@@ -30,6 +30,9 @@ type producerRecord struct {
 	// Layers are a simulcast producer's RIDs, lowest quality first
 	// (omitted without simulcast).
 	Layers []string `json:"layers,omitempty"`
+	// Source is what the track captures ("camera", "screen", ...;
+	// omitted by older nodes).
+	Source string `json:"source,omitempty"`
 }
 
 // codecRecord is a producer's codec in a producerRecord.
@@ -59,6 +62,7 @@ func producerRecordOf(node string, info sfu.ProducerInfo) producerRecord {
 		Origin: node,
 		Remote: false,
 		Layers: info.Layers,
+		Source: info.Source,
 	}
 }
 
@@ -80,6 +84,7 @@ func (r producerRecord) remoteInfo(node string) sfu.ProducerInfo {
 		Origin: node,
 		Remote: true,
 		Layers: r.Layers,
+		Source: r.Source,
 	}
 }
 

@@ -29,6 +29,13 @@ const (
 	DefaultWriteBatch = 64
 	// MaxWriteBatch is the largest accepted Config.WriteBatch.
 	MaxWriteBatch = 1024
+	// Chat defaults: a room keeps its last 100 messages; a message has at
+	// most 2 KiB of text; a participant sends at most 2 per second
+	// sustained, in bursts of 8.
+	DefaultChatHistory  = 100
+	DefaultChatMaxBytes = 2048
+	DefaultChatRate     = 2.0
+	DefaultChatBurst    = 8
 )
 
 // Config configures an Engine. Call SetDefaults, then Validate (New does
@@ -80,6 +87,17 @@ type Config struct {
 	// beyond the fan-out itself). 1 disables batching: one sendto per
 	// datagram. 0 = DefaultWriteBatch (64); at most MaxWriteBatch.
 	WriteBatch int
+	// ChatHistory is how many chat messages a room keeps for participants
+	// that join later. 0 = DefaultChatHistory.
+	ChatHistory int
+	// ChatMaxBytes bounds the text of one chat message (UTF-8 bytes).
+	// 0 = DefaultChatMaxBytes.
+	ChatMaxBytes int
+	// ChatRate and ChatBurst limit each participant's chat messages (a
+	// token bucket: ChatRate per second, up to ChatBurst at once).
+	// 0 = DefaultChatRate, DefaultChatBurst.
+	ChatRate  float64
+	ChatBurst int
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -113,6 +131,18 @@ func (c *Config) SetDefaults() {
 	if c.WriteBatch == 0 {
 		c.WriteBatch = DefaultWriteBatch
 	}
+	if c.ChatHistory == 0 {
+		c.ChatHistory = DefaultChatHistory
+	}
+	if c.ChatMaxBytes == 0 {
+		c.ChatMaxBytes = DefaultChatMaxBytes
+	}
+	if c.ChatRate == 0 {
+		c.ChatRate = DefaultChatRate
+	}
+	if c.ChatBurst == 0 {
+		c.ChatBurst = DefaultChatBurst
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -133,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := net.LookupPort("udp", port); err != nil {
 		return fmt.Errorf("sfu: config: UDPAddr %q: %w", c.UDPAddr, err)
+	}
+	if c.ChatHistory < 0 || c.ChatMaxBytes < 0 || c.ChatRate < 0 || c.ChatBurst < 0 {
+		return fmt.Errorf("sfu: config: ChatHistory, ChatMaxBytes, ChatRate and ChatBurst must not be negative")
 	}
 	for _, ip := range c.PublicIPs {
 		if net.ParseIP(ip) == nil {

@@ -22,6 +22,8 @@ type Engine struct {
 	tr    *transport
 	stats *engineStats // counters for Stats
 	dyn   *dynacast    // pauses unneeded video layers at their sources
+	// speakers detects who speaks among the local audio producers.
+	speakers *speakerMonitor
 
 	// wg tracks goroutines owned by the engine itself (asynchronous
 	// participant closes triggered by peer connection failures).
@@ -52,6 +54,8 @@ func New(cfg Config) (*Engine, error) {
 		stats: newEngineStats(),
 		dyn:   newDynacast(),
 		rooms: make(map[string]*Room),
+
+		speakers: newSpeakerMonitor(),
 	}
 	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String())
 	return e, nil
@@ -82,6 +86,7 @@ func (e *Engine) Close() error {
 		r.closeIfEmpty()
 	}
 	e.wg.Wait()
+	e.speakers.close()
 	e.dyn.close()
 	err := e.tr.close()
 	e.log.Info("sfu engine closed")
@@ -166,6 +171,9 @@ func (e *Engine) joinRoom(r *Room, created bool, params JoinParams) (p *Particip
 		// Make sure RoomOpened was reported before this participant can
 		// publish (ProducerAdded must follow RoomOpened).
 		<-r.openReported
+	}
+	if o := e.getObserver(); o != nil {
+		o.ParticipantChanged(r, r.currentInfo(p), true)
 	}
 	p.start(peers, producers)
 	e.mu.Lock()

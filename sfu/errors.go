@@ -44,6 +44,15 @@ var (
 	// participant closed because it fell too far behind the room's changes
 	// (its event queue overflowed). Addition to the spec.
 	ErrQueueOverflow = errors.New("sfu: participant event queue overflow")
+	// ErrChatInvalid is returned by Participant.SendChat for a blank
+	// message, invalid UTF-8 or control characters.
+	ErrChatInvalid = errors.New("sfu: invalid chat message")
+	// ErrChatTooLong is returned by Participant.SendChat for a message
+	// over Config.ChatMaxBytes.
+	ErrChatTooLong = errors.New("sfu: chat message too long")
+	// ErrChatRateLimited is returned by Participant.SendChat when the
+	// participant sends faster than Config.ChatRate allows.
+	ErrChatRateLimited = errors.New("sfu: chat rate limited")
 )
 
 // errBadRED: a RED payload whose block headers do not fit it (the packet

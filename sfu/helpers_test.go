@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
@@ -441,10 +442,31 @@ func (c *client) sendPLI(rt *remoteTrack) error {
 	return c.sub.PC().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: rt.ssrc}})
 }
 
-// fakeObserver records Observer calls as strings.
+// fakeObserver records Observer calls as strings: rooms and producers in
+// calls, participants and chat in people.
 type fakeObserver struct {
-	mu    sync.Mutex
-	calls []string
+	mu     sync.Mutex
+	calls  []string
+	people []string
+}
+
+func (o *fakeObserver) ParticipantChanged(r *Room, p ParticipantInfo, present bool) {
+	o.mu.Lock()
+	o.people = append(o.people, fmt.Sprintf("%s %s present=%v audioMuted=%v videoMuted=%v speaking=%v",
+		r.Name(), p.Name, present, p.AudioMuted, p.VideoMuted, p.Speaking))
+	o.mu.Unlock()
+}
+
+func (o *fakeObserver) ChatSent(r *Room, m ChatMessage) {
+	o.mu.Lock()
+	o.people = append(o.people, fmt.Sprintf("%s chat %s: %s", r.Name(), m.Name, m.Text))
+	o.mu.Unlock()
+}
+
+func (o *fakeObserver) peopleSnapshot() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.people...)
 }
 
 func (o *fakeObserver) add(s string) {

@@ -46,6 +46,8 @@ const (
 	actBarrier                               // report on done (tests: wait until earlier actions ran)
 	actAllocate                              // run the layer allocator now
 	actSubscriberConnected                   // release the consumers held until the subscriber PC connected
+	actUpdated                               // emit participant-updated (info)
+	actChat                                  // emit chat (chat)
 )
 
 // action is one entry of a participant's queue.
@@ -55,6 +57,7 @@ type action struct {
 	prod *Producer
 	ev   Event
 	done chan bool // actBarrier: receives whether an offer is scheduled
+	chat ChatMessage
 }
 
 // actionQueue is a participant's bounded queue of actions. Its mutex is a
@@ -228,6 +231,12 @@ func (p *Participant) apply(a *action) bool {
 		info := a.prod.info
 		p.emit(Event{Type: EventProducerRemoved, Producer: &info})
 		return dropped
+	case actUpdated:
+		info := a.info
+		p.emit(Event{Type: EventParticipantUpdated, Participant: &info})
+	case actChat:
+		m := a.chat
+		p.emit(Event{Type: EventChat, Chat: &m})
 	case actEvent:
 		p.emit(a.ev)
 	case actSubscriberConnected:

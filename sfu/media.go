@@ -8,6 +8,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -119,6 +120,11 @@ func engineAPI(se webrtc.SettingEngine) (*webrtc.API, *bweEstimator, error) {
 	f, err := configureTWCC(m, ir, bweConfig{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sfu: register twcc: %w", err)
+	}
+	// Publishers' audio levels (speaking.go); received only.
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverDirectionRecvonly); err != nil {
+		return nil, nil, fmt.Errorf("sfu: register audio level extension: %w", err)
 	}
 	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir, webrtc.WithNackResponderOptions(
 		nack.ResponderStreamsFilter(func(*interceptor.StreamInfo) bool { return false }))); err != nil {

@@ -10,8 +10,17 @@ import "github.com/pion/rtp"
 // for packets not to forward: unparsable, or without payload (padding
 // only). The engine's publisher reader and the cluster's pipes use it.
 func ParseForwarded(pkt *rtp.Packet, b []byte) bool {
+	return parseForwarded(pkt, b, nil)
+}
+
+// parseForwarded is ParseForwarded that first hands the packet's audio
+// level (RFC 6464) to m, when m is not nil.
+func parseForwarded(pkt *rtp.Packet, b []byte, m *levelMeter) bool {
 	if err := pkt.Unmarshal(b); err != nil || len(pkt.Payload) == 0 {
 		return false
+	}
+	if m != nil {
+		m.observe(&pkt.Header)
 	}
 	pkt.Extension = false
 	pkt.ExtensionProfile = 0

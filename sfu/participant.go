@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"golang.org/x/time/rate"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +56,16 @@ type Participant struct {
 	sub   atomic.Pointer[webrtc.PeerConnection]
 
 	seq uint64 // join order; guarded by room.mu
+	// cur is info with the current media state; guarded by room.mu.
+	cur ParticipantInfo
+	// initChat is the room's chat history when the participant joined
+	// (InitialChat); set by Room.addParticipant before start.
+	initChat []ChatMessage
+	// chatLimit limits the participant's chat messages (SendChat).
+	chatLimit *rate.Limiter
+	// sources names the source of each m-line of the publisher PC
+	// (SetSources); guarded by mu.
+	sources map[string]string
 
 	closingCh chan struct{}  // closed when closing starts
 	done      chan struct{}  // closed when closing completed
@@ -93,10 +105,13 @@ type Participant struct {
 func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 	id := newID()
 	p := &Participant{
-		e:         r.e,
-		room:      r,
-		id:        id,
-		info:      ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
+		e:    r.e,
+		room: r,
+		id:   id,
+		info: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
+		cur: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID,
+			AudioMuted: params.State.AudioMuted, VideoMuted: params.State.VideoMuted},
+		chatLimit: rate.NewLimiter(rate.Limit(r.e.cfg.ChatRate), r.e.cfg.ChatBurst),
 		log:       r.log.With("participant", id),
 		events:    params.Events,
 		closingCh: make(chan struct{}),
@@ -338,6 +353,35 @@ func (p *Participant) Publish(offer webrtc.SessionDescription) (webrtc.SessionDe
 	}
 	return *ld, nil
 }
+
+// SetSources names the sources of the publisher PC's m-lines (mid ->
+// SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio) for the
+// producers created from them from now on; entries add to earlier ones.
+// Call it before the Publish whose offer adds the m-lines. Errors:
+// ErrInvalidArgument for an unknown source or more than 16 m-lines named.
+func (p *Participant) SetSources(sources map[string]string) error {
+	for mid, src := range sources {
+		if !ValidSource(src) || mid == "" {
+			return fmt.Errorf("sfu: sources: %w: %q for m-line %q", ErrInvalidArgument, src, mid)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sources == nil {
+		p.sources = make(map[string]string, len(sources))
+	}
+	for mid, src := range sources {
+		p.sources[mid] = src
+	}
+	if len(p.sources) > maxSources {
+		clear(p.sources)
+		return fmt.Errorf("sfu: sources: %w: more than %d m-lines", ErrInvalidArgument, maxSources)
+	}
+	return nil
+}
+
+// maxSources bounds the m-lines a participant names (SetSources).
+const maxSources = 16
 
 // closedOr returns ErrParticipantClosed if the participant is closing
 // (the error was caused by closing), else err.
@@ -618,15 +662,29 @@ func (p *Participant) newLocalProducer(track *webrtc.TrackRemote, receiver *webr
 			}
 		}
 	}
+	mid := ""
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			mid = tr.Mid()
+		}
+	}
+	p.mu.Lock()
+	info.Source = p.sources[mid]
+	p.mu.Unlock()
+	if info.Source == "" || (info.Kind == KindAudio) != (info.Source == SourceMicrophone || info.Source == SourceScreenAudio) {
+		info.Source = SourceCamera
+		if info.Kind == KindAudio {
+			info.Source = SourceMicrophone
+		}
+	}
 	prod, err := newProducer(p.room, info, nil, p)
 	if err != nil {
 		p.log.Error("create producer", "err", err)
 		return nil
 	}
-	for _, tr := range pc.GetTransceivers() {
-		if tr.Receiver() == receiver {
-			prod.mid = tr.Mid()
-		}
+	prod.mid = mid
+	if info.Kind == KindAudio {
+		prod.level = newLevelMeter(audioLevelID(receiver))
 	}
 	p.mu.Lock()
 	if p.closing {
@@ -646,8 +704,11 @@ func (p *Participant) newLocalProducer(track *webrtc.TrackRemote, receiver *webr
 		p.mu.Unlock()
 		return nil
 	}
-	p.log.Info("producer started", "producer", info.ID, "kind", info.Kind, "codec", codec.MimeType,
+	p.log.Info("producer started", "producer", info.ID, "kind", info.Kind, "source", info.Source, "codec", codec.MimeType,
 		"layers", len(prod.layers))
+	if prod.level != nil {
+		p.e.speakers.add(prod)
+	}
 	return prod
 }
 
@@ -662,7 +723,7 @@ func forward(track *webrtc.TrackRemote, prod *Producer, layer int) {
 		if err != nil {
 			return
 		}
-		if !ParseForwarded(&pkt, buf[:n]) {
+		if !parseForwarded(&pkt, buf[:n], prod.level) {
 			continue
 		}
 		if prod.WriteLayerRTP(layer, &pkt) != nil {

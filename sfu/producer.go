@@ -29,6 +29,7 @@ type Producer struct {
 	info     ProducerInfo
 	owner    *Participant // nil for remote producers
 	mid      string       // local producers: the m-line on the publisher PC
+	level    *levelMeter  // local audio producers: speaking detection; else nil
 	track    *fanoutTrack
 	layers   []*layer // by quality; at least one
 	codec    codecKind
@@ -402,6 +403,9 @@ func (p *Producer) Close() {
 		c.Close()
 	}
 	p.room.removeProducer(p)
+	if p.level != nil {
+		p.room.e.speakers.remove(p)
+	}
 	p.dyn.remove(p)
 	p.stats.removeProducer(p)
 	close(p.done)

@@ -38,14 +38,17 @@ type Room struct {
 	locals    map[string]*Participant
 	remotes   map[string]*remoteParticipant
 	producers map[string]*Producer
+	chat      chatLog
 }
 
-// remoteParticipant is a participant of another node, known only through
-// its piped producers.
+// remoteParticipant is a participant of another node, known through the
+// presence its node announces (SetRemoteParticipants) and through its
+// piped producers; it is in the room while either holds it.
 type remoteParticipant struct {
 	info      ParticipantInfo
 	seq       uint64
 	producers int
+	announced bool // listed by SetRemoteParticipants of its origin
 }
 
 func newRoom(e *Engine, name string) *Room {
@@ -90,7 +93,7 @@ func (r *Room) participantsLocked(skip *Participant, withRemote bool) []Particip
 	s := make([]seqInfo, 0, len(r.locals)+len(r.remotes))
 	for _, p := range r.locals {
 		if p != skip {
-			s = append(s, seqInfo{p.seq, p.info})
+			s = append(s, seqInfo{p.seq, p.cur})
 		}
 	}
 	if withRemote {
@@ -250,10 +253,11 @@ func (r *Room) addParticipant(p *Participant) (first bool, peers []ParticipantIn
 	r.opened = true
 	r.seq++
 	p.seq = r.seq
-	over := r.enqueueLocked(nil, action{kind: actJoined, info: p.info})
+	over := r.enqueueLocked(nil, action{kind: actJoined, info: p.cur})
 	r.locals[p.id] = p
 	peers = r.participantsLocked(p, true)
 	producers = r.producersLocked(p)
+	p.initChat = r.chatLocked()
 	r.mu.Unlock()
 	closeOverflowed(over)
 	return first, peers, producers, nil
@@ -270,7 +274,8 @@ func (r *Room) removeParticipant(p *Participant) {
 		return
 	}
 	delete(r.locals, p.id)
-	over := r.enqueueLocked(nil, action{kind: actLeft, info: p.info})
+	over := r.enqueueLocked(nil, action{kind: actLeft, info: p.cur})
+	info := p.cur
 	last := len(r.locals) == 0 && !r.closed
 	var rest []*Producer
 	if last {
@@ -279,6 +284,9 @@ func (r *Room) removeParticipant(p *Participant) {
 	}
 	r.mu.Unlock()
 	closeOverflowed(over)
+	if o := r.e.getObserver(); o != nil {
+		o.ParticipantChanged(r, info, false)
+	}
 	if !last {
 		return
 	}
@@ -393,7 +401,7 @@ func (r *Room) removeProducer(prod *Producer) {
 	if prod.owner == nil {
 		if rp := r.remotes[info.ParticipantID]; rp != nil {
 			rp.producers--
-			if rp.producers <= 0 {
+			if rp.producers <= 0 && !rp.announced {
 				delete(r.remotes, info.ParticipantID)
 				acts = append(acts, action{kind: actLeft, info: rp.info})
 			}

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"strings"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -69,12 +70,57 @@ func CodecFrom(c webrtc.RTPCodecParameters) Codec {
 }
 
 // ParticipantInfo describes a participant as others see it. It is a value
-// snapshot; it never changes after the participant joined.
+// snapshot: ID, Name, Origin and Remote never change after the participant
+// joined; the media state (AudioMuted, VideoMuted, Speaking) changes, and
+// every change reaches the other participants as EventParticipantUpdated.
 type ParticipantInfo struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	Origin string `json:"origin"` // node id the participant is connected to
-	Remote bool   `json:"remote"` // true when connected to another node (known only through piped producers)
+	Remote bool   `json:"remote"` // true when connected to another node
+	// AudioMuted and VideoMuted are what the participant announced
+	// (Participant.SetMediaState): its microphone or camera is off.
+	AudioMuted bool `json:"audioMuted,omitempty"`
+	VideoMuted bool `json:"videoMuted,omitempty"`
+	// Speaking is set by the node the participant is connected to, from
+	// the audio levels its microphone's packets carry (speaking.go).
+	Speaking bool `json:"speaking,omitempty"`
+}
+
+// MediaState is what a participant announces about its own media.
+type MediaState struct {
+	AudioMuted bool
+	VideoMuted bool
+}
+
+// Producer sources: what a published track captures. A client names them
+// per m-line (Participant.SetSources); without a name an audio track is a
+// microphone and a video track a camera.
+const (
+	SourceCamera      = "camera"
+	SourceMicrophone  = "microphone"
+	SourceScreen      = "screen"
+	SourceScreenAudio = "screen-audio"
+)
+
+// ValidSource reports whether s is one of the producer sources.
+func ValidSource(s string) bool {
+	switch s {
+	case SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio:
+		return true
+	}
+	return false
+}
+
+// ChatMessage is one chat message of a room. ID is unique in the room
+// (random); At is when the sender's node accepted it.
+type ChatMessage struct {
+	ID            string    `json:"id"`
+	ParticipantID string    `json:"participantId"`
+	Name          string    `json:"name"`
+	Origin        string    `json:"origin"` // node the sender was connected to
+	Text          string    `json:"text"`
+	At            time.Time `json:"at"`
 }
 
 // ProducerInfo describes a published track. It is a value snapshot.
@@ -89,6 +135,9 @@ type ProducerInfo struct {
 	// Layers are the RIDs of a simulcast video producer's encodings, from
 	// the lowest to the highest quality; nil for a single encoding.
 	Layers []string `json:"layers,omitempty"`
+	// Source is what the track captures (SourceCamera, ...); "" when
+	// unknown (a producer of an older node).
+	Source string `json:"source,omitempty"`
 }
 
 // JoinParams are the arguments of Engine.Join. Name is the display name
@@ -97,6 +146,9 @@ type ProducerInfo struct {
 type JoinParams struct {
 	Name   string
 	Events EventHandler
+	// State is the participant's media state when it joins (others see it
+	// in participant-joined).
+	State MediaState
 }
 
 // EventHandler receives everything the engine wants to tell one
@@ -125,15 +177,17 @@ type EventType string
 
 // Event types. The comment names the Event fields that are set.
 const (
-	EventParticipantJoined EventType = "participant-joined" // Participant set (another participant, local or remote)
-	EventParticipantLeft   EventType = "participant-left"   // Participant set
-	EventProducerAdded     EventType = "producer-added"     // Producer set (other participants' producers only)
-	EventProducerRemoved   EventType = "producer-removed"   // Producer set
-	EventSubscriberOffer   EventType = "subscriber-offer"   // SDP set: server-initiated offer on the subscribe PC; client must answer via SetSubscriberAnswer
-	EventICECandidate      EventType = "candidate"          // Target + Candidate set (currently not emitted: server SDPs carry all candidates)
-	EventConnectionState   EventType = "connection-state"   // Target + State set ("connected","failed",...)
-	EventClosed            EventType = "closed"             // participant was closed by the engine (ICE failed, engine close); Err set
-	EventEncodings         EventType = "encodings"          // Encodings set: which encodings of an own producer to send (dynacast)
+	EventParticipantJoined  EventType = "participant-joined"  // Participant set (another participant, local or remote)
+	EventParticipantLeft    EventType = "participant-left"    // Participant set
+	EventProducerAdded      EventType = "producer-added"      // Producer set (other participants' producers only)
+	EventProducerRemoved    EventType = "producer-removed"    // Producer set
+	EventSubscriberOffer    EventType = "subscriber-offer"    // SDP set: server-initiated offer on the subscribe PC; client must answer via SetSubscriberAnswer
+	EventICECandidate       EventType = "candidate"           // Target + Candidate set (currently not emitted: server SDPs carry all candidates)
+	EventConnectionState    EventType = "connection-state"    // Target + State set ("connected","failed",...)
+	EventClosed             EventType = "closed"              // participant was closed by the engine (ICE failed, engine close); Err set
+	EventEncodings          EventType = "encodings"           // Encodings set: which encodings of an own producer to send (dynacast)
+	EventParticipantUpdated EventType = "participant-updated" // Participant set: another participant's media state changed
+	EventChat               EventType = "chat"                // Chat set: a chat message of the room (own ones included)
 )
 
 // Target selects one of a participant's two peer connections.
@@ -158,6 +212,7 @@ type Event struct {
 	State       string
 	Err         error
 	Encodings   *EncodingsInfo
+	Chat        *ChatMessage
 }
 
 // KeyframeRequester is told when a subscriber wants a keyframe (already
@@ -173,16 +228,22 @@ type KeyframeRequesterFunc func()
 // RequestKeyframe calls f.
 func (f KeyframeRequesterFunc) RequestKeyframe() { f() }
 
-// Observer is how the cluster learns of local rooms and producers. Methods
-// are called WITHOUT engine locks, synchronously from the goroutine that
-// caused the change, and must not block for long (cluster enqueues work).
-// Only LOCAL producers are reported. For one room the order is RoomOpened,
-// then ProducerAdded/ProducerRemoved pairs, then RoomClosed.
+// Observer is how the cluster learns of local rooms, participants,
+// producers and chat. Methods are called WITHOUT engine locks,
+// synchronously from the goroutine that caused the change, and must not
+// block for long (cluster enqueues work). Only LOCAL participants,
+// producers and chat messages are reported. For one room the order is
+// RoomOpened, then the changes, then RoomClosed.
 type Observer interface {
 	RoomOpened(r *Room)                          // first local participant joined
 	RoomClosed(name string)                      // last local participant left (after its producers were reported removed)
 	ProducerAdded(r *Room, p ProducerInfo)       // local producer started
 	ProducerRemoved(room string, p ProducerInfo) // local producer stopped
+	// ParticipantChanged: a local participant joined (present), changed
+	// its media state (present) or left (not present).
+	ParticipantChanged(r *Room, p ParticipantInfo, present bool)
+	// ChatSent: a local participant's chat message was accepted.
+	ChatSent(r *Room, m ChatMessage)
 }
 
 // VideoSettings is how a subscriber shows one remote video producer: the

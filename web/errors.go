@@ -21,6 +21,9 @@ const (
 	codeRateLimited        = "rate-limited"
 	codeDraining           = "draining"
 	codeNodeFull           = "node-full"
+	codeChatInvalid        = "chat-invalid"
+	codeChatTooLong        = "chat-too-long"
+	codeChatRateLimited    = "chat-rate-limited"
 	codeInternal           = "internal"
 )
 
@@ -96,6 +99,12 @@ func wireCode(err error) string {
 		return codeNodeFull
 	case errors.Is(err, sfu.ErrInvalidSDP):
 		return codeInvalidSDP
+	case errors.Is(err, sfu.ErrChatInvalid):
+		return codeChatInvalid
+	case errors.Is(err, sfu.ErrChatTooLong):
+		return codeChatTooLong
+	case errors.Is(err, sfu.ErrChatRateLimited):
+		return codeChatRateLimited
 	case errors.Is(err, sfu.ErrRoomFull):
 		return codeRoomFull
 	case errors.Is(err, sfu.ErrTooManyRooms):
@@ -107,6 +116,18 @@ func wireCode(err error) string {
 	default:
 		return codeInternal
 	}
+}
+
+// chatError turns a refused chat message into the error reported to the
+// client, keeping its sfu sentinel (hence its wire code).
+func chatError(err error) error {
+	switch {
+	case errors.Is(err, sfu.ErrChatTooLong):
+		return protoErrorf(sfu.ErrChatTooLong, "chat: message not sent: %v", errors.Unwrap(err))
+	case errors.Is(err, sfu.ErrChatRateLimited), errors.Is(err, sfu.ErrChatInvalid):
+		return protoErrorf(err, "chat: message not sent: %v", err)
+	}
+	return fmt.Errorf("chat: %w", err)
 }
 
 // joinError turns an Engine.Join failure into the error reported to the

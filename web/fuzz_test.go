@@ -121,6 +121,13 @@ func messageSeeds(tb testing.TB) []string {
 		`{"v":1,"type":"video-settings","settings":[]}`,
 		`{"v":2,"type":"ping"}`,
 		`{"v":3,"type":"ping"}`,
+		`{"v":3,"type":"join","name":"Al","audioMuted":true,"videoMuted":false}`,
+		`{"v":3,"type":"media-state","audioMuted":true,"videoMuted":true}`,
+		`{"v":3,"type":"media-state","audioMuted":"yes"}`,
+		`{"v":3,"type":"chat","text":"<img src=x onerror=alert(1)>"}`,
+		`{"v":3,"type":"chat","text":""}`,
+		`{"v":3,"type":"chat","text":"\u0000\u202e"}`,
+		`{"v":3,"type":"publish","sdp":{"type":"offer","sdp":"v=0"},"sources":{"0":"screen","1":"nope"}}`,
 	}
 	for _, sdp := range hostileSDPs(tb) {
 		seeds = append(seeds, wireMsg(map[string]any{"type": "publish", "sdp": map[string]string{"type": "offer", "sdp": sdp}}))
@@ -157,7 +164,7 @@ func FuzzParseMessage(f *testing.F) {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(data, &env); err != nil || env.V != msg.V || env.Type != msg.Type ||
-			(msg.V != protocolV1 && msg.V != protocolV2) {
+			msg.V < protocolV1 || msg.V > protocolLatest {
 			t.Fatalf("accepted %q as %q v%d, but it decodes to %+v (%v)", data, msg.Type, msg.V, env, err)
 		}
 		// A session of that version accepts it too, one of the other
@@ -165,7 +172,11 @@ func FuzzParseMessage(f *testing.F) {
 		if _, err := parseMessage(data, msg.V); err != nil {
 			t.Fatalf("accepted %q before the join but not in a version %d session: %v", data, msg.V, err)
 		}
-		if _, err := parseMessage(data, protocolV1+protocolV2-msg.V); wireCode(err) != codeUnsupportedVersion {
+		other := protocolV1
+		if msg.V == protocolV1 {
+			other = protocolV2
+		}
+		if _, err := parseMessage(data, other); wireCode(err) != codeUnsupportedVersion {
 			t.Fatalf("version %d message %q in a session of the other version: %v", msg.V, data, err)
 		}
 		switch msg.Type {
@@ -189,6 +200,11 @@ func FuzzParseMessage(f *testing.F) {
 				}
 			}
 			_ = matchOffer(msg.Type, msg.SDP.SDP, []string{"0", "1"})
+			for mid, src := range msg.Sources {
+				if mid == "" || len(mid) > maxMidLen || !sfu.ValidSource(src) || len(msg.Sources) > maxSources {
+					t.Fatalf("publish accepted with sources %q", msg.Sources)
+				}
+			}
 		case typeCandidate:
 			if msg.Target != sfu.TargetPublisher && msg.Target != sfu.TargetSubscriber {
 				t.Fatalf("candidate accepted with target %q", msg.Target)
@@ -203,6 +219,10 @@ func FuzzParseMessage(f *testing.F) {
 					s.Width < 0 || s.Width > maxVideoDimension || s.Height < 0 || s.Height > maxVideoDimension {
 					t.Fatalf("video-settings accepted with entry %+v", vs)
 				}
+			}
+		case typeMediaState, typeChat:
+			if msg.V < protocolV3 {
+				t.Fatalf("%s accepted in version %d", msg.Type, msg.V)
 			}
 		case typePing, typeLeave:
 		default:

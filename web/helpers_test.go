@@ -153,6 +153,7 @@ type testMsg struct {
 	SDP           *wireSDP                 `json:"sdp"`
 	Target        string                   `json:"target"`
 	Candidate     *webrtc.ICECandidateInit `json:"candidate"`
+	Chat          json.RawMessage          `json:"chat"` // joined: a list; chat: one message
 }
 
 // wsClient is a raw signaling client driven synchronously by the test.
@@ -279,7 +280,7 @@ func (c *wsClient) expect(typ string) testMsg {
 		}
 		switch m.Type {
 		case typeParticipantJoined, typeParticipantLeft, typeProducerAdded, typeProducerRemoved,
-			typeSubscriberOffer, typeCandidate, typePong, typeEncodings:
+			typeSubscriberOffer, typeCandidate, typePong, typeEncodings, typeParticipantUpdated, typeChat:
 			continue
 		}
 		c.t.Fatalf("waiting for %q, got %+v", typ, m)

@@ -18,6 +18,9 @@ import (
 const (
 	protocolV1 = 1
 	protocolV2 = 2
+	protocolV3 = 3
+	// protocolLatest is the newest version this node speaks.
+	protocolLatest = protocolV3
 )
 
 // Message types, both directions (see docs/protocol.md).
@@ -30,19 +33,22 @@ const (
 	typeLeave            = "leave"
 	typePing             = "ping"
 	typeVideoSettings    = "video-settings" // version 2
+	typeMediaState       = "media-state"    // version 3
+	typeChat             = "chat"           // version 3, also server -> client
 
 	// server -> client
-	typeJoined            = "joined"
-	typePublishAnswer     = "publish-answer"
-	typeSubscriberOffer   = "subscriber-offer"
-	typeParticipantJoined = "participant-joined"
-	typeParticipantLeft   = "participant-left"
-	typeProducerAdded     = "producer-added"
-	typeProducerRemoved   = "producer-removed"
-	typeError             = "error"
-	typePong              = "pong"
-	typeMove              = "move"
-	typeEncodings         = "encodings" // version 2
+	typeJoined             = "joined"
+	typePublishAnswer      = "publish-answer"
+	typeSubscriberOffer    = "subscriber-offer"
+	typeParticipantJoined  = "participant-joined"
+	typeParticipantLeft    = "participant-left"
+	typeProducerAdded      = "producer-added"
+	typeProducerRemoved    = "producer-removed"
+	typeError              = "error"
+	typePong               = "pong"
+	typeMove               = "move"
+	typeEncodings          = "encodings"           // version 2
+	typeParticipantUpdated = "participant-updated" // version 3
 )
 
 // Reasons of "move" (see docs/protocol.md).
@@ -65,6 +71,8 @@ const (
 	maxVideoSettings  = 64    // entries per message
 	maxProducerIDLen  = 64    // bytes of a producerId
 	maxVideoDimension = 16384 // width and height, device pixels
+	maxSources        = 16    // publish: named m-lines
+	maxMidLen         = 16    // publish: bytes of a mid
 )
 
 // wireSDP is a session description on the wire: {"type":"offer","sdp":"..."}.
@@ -90,7 +98,10 @@ type inbound struct {
 	SDP       webrtc.SessionDescription
 	Target    sfu.Target
 	Candidate webrtc.ICECandidateInit
-	Settings  []videoSetting // video-settings, in message order
+	Settings  []videoSetting    // video-settings, in message order
+	State     sfu.MediaState    // join (version 3), media-state
+	Sources   map[string]string // publish (version 3): mid -> source
+	Text      string            // chat
 }
 
 // videoSetting is one checked entry of a "video-settings" message.
@@ -101,13 +112,17 @@ type videoSetting struct {
 
 // inboundFields is the JSON shape of the type-specific fields.
 type inboundFields struct {
-	Name      *string                  `json:"name"`
-	Placed    *string                  `json:"placed"`
-	Avoid     []string                 `json:"avoid"`
-	SDP       *wireSDP                 `json:"sdp"`
-	Target    *string                  `json:"target"`
-	Candidate *webrtc.ICECandidateInit `json:"candidate"`
-	Settings  *[]wireVideoSetting      `json:"settings"`
+	Name       *string                  `json:"name"`
+	Placed     *string                  `json:"placed"`
+	Avoid      []string                 `json:"avoid"`
+	SDP        *wireSDP                 `json:"sdp"`
+	Target     *string                  `json:"target"`
+	Candidate  *webrtc.ICECandidateInit `json:"candidate"`
+	Settings   *[]wireVideoSetting      `json:"settings"`
+	AudioMuted *bool                    `json:"audioMuted"`
+	VideoMuted *bool                    `json:"videoMuted"`
+	Sources    map[string]string        `json:"sources"`
+	Text       *string                  `json:"text"`
 }
 
 // parseMessage decodes and checks one client message: a JSON object, a
@@ -137,6 +152,8 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		v = protocolV1
 	case "2":
 		v = protocolV2
+	case "3":
+		v = protocolV3
 	}
 	if v == 0 || (want != 0 && v != want) {
 		return msg, protoErrorf(errUnsupportedVersion, "unsupported protocol version %s: %s", truncate(string(env.V), 16), versionRule(want))
@@ -151,6 +168,10 @@ func parseMessage(data []byte, want int) (inbound, error) {
 	case typeJoin, typePublish, typeSubscriberAnswer, typeCandidate:
 	case typeVideoSettings:
 		if v < protocolV2 {
+			return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
+		}
+	case typeMediaState, typeChat:
+		if v < protocolV3 {
 			return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
 		}
 	default:
@@ -178,12 +199,37 @@ func parseMessage(data []byte, want int) (inbound, error) {
 				msg.Avoid = append(msg.Avoid, id)
 			}
 		}
+		if v >= protocolV3 {
+			msg.State = sfu.MediaState{AudioMuted: f.AudioMuted != nil && *f.AudioMuted, VideoMuted: f.VideoMuted != nil && *f.VideoMuted}
+		}
 	case typePublish:
 		sdp, err := sessionDescription(f.SDP, webrtc.SDPTypeOffer, env.Type)
 		if err != nil {
 			return msg, err
 		}
 		msg.SDP = sdp
+		if v >= protocolV3 && f.Sources != nil {
+			if len(f.Sources) > maxSources {
+				return msg, protoErrorf(errBadMessage, "publish: %d sources, at most %d", len(f.Sources), maxSources)
+			}
+			for mid, src := range f.Sources {
+				if mid == "" || len(mid) > maxMidLen || !sfu.ValidSource(src) {
+					return msg, protoErrorf(errBadMessage, `publish: source %q of m-line %q: mids have 1-%d bytes, sources are "camera", "microphone", "screen" or "screen-audio"`,
+						truncate(src, 32), truncate(mid, 32), maxMidLen)
+				}
+			}
+			msg.Sources = f.Sources
+		}
+	case typeMediaState:
+		if f.AudioMuted == nil || f.VideoMuted == nil {
+			return msg, protoErrorf(errBadMessage, `media-state: "audioMuted" and "videoMuted" (booleans) are required`)
+		}
+		msg.State = sfu.MediaState{AudioMuted: *f.AudioMuted, VideoMuted: *f.VideoMuted}
+	case typeChat:
+		if f.Text == nil {
+			return msg, protoErrorf(errBadMessage, `chat: missing "text"`)
+		}
+		msg.Text = *f.Text
 	case typeSubscriberAnswer:
 		sdp, err := sessionDescription(f.SDP, webrtc.SDPTypeAnswer, env.Type)
 		if err != nil {
@@ -225,7 +271,7 @@ func parseMessage(data []byte, want int) (inbound, error) {
 func versionRule(want int) string {
 	switch want {
 	case 0:
-		return `"v" must be 1 or 2`
+		return `"v" must be 1, 2 or 3`
 	case protocolV1:
 		return `"v" must be 1`
 	default:
@@ -299,6 +345,7 @@ type outbound struct {
 	Candidate   *webrtc.ICECandidateInit `json:"candidate,omitempty"`
 	Participant *wireParticipant         `json:"participant,omitempty"`
 	Producer    *wireProducer            `json:"producer,omitempty"`
+	Chat        *wireChat                `json:"chat,omitempty"`
 	Code        string                   `json:"code,omitempty"`
 	Message     string                   `json:"message,omitempty"`
 }
@@ -314,6 +361,7 @@ type joinedMessage struct {
 	Participants  []wireParticipant `json:"participants"`
 	Producers     []wireProducer    `json:"producers"`
 	Nodes         []Peer            `json:"nodes"`
+	Chat          []wireChat        `json:"chat,omitempty"` // version 3: the room's last messages
 }
 
 // moveMessage tells a client to leave this node and rejoin its room on one
@@ -342,16 +390,29 @@ func eventMessage(ev sfu.Event, v int) (msg outbound, ok bool) {
 	switch ev.Type {
 	case sfu.EventParticipantJoined:
 		msg, ok = newOutbound(v, typeParticipantJoined), ev.Participant != nil
-		msg.Participant = participantPtr(ev.Participant)
+		msg.Participant = participantPtr(ev.Participant, v)
 	case sfu.EventParticipantLeft:
 		msg, ok = newOutbound(v, typeParticipantLeft), ev.Participant != nil
-		msg.Participant = participantPtr(ev.Participant)
+		msg.Participant = participantPtr(ev.Participant, v)
+	case sfu.EventParticipantUpdated:
+		if v < protocolV3 {
+			return msg, false
+		}
+		msg, ok = newOutbound(v, typeParticipantUpdated), ev.Participant != nil
+		msg.Participant = participantPtr(ev.Participant, v)
+	case sfu.EventChat:
+		if v < protocolV3 || ev.Chat == nil {
+			return msg, false
+		}
+		msg, ok = newOutbound(v, typeChat), true
+		w := toWireChat(*ev.Chat)
+		msg.Chat = &w
 	case sfu.EventProducerAdded:
 		msg, ok = newOutbound(v, typeProducerAdded), ev.Producer != nil
-		msg.Producer = producerPtr(ev.Producer)
+		msg.Producer = producerPtr(ev.Producer, v)
 	case sfu.EventProducerRemoved:
 		msg, ok = newOutbound(v, typeProducerRemoved), ev.Producer != nil
-		msg.Producer = producerPtr(ev.Producer)
+		msg.Producer = producerPtr(ev.Producer, v)
 	case sfu.EventSubscriberOffer:
 		if ev.SDP == nil {
 			return msg, false
@@ -376,19 +437,19 @@ func eventMessage(ev sfu.Event, v int) (msg outbound, ok bool) {
 }
 
 // participantPtr converts an event's participant; nil stays nil.
-func participantPtr(p *sfu.ParticipantInfo) *wireParticipant {
+func participantPtr(p *sfu.ParticipantInfo, v int) *wireParticipant {
 	if p == nil {
 		return nil
 	}
-	w := toWireParticipant(*p)
+	w := toWireParticipant(*p, v)
 	return &w
 }
 
 // producerPtr converts an event's producer; nil stays nil.
-func producerPtr(p *sfu.ProducerInfo) *wireProducer {
+func producerPtr(p *sfu.ProducerInfo, v int) *wireProducer {
 	if p == nil {
 		return nil
 	}
-	w := toWireProducer(*p)
+	w := toWireProducer(*p, v)
 	return &w
 }

@@ -40,6 +40,40 @@ func TestParseMessage(t *testing.T) {
 					t.Errorf("got %+v", m)
 				}
 			}},
+		{name: "v3 join with state", in: `{"v":3,"type":"join","name":"Al","audioMuted":true}`, check: func(t *testing.T, m inbound) {
+			if !m.State.AudioMuted || m.State.VideoMuted {
+				t.Errorf("got %+v", m.State)
+			}
+		}},
+		{name: "v2 join ignores state", in: `{"v":2,"type":"join","name":"Al","audioMuted":true}`, check: func(t *testing.T, m inbound) {
+			if m.State.AudioMuted {
+				t.Errorf("got %+v", m.State)
+			}
+		}},
+		{name: "media-state", in: `{"v":3,"type":"media-state","audioMuted":false,"videoMuted":true}`, check: func(t *testing.T, m inbound) {
+			if m.State != (sfu.MediaState{VideoMuted: true}) {
+				t.Errorf("got %+v", m.State)
+			}
+		}},
+		{name: "chat", in: `{"v":3,"type":"chat","text":"<b>hi</b>"}`, check: func(t *testing.T, m inbound) {
+			if m.Text != "<b>hi</b>" {
+				t.Errorf("got %q", m.Text)
+			}
+		}},
+		{name: "publish with sources", in: `{"v":3,"type":"publish","sdp":{"type":"offer","sdp":"v=0"},"sources":{"0":"microphone","2":"screen"}}`,
+			check: func(t *testing.T, m inbound) {
+				if m.Sources["2"] != "screen" || len(m.Sources) != 2 {
+					t.Errorf("got %+v", m.Sources)
+				}
+			}},
+		{name: "media-state in v2", in: `{"v":2,"type":"media-state","audioMuted":false,"videoMuted":true}`, wantCode: codeUnknownType},
+		{name: "chat in v1", in: `{"v":1,"type":"chat","text":"x"}`, wantCode: codeUnknownType},
+		{name: "media-state incomplete", in: `{"v":3,"type":"media-state","audioMuted":true}`, wantCode: codeBadMessage},
+		{name: "media-state not bool", in: `{"v":3,"type":"media-state","audioMuted":1,"videoMuted":true}`, wantCode: codeBadMessage},
+		{name: "chat without text", in: `{"v":3,"type":"chat"}`, wantCode: codeBadMessage},
+		{name: "chat text not string", in: `{"v":3,"type":"chat","text":["x"]}`, wantCode: codeBadMessage},
+		{name: "publish unknown source", in: `{"v":3,"type":"publish","sdp":{"type":"offer","sdp":"v=0"},"sources":{"0":"webcam"}}`, wantCode: codeBadMessage},
+		{name: "publish empty mid", in: `{"v":3,"type":"publish","sdp":{"type":"offer","sdp":"v=0"},"sources":{"":"camera"}}`, wantCode: codeBadMessage},
 
 		{name: "not json", in: `hello`, wantCode: codeBadMessage},
 		{name: "truncated", in: `{"v":1,"type":"join"`, wantCode: codeBadMessage},
@@ -49,7 +83,7 @@ func TestParseMessage(t *testing.T) {
 		{name: "type not a string", in: `{"v":1,"type":7}`, wantCode: codeBadMessage},
 		{name: "missing type", in: `{"v":1}`, wantCode: codeBadMessage},
 		{name: "missing version", in: `{"type":"ping"}`, wantCode: codeUnsupportedVersion},
-		{name: "version 3", in: `{"v":3,"type":"ping"}`, wantCode: codeUnsupportedVersion},
+		{name: "version 4", in: `{"v":4,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version 0", in: `{"v":0,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version 2.0", in: `{"v":2.0,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version string", in: `{"v":"1","type":"ping"}`, wantCode: codeUnsupportedVersion},
@@ -119,9 +153,9 @@ func TestParseMessageVersions(t *testing.T) {
 		{name: "missing v in v1 session", in: `{"type":"ping"}`, want: 1, wantCode: codeUnsupportedVersion,
 			wantText: `missing protocol version: "v" must be 1`},
 		{name: "missing v before join", in: `{"type":"ping"}`, wantCode: codeUnsupportedVersion,
-			wantText: `missing protocol version: "v" must be 1 or 2`},
+			wantText: `missing protocol version: "v" must be 1, 2 or 3`},
 		{name: "v9 before join", in: `{"v":9,"type":"ping"}`, wantCode: codeUnsupportedVersion,
-			wantText: `unsupported protocol version 9: "v" must be 1 or 2`},
+			wantText: `unsupported protocol version 9: "v" must be 1, 2 or 3`},
 		{name: "v2 bad message keeps its version", in: `{"v":2,"type":"join"}`, wantV: 2, wantCode: codeBadMessage},
 		{name: "v2 unknown type keeps its version", in: `{"v":2,"type":"dance"}`, wantV: 2, wantCode: codeUnknownType},
 		{name: "video-settings in v1 session", in: `{"v":1,"type":"video-settings","settings":[]}`, want: 1, wantV: 1,
@@ -274,10 +308,10 @@ func TestEventMessage(t *testing.T) {
 		want   string // "" = not forwarded
 		verify func(outbound) bool
 	}{
-		{sfu.Event{Type: sfu.EventParticipantJoined, Participant: p}, typeParticipantJoined, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p) }},
-		{sfu.Event{Type: sfu.EventParticipantLeft, Participant: p}, typeParticipantLeft, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p) }},
-		{sfu.Event{Type: sfu.EventProducerAdded, Producer: pr}, typeProducerAdded, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr)) }},
-		{sfu.Event{Type: sfu.EventProducerRemoved, Producer: pr}, typeProducerRemoved, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr)) }},
+		{sfu.Event{Type: sfu.EventParticipantJoined, Participant: p}, typeParticipantJoined, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p, 2) }},
+		{sfu.Event{Type: sfu.EventParticipantLeft, Participant: p}, typeParticipantLeft, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p, 2) }},
+		{sfu.Event{Type: sfu.EventProducerAdded, Producer: pr}, typeProducerAdded, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2)) }},
+		{sfu.Event{Type: sfu.EventProducerRemoved, Producer: pr}, typeProducerRemoved, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2)) }},
 		{sfu.Event{Type: sfu.EventSubscriberOffer, SDP: sd}, typeSubscriberOffer, func(m outbound) bool { return m.SDP.Type == "offer" && m.SDP.SDP == "v=0" }},
 		{sfu.Event{Type: sfu.EventICECandidate, Target: sfu.TargetSubscriber, Candidate: c}, typeCandidate, func(m outbound) bool { return m.Target == sfu.TargetSubscriber && m.Candidate == c }},
 		{sfu.Event{Type: sfu.EventICECandidate, Target: sfu.TargetSubscriber}, "", nil},

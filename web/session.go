@@ -198,7 +198,7 @@ func (s *session) handle(data []byte) error {
 		return err
 	}
 	if msg.Type == typeJoin {
-		return s.join(msg.V, msg.Name, msg.Placed, msg.Avoid)
+		return s.join(msg)
 	}
 	p := s.participant
 	if p == nil {
@@ -213,6 +213,11 @@ func (s *session) handle(data []byte) error {
 	case typePublish:
 		if err := checkSDP(msg.Type, msg.SDP.Type, msg.SDP.SDP); err != nil {
 			return err
+		}
+		if msg.Sources != nil {
+			if err := p.SetSources(msg.Sources); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
 		}
 		answer, err := p.Publish(msg.SDP)
 		if err != nil {
@@ -248,6 +253,15 @@ func (s *session) handle(data []byte) error {
 		if err := p.AddICECandidate(msg.Target, msg.Candidate); err != nil {
 			return fmt.Errorf("candidate for %s: %w", msg.Target, err)
 		}
+	case typeMediaState:
+		if err := p.SetMediaState(msg.State); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
+			return fmt.Errorf("media state: %w", err)
+		}
+	case typeChat:
+		// Delivered back to the sender like to everyone (EventChat).
+		if _, err := p.SendChat(msg.Text); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
+			return chatError(err)
+		}
 	case typeVideoSettings:
 		// Entries apply in order (a later one for the same producer wins);
 		// producers not listed keep their settings, unknown ones are
@@ -270,7 +284,8 @@ func (s *session) handle(data []byte) error {
 // answers "draining" and closes the connection instead. v is the join's
 // protocol version, which becomes the session's; placed and avoid are the
 // join's "placed" and "avoid" fields.
-func (s *session) join(v int, rawName, placed string, avoid []string) error {
+func (s *session) join(msg inbound) error {
+	v, rawName, placed, avoid := msg.V, msg.Name, msg.Placed, msg.Avoid
 	start := time.Now()
 	if s.participant != nil {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
@@ -288,7 +303,7 @@ func (s *session) join(v int, rawName, placed string, avoid []string) error {
 	if moved, err := s.place(placed, avoid); moved || err != nil {
 		return err
 	}
-	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s})
+	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s, State: msg.State})
 	if err != nil {
 		return joinError(s.room, s.srv.nodeID, err)
 	}
@@ -303,9 +318,10 @@ func (s *session) join(v int, rawName, placed string, avoid []string) error {
 		ParticipantID: p.ID(),
 		NodeID:        s.srv.nodeID,
 		Room:          s.room,
-		Participants:  toWireParticipants(peers),
-		Producers:     toWireProducers(producers),
+		Participants:  toWireParticipants(peers, v),
+		Producers:     toWireProducers(producers, v),
 		Nodes:         s.srv.peers(s.ctx, s.selfURL),
+		Chat:          joinedChat(p, v),
 	})
 	if err != nil {
 		// Cannot happen with these types; fail the session rather than lie.
@@ -321,6 +337,14 @@ func (s *session) join(v int, rawName, placed string, avoid []string) error {
 	s.wg.Add(1)
 	go s.watch(p)
 	return nil
+}
+
+// joinedChat is the room's chat history for "joined": version 3 only.
+func joinedChat(p *sfu.Participant, v int) []wireChat {
+	if v < protocolV3 {
+		return nil
+	}
+	return toWireChats(p.InitialChat())
 }
 
 // watch ties the participant's lifetime to the session's: whichever ends

@@ -15,6 +15,31 @@ type wireParticipant struct {
 	Name   string `json:"name"`
 	Origin string `json:"origin"` // node the participant is connected to
 	Remote bool   `json:"remote"` // connected to another node of the cluster
+	// Version 3: the participant's media state (omitted when false).
+	AudioMuted bool `json:"audioMuted,omitempty"`
+	VideoMuted bool `json:"videoMuted,omitempty"`
+	Speaking   bool `json:"speaking,omitempty"`
+}
+
+// wireChat is a chat message (version 3).
+type wireChat struct {
+	ID            string `json:"id"`
+	ParticipantID string `json:"from"`     // the sender's participant id
+	Name          string `json:"fromName"` // the sender's display name
+	Text          string `json:"text"`
+	At            int64  `json:"at"` // unix ms, when the sender's node accepted it
+}
+
+func toWireChat(m sfu.ChatMessage) wireChat {
+	return wireChat{ID: m.ID, ParticipantID: m.ParticipantID, Name: m.Name, Text: m.Text, At: m.At.UnixMilli()}
+}
+
+func toWireChats(ms []sfu.ChatMessage) []wireChat {
+	out := make([]wireChat, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, toWireChat(m))
+	}
+	return out
 }
 
 // wireProducer is a ProducerInfo on the wire.
@@ -30,6 +55,9 @@ type wireProducer struct {
 	// (omitted without simulcast); the server picks which one a
 	// subscriber receives.
 	Layers []string `json:"layers,omitempty"`
+	// Source (version 3): "camera", "microphone", "screen" or
+	// "screen-audio"; omitted when unknown.
+	Source string `json:"source,omitempty"`
 }
 
 // wireCodec is a producer's codec on the wire; the optional fields are
@@ -43,12 +71,22 @@ type wireCodec struct {
 }
 
 // toWireParticipant converts an engine participant to its wire shape.
-func toWireParticipant(p sfu.ParticipantInfo) wireParticipant {
-	return wireParticipant{ID: p.ID, Name: p.Name, Origin: p.Origin, Remote: p.Remote}
+// Media state is sent to version 3 sessions only.
+func toWireParticipant(p sfu.ParticipantInfo, v int) wireParticipant {
+	w := wireParticipant{ID: p.ID, Name: p.Name, Origin: p.Origin, Remote: p.Remote}
+	if v >= protocolV3 {
+		w.AudioMuted, w.VideoMuted, w.Speaking = p.AudioMuted, p.VideoMuted, p.Speaking
+	}
+	return w
 }
 
-// toWireProducer converts an engine producer to its wire shape.
-func toWireProducer(p sfu.ProducerInfo) wireProducer {
+// toWireProducer converts an engine producer to its wire shape (the
+// source for version 3 sessions only).
+func toWireProducer(p sfu.ProducerInfo, v int) wireProducer {
+	source := ""
+	if v >= protocolV3 {
+		source = p.Source
+	}
 	return wireProducer{
 		ID:              p.ID,
 		Kind:            string(p.Kind),
@@ -64,25 +102,26 @@ func toWireProducer(p sfu.ProducerInfo) wireProducer {
 		Origin: p.Origin,
 		Remote: p.Remote,
 		Layers: p.Layers,
+		Source: source,
 	}
 }
 
 // toWireParticipants converts a list; the result is never nil, so it
 // encodes as [] rather than null.
-func toWireParticipants(ps []sfu.ParticipantInfo) []wireParticipant {
+func toWireParticipants(ps []sfu.ParticipantInfo, v int) []wireParticipant {
 	out := make([]wireParticipant, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, toWireParticipant(p))
+		out = append(out, toWireParticipant(p, v))
 	}
 	return out
 }
 
 // toWireProducers converts a list; the result is never nil, so it encodes
 // as [] rather than null.
-func toWireProducers(ps []sfu.ProducerInfo) []wireProducer {
+func toWireProducers(ps []sfu.ProducerInfo, v int) []wireProducer {
 	out := make([]wireProducer, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, toWireProducer(p))
+		out = append(out, toWireProducer(p, v))
 	}
 	return out
 }

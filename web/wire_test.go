@@ -67,7 +67,7 @@ func TestWireGolden(t *testing.T) {
 	joinedV := func(v int, peers []sfu.ParticipantInfo, producers []sfu.ProducerInfo) any {
 		return joinedMessage{
 			V: v, Type: typeJoined, ParticipantID: "Jc8Xq0-2bWk9aT1e", NodeID: "node-a", Room: "standup",
-			Participants: toWireParticipants(peers), Producers: toWireProducers(producers),
+			Participants: toWireParticipants(peers, 2), Producers: toWireProducers(producers, 2),
 			Nodes: []Peer{{ID: "node-a", URL: "http://10.0.0.1:8080"}},
 		}
 	}
@@ -133,7 +133,7 @@ func TestWireGolden(t *testing.T) {
 // never nil.
 func TestWireConvertersCopyEveryField(t *testing.T) {
 	p := sfu.ParticipantInfo{ID: "i", Name: "n", Origin: "o", Remote: true}
-	if got, want := toWireParticipant(p), (wireParticipant{ID: "i", Name: "n", Origin: "o", Remote: true}); got != want {
+	if got, want := toWireParticipant(p, 3), (wireParticipant{ID: "i", Name: "n", Origin: "o", Remote: true}); got != want {
 		t.Errorf("toWireParticipant = %+v, want %+v", got, want)
 	}
 	pr := sfu.ProducerInfo{
@@ -146,7 +146,7 @@ func TestWireConvertersCopyEveryField(t *testing.T) {
 		Codec:  wireCodec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2, SDPFmtpLine: "f", PayloadType: 111},
 		Origin: "o", Remote: true, Layers: []string{"l", "h"},
 	}
-	if got := toWireProducer(pr); !reflect.DeepEqual(got, want) {
+	if got := toWireProducer(pr, 3); !reflect.DeepEqual(got, want) {
 		t.Errorf("toWireProducer = %+v, want %+v", got, want)
 	}
 	e := sfu.EncodingsInfo{ProducerID: "i", Mid: "m", Layers: []sfu.LayerActive{{RID: "r", Active: true}, {RID: "s"}}}
@@ -157,10 +157,10 @@ func TestWireConvertersCopyEveryField(t *testing.T) {
 	if got := toWireEncodings(sfu.EncodingsInfo{}); got.Layers == nil {
 		t.Errorf("toWireEncodings(empty).Layers is nil, want empty non-nil")
 	}
-	if got := toWireParticipants(nil); got == nil || len(got) != 0 {
-		t.Errorf("toWireParticipants(nil) = %#v, want empty non-nil", got)
+	if got := toWireParticipants(nil, 3); got == nil || len(got) != 0 {
+		t.Errorf("toWireParticipants(nil, 3) = %#v, want empty non-nil", got)
 	}
-	if got := toWireProducers(nil); got == nil || len(got) != 0 {
-		t.Errorf("toWireProducers(nil) = %#v, want empty non-nil", got)
+	if got := toWireProducers(nil, 3); got == nil || len(got) != 0 {
+		t.Errorf("toWireProducers(nil, 3) = %#v, want empty non-nil", got)
 	}
 }

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confab/confab/sfu"
+)
+
+// eventLog records a bare participant's events (no peer connections).
+type eventLog struct {
+	mu     sync.Mutex
+	events []sfu.Event
+}
+
+func (l *eventLog) HandleEvent(ev sfu.Event) {
+	l.mu.Lock()
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
+}
+
+// chat returns the texts of the chat events, in order.
+func (l *eventLog) chat() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ev := range l.events {
+		if ev.Type == sfu.EventChat {
+			out = append(out, ev.Chat.Text)
+		}
+	}
+	return out
+}
+
+func joinLogged(t *testing.T, e *sfu.Engine, room, name string, st sfu.MediaState) (*sfu.Participant, *eventLog) {
+	t.Helper()
+	l := &eventLog{}
+	p, err := e.Join(room, sfu.JoinParams{Name: name, Events: l, State: st})
+	if err != nil {
+		t.Fatalf("join %s: %v", name, err)
+	}
+	t.Cleanup(p.Close)
+	return p, l
+}
+
+// participantState returns how room on n lists the participant called
+// name ("" when absent).
+func participantState(n *testNode, room, name string) string {
+	r := n.engine.Room(room)
+	if r == nil {
+		return ""
+	}
+	for _, p := range r.Participants() {
+		if p.Name == name {
+			return fmt.Sprintf("audioMuted=%v videoMuted=%v", p.AudioMuted, p.VideoMuted)
+		}
+	}
+	return ""
+}
+
+// TestIntegrationPresenceAndChat: three nodes, participants that publish
+// nothing. Presence and media state cross nodes on their own; chat
+// reaches every node once, in each sender's order; a node that opens the
+// room later gets the history from the nodes already in it; a departed
+// participant disappears everywhere.
+func TestIntegrationPresenceAndChat(t *testing.T) {
+	a := consulForTest(t)
+	checkLeaks(t)
+	ctx := testContext(t)
+	na := startTestNode(ctx, t, a, "node-a")
+	nb := startTestNode(ctx, t, a, "node-b")
+	nc := startTestNode(ctx, t, a, "node-c")
+	itWaitCluster(ctx, t, na, nb, nc)
+
+	alice, aLog := joinLogged(t, na.engine, "meet", "Alice", sfu.MediaState{})
+	bob, bLog := joinLogged(t, nb.engine, "meet", "Bob", sfu.MediaState{VideoMuted: true})
+	start := time.Now()
+	waitFor(ctx, t, "alice sees bob", func() bool { return participantState(na, "meet", "Bob") == "audioMuted=false videoMuted=true" })
+	t.Logf("a participant without media on node-b is listed on node-a after %v", time.Since(start).Round(time.Millisecond))
+	waitFor(ctx, t, "bob sees alice", func() bool { return participantState(nb, "meet", "Alice") != "" })
+
+	if err := bob.SetMediaState(sfu.MediaState{AudioMuted: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "bob's new state on node-a", func() bool { return participantState(na, "meet", "Bob") == "audioMuted=true videoMuted=false" })
+
+	// Interleaved chat from two nodes.
+	var want []string
+	for i := range 5 {
+		for _, s := range []struct {
+			p    *sfu.Participant
+			name string
+		}{{alice, "a"}, {bob, "b"}} {
+			text := fmt.Sprintf("%s%d", s.name, i)
+			if _, err := s.p.SendChat(text); err != nil {
+				t.Fatalf("send %s: %v", text, err)
+			}
+			want = append(want, text)
+		}
+	}
+	perSender := func(texts []string, prefix string) []string {
+		var out []string
+		for _, s := range texts {
+			if s[:1] == prefix {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for _, l := range []*eventLog{aLog, bLog} {
+		waitFor(ctx, t, "chat delivered", func() bool { return len(l.chat()) >= len(want) })
+		got := l.chat()
+		if len(got) != len(want) {
+			t.Errorf("delivered %q, want each of %q once", got, want)
+		}
+		for _, prefix := range []string{"a", "b"} {
+			if g, w := perSender(got, prefix), perSender(want, prefix); !slices.Equal(g, w) {
+				t.Errorf("messages of %s in order %q, want %q", prefix, g, w)
+			}
+		}
+	}
+
+	// node-c opens the room later: it gets the history and the presence.
+	_, cLog := joinLogged(t, nc.engine, "meet", "Carol", sfu.MediaState{})
+	waitFor(ctx, t, "history handed to node-c", func() bool { return len(nc.engine.Room("meet").ChatHistory()) >= len(want) })
+	if got := len(nc.engine.Room("meet").ChatHistory()); got != len(want) {
+		t.Errorf("node-c's history has %d messages, want %d", got, len(want))
+	}
+	waitFor(ctx, t, "carol gets the history as events", func() bool { return len(cLog.chat()) >= len(want) })
+	for _, prefix := range []string{"a", "b"} {
+		if g, w := perSender(cLog.chat(), prefix), perSender(want, prefix); !slices.Equal(g, w) {
+			t.Errorf("carol: messages of %s %q, want %q", prefix, g, w)
+		}
+	}
+	waitFor(ctx, t, "carol sees alice and bob", func() bool {
+		return participantState(nc, "meet", "Alice") != "" && participantState(nc, "meet", "Bob") != ""
+	})
+
+	bob.Close()
+	left := time.Now()
+	waitFor(ctx, t, "bob gone from node-a and node-c", func() bool {
+		return participantState(na, "meet", "Bob") == "" && participantState(nc, "meet", "Bob") == ""
+	})
+	t.Logf("a departed participant is gone from the other nodes after %v", time.Since(left).Round(time.Millisecond))
+}
