@@ -8,5 +8,5 @@ import "embed"
 // FS is the read-only tree of embedded assets, rooted at this directory:
 // js/*.js and css/*.css. It is immutable and safe for concurrent use.
 //
-//go:embed js/*.js css/*.css
+//go:embed js/*.js css/*.css icons/*.svg
 var FS embed.FS

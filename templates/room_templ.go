@@ -10,8 +10,11 @@ import templruntime "github.com/a-h/templ/runtime"
 
 // Room renders a room page. With a Name it renders the call UI and loads
 // /static/js/room.js, which joins at once; the data attributes on
-// #room (data-room, data-node-id, data-name) are its inputs. Without a Name
-// it renders a small form that reloads the page with ?name=.
+// #room (data-room, data-node-id, data-name) are its inputs, and the page
+// URL may add camera=off / mic=off. Without a Name it renders the pre-join
+// screen (camera preview, microphone level, camera and microphone on or
+// off, the name), driven by /static/js/prejoin.js; joining reloads the page
+// with ?name= (and camera=off / mic=off).
 func Room(p RoomPage) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -52,7 +55,7 @@ func Room(p RoomPage) templ.Component {
 				}
 				return nil
 			})
-			templ_7745c5c3_Err = Layout(p.Room, "").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = Layout(p.Room, "/static/js/prejoin.js").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -105,14 +108,14 @@ func namePrompt(p RoomPage) templ.Component {
 			templ_7745c5c3_Var4 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<main class=\"center\"><section class=\"card\" data-testid=\"name-prompt\"><h1>Join <span class=\"room-name\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<main class=\"center\"><section class=\"card prejoin\" data-testid=\"name-prompt\"><h1>Join <span class=\"room-name\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var5 string
 		templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 22, Col: 44}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 25, Col: 44}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 		if templ_7745c5c3_Err != nil {
@@ -125,13 +128,13 @@ func namePrompt(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var6 string
 		templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 23, Col: 73}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 26, Col: 73}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</code></p>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</code></p><div class=\"preview\"><video data-testid=\"prejoin-video\" autoplay muted playsinline aria-label=\"Camera preview\"></video><p class=\"preview-off\" data-testid=\"prejoin-camera-off\" hidden>Camera is off</p></div><div class=\"prejoin-devices\"><label class=\"switch\"><input type=\"checkbox\" data-testid=\"prejoin-camera\" checked> <span>Camera</span></label> <label class=\"switch\"><input type=\"checkbox\" data-testid=\"prejoin-mic\" checked> <span>Microphone</span></label> <label class=\"level\"><span class=\"sr-only\">Microphone level</span> <meter data-testid=\"prejoin-mic-level\" min=\"0\" max=\"1\" low=\"0.05\" high=\"0.6\" optimum=\"0.3\" value=\"0\"></meter></label></div>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -143,7 +146,7 @@ func namePrompt(p RoomPage) templ.Component {
 			var templ_7745c5c3_Var7 string
 			templ_7745c5c3_Var7, templ_7745c5c3_Err = templ.JoinStringErrs(p.NameError)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 25, Col: 77}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 46, Col: 77}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var7))
 			if templ_7745c5c3_Err != nil {
@@ -161,13 +164,13 @@ func namePrompt(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var8 templ.SafeURL
 		templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(roomURL(p.Room)))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 27, Col: 74}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 48, Col: 74}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\"><label><span>Your name</span> <input name=\"name\" data-testid=\"name-input\" required maxlength=\"64\" autocomplete=\"nickname\" autofocus placeholder=\"Alice\"></label> <button class=\"btn primary\" type=\"submit\" data-testid=\"join-button\">Join</button></form></section></main>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" id=\"prejoin-form\"><label><span>Your name</span> <input name=\"name\" data-testid=\"name-input\" required maxlength=\"64\" autocomplete=\"nickname\" autofocus placeholder=\"Alice\"></label> <input type=\"hidden\" name=\"camera\" value=\"off\" disabled> <input type=\"hidden\" name=\"mic\" value=\"off\" disabled> <button class=\"btn primary\" type=\"submit\" data-testid=\"join-button\">Join</button></form></section></main>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -203,7 +206,7 @@ func call(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var10 string
 		templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 42, Col: 20}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 65, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 		if templ_7745c5c3_Err != nil {
@@ -216,7 +219,7 @@ func call(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var11 string
 		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 43, Col: 25}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 66, Col: 25}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 		if templ_7745c5c3_Err != nil {
@@ -229,7 +232,7 @@ func call(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var12 string
 		templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 44, Col: 20}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 67, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 		if templ_7745c5c3_Err != nil {
@@ -242,7 +245,7 @@ func call(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var13 string
 		templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 49, Col: 34}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 72, Col: 34}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var13))
 		if templ_7745c5c3_Err != nil {
@@ -255,52 +258,52 @@ func call(p RoomPage) templ.Component {
 		var templ_7745c5c3_Var14 string
 		templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 51, Col: 66}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 74, Col: 66}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "</code></span></div><div class=\"controls\"><button class=\"btn\" type=\"button\" data-testid=\"toggle-audio\" aria-pressed=\"false\" disabled>Mute</button> <button class=\"btn\" type=\"button\" data-testid=\"toggle-video\" aria-pressed=\"false\" disabled>Stop video</button> <button class=\"btn danger\" type=\"button\" data-testid=\"leave\">Leave</button></div></div><p class=\"banner\" role=\"alert\" data-testid=\"error\" hidden></p><p class=\"banner info\" data-testid=\"notice\" hidden></p><p class=\"banner info rejoin\" data-testid=\"rejoin\" hidden>You left the room. <a href=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "</code></span></div><button class=\"count\" type=\"button\" data-testid=\"participant-count-button\" aria-label=\"Show participants\"><span data-testid=\"participant-count\">1</span> in the room</button></div><p class=\"banner\" role=\"alert\" data-testid=\"error\" hidden></p><p class=\"banner info\" data-testid=\"notice\" hidden></p><p class=\"banner info rejoin\" data-testid=\"rejoin\" hidden>You left the room. <a href=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var15 templ.SafeURL
 		templ_7745c5c3_Var15, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(roomURL(p.Room)))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 62, Col: 62}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 83, Col: 62}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var15))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\">Join again</a></p><section class=\"grid\" id=\"grid\" data-testid=\"grid\" data-count=\"1\"><figure class=\"tile local\" data-testid=\"local-tile\"><video data-testid=\"local-video\" autoplay muted playsinline></video><div class=\"avatar\" aria-hidden=\"true\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\">Join again</a></p><div class=\"stage\"><section class=\"grid\" id=\"grid\" data-testid=\"grid\" data-count=\"1\" data-layout=\"grid\" aria-label=\"Participants' video\"><figure class=\"tile local\" data-testid=\"local-tile\" data-audio-muted=\"false\" data-video-muted=\"false\" data-speaking=\"false\" data-pinned=\"false\"><video data-testid=\"local-video\" autoplay muted playsinline></video><div class=\"avatar\" aria-hidden=\"true\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var16 string
 		templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(initial(p.Name))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 67, Col: 60}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 89, Col: 61}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var16))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "</div><figcaption class=\"label\"><span class=\"label-name\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "</div><figcaption class=\"label\"><span class=\"mic-off\" aria-label=\"microphone off\" hidden></span><span class=\"label-name\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var17 string
 		templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 68, Col: 63}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 90, Col: 128}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var17))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</span> <span class=\"badge\">you</span></figcaption></figure></section></main>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</span> <span class=\"badge\">you</span></figcaption></figure></section><aside class=\"panel\" data-testid=\"participants-panel\" aria-label=\"Participants\" hidden><h2>People</h2><ul class=\"people\" data-testid=\"participant-list\"></ul></aside><aside class=\"panel chat\" data-testid=\"chat-panel\" aria-label=\"Chat\" hidden><h2>Chat</h2><ol class=\"chat-log\" data-testid=\"chat-log\" aria-live=\"polite\"></ol><p class=\"chat-error\" role=\"alert\" data-testid=\"chat-error\" hidden></p><form class=\"chat-form\" data-testid=\"chat-form\"><textarea data-testid=\"chat-input\" rows=\"2\" aria-label=\"Message\" placeholder=\"Message everyone\"></textarea> <button class=\"btn primary\" type=\"submit\" data-testid=\"chat-send\">Send</button></form></aside></div><nav class=\"controls\" aria-label=\"Call controls\"><button class=\"ctl\" type=\"button\" data-testid=\"toggle-audio\" aria-pressed=\"false\" aria-label=\"Mute microphone\" disabled><span class=\"icon icon-mic\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Mute</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-video\" aria-pressed=\"false\" aria-label=\"Turn camera off\" disabled><span class=\"icon icon-cam\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Stop video</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"share-screen\" aria-pressed=\"false\" aria-label=\"Share screen\" disabled><span class=\"icon icon-screen\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Share</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"open-settings\" aria-label=\"Settings: camera and microphone\"><span class=\"icon icon-gear\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Devices</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-participants\" aria-pressed=\"false\" aria-label=\"Participants\"><span class=\"icon icon-people\" aria-hidden=\"true\"></span><span class=\"ctl-label\">People</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-chat\" aria-pressed=\"false\" aria-label=\"Chat\"><span class=\"icon icon-chat\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Chat</span> <span class=\"unread\" data-testid=\"unread-badge\" aria-label=\"unread messages\" hidden>0</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"invite\" aria-label=\"Copy the room link\"><span class=\"icon icon-link\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Invite</span></button> <button class=\"ctl danger\" type=\"button\" data-testid=\"leave\" aria-label=\"Leave the room\"><span class=\"icon icon-leave\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Leave</span></button></nav><dialog class=\"settings\" data-testid=\"settings-dialog\" aria-label=\"Devices\"><form method=\"dialog\" class=\"form\"><h2>Devices</h2><label><span>Camera</span> <select data-testid=\"camera-select\"></select></label> <label><span>Microphone</span> <select data-testid=\"mic-select\"></select></label><p class=\"form-error\" data-testid=\"settings-error\" hidden></p><button class=\"btn primary\" type=\"submit\" data-testid=\"settings-close\">Done</button></form></dialog></main>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

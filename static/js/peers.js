@@ -11,7 +11,7 @@
 // "subscriber"); remote candidates that arrive before the remote
 // description is set are queued and applied afterwards.
 
-import { simulcastEncodings, maxBitrateFor } from './media.js';
+import { simulcastEncodings, screenEncodings, maxBitrateFor } from './media.js';
 
 class Peer {
   /**
@@ -137,44 +137,138 @@ export class Publisher extends Peer {
     /** @type {Map<string, Map<string, boolean>>} mid -> rid -> active, the latest "encodings" */
     this.wanted = new Map();
     this.layers = Promise.resolve();
+    /** offers run one at a time: the next waits for the previous answer */
+    this.offers = Promise.resolve();
+    this.answered = null; // resolves the outstanding offer's wait
+    this.stream = new MediaStream(); // msid of every sender (the server ignores it)
+    this.audio = null; // transceivers: microphone, camera, screen
+    this.video = null;
+    this.screen = null;
+    this.withSources = false;
   }
 
   /**
-   * start adds every track of stream and sends the "publish" offer. With
-   * simulcast the video track is offered with simulcastEncodings (when its
-   * capture is large enough for two layers and the browser takes them),
-   * otherwise, and always for audio, with one encoding.
+   * start adds a microphone and a camera transceiver (each with its track,
+   * or none while that device is off: nothing is sent until setTrack) and
+   * sends the "publish" offer. With simulcast the camera is offered with
+   * simulcastEncodings (when the capture is large enough for two layers and
+   * the browser takes them), otherwise, and always for audio, with one
+   * encoding. sources: name the m-lines' sources in "publish" (version 3).
    */
-  async start(stream, { simulcast = false } = {}) {
-    for (const track of stream.getTracks()) {
-      this.#addTrack(stream, track, simulcast);
+  async start({ audio = null, video = null, simulcast = false, sources = false } = {}) {
+    this.withSources = sources;
+    this.audio = this.pc.addTransceiver(audio || 'audio', { direction: 'sendonly', streams: [this.stream] });
+    const height = video ? video.getSettings().height : 720;
+    this.video = this.#addVideo(video, simulcast ? simulcastEncodings(height) : null);
+    await this.negotiate();
+  }
+
+  #addVideo(track, sendEncodings) {
+    const init = { direction: 'sendonly', streams: [this.stream] };
+    if (sendEncodings) {
+      try {
+        return this.pc.addTransceiver(track || 'video', { ...init, sendEncodings });
+      } catch (err) {
+        console.warn('publisher: simulcast refused by the browser; sending one encoding', err);
+      }
+    }
+    return this.pc.addTransceiver(track || 'video', init);
+  }
+
+  /**
+   * setTrack sends track (null: nothing) as the microphone ('audio') or
+   * camera ('video'), without renegotiation.
+   */
+  async setTrack(kind, track) {
+    const t = kind === 'audio' ? this.audio : this.video;
+    if (!t || this.closed) {
+      return;
+    }
+    await t.sender.replaceTrack(track);
+    if (track && kind === 'video' && t.mid !== null) {
+      this.#enqueue(() => this.#apply(t.mid));
+    }
+  }
+
+  /**
+   * startScreen sends a screen capture as its own m-line (reusing the one
+   * of an earlier share), as simulcast (screenEncodings) when it is new and
+   * large enough, and renegotiates.
+   */
+  async startScreen(track, { simulcast = false } = {}) {
+    if (this.screen && this.screen.currentDirection !== 'stopped') {
+      this.screen.direction = 'sendonly';
+      await this.screen.sender.replaceTrack(track);
+    } else {
+      this.screen = this.#addVideo(track, simulcast ? screenEncodings(track.getSettings().height) : null);
+    }
+    await this.negotiate();
+  }
+
+  /** stopScreen stops sending the screen (its m-line goes inactive) and renegotiates. */
+  async stopScreen() {
+    if (!this.screen || this.closed) {
+      return;
+    }
+    await this.screen.sender.replaceTrack(null);
+    this.screen.direction = 'inactive';
+    await this.negotiate();
+  }
+
+  /**
+   * negotiate sends a new "publish" offer once the previous one was
+   * answered (or 10 s passed), so that the server never sees two at once.
+   */
+  negotiate() {
+    this.offers = this.offers.then(() => this.#offer()).catch((err) => {
+      if (!this.closed) {
+        console.error('publisher: cannot negotiate', err);
+      }
+    });
+    return this.offers;
+  }
+
+  async #offer() {
+    if (this.closed) {
+      return;
     }
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
-    this.sendDescription('publish', { sdp: { type: 'offer', sdp: this.pc.localDescription.sdp } });
+    const answered = new Promise((resolve) => {
+      this.answered = resolve;
+      setTimeout(resolve, 10000);
+    });
+    const fields = { sdp: { type: 'offer', sdp: this.pc.localDescription.sdp } };
+    if (this.withSources) {
+      fields.sources = this.sources();
+    }
+    this.sendDescription('publish', fields);
+    await answered;
   }
 
-  #addTrack(stream, track, simulcast) {
-    const init = { direction: 'sendonly', streams: [stream] };
-    if (simulcast && track.kind === 'video') {
-      const sendEncodings = simulcastEncodings(track.getSettings().height);
-      if (sendEncodings) {
-        try {
-          this.pc.addTransceiver(track, { ...init, sendEncodings });
-          return;
-        } catch (err) {
-          console.warn('publisher: simulcast refused by the browser; sending one encoding', err);
-        }
+  /** sources names the source of each negotiated m-line. */
+  sources() {
+    const out = {};
+    for (const [t, name] of [[this.audio, 'microphone'], [this.video, 'camera'], [this.screen, 'screen']]) {
+      if (t && t.mid !== null) {
+        out[t.mid] = name;
       }
     }
-    this.pc.addTransceiver(track, init);
+    return out;
   }
 
   /** applyAnswer sets the server's "publish-answer". */
   async applyAnswer(sdp) {
-    await this.pc.setRemoteDescription({ type: 'answer', sdp: sdp.sdp });
-    await this.flushCandidates();
-    this.#enqueue(() => this.#afterAnswer());
+    try {
+      await this.pc.setRemoteDescription({ type: 'answer', sdp: sdp.sdp });
+      await this.flushCandidates();
+      this.#enqueue(() => this.#afterAnswer());
+    } finally {
+      if (this.answered) {
+        this.answered();
+        this.answered = null;
+      }
+    }
   }
 
   /**
@@ -277,7 +371,7 @@ export class Publisher extends Peer {
   }
 
   #isVideoSender(t) {
-    return t.currentDirection !== 'stopped' && t.sender && t.sender.track && t.sender.track.kind === 'video';
+    return t.currentDirection !== 'stopped' && t.receiver && t.receiver.track && t.receiver.track.kind === 'video';
   }
 
   #videoTransceivers() {

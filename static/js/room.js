@@ -33,14 +33,24 @@
 // "unsupported-version" (one that only knows version 1) is joined again
 // with version 1 on the same connection, without simulcast or reports.
 //
+// Meeting (protocol version 3): everyone in the room has a tile and an
+// entry in the people list, with their microphone, camera and speaking
+// state ("participant-updated"); our own state is announced with
+// "media-state" (local.js); screen shares are producers with source
+// "screen", shown as their own tiles in a spotlight; chat messages are
+// kept by id across sessions (panels.js). A version 2 or 1 node is joined
+// with that version, without these.
+//
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
-// participantId, nodeId, nodes, protocolVersion, simulcast, encodings(),
-// videoSettings(), firstFrames(), leave} (see docs/protocol.md, The room
-// page for tests).
+// participantId, nodeId, nodes, protocolVersion, simulcast, mediaState,
+// encodings(), videoSettings(), firstFrames(), chat(), participants(),
+// leave} (see docs/protocol.md, The room page for tests).
 
 import { Signaling, wsURL } from './signaling.js';
 import { Publisher, Subscriber } from './peers.js';
-import { getLocalMedia, describeMediaError } from './media.js';
+import { describeMediaError, listDevices } from './media.js';
+import { LocalMedia } from './local.js';
+import { Chat, Panels, PeopleList, Settings } from './panels.js';
 import { TileReporter } from './tiles.js';
 import { RoomView } from './ui.js';
 
@@ -67,6 +77,12 @@ const CLOSE_RESTART = 4000;
 const SIMULCAST_DEFAULT = true;
 
 /** simulcastSetting reads ?simulcast= of the page URL (default SIMULCAST_DEFAULT). */
+/** offSetting reads ?camera=off / ?mic=off of the page URL. */
+function offSetting(key) {
+  const v = new URLSearchParams(window.location.search).get(key);
+  return v === 'off' || v === '0' || v === 'false';
+}
+
 function simulcastSetting() {
   const v = new URLSearchParams(window.location.search).get('simulcast');
   if (v === '1' || v === 'on' || v === 'true') {
@@ -116,7 +132,33 @@ class RoomApp {
     this.room = root.dataset.room;
     this.name = root.dataset.name;
     this.nodeId = root.dataset.nodeId;
-    this.stream = null;
+    this.local = new LocalMedia({
+      audioOff: offSetting('mic'),
+      videoOff: offSetting('camera'),
+      onChange: (st) => this.#onLocalChange(st),
+    });
+    this.local.onScreen = (track) => {
+      if (track) {
+        this.view.attachScreen('local', '', this.name, track);
+      } else {
+        this.view.removeScreen('local');
+      }
+    };
+    /** @type {Map<string, object>} participant id -> ParticipantInfo of the others */
+    this.people = new Map();
+    this.peopleList = new PeopleList(root);
+    this.panels = new Panels(root, { onChatOpen: () => this.chat.read() });
+    this.chat = new Chat(root, {
+      onSend: (text) => this.#sendChat(text),
+      isOpen: () => this.panels.chatOpen,
+    });
+    this.settings = new Settings(root, {
+      listDevices,
+      current: () => this.local.current(),
+      onPick: (kind, id) => this.local.pickDevice(kind, id),
+    });
+    /** producer id -> source, for screen shares */
+    this.sources = new Map();
     this.signaling = null;
     this.publisher = null;
     this.subscriber = null;
@@ -165,6 +207,12 @@ class RoomApp {
       get nodes() { return app.nodes.map((n) => ({ ...n })); },
       get protocolVersion() { return app.signaling ? app.signaling.version : 0; },
       get simulcast() { return app.simulcast; },
+      get mediaState() {
+        const st = app.local.state();
+        return { audioMuted: st.audioMuted, videoMuted: st.videoMuted, sharing: st.sharing };
+      },
+      chat: () => app.chat.list(),
+      participants: () => app.#participants(),
       encodings: () => (app.publisher ? app.publisher.encodings() : []),
       videoSettings: () => app.tileReport.lastSent(),
       firstFrames: () => Array.from(app.firstFrames, ([producerId, f]) => ({ producerId, ...f })),
@@ -175,15 +223,17 @@ class RoomApp {
   async start() {
     this.view.setState('connecting');
     this.view.onLeave(() => this.leave());
+    this.#wireControls();
+    this.#updatePeople();
     window.addEventListener('pagehide', () => {
       if (this.signaling) {
         this.signaling.send('leave');
       }
     });
-    const { stream, error } = await getLocalMedia();
-    this.stream = stream;
-    this.view.setLocalStream(stream);
-    if (!stream) {
+    const error = await this.local.acquire();
+    this.view.setLocalVideo(this.local.video);
+    this.view.setControls(this.local.state());
+    if (error && !this.local.audio && !this.local.video) {
       this.view.showNotice(describeMediaError(error));
     }
     if (this.leaving) {
@@ -191,6 +241,69 @@ class RoomApp {
       return;
     }
     this.#connect();
+  }
+
+  #wireControls() {
+    const run = (what, fn) => () => fn().catch((err) => {
+      console.warn(`${what} failed`, err);
+      this.view.showError(`${what} failed: ${err.message || err.name}`);
+    });
+    this.view.audioBtn.addEventListener('click', run('Microphone', () => this.local.toggleAudio()));
+    this.view.videoBtn.addEventListener('click', run('Camera', () => this.local.toggleVideo()));
+    this.view.shareBtn.addEventListener('click', () => {
+      this.local.toggleShare().catch((err) => {
+        if (err && err.name === 'NotAllowedError') {
+          return; // the user cancelled the browser's picker
+        }
+        console.warn('screen share failed', err);
+        this.view.showError(`Screen share failed: ${err.message || err.name}`);
+      });
+    });
+    this.view.root.querySelector('[data-testid="invite"]').addEventListener('click', () => this.#invite());
+  }
+
+  /** #invite copies the room link (without our name) to the clipboard. */
+  async #invite() {
+    const link = `${window.location.origin}/rooms/${encodeURIComponent(this.room)}`;
+    try {
+      await navigator.clipboard.writeText(link);
+      this.view.showNotice(`Room link copied: ${link}`, 4000);
+    } catch {
+      this.view.showNotice(`Share this link: ${link}`, 10000);
+    }
+  }
+
+  /** #onLocalChange shows our media state and tells the room. */
+  #onLocalChange(st) {
+    this.view.setControls(st);
+    this.view.setLocalVideo(st.videoMuted ? null : this.local.video);
+    this.#updatePeople();
+    if (this.joined && this.signaling && this.signaling.version >= 3) {
+      this.signaling.send('media-state', { audioMuted: st.audioMuted, videoMuted: st.videoMuted });
+    }
+  }
+
+  #sendChat(text) {
+    if (!this.joined || !this.signaling || this.signaling.version < 3) {
+      return false;
+    }
+    return this.signaling.send('chat', { text }) !== false;
+  }
+
+  /** #updatePeople refreshes our own entry and the count. */
+  #updatePeople() {
+    const st = this.local.state();
+    this.peopleList.set({ id: this.participantId, name: this.name, self: true, audioMuted: st.audioMuted, videoMuted: st.videoMuted, node: this.nodeId });
+    this.view.setCount(this.people.size + 1);
+  }
+
+  #participants() {
+    const st = this.local.state();
+    const out = [{ id: this.participantId, name: this.name, audioMuted: st.audioMuted, videoMuted: st.videoMuted, speaking: false, self: true }];
+    for (const p of this.people.values()) {
+      out.push({ id: p.id, name: p.name, audioMuted: !!p.audioMuted, videoMuted: !!p.videoMuted, speaking: !!p.speaking, self: false });
+    }
+    return out;
   }
 
   /**
@@ -224,7 +337,8 @@ class RoomApp {
       sig.close(); // abandoned (left) while connecting
       return;
     }
-    const join = { name: this.name };
+    const st = this.local.state();
+    const join = { name: this.name, audioMuted: st.audioMuted, videoMuted: st.videoMuted };
     if (placed) {
       join.placed = placed.id;
     }
@@ -310,10 +424,23 @@ class RoomApp {
           for (const [producerId, participantId] of this.producers) {
             if (participantId === msg.participant.id) {
               this.producers.delete(producerId);
+              this.sources.delete(producerId);
               this.tileReport.untrack(producerId);
+              this.view.removeScreen(producerId);
             }
           }
           this.view.removeTile(msg.participant.id);
+          this.people.delete(msg.participant.id);
+          this.peopleList.remove(msg.participant.id);
+          this.#updatePeople();
+        }
+        break;
+      case 'participant-updated':
+        this.#addParticipant(msg.participant);
+        break;
+      case 'chat':
+        if (msg.chat) {
+          this.chat.add(msg.chat, msg.chat.from === this.participantId);
         }
         break;
       case 'producer-added':
@@ -322,6 +449,7 @@ class RoomApp {
       case 'producer-removed':
         if (msg.producer) {
           this.producers.delete(msg.producer.id);
+          this.sources.delete(msg.producer.id);
           this.tileReport.untrack(msg.producer.id);
           this.view.detachProducer(msg.producer.id);
         }
@@ -362,27 +490,34 @@ class RoomApp {
     this.#setNodes(msg.nodes);
     this.view.showError('');
     this.view.showNotice('');
+    const sig = this.signaling;
+    const v2 = sig.version >= 2;
+    const v3 = sig.version >= 3;
+    if (!v3) {
+      this.view.showNotice(`Node ${this.nodeId} runs an older confab (protocol version ${sig.version}): chat, mute indicators and screen share are not available.`);
+    }
+    this.chat.setEnabled(v3, 'Chat is not available on this node');
+    for (const m of msg.chat || []) {
+      this.chat.add(m, false);
+    }
     for (const p of msg.participants || []) {
       this.#addParticipant(p);
     }
     for (const p of msg.producers || []) {
       this.#addProducer(p);
     }
-    const sig = this.signaling;
-    const v2 = sig.version >= 2;
+    this.#updatePeople();
     this.tileReport.connect(v2 ? (settings) => sig.send('video-settings', { settings }) : null);
     this.#ensureSubscriber();
-    if (this.stream) {
-      const send = (type, fields) => sig.send(type, fields);
-      this.publisher = new Publisher(send, () => this.#updateState());
-      this.debug.pcs.publisher = this.publisher.pc;
-      this.publisher.start(this.stream, { simulcast: this.simulcast && v2 }).catch((err) => {
-        if (this.signaling === sig) {
-          console.error('publisher: cannot publish', err);
-          this.view.showError(`Cannot publish your camera/microphone: ${err.message}`);
-        }
-      });
-    }
+    const send = (type, fields) => sig.send(type, fields);
+    this.publisher = new Publisher(send, () => this.#updateState());
+    this.debug.pcs.publisher = this.publisher.pc;
+    this.local.publish(this.publisher, { simulcast: this.simulcast && v2, sources: v3 }).catch((err) => {
+      if (this.signaling === sig) {
+        console.error('publisher: cannot publish', err);
+        this.view.showError(`Cannot publish your camera/microphone: ${err.message}`);
+      }
+    });
     this.#updateState();
   }
 
@@ -401,6 +536,13 @@ class RoomApp {
     const stream = ev.streams[0];
     const participantId = stream ? stream.id : this.producers.get(ev.track.id);
     if (!participantId || participantId === this.participantId) {
+      return;
+    }
+    if (this.sources.get(ev.track.id) === 'screen') {
+      const p = this.people.get(participantId);
+      const video = this.view.attachScreen(ev.track.id, participantId, p ? p.name : '', ev.track);
+      this.tileReport.track(ev.track.id, video);
+      this.#timeFirstFrame(ev.track.id, video);
       return;
     }
     const el = this.view.attachTrack(participantId, ev.track);
@@ -423,7 +565,16 @@ class RoomApp {
     if (!p || !p.id || p.id === this.participantId) {
       return;
     }
+    const known = this.people.get(p.id);
+    // The state fields are omitted when false.
+    const info = { ...(known || {}), ...p, audioMuted: !!p.audioMuted, videoMuted: !!p.videoMuted, speaking: !!p.speaking };
+    this.people.set(p.id, info);
     this.view.ensureTile(p.id, p.name, p.remote ? p.origin : '');
+    this.view.setParticipantState(p.id, info);
+    this.peopleList.set({ ...info, self: false, node: p.origin });
+    if (!known) {
+      this.#updatePeople();
+    }
   }
 
   #addProducer(p) {
@@ -431,6 +582,15 @@ class RoomApp {
       return;
     }
     this.producers.set(p.id, p.participantId);
+    if (!this.people.has(p.participantId)) {
+      this.#addParticipant({ id: p.participantId, name: p.participantName, origin: p.origin, remote: p.remote });
+    }
+    if (p.source === 'screen') {
+      this.sources.set(p.id, 'screen');
+      const video = this.view.ensureScreen(p.id, p.participantId, p.participantName);
+      this.tileReport.track(p.id, video);
+      return;
+    }
     this.view.ensureTile(p.participantId, p.participantName, p.remote ? p.origin : '');
     if (p.kind === 'video') {
       // Reported before its track arrives: the server keeps the settings.
@@ -477,6 +637,10 @@ class RoomApp {
 
   #onError(sig, msg) {
     console.warn(`signaling error ${msg.code}: ${msg.message}`);
+    if (this.joined && msg.code && msg.code.startsWith('chat-')) {
+      this.chat.showError(msg.message || msg.code);
+      return;
+    }
     if (this.joined) {
       if (msg.code === 'invalid-sdp') {
         this.view.showError(`Media negotiation failed: ${msg.message || msg.code}`);
@@ -485,9 +649,9 @@ class RoomApp {
     }
     // The join was refused.
     if (msg.code === 'unsupported-version' && sig.version > 1 && this.joinRequest) {
-      // A node that only speaks version 1: join again in it, same socket.
-      console.info(`node ${this.node ? this.node.id : '?'} does not speak protocol version ${sig.version}; joining with version 1`);
-      sig.version = 1;
+      // An older node: join again with the previous version, same socket.
+      console.info(`node ${this.node ? this.node.id : '?'} does not speak protocol version ${sig.version}; joining with version ${sig.version - 1}`);
+      sig.version -= 1;
       sig.send('join', this.joinRequest);
       return;
     }
@@ -564,6 +728,8 @@ class RoomApp {
       this.publisher.close();
       this.publisher = null;
     }
+    this.local.detach();
+    this.view.setControls(this.local.state());
     if (this.subscriber) {
       this.subscriber.close();
       this.subscriber = null;
@@ -571,8 +737,12 @@ class RoomApp {
     this.debug.pcs.publisher = null;
     this.debug.pcs.subscriber = null;
     this.producers.clear();
+    this.sources.clear();
     this.tileReport.clear();
     this.view.clearTiles();
+    this.people.clear();
+    this.peopleList.clear();
+    this.#updatePeople();
   }
 
   leave() {
@@ -612,11 +782,8 @@ class RoomApp {
   }
 
   #stopLocalMedia() {
-    if (this.stream) {
-      for (const t of this.stream.getTracks()) {
-        t.stop();
-      }
-    }
+    this.local.stop();
+    this.view.removeScreen('local');
   }
 
   #updateState() {

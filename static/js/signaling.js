@@ -1,8 +1,8 @@
 // signaling.js: the confab signaling protocol over a WebSocket.
 //
-// Messages are JSON objects {"v":2,"type":"...", ...}; see docs/protocol.md.
+// Messages are JSON objects {"v":3,"type":"...", ...}; see docs/protocol.md.
 // A session speaks the version of its join: PROTOCOL_VERSION unless the
-// owner lowers `version` (to 1, for a node that does not know version 2)
+// owner lowers `version` (one step at a time, for an older node)
 // before joining again. Messages of any supported version are passed on,
 // so that such a node's "unsupported-version" error reaches the owner.
 // Signaling knows nothing about WebRTC: it connects, sends typed messages,
@@ -12,9 +12,9 @@
 // gone: the socket is closed and onClose fires, as when the TCP connection
 // breaks.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Versions of server messages that are passed on. */
-export const SUPPORTED_VERSIONS = Object.freeze([1, 2]);
+export const SUPPORTED_VERSIONS = Object.freeze([1, 2, 3]);
 export const PING_INTERVAL_MS = 10000;
 export const DEAD_AFTER_MS = 25000;
 export const CONNECT_TIMEOUT_MS = 10000;
