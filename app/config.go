@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/confab/confab/web"
+
 	"github.com/confab/confab/cluster"
 )
 
@@ -26,6 +28,10 @@ const (
 	// DefaultDrainTimeout is how long a stopping node waits for its rooms
 	// to empty after telling its clients to move (--drain-timeout).
 	DefaultDrainTimeout = 30 * time.Second
+
+	// MaxProtocolVersion is the newest signaling protocol version
+	// (--max-protocol).
+	MaxProtocolVersion = web.LatestProtocol
 
 	// MinSecretLen is the minimum length of --cluster-secret, matching what
 	// package cluster requires of its HMAC key.
@@ -78,6 +84,9 @@ type Config struct {
 	// AudioRED is "on" (default: a publisher that offers redundant audio,
 	// RFC 2198, sends it) or "off" (Opus only; --audio-red).
 	AudioRED string
+	// MaxProtocol is the newest signaling protocol version the node
+	// accepts (--max-protocol; 0 = the newest).
+	MaxProtocol int
 	// AllowedOrigins are extra Origin hosts allowed to open the signaling
 	// WebSocket (--allowed-origin); the page's own host and the cluster's
 	// nodes are always allowed.
@@ -182,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AudioRED != "on" && c.AudioRED != "off" {
 		return flagError("audio-red", c.AudioRED, errOnOff)
+	}
+	if c.MaxProtocol < 0 || c.MaxProtocol > MaxProtocolVersion {
+		return flagError("max-protocol", fmt.Sprint(c.MaxProtocol), fmt.Errorf("must be 1 to %d (0: %d)", MaxProtocolVersion, MaxProtocolVersion))
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)

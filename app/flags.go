@@ -134,6 +134,12 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.AudioRED = strings.ToLower(v); return nil },
 		},
 		{
+			name: "max-protocol", arg: "n",
+			usage: "newest signaling protocol version this node accepts (1-3); during a rolling upgrade, keep upgraded nodes on the version the old ones speak",
+			def:   func(Config) string { return strconv.Itoa(MaxProtocolVersion) },
+			apply: func(c *Config, v string) (err error) { c.MaxProtocol, err = parsePositive(v); return err },
+		},
+		{
 			name: "max-rooms", arg: "n",
 			usage: "maximum rooms on this node",
 			def:   func(Config) string { return strconv.Itoa(DefaultMaxRooms) },

@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
+		MaxProtocol:    cfg.MaxProtocol,
 		Logger:         log.With("component", "web"),
 	}, web.Deps{
 		Engine:  engine,

@@ -80,6 +80,12 @@ type Config struct {
 	// PlaceTimeout bounds one call of Deps.Place. Default
 	// DefaultPlaceTimeout.
 	PlaceTimeout time.Duration
+	// MaxProtocol is the newest signaling protocol version the node
+	// accepts (1 to the newest, which is the default): during a rolling
+	// upgrade an operator can keep upgraded nodes on the version the old
+	// ones speak. A join of a newer version is refused with
+	// "unsupported-version" (the page then joins with an older one).
+	MaxProtocol int
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 
@@ -115,6 +121,9 @@ func (c *Config) SetDefaults() {
 	if c.PlaceTimeout == 0 {
 		c.PlaceTimeout = DefaultPlaceTimeout
 	}
+	if c.MaxProtocol == 0 {
+		c.MaxProtocol = protocolLatest
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -143,6 +152,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AbuseFactor < 1 {
 		return fmt.Errorf("web: config: AbuseFactor %v must be >= 1", c.AbuseFactor)
+	}
+	if c.MaxProtocol < protocolV1 || c.MaxProtocol > protocolLatest {
+		return fmt.Errorf("web: config: MaxProtocol %d must be %d to %d", c.MaxProtocol, protocolV1, protocolLatest)
 	}
 	if c.PeersTimeout < 0 {
 		return fmt.Errorf("web: config: PeersTimeout %v is negative", c.PeersTimeout)

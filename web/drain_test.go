@@ -47,7 +47,7 @@ func TestDrain(t *testing.T) {
 	)
 	env := newEnv(t, envOptions{deps: Deps{Peers: peers.get}})
 	alice, _ := env.join("drain", "Alice")
-	bob, bj := env.join("drain", "Bob")
+	bob, bj := env.joinVersion("drain", "Bob", protocolLatest)
 	alice.expect(typeParticipantJoined)
 	idle := env.mustDial("drain") // connected, not joined yet
 
@@ -61,7 +61,7 @@ func TestDrain(t *testing.T) {
 			t.Errorf("%s: move = %+v, want reason draining, message %q, nodes %+v", name, m, "node upgrade", wantNodes)
 		}
 		// Exactly one move: the next reply is the pong.
-		c.send(map[string]any{"v": 1, "type": "ping"})
+		c.send(map[string]any{"v": c.v, "type": "ping"})
 		if m, err := c.read(); err != nil || m.Type != typePong {
 			t.Errorf("%s: after the move got %+v (%v), want pong", name, m, err)
 		}
@@ -86,7 +86,7 @@ func TestDrain(t *testing.T) {
 	}
 
 	// The clients leave (as browsers do after a move): the room empties.
-	bob.send(map[string]any{"v": 1, "type": "leave"})
+	bob.send(map[string]any{"v": bob.v, "type": "leave"})
 	if code, _ := bob.expectClose(); code != websocket.StatusNormalClosure {
 		t.Errorf("Bob's close after leave = %v", code)
 	}

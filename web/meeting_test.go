@@ -77,3 +77,19 @@ func TestMeetingVersion3(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxProtocol: a node held at version 2 refuses a version 3 join with
+// unsupported-version (the page then joins with version 2) and takes the
+// same join in version 2.
+func TestMaxProtocol(t *testing.T) {
+	env := newEnv(t, envOptions{cfg: Config{MaxProtocol: protocolV2}})
+	c := env.mustDial("old")
+	c.v = protocolV3
+	c.send(map[string]any{"v": 3, "type": "join", "name": "Al"})
+	if m := c.expectError(codeUnsupportedVersion); !strings.Contains(m.Message, "versions 1 to 2") {
+		t.Errorf("message %q does not name the versions the node speaks", m.Message)
+	}
+	c.v = protocolV2
+	c.send(map[string]any{"v": 2, "type": "join", "name": "Al"})
+	c.expect(typeJoined)
+}

@@ -23,6 +23,9 @@ const (
 	protocolLatest = protocolV3
 )
 
+// LatestProtocol is the newest signaling protocol version (Config.MaxProtocol).
+const LatestProtocol = protocolLatest
+
 // Message types, both directions (see docs/protocol.md).
 const (
 	// client -> server

@@ -310,8 +310,12 @@ func TestEventMessage(t *testing.T) {
 	}{
 		{sfu.Event{Type: sfu.EventParticipantJoined, Participant: p}, typeParticipantJoined, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p, 2) }},
 		{sfu.Event{Type: sfu.EventParticipantLeft, Participant: p}, typeParticipantLeft, func(m outbound) bool { return m.Participant != nil && *m.Participant == toWireParticipant(*p, 2) }},
-		{sfu.Event{Type: sfu.EventProducerAdded, Producer: pr}, typeProducerAdded, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2)) }},
-		{sfu.Event{Type: sfu.EventProducerRemoved, Producer: pr}, typeProducerRemoved, func(m outbound) bool { return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2)) }},
+		{sfu.Event{Type: sfu.EventProducerAdded, Producer: pr}, typeProducerAdded, func(m outbound) bool {
+			return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2))
+		}},
+		{sfu.Event{Type: sfu.EventProducerRemoved, Producer: pr}, typeProducerRemoved, func(m outbound) bool {
+			return m.Producer != nil && reflect.DeepEqual(*m.Producer, toWireProducer(*pr, 2))
+		}},
 		{sfu.Event{Type: sfu.EventSubscriberOffer, SDP: sd}, typeSubscriberOffer, func(m outbound) bool { return m.SDP.Type == "offer" && m.SDP.SDP == "v=0" }},
 		{sfu.Event{Type: sfu.EventICECandidate, Target: sfu.TargetSubscriber, Candidate: c}, typeCandidate, func(m outbound) bool { return m.Target == sfu.TargetSubscriber && m.Candidate == c }},
 		{sfu.Event{Type: sfu.EventICECandidate, Target: sfu.TargetSubscriber}, "", nil},

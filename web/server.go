@@ -140,8 +140,8 @@ func (s *Server) Drain(message string) {
 		nodes = []Peer{}
 	}
 	// One encoding per protocol version: each session gets its own.
-	var moves [protocolV2 + 1][]byte
-	for v := protocolV1; v <= protocolV2; v++ {
+	var moves [protocolLatest + 1][]byte
+	for v := protocolV1; v <= protocolLatest; v++ {
 		b, err := json.Marshal(moveMessage{
 			V: v, Type: typeMove, Reason: moveReasonDraining, Message: message, Nodes: nodes,
 		})

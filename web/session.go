@@ -197,6 +197,9 @@ func (s *session) handle(data []byte) error {
 	if err != nil {
 		return err
 	}
+	if max := s.srv.cfg.MaxProtocol; msg.V > max {
+		return protoErrorf(errUnsupportedVersion, "unsupported protocol version %d: this node speaks versions 1 to %d", msg.V, max)
+	}
 	if msg.Type == typeJoin {
 		return s.join(msg)
 	}

@@ -8,7 +8,7 @@
 // generous bounds.
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const { test: confabTest, expect, roomURL } = require('../lib/confab');
+const { test: confabTest, expect, roomURL, startConfab } = require('../lib/confab');
 const {
   sleep, show, sel, tileOf, itemOf, screenTileOf, report, expectConnected, dialogsOf, withPages, watch, waitWatch,
   expectVideoDecoding, allVideoFrames, waitNewFrames, liveSenders, chatMessages, openChat, sendChat, waitChat, hideTile,
@@ -631,5 +631,27 @@ test.describe('meeting features, one node', () => {
     expect(u.searchParams.get('name'), "the inviter's name in the link").toBeNull();
     const guest = await pages.open(link, 'guest');
     await expect(guest.getByTestId('name-prompt')).toBeVisible();
+  });
+
+  test('a node held at protocol version 2 (a rolling upgrade): the page joins with version 2 and says what is missing', async ({ pages }, testInfo) => {
+    const old = await startConfab({ nodeId: 'old-node', extraArgs: ['--max-protocol', '2'] });
+    try {
+      const room = uniqueRoom('old');
+      const alice = await pages.open(roomURL(old, room, 'alice'), 'alice');
+      const bob = await pages.open(roomURL(old, room, 'bob') + OFF, 'bob');
+      await expectConnected(alice);
+      await expectConnected(bob);
+      expect(await alice.evaluate(() => window.confab.protocolVersion), 'protocol version on a version 2 node').toBe(2);
+      await expect(alice.getByTestId('notice')).toContainText('protocol version 2');
+      await expect(alice.getByTestId('notice')).toContainText('chat');
+      await expect(alice.getByTestId('chat-input')).toBeDisabled();
+      // Media still flows: simulcast and tile reports are version 2.
+      await expectVideoDecoding(bob, sel.tileVideo('alice'), { label: "Alice's camera on a version 2 node" });
+    } finally {
+      await old.stop().catch(() => {});
+      if (testInfo.status !== testInfo.expectedStatus) {
+        await testInfo.attach('old-node.log', { body: old.logs(), contentType: 'text/plain' });
+      }
+    }
   });
 });

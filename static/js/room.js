@@ -25,7 +25,7 @@
 // the new session.
 //
 // Adaptive video (protocol version 2): the camera is published as simulcast
-// when enabled (SIMULCAST_DEFAULT, or ?simulcast=1 / ?simulcast=0 in the
+// when enabled (SIMULCAST_DEFAULT in nodes.js, or ?simulcast=1 / ?simulcast=0 in the
 // page URL; see media.js for the layers), the server's "encodings" switch
 // its layers on and off (Publisher.setEncodings), and the size and
 // visibility of every remote video tile are reported with "video-settings"
@@ -53,6 +53,7 @@ import { LocalMedia } from './local.js';
 import { Chat, Panels, PeopleList, Settings } from './panels.js';
 import { TileReporter } from './tiles.js';
 import { RoomView } from './ui.js';
+import { offSetting, pickByLoad, simulcastSetting, validNodeURL } from './nodes.js';
 
 // Errors after which retrying cannot help.
 const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version']);
@@ -72,59 +73,6 @@ const INTERRUPTED_MS = 10000;
 const NOTICE_AFTER_ATTEMPTS = 3;
 // Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
-// Whether the camera is published as simulcast when the page URL does not
-// say (?simulcast=1 or ?simulcast=0).
-const SIMULCAST_DEFAULT = true;
-
-/** simulcastSetting reads ?simulcast= of the page URL (default SIMULCAST_DEFAULT). */
-/** offSetting reads ?camera=off / ?mic=off of the page URL. */
-function offSetting(key) {
-  const v = new URLSearchParams(window.location.search).get(key);
-  return v === 'off' || v === '0' || v === 'false';
-}
-
-function simulcastSetting() {
-  const v = new URLSearchParams(window.location.search).get('simulcast');
-  if (v === '1' || v === 'on' || v === 'true') {
-    return true;
-  }
-  if (v === '0' || v === 'off' || v === 'false') {
-    return false;
-  }
-  return SIMULCAST_DEFAULT;
-}
-
-/**
- * pickByLoad chooses among nodes by load with jitter: the lowest
- * (load + 1) * random(0.5, 1.5), so lightly loaded nodes are preferred but
- * clients that lose the same node do not all pick the same next one.
- */
-function pickByLoad(nodes) {
-  let best = nodes[0];
-  let bestScore = Infinity;
-  for (const n of nodes) {
-    const load = Number.isFinite(n.load) && n.load > 0 ? n.load : 0;
-    const score = (load + 1) * (0.5 + Math.random());
-    if (score < bestScore) {
-      best = n;
-      bestScore = score;
-    }
-  }
-  return best;
-}
-
-/** validNodeURL accepts absolute http(s) URLs. */
-function validNodeURL(url) {
-  if (typeof url !== 'string' || url === '') {
-    return false;
-  }
-  try {
-    const u = new URL(url);
-    return u.protocol === 'http:' || u.protocol === 'https:';
-  } catch {
-    return false;
-  }
-}
 
 class RoomApp {
   constructor(root) {
@@ -536,6 +484,11 @@ class RoomApp {
     const stream = ev.streams[0];
     const participantId = stream ? stream.id : this.producers.get(ev.track.id);
     if (!participantId || participantId === this.participantId) {
+      return;
+    }
+    if (!this.people.has(participantId)) {
+      // Its participant left while the offer carrying the track was on
+      // its way: no tile for a ghost.
       return;
     }
     if (this.sources.get(ev.track.id) === 'screen') {
