@@ -139,11 +139,7 @@ func (n *Node) queueChat(node, room string, rec chatRecord) {
 		return
 	}
 	n.mu.Lock()
-	if n.state != stateRunning {
-		n.mu.Unlock()
-		return
-	}
-	if _, ok := n.nodes[node]; !ok {
+	if !n.servesPeerLocked(node) {
 		n.mu.Unlock()
 		return
 	}

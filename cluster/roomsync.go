@@ -177,11 +177,7 @@ func (n *Node) markSync(node string, rooms ...string) {
 		return
 	}
 	n.mu.Lock()
-	if n.state != stateRunning {
-		n.mu.Unlock()
-		return
-	}
-	if _, ok := n.nodes[node]; !ok {
+	if !n.servesPeerLocked(node) {
 		n.mu.Unlock()
 		return
 	}
@@ -195,6 +191,14 @@ func (n *Node) markSync(node string, rooms ...string) {
 	}
 	n.mu.Unlock()
 	o.mark(rooms...)
+}
+
+// servesPeerLocked reports whether this node is running and node is in
+// its directory: the condition for starting a peer's queues. Caller holds
+// n.mu.
+func (n *Node) servesPeerLocked(node string) bool {
+	_, ok := n.nodes[node]
+	return ok && n.state == stateRunning
 }
 
 // stopOutboxLocked stops node's outbox. Caller holds n.mu.
