@@ -62,6 +62,20 @@ export class LocalMedia {
     return error;
   }
 
+  /**
+   * adopt sends the tracks that acquire opened after the session had
+   * started (and shows the new state).
+   */
+  adopt() {
+    return this.#serial(async () => {
+      if (this.publisher) {
+        await this.publisher.setTrack('audio', this.sending().audio);
+        await this.publisher.setTrack('video', this.sending().video);
+      }
+      this.onChange(this.state());
+    });
+  }
+
   /** sending returns the tracks to send: muted ones as null. */
   sending() {
     return {

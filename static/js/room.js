@@ -71,6 +71,9 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 5000];
 const INTERRUPTED_MS = 10000;
 // After this many failed attempts in a row the page says it is retrying.
 const NOTICE_AFTER_ATTEMPTS = 3;
+// How long the page waits for the camera and microphone before joining
+// without them (they are sent once open).
+const ACQUIRE_WAIT_MS = 8000;
 // Close code we use when we abandon a session ourselves.
 const CLOSE_RESTART = 4000;
 
@@ -178,12 +181,27 @@ class RoomApp {
         this.signaling.send('leave');
       }
     });
-    const error = await this.local.acquire();
-    this.view.setLocalVideo(this.local.video);
-    this.view.setControls(this.local.state());
-    if (error && !this.local.audio && !this.local.video) {
+    // The devices may take long to open (another page just released
+    // them, a permission prompt): after ACQUIRE_WAIT_MS the page joins
+    // without them and sends them once they are open.
+    const acquired = this.local.acquire();
+    const late = Symbol('late');
+    const error = await Promise.race([acquired, new Promise((r) => setTimeout(() => r(late), ACQUIRE_WAIT_MS))]);
+    if (error === late) {
+      this.view.showNotice('Waiting for the camera and microphone…');
+      acquired.then((err) => {
+        this.view.showNotice(err && !this.local.audio && !this.local.video ? describeMediaError(err) : '');
+        if (this.leaving) {
+          this.#stopLocalMedia();
+          return;
+        }
+        this.local.adopt().catch((e) => console.warn('cannot send the camera/microphone', e));
+      });
+    } else if (error && !this.local.audio && !this.local.video) {
       this.view.showNotice(describeMediaError(error));
     }
+    this.view.setLocalVideo(this.local.video);
+    this.view.setControls(this.local.state());
     if (this.leaving) {
       this.#stopLocalMedia();
       return;
