@@ -274,15 +274,21 @@ func (n *Node) addChat(node, room string, recs []chatRecord) {
 
 // presence hands each alive origin's announced participants to the engine
 // room and forgets origins that are gone. Watch goroutine only.
+// Origins whose pushed state did not change since it was handed over
+// are skipped.
 func (w *roomWatch) presence(origins map[string]originInfo) {
+	type pushed struct {
+		state announcedState
+		ps    []sfu.ParticipantInfo
+	}
 	w.mu.Lock()
-	want := make(map[string][]sfu.ParticipantInfo)
+	want := make(map[string]pushed)
 	for node, c := range w.contrib {
 		o, alive := origins[node]
-		if !alive || (c.pushed && !c.life.Equal(o.life)) || !c.pushed {
+		if !alive || !c.pushed || !c.life.Equal(o.life) {
 			continue
 		}
-		want[node] = c.participants
+		want[node] = pushed{announcedState{life: c.life, seq: c.seq}, c.participants}
 	}
 	w.mu.Unlock()
 	for node := range w.announced {
@@ -291,10 +297,20 @@ func (w *roomWatch) presence(origins map[string]originInfo) {
 			delete(w.announced, node)
 		}
 	}
-	for node, ps := range want {
-		_ = w.room.SetRemoteParticipants(node, ps)
-		w.announced[node] = true
+	for node, p := range want {
+		if cur, ok := w.announced[node]; ok && cur.seq == p.state.seq && cur.life.Equal(p.state.life) {
+			continue
+		}
+		_ = w.room.SetRemoteParticipants(node, p.ps)
+		w.announced[node] = p.state
 	}
+}
+
+// announcedState identifies the pushed state whose participants were
+// handed to the engine room.
+type announcedState struct {
+	life time.Time
+	seq  uint64
 }
 
 // decodeStateParticipants decodes the participants of st.

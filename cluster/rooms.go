@@ -53,8 +53,8 @@ type roomWatch struct {
 
 	readDone atomic.Bool // the first read of the room's records is done
 
-	chatFrom  map[string]bool // peers whose chat history was received; guarded by mu
-	announced map[string]bool // origins handed to SetRemoteParticipants; run goroutine only
+	chatFrom  map[string]bool           // peers whose chat history was received; guarded by mu
+	announced map[string]announcedState // origins handed to SetRemoteParticipants; run goroutine only
 
 	piped   map[string]sfu.ProducerInfo // producers this watch piped in, by id
 	failing map[string]bool             // producers whose PipeIn failed (logged once)
@@ -87,7 +87,7 @@ func newRoomWatch(n *Node, name string, room *sfu.Room, prev *roomWatch) *roomWa
 		piped:   make(map[string]sfu.ProducerInfo),
 
 		chatFrom:  make(map[string]bool),
-		announced: make(map[string]bool),
+		announced: make(map[string]announcedState),
 		failing:   make(map[string]bool),
 		retry:     backoff{min: 500 * time.Millisecond, max: n.cfg.MaxBackoff},
 	}

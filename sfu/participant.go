@@ -373,15 +373,15 @@ func (p *Participant) SetSources(sources map[string]string) error {
 	for mid, src := range sources {
 		p.sources[mid] = src
 	}
-	if len(p.sources) > maxSources {
+	if len(p.sources) > MaxSources {
 		clear(p.sources)
-		return fmt.Errorf("sfu: sources: %w: more than %d m-lines", ErrInvalidArgument, maxSources)
+		return fmt.Errorf("sfu: sources: %w: more than %d m-lines", ErrInvalidArgument, MaxSources)
 	}
 	return nil
 }
 
-// maxSources bounds the m-lines a participant names (SetSources).
-const maxSources = 16
+// MaxSources bounds the m-lines a participant names (SetSources).
+const MaxSources = 16
 
 // closedOr returns ErrParticipantClosed if the participant is closing
 // (the error was caused by closing), else err.

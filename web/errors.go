@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/confab/confab/sfu"
 )
@@ -121,11 +122,11 @@ func wireCode(err error) string {
 // chatError turns a refused chat message into the error reported to the
 // client, keeping its sfu sentinel (hence its wire code).
 func chatError(err error) error {
-	switch {
-	case errors.Is(err, sfu.ErrChatTooLong):
-		return protoErrorf(sfu.ErrChatTooLong, "chat: message not sent: %v", errors.Unwrap(err))
-	case errors.Is(err, sfu.ErrChatRateLimited), errors.Is(err, sfu.ErrChatInvalid):
-		return protoErrorf(err, "chat: message not sent: %v", err)
+	for _, kind := range []error{sfu.ErrChatTooLong, sfu.ErrChatRateLimited, sfu.ErrChatInvalid} {
+		if errors.Is(err, kind) {
+			detail := strings.TrimPrefix(err.Error(), kind.Error()+": ")
+			return protoErrorf(kind, "chat: message not sent: %s", detail)
+		}
 	}
 	return fmt.Errorf("chat: %w", err)
 }

@@ -201,7 +201,7 @@ func FuzzParseMessage(f *testing.F) {
 			}
 			_ = matchOffer(msg.Type, msg.SDP.SDP, []string{"0", "1"})
 			for mid, src := range msg.Sources {
-				if mid == "" || len(mid) > maxMidLen || !sfu.ValidSource(src) || len(msg.Sources) > maxSources {
+				if mid == "" || len(mid) > maxMidLen || !sfu.ValidSource(src) || len(msg.Sources) > sfu.MaxSources {
 					t.Fatalf("publish accepted with sources %q", msg.Sources)
 				}
 			}

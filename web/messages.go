@@ -74,7 +74,6 @@ const (
 	maxVideoSettings  = 64    // entries per message
 	maxProducerIDLen  = 64    // bytes of a producerId
 	maxVideoDimension = 16384 // width and height, device pixels
-	maxSources        = 16    // publish: named m-lines
 	maxMidLen         = 16    // publish: bytes of a mid
 )
 
@@ -212,8 +211,8 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		}
 		msg.SDP = sdp
 		if v >= protocolV3 && f.Sources != nil {
-			if len(f.Sources) > maxSources {
-				return msg, protoErrorf(errBadMessage, "publish: %d sources, at most %d", len(f.Sources), maxSources)
+			if len(f.Sources) > sfu.MaxSources {
+				return msg, protoErrorf(errBadMessage, "publish: %d sources, at most %d", len(f.Sources), sfu.MaxSources)
 			}
 			for mid, src := range f.Sources {
 				if mid == "" || len(mid) > maxMidLen || !sfu.ValidSource(src) {

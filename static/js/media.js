@@ -184,13 +184,15 @@ export async function getLocalMedia(want = { audio: true, video: true }) {
   const prefs = devicePrefs();
   const audio = want.audio;
   const video = want.video ? VIDEO : false;
-  const attempts = [
-    // The remembered devices first (when there are any).
-    { audio: audio && audioConstraints(prefs.microphone), video: video && videoConstraints(prefs.camera) },
-    { audio, video },
-    { audio, video: false },
-    { audio: false, video },
-  ].filter((c, i) => (c.audio || c.video) && (i > 0 || prefs.camera || prefs.microphone));
+  const attempts = [];
+  if (prefs.camera || prefs.microphone) {
+    // The remembered devices first.
+    attempts.push({ audio: audio && audioConstraints(prefs.microphone), video: video && videoConstraints(prefs.camera) });
+  }
+  attempts.push({ audio, video });
+  if (audio && video) {
+    attempts.push({ audio, video: false }, { audio: false, video });
+  }
   let lastError = null;
   for (const constraints of attempts) {
     try {

@@ -9,14 +9,10 @@
 // mic-select, settings-close. Text from other people is only ever set
 // with textContent: a message is shown as the text it is.
 
-import { q, initials } from './ui.js';
+import { q, initials, setFlag } from './ui.js';
 
 // Chat limits the page checks before sending (the server checks again).
 export const CHAT_MAX_BYTES = 2048;
-
-function setFlag(node, name, on) {
-  node.dataset[name] = on ? 'true' : 'false';
-}
 
 /** Panels opens and closes the people and chat panels (one at a time). */
 export class Panels {

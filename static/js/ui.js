@@ -52,7 +52,7 @@ function el(tag, className, testid) {
 }
 
 /** setFlag sets a "true"/"false" data attribute. */
-function setFlag(node, name, on) {
+export function setFlag(node, name, on) {
   node.dataset[name] = on ? 'true' : 'false';
 }
 
