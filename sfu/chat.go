@@ -116,7 +116,7 @@ func (r *Room) addChatLocked(m ChatMessage) (overflowed []*Participant) {
 	if !r.chat.add(m, r.e.cfg.ChatHistory) {
 		return nil
 	}
-	return r.enqueueLocked(nil, action{kind: actChat, chat: m})
+	return r.enqueueLocked(nil, action{kind: actChat, chat: &m})
 }
 
 // chatLog is a room's history and the ids it has seen.

@@ -57,7 +57,7 @@ type action struct {
 	prod *Producer
 	ev   Event
 	done chan bool // actBarrier: receives whether an offer is scheduled
-	chat ChatMessage
+	chat *ChatMessage // actChat; shared by every participant's action, copied on emit
 }
 
 // actionQueue is a participant's bounded queue of actions. Its mutex is a
@@ -235,7 +235,7 @@ func (p *Participant) apply(a *action) bool {
 		info := a.info
 		p.emit(Event{Type: EventParticipantUpdated, Participant: &info})
 	case actChat:
-		m := a.chat
+		m := *a.chat
 		p.emit(Event{Type: EventChat, Chat: &m})
 	case actEvent:
 		p.emit(a.ev)
