@@ -406,6 +406,57 @@ test.describe('meeting features, one node', () => {
     });
   });
 
+  test('active speaker: with more tiles than fit on a phone, the speaker is brought into view', async ({ confab, pages }, testInfo) => {
+    const room = uniqueRoom('crowd');
+    // The talker joins first (Chromium's fake microphone beeps, so it is
+    // silenced at once) and so has the second tile on the viewer's page;
+    // the viewer then scrolls the grid down past it.
+    const talker = await pages.open(roomURL(confab, room, 'talker') + '&camera=off', 'talker');
+    await expectConnected(talker);
+    await talker.getByTestId('connection-state').click();
+    expect(await playTone(talker, 0), 'AudioContext state').toBe('running');
+    const viewer = await pages.open(roomURL(confab, room, 'viewer') + OFF, 'viewer', {
+      contextOptions: { viewport: { width: 390, height: 844 } },
+    });
+    await expectConnected(viewer);
+    // Twelve tiles in two columns: six rows of at least 120 px.
+    const silent = Array.from({ length: 10 }, (_, i) => `p${i + 1}`);
+    for (const n of silent) await pages.open(roomURL(confab, room, n) + OFF, n);
+    await expect(viewer.getByTestId('remote-tile')).toHaveCount(1 + silent.length, { timeout: 30_000 });
+    const talkerTile = tileOf(viewer, 'talker');
+    await expect(talkerTile).toHaveAttribute('data-speaking', 'false', { timeout: 10_000 });
+
+    // inView: the talker's tile lies wholly inside the grid's visible box.
+    const view = () => viewer.getByTestId('grid').evaluate((grid) => {
+      const g = grid.getBoundingClientRect();
+      const t = grid.querySelector('[data-testid="remote-tile"][data-participant-name="talker"]').getBoundingClientRect();
+      return {
+        inView: t.top >= g.top - 1 && t.bottom <= g.bottom + 1,
+        overflow: grid.scrollHeight - grid.clientHeight,
+        scrollTop: grid.scrollTop,
+      };
+    });
+    await viewer.getByTestId('grid').evaluate((grid) => { grid.scrollTop = grid.scrollHeight; });
+    await settle(viewer);
+    const before = await view();
+    report(testInfo, 'grid overflow at 390x844 with 12 tiles', `${before.overflow} px`);
+    expect(before.overflow, 'twelve tiles do not fit on a phone screen').toBeGreaterThan(0);
+    expect(before.scrollTop, 'the grid is scrolled down').toBeGreaterThan(0);
+    expect(before.inView, "the talker's tile is scrolled out of view").toBe(false);
+
+    const w = await watch(viewer, `${sel.tile('talker')}[data-speaking="true"]`);
+    const t0 = Date.now();
+    await setTone(talker, 0.5);
+    const ms = await waitWatch(w, t0);
+    report(testInfo, "talker starts -> tile speaking on the viewer's scrolled phone grid", ms);
+    expect(ms).toBeLessThanOrEqual(5_000);
+    expect((await view()).inView, "the speaker's tile is in view as soon as it is highlighted").toBe(true);
+    const after = await view();
+    expect(after.scrollTop, "the viewer's scroll position is kept").toBe(before.scrollTop);
+    await expect(viewer.getByTestId('remote-tile')).toHaveCount(1 + silent.length);
+    for (const n of silent) await expect(tileOf(viewer, n)).toHaveAttribute('data-speaking', 'false');
+  });
+
   test('switching the camera in settings keeps the session, and the choice is remembered', async ({
     confab, pages, playwright, launchOptions,
   }, testInfo) => {

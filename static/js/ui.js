@@ -17,7 +17,6 @@ export const STATES = Object.freeze(['connecting', 'connected', 'reconnecting', 
 
 // Most grid columns, and most rows on one screen (beyond: scrolling).
 const MAX_COLS = 5;
-const MAX_ROWS = 5;
 // Below this width the page uses the phone layout (at most 2 columns).
 const NARROW_PX = 600;
 
@@ -250,19 +249,35 @@ export class RoomView {
   }
 
   /**
-   * #keepVisible moves a speaker's tile next to the local one when it is
-   * scrolled out of the grid's view (more tiles than fit on screen).
+   * #keepVisible brings a speaker's tile into view when it is scrolled out
+   * of the grid (more tiles than fit on screen): it takes the place of the
+   * first remote tile in view, wherever the grid is scrolled to, so the
+   * user's scroll position is kept.
    */
   #keepVisible(tile) {
     if (this.grid.dataset.layout !== 'grid' || this.grid.scrollHeight <= this.grid.clientHeight + 1) {
       return;
     }
     const g = this.grid.getBoundingClientRect();
-    const t = tile.getBoundingClientRect();
-    if (t.top >= g.top && t.bottom <= g.bottom) {
+    const inView = (t) => {
+      const r = t.getBoundingClientRect();
+      return r.top >= g.top - 1 && r.bottom <= g.bottom + 1;
+    };
+    if (inView(tile)) {
       return;
     }
-    this.localTile.after(tile);
+    const target = Array.from(this.grid.children).find((t) => t !== tile && t !== this.localTile && inView(t));
+    if (!target) {
+      tile.scrollIntoView({ block: 'nearest' });
+      return;
+    }
+    // Moving a tile from before target shifts target back by one place:
+    // then the speaker goes after it to land on target's old place.
+    if (tile.compareDocumentPosition(target) & Node.DOCUMENT_POSITION_FOLLOWING) {
+      target.after(tile);
+    } else {
+      target.before(tile);
+    }
   }
 
   #setBadge(tile, text) {
@@ -427,8 +442,9 @@ export class RoomView {
   /**
    * #layout picks grid or spotlight and sizes the grid: a screen share
    * (the newest) or else the pinned tile is the spotlight; otherwise the
-   * tiles fill columns and rows that fit the count (at most MAX_COLS x
-   * MAX_ROWS on one screen, then the grid scrolls).
+   * tiles fill columns that fit the count (at most MAX_COLS; two on a
+   * phone) and rows share the height, each at least 120 px (the CSS):
+   * beyond that the grid scrolls.
    */
   #layout() {
     const screens = Array.from(this.screens.values());
@@ -447,8 +463,6 @@ export class RoomView {
     if (narrow) {
       cols = count <= 2 ? 1 : 2;
     }
-    const rows = Math.ceil(count / cols);
     this.grid.style.setProperty('--cols', String(cols));
-    this.grid.style.setProperty('--rows', String(Math.min(rows, narrow ? 3 : MAX_ROWS)));
   }
 }
