@@ -151,7 +151,7 @@ func (e *Engine) joinRoom(r *Room, created bool, params JoinParams) (p *Particip
 		}
 		return nil, false, fmt.Errorf("sfu: join %q: %w", r.name, err)
 	}
-	first, peers, producers, err := r.addParticipant(p)
+	first, peers, producers, replaced, err := r.addParticipant(p)
 	if err != nil {
 		p.abort()
 		if created {
@@ -172,8 +172,12 @@ func (e *Engine) joinRoom(r *Room, created bool, params JoinParams) (p *Particip
 		// publish (ProducerAdded must follow RoomOpened).
 		<-r.openReported
 	}
-	if o := e.getObserver(); o != nil {
+	if o := e.getObserver(); o != nil && !p.hidden {
 		o.ParticipantChanged(r, r.currentInfo(p), true)
+	}
+	for _, old := range replaced {
+		old.log.Info("participant replaced by a new session of its identity", "by", p.id)
+		old.closeWith(ErrReplaced)
 	}
 	p.start(peers, producers)
 	e.mu.Lock()

@@ -7,6 +7,9 @@ var (
 	// ErrRoomFull is returned by Engine.Join when the room already holds
 	// Config.MaxParticipantsPerRoom local participants.
 	ErrRoomFull = errors.New("sfu: room full")
+	// ErrReplaced ends a participant whose identity joined the room again
+	// (JoinParams.Identity).
+	ErrReplaced = errors.New("sfu: replaced by a new session of the same identity")
 	// ErrTooManyRooms is returned by Engine.Join when creating the room would
 	// exceed Config.MaxRooms.
 	ErrTooManyRooms = errors.New("sfu: too many rooms")

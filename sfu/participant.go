@@ -49,6 +49,11 @@ type Participant struct {
 	info   ParticipantInfo
 	log    *slog.Logger
 	events EventHandler
+	// From JoinParams: identity (unique per room on this node), hidden
+	// (not listed to others), noSubscribe (no consumers).
+	identity    string
+	hidden      bool
+	noSubscribe bool
 	// sub is the subscriber PC, created with the first consumer (a
 	// participant with nothing to receive, e.g. alone in its room, costs
 	// no PeerConnection); subMu serialises its creation with closing.
@@ -111,7 +116,10 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		info: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
 		cur: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID,
 			AudioMuted: params.State.AudioMuted, VideoMuted: params.State.VideoMuted},
-		chatLimit: rate.NewLimiter(rate.Limit(r.e.cfg.ChatRate), r.e.cfg.ChatBurst),
+		identity:    params.Identity,
+		hidden:      params.Hidden,
+		noSubscribe: params.NoSubscribe,
+		chatLimit:   rate.NewLimiter(rate.Limit(r.e.cfg.ChatRate), r.e.cfg.ChatBurst),
 		log:       r.log.With("participant", id),
 		events:    params.Events,
 		closingCh: make(chan struct{}),
@@ -732,8 +740,12 @@ func forward(track *webrtc.TrackRemote, prod *Producer, layer int) {
 	}
 }
 
-// addConsumer subscribes the subscriber PC to prod; false if not added.
+// addConsumer subscribes the subscriber PC to prod; false if not added
+// (also for a participant that joined with NoSubscribe).
 func (p *Participant) addConsumer(prod *Producer) bool {
+	if p.noSubscribe {
+		return false
+	}
 	id := prod.info.ID
 	p.mu.Lock()
 	if p.closing || p.consumers[id] != nil {

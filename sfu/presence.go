@@ -56,7 +56,7 @@ func (r *Room) updateLocal(p *Participant, f func(*ParticipantInfo)) bool {
 	old := p.cur
 	f(&p.cur)
 	info := p.cur
-	if info == old {
+	if info == old || p.hidden {
 		r.mu.Unlock()
 		return true
 	}

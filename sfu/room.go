@@ -87,12 +87,12 @@ func sortedInfos(s []seqInfo) []ParticipantInfo {
 	return out
 }
 
-// participantsLocked lists local and remote participants except skip, in
-// join order. Caller holds r.mu.
+// participantsLocked lists local and remote participants except skip and
+// hidden ones, in join order. Caller holds r.mu.
 func (r *Room) participantsLocked(skip *Participant, withRemote bool) []ParticipantInfo {
 	s := make([]seqInfo, 0, len(r.locals)+len(r.remotes))
 	for _, p := range r.locals {
-		if p != skip {
+		if p != skip && !p.hidden {
 			s = append(s, seqInfo{p.seq, p.cur})
 		}
 	}
@@ -238,29 +238,41 @@ func (r *Room) AddProducer(info ProducerInfo, kr KeyframeRequester) (*Producer, 
 
 // addParticipant registers a new local participant. It returns whether it
 // is the room's first, and a consistent snapshot of the others and their
-// producers. The others get participant-joined.
-func (r *Room) addParticipant(p *Participant) (first bool, peers []ParticipantInfo, producers []*Producer, err error) {
+// producers. The others get participant-joined (unless p is hidden).
+// replaced lists the participants of the same identity, for the caller to
+// close with ErrReplaced.
+func (r *Room) addParticipant(p *Participant) (first bool, peers []ParticipantInfo, producers []*Producer, replaced []*Participant, err error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return false, nil, nil, ErrRoomClosed
+		return false, nil, nil, nil, ErrRoomClosed
 	}
-	if len(r.locals) >= r.e.cfg.MaxParticipantsPerRoom {
+	if p.identity != "" {
+		for _, o := range r.locals {
+			if o.identity == p.identity {
+				replaced = append(replaced, o)
+			}
+		}
+	}
+	if len(r.locals)-len(replaced) >= r.e.cfg.MaxParticipantsPerRoom {
 		r.mu.Unlock()
-		return false, nil, nil, ErrRoomFull
+		return false, nil, nil, nil, ErrRoomFull
 	}
 	first = !r.opened
 	r.opened = true
 	r.seq++
 	p.seq = r.seq
-	over := r.enqueueLocked(nil, action{kind: actJoined, info: p.cur})
+	var over []*Participant
+	if !p.hidden {
+		over = r.enqueueLocked(nil, action{kind: actJoined, info: p.cur})
+	}
 	r.locals[p.id] = p
 	peers = r.participantsLocked(p, true)
 	producers = r.producersLocked(p)
 	p.initChat = r.chatLocked()
 	r.mu.Unlock()
 	closeOverflowed(over)
-	return first, peers, producers, nil
+	return first, peers, producers, replaced, nil
 }
 
 // removeParticipant unregisters a local participant (after its producers
@@ -274,7 +286,10 @@ func (r *Room) removeParticipant(p *Participant) {
 		return
 	}
 	delete(r.locals, p.id)
-	over := r.enqueueLocked(nil, action{kind: actLeft, info: p.cur})
+	var over []*Participant
+	if !p.hidden {
+		over = r.enqueueLocked(nil, action{kind: actLeft, info: p.cur})
+	}
 	info := p.cur
 	last := len(r.locals) == 0 && !r.closed
 	var rest []*Producer
@@ -284,7 +299,7 @@ func (r *Room) removeParticipant(p *Participant) {
 	}
 	r.mu.Unlock()
 	closeOverflowed(over)
-	if o := r.e.getObserver(); o != nil {
+	if o := r.e.getObserver(); o != nil && !p.hidden {
 		o.ParticipantChanged(r, info, false)
 	}
 	if !last {

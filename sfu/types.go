@@ -149,6 +149,19 @@ type JoinParams struct {
 	// State is the participant's media state when it joins (others see it
 	// in participant-joined).
 	State MediaState
+	// Identity, when set, is unique per room on this node: joining with
+	// the identity of a participant already there closes that one with
+	// ErrReplaced.
+	Identity string
+	// Hidden participants are not listed to the others: no
+	// participant-joined, -updated or -left events, not in the others'
+	// snapshots, not reported to the Observer (so not announced to other
+	// nodes). Their producers would show them; callers let hidden
+	// participants receive only.
+	Hidden bool
+	// NoSubscribe: the participant receives no media (no consumers); it
+	// still gets producer-added and producer-removed.
+	NoSubscribe bool
 }
 
 // EventHandler receives everything the engine wants to tell one
