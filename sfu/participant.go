@@ -54,6 +54,7 @@ type Participant struct {
 	identity    string
 	hidden      bool
 	noSubscribe bool
+	closeReason error // why the engine closed it (Err); guarded by mu
 	// sub is the subscriber PC, created with the first consumer (a
 	// participant with nothing to receive, e.g. alone in its room, costs
 	// no PeerConnection); subMu serialises its creation with closing.
@@ -230,6 +231,15 @@ func (p *Participant) Room() *Room { return p.room }
 
 // Done is closed when the participant is completely closed.
 func (p *Participant) Done() <-chan struct{} { return p.done }
+
+// Err returns, once Done is closed, why the engine closed the participant
+// (the error of EventClosed, e.g. ErrReplaced); nil when it left (Close)
+// or is still open.
+func (p *Participant) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closeReason
+}
 
 // InitialState returns the other participants and their producers as they
 // were at the moment this participant joined; every later change is
@@ -860,6 +870,9 @@ func (p *Participant) closeWith(reason error) {
 	p.closeSubscriberPC()
 	p.wg.Wait()
 	p.room.removeParticipant(p)
+	p.mu.Lock()
+	p.closeReason = reason
+	p.mu.Unlock()
 	close(p.done)
 	if reason != nil {
 		p.log.Info("participant closed by engine", "reason", reason)

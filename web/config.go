@@ -12,6 +12,15 @@ import (
 	"time"
 
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web/access"
+)
+
+// Values of Config.Auth.
+const (
+	// AuthOpen: anyone who reaches the node may join any room.
+	AuthOpen = "open"
+	// AuthToken: a join needs an access token (package access).
+	AuthToken = "token"
 )
 
 // Config defaults.
@@ -86,6 +95,12 @@ type Config struct {
 	// ones speak. A join of a newer version is refused with
 	// "unsupported-version" (the page then joins with an older one).
 	MaxProtocol int
+	// Auth is AuthOpen (default: anyone may join any room with any name)
+	// or AuthToken (joins need an access token signed with one of Keys;
+	// the cluster API needs an admin token).
+	Auth string
+	// Keys are the API keys that sign access tokens (AuthToken).
+	Keys access.KeySet
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 
@@ -124,6 +139,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxProtocol == 0 {
 		c.MaxProtocol = protocolLatest
 	}
+	if c.Auth == "" {
+		c.Auth = AuthOpen
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -155,6 +173,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxProtocol < protocolV1 || c.MaxProtocol > protocolLatest {
 		return fmt.Errorf("web: config: MaxProtocol %d must be %d to %d", c.MaxProtocol, protocolV1, protocolLatest)
+	}
+	switch c.Auth {
+	case AuthOpen:
+	case AuthToken:
+		if c.Keys.Len() == 0 {
+			return errors.New("web: config: Auth token needs Keys")
+		}
+		if c.MaxProtocol < protocolV4 {
+			return fmt.Errorf("web: config: Auth token needs MaxProtocol %d or newer (tokens came with it)", protocolV4)
+		}
+	default:
+		return fmt.Errorf("web: config: Auth %q must be %q or %q", c.Auth, AuthOpen, AuthToken)
 	}
 	if c.PeersTimeout < 0 {
 		return fmt.Errorf("web: config: PeersTimeout %v is negative", c.PeersTimeout)

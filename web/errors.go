@@ -3,9 +3,11 @@ package web
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web/access"
 )
 
 // Wire error codes sent in "error" messages (see docs/protocol.md).
@@ -25,6 +27,12 @@ const (
 	codeChatInvalid        = "chat-invalid"
 	codeChatTooLong        = "chat-too-long"
 	codeChatRateLimited    = "chat-rate-limited"
+	codeTokenRequired      = "token-required"
+	codeTokenInvalid       = "token-invalid"
+	codeTokenExpired       = "token-expired"
+	codeTokenWrongRoom     = "token-wrong-room"
+	codeForbidden          = "forbidden"
+	codeReplaced           = "replaced"
 	codeInternal           = "internal"
 )
 
@@ -106,6 +114,18 @@ func wireCode(err error) string {
 		return codeChatTooLong
 	case errors.Is(err, sfu.ErrChatRateLimited):
 		return codeChatRateLimited
+	case errors.Is(err, access.ErrTokenMissing):
+		return codeTokenRequired
+	case errors.Is(err, access.ErrTokenInvalid):
+		return codeTokenInvalid
+	case errors.Is(err, access.ErrTokenExpired):
+		return codeTokenExpired
+	case errors.Is(err, access.ErrWrongRoom):
+		return codeTokenWrongRoom
+	case errors.Is(err, access.ErrForbidden):
+		return codeForbidden
+	case errors.Is(err, sfu.ErrReplaced):
+		return codeReplaced
 	case errors.Is(err, sfu.ErrRoomFull):
 		return codeRoomFull
 	case errors.Is(err, sfu.ErrTooManyRooms):
@@ -142,6 +162,54 @@ func joinError(room, nodeID string, err error) error {
 		return protoErrorf(sfu.ErrTooManyRooms, "node %s cannot open room %q: it already hosts as many rooms as it may", nodeID, room)
 	}
 	return fmt.Errorf("join room %s: %w", room, err)
+}
+
+// accessStatus is the HTTP status of an access error (pages and the
+// cluster API): 401 when the caller must bring a (new) token, 403 when its
+// token does not allow it.
+func accessStatus(err error) int {
+	switch {
+	case errors.Is(err, access.ErrWrongRoom), errors.Is(err, access.ErrForbidden):
+		return http.StatusForbidden
+	default:
+		return http.StatusUnauthorized
+	}
+}
+
+// accessError wraps an access.Verify error for the client: its sentinel
+// (hence its wire code) with a plain explanation and the detail.
+func accessError(err error) error {
+	for _, kind := range []error{access.ErrTokenMissing, access.ErrTokenExpired, access.ErrWrongRoom, access.ErrForbidden, access.ErrTokenInvalid} {
+		if errors.Is(err, kind) {
+			return &protocolError{kind: kind, detail: accessText(err) + " (" + err.Error() + ")"}
+		}
+	}
+	return &protocolError{kind: access.ErrTokenInvalid, detail: accessText(err)}
+}
+
+// accessText is what a person is told about an access error.
+func accessText(err error) string {
+	switch wireCode(err) {
+	case codeTokenRequired:
+		return "This room needs an access token: open the link you were given."
+	case codeTokenExpired:
+		return "Your access token has expired: ask for a new link."
+	case codeTokenWrongRoom:
+		return "Your access token is for another room."
+	case codeForbidden:
+		return "Your access token does not allow this."
+	default:
+		return "Your access token is not valid."
+	}
+}
+
+// endText explains to a client why the engine ended its participant.
+func endText(code string, err error) string {
+	switch code {
+	case codeReplaced:
+		return "You joined this room again from another tab or device; this session has ended."
+	}
+	return err.Error()
 }
 
 // clientMessage is the human-readable text sent with an error code. For

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/confab/confab/templates"
+	"github.com/confab/confab/web/access"
 )
 
 // invalidRoomMessage is the body of the 400 page for a bad room name.
@@ -49,7 +50,9 @@ func (s *Server) handleLobby(c echo.Context) error {
 }
 
 // handleRoom serves GET /rooms/:room. A valid ?name= joins at once;
-// without one (or with an invalid one) the page asks for a name.
+// without one (or with an invalid one) the page asks for a name. With
+// token auth the page needs a valid ?token= for the room (else 401/403
+// with the reason); a name in the token is used as is.
 func (s *Server) handleRoom(c echo.Context) error {
 	room := c.Param("room")
 	if !validRoomName(room) {
@@ -58,6 +61,18 @@ func (s *Server) handleRoom(c echo.Context) error {
 		}))
 	}
 	page := templates.RoomPage{Room: room, NodeID: s.nodeID}
+	if s.cfg.Auth == AuthToken {
+		claims, err := access.Verify(s.cfg.Keys, c.QueryParam("token"), room, s.cfg.now())
+		if err != nil {
+			s.log.Info("web: room page refused", "room", room, "remote", c.RealIP(), "err", err)
+			status := accessStatus(err)
+			return render(c, status, templates.Error(templates.ErrorPage{Status: status, Message: accessText(err)}))
+		}
+		if name, err := normalizeDisplayName(claims.Name); err == nil {
+			page.Name = name
+			return render(c, http.StatusOK, templates.Room(page))
+		}
+	}
 	if raw := c.QueryParam("name"); raw != "" {
 		name, err := normalizeDisplayName(raw)
 		if err != nil {
@@ -142,8 +157,20 @@ func (s *Server) handleReady(c echo.Context) error {
 }
 
 // handleCluster serves GET /api/cluster: the Deps.Status document as JSON.
+//
+// With token auth it needs an admin token for every room (access.AnyRoom)
+// as "Authorization: Bearer TOKEN"; others get 401 or 403 and nothing
+// about rooms.
 func (s *Server) handleCluster(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	if s.cfg.Auth == AuthToken {
+		token, _ := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		if _, err := access.VerifyAdmin(s.cfg.Keys, strings.TrimSpace(token), s.cfg.now()); err != nil {
+			s.log.Info("web: cluster API refused", "remote", c.RealIP(), "err", err)
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="confab"`)
+			return c.JSON(accessStatus(err), map[string]string{"error": wireCode(err), "message": accessText(err)})
+		}
+	}
 	doc, err := s.deps.Status(c.Request().Context())
 	if err != nil {
 		s.log.Warn("web: cluster status failed", "err", err)

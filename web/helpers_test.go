@@ -154,6 +154,8 @@ type testMsg struct {
 	Target        string                   `json:"target"`
 	Candidate     *webrtc.ICECandidateInit `json:"candidate"`
 	Chat          json.RawMessage          `json:"chat"` // joined: a list; chat: one message
+	Identity      string                   `json:"identity"`
+	Grants        *wireGrants              `json:"grants"`
 }
 
 // wsClient is a raw signaling client driven synchronously by the test.

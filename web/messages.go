@@ -19,8 +19,9 @@ const (
 	protocolV1 = 1
 	protocolV2 = 2
 	protocolV3 = 3
+	protocolV4 = 4
 	// protocolLatest is the newest version this node speaks.
-	protocolLatest = protocolV3
+	protocolLatest = protocolV4
 )
 
 // LatestProtocol is the newest signaling protocol version (Config.MaxProtocol).
@@ -69,6 +70,9 @@ const (
 // maxAvoid bounds the node ids of a join's "avoid"; later ones are ignored.
 const maxAvoid = 16
 
+// maxTokenLen bounds a join's access token (bytes).
+const maxTokenLen = 4096
+
 // Limits of a "video-settings" message; beyond them it is a bad-message.
 const (
 	maxVideoSettings  = 64    // entries per message
@@ -104,6 +108,7 @@ type inbound struct {
 	State     sfu.MediaState    // join (version 3), media-state
 	Sources   map[string]string // publish (version 3): mid -> source
 	Text      string            // chat
+	Token     string            // join (version 4): access token
 }
 
 // videoSetting is one checked entry of a "video-settings" message.
@@ -125,6 +130,7 @@ type inboundFields struct {
 	VideoMuted *bool                    `json:"videoMuted"`
 	Sources    map[string]string        `json:"sources"`
 	Text       *string                  `json:"text"`
+	Token      *string                  `json:"token"`
 }
 
 // parseMessage decodes and checks one client message: a JSON object, a
@@ -156,6 +162,8 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		v = protocolV2
 	case "3":
 		v = protocolV3
+	case "4":
+		v = protocolV4
 	}
 	if v == 0 || (want != 0 && v != want) {
 		return msg, protoErrorf(errUnsupportedVersion, "unsupported protocol version %s: %s", truncate(string(env.V), 16), versionRule(want))
@@ -203,6 +211,12 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		}
 		if v >= protocolV3 {
 			msg.State = sfu.MediaState{AudioMuted: f.AudioMuted != nil && *f.AudioMuted, VideoMuted: f.VideoMuted != nil && *f.VideoMuted}
+		}
+		if v >= protocolV4 && f.Token != nil {
+			if len(*f.Token) > maxTokenLen {
+				return msg, protoErrorf(errBadMessage, "join: token longer than %d bytes", maxTokenLen)
+			}
+			msg.Token = *f.Token
 		}
 	case typePublish:
 		sdp, err := sessionDescription(f.SDP, webrtc.SDPTypeOffer, env.Type)
@@ -364,6 +378,19 @@ type joinedMessage struct {
 	Producers     []wireProducer    `json:"producers"`
 	Nodes         []Peer            `json:"nodes"`
 	Chat          []wireChat        `json:"chat,omitempty"` // version 3: the room's last messages
+	Identity      string            `json:"identity,omitempty"` // version 4, with a token
+	Grants        *wireGrants       `json:"grants,omitempty"`   // version 4: what the participant may do
+}
+
+// wireGrants tells the page what its participant may do (version 4): all
+// but admin without a token.
+type wireGrants struct {
+	Publish   bool     `json:"publish"`
+	Sources   []string `json:"sources"` // allowed sources when publish
+	Subscribe bool     `json:"subscribe"`
+	Chat      bool     `json:"chat"`
+	Hidden    bool     `json:"hidden"`
+	Admin     bool     `json:"admin"`
 }
 
 // moveMessage tells a client to leave this node and rejoin its room on one

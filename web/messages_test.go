@@ -83,7 +83,7 @@ func TestParseMessage(t *testing.T) {
 		{name: "type not a string", in: `{"v":1,"type":7}`, wantCode: codeBadMessage},
 		{name: "missing type", in: `{"v":1}`, wantCode: codeBadMessage},
 		{name: "missing version", in: `{"type":"ping"}`, wantCode: codeUnsupportedVersion},
-		{name: "version 4", in: `{"v":4,"type":"ping"}`, wantCode: codeUnsupportedVersion},
+		{name: "version 5", in: `{"v":5,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version 0", in: `{"v":0,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version 2.0", in: `{"v":2.0,"type":"ping"}`, wantCode: codeUnsupportedVersion},
 		{name: "version string", in: `{"v":"1","type":"ping"}`, wantCode: codeUnsupportedVersion},

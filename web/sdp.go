@@ -147,6 +147,51 @@ func mids(text string) []string {
 	return out
 }
 
+// sendingSources returns the source of every media section of an offer
+// that sends (direction sendrecv, sendonly or none given): the one named in
+// sources by mid when it fits the media kind, else "microphone" for audio
+// and "camera" for video. An unparsable offer gives nil (the engine
+// refuses it anyway).
+func sendingSources(text string, sources map[string]string) []string {
+	var desc sdp.SessionDescription
+	if err := desc.UnmarshalString(text); err != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range desc.MediaDescriptions {
+		if m.MediaName.Port.Value == 0 {
+			continue // rejected or stopped
+		}
+		sending := true
+		for _, a := range m.Attributes {
+			if a.Key == "recvonly" || a.Key == "inactive" {
+				sending = false
+			}
+		}
+		if !sending {
+			continue
+		}
+		mid, _ := m.Attribute("mid")
+		src := sources[mid]
+		// A name that does not fit the media kind counts as that kind's
+		// default: an audio m-line cannot be a camera.
+		switch m.MediaName.Media {
+		case "audio":
+			if src != sfu.SourceScreenAudio {
+				src = sfu.SourceMicrophone
+			}
+		case "video":
+			if src != sfu.SourceScreen {
+				src = sfu.SourceCamera
+			}
+		default:
+			continue
+		}
+		out = append(out, src)
+	}
+	return out
+}
+
 // matchOffer checks that an answer has exactly the media sections of the
 // offer it answers, in the same order (RFC 3264 section 6); offerMids are
 // the mids of that offer. The engine would otherwise accept a mismatched

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web/access"
 )
 
 // session is one signaling WebSocket connection and (after "join") its
@@ -46,11 +47,13 @@ type session struct {
 	version atomic.Int32
 
 	out     chan []byte   // bounded outbox, drained by writeLoop
+	endOnce sync.Once     // ended
 	closing chan struct{} // closed by the first requestClose
 	wg      sync.WaitGroup
 
 	// Reader-goroutine state (no lock needed).
 	participant *sfu.Participant // nil until joined
+	grants      access.Grants    // what the participant may do (set by join)
 	replyV      int              // version of the replies to the message being handled (see receive)
 	limiter     *rateLimiter     // nil when rate limiting is disabled
 	limitedOnce bool             // the first rate-limited message was logged
@@ -217,6 +220,9 @@ func (s *session) handle(data []byte) error {
 		if err := checkSDP(msg.Type, msg.SDP.Type, msg.SDP.SDP); err != nil {
 			return err
 		}
+		if err := s.mayPublish(msg); err != nil {
+			return err
+		}
 		if msg.Sources != nil {
 			if err := p.SetSources(msg.Sources); err != nil {
 				return fmt.Errorf("publish: %w", err)
@@ -261,6 +267,9 @@ func (s *session) handle(data []byte) error {
 			return fmt.Errorf("media state: %w", err)
 		}
 	case typeChat:
+		if !s.grants.Chat {
+			return protoErrorf(access.ErrForbidden, "chat: your access token does not allow chat")
+		}
 		// Delivered back to the sender like to everyone (EventChat).
 		if _, err := p.SendChat(msg.Text); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
 			return chatError(err)
@@ -294,6 +303,13 @@ func (s *session) join(msg inbound) error {
 		return protoErrorf(errAlreadyJoined, "already joined as participant %s", s.participant.ID())
 	}
 	s.version.Store(int32(v))
+	claims, err := s.authorize(msg.Token)
+	if err != nil {
+		return err
+	}
+	if claims.Name != "" {
+		rawName = claims.Name // the token's name wins over the typed one
+	}
 	name, err := normalizeDisplayName(rawName)
 	if err != nil {
 		return protoErrorf(errInvalidName, "invalid name: %v (1-64 characters, no control characters)", err)
@@ -306,11 +322,15 @@ func (s *session) join(msg inbound) error {
 	if moved, err := s.place(placed, avoid); moved || err != nil {
 		return err
 	}
-	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{Name: name, Events: s, State: msg.State})
+	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{
+		Name: name, Events: s, State: msg.State,
+		Identity: claims.Identity(), Hidden: claims.Grants.Hidden, NoSubscribe: !claims.Grants.Subscribe,
+	})
 	if err != nil {
 		return joinError(s.room, s.srv.nodeID, err)
 	}
 	s.participant = p
+	s.grants = claims.Grants
 	s.log.Store(s.logger().With("participant", p.ID()))
 	s.logger().Info("signaling: joined", "name", name)
 
@@ -325,6 +345,8 @@ func (s *session) join(msg inbound) error {
 		Producers:     toWireProducers(producers, v),
 		Nodes:         s.srv.peers(s.ctx, s.selfURL),
 		Chat:          joinedChat(p, v),
+		Identity:      joinedIdentity(claims, v),
+		Grants:        toWireGrants(claims.Grants, v),
 	})
 	if err != nil {
 		// Cannot happen with these types; fail the session rather than lie.
@@ -342,6 +364,63 @@ func (s *session) join(msg inbound) error {
 	return nil
 }
 
+// authorize checks a join's access token (Config.Auth token) and returns
+// its claims, with a hidden participant's publish grant dropped (its
+// media would show it). Without token auth everyone may publish,
+// subscribe and chat (not administer) and has no identity.
+func (s *session) authorize(token string) (access.Claims, error) {
+	if s.srv.cfg.Auth != AuthToken {
+		return access.Claims{Grants: access.Grants{Publish: true, Subscribe: true, Chat: true}}, nil
+	}
+	c, err := access.Verify(s.srv.cfg.Keys, token, s.room, s.srv.cfg.now())
+	if err != nil {
+		s.logger().Info("signaling: join refused", "err", err)
+		return access.Claims{}, accessError(err)
+	}
+	if c.Grants.Hidden {
+		c.Grants.Publish = false
+	}
+	s.log.Store(s.logger().With("identity", c.Identity()))
+	return c, nil
+}
+
+// mayPublish checks a publish offer against the grants: every m-line it
+// sends on needs a source the token allows.
+func (s *session) mayPublish(msg inbound) error {
+	if !s.grants.Publish {
+		return protoErrorf(access.ErrForbidden, "publish: your access token does not allow publishing")
+	}
+	for _, src := range sendingSources(msg.SDP.SDP, msg.Sources) {
+		if !s.grants.MayPublish(src) {
+			return protoErrorf(access.ErrForbidden, "publish: your access token does not allow publishing %s (allowed: %v)", src, s.grants.Sources)
+		}
+	}
+	return nil
+}
+
+// joinedIdentity is the identity for "joined": version 4 only.
+func joinedIdentity(c access.Claims, v int) string {
+	if v < protocolV4 {
+		return ""
+	}
+	return c.Identity()
+}
+
+// toWireGrants describes grants for "joined": version 4 only.
+func toWireGrants(g access.Grants, v int) *wireGrants {
+	if v < protocolV4 {
+		return nil
+	}
+	w := &wireGrants{Publish: g.Publish, Subscribe: g.Subscribe, Chat: g.Chat, Hidden: g.Hidden, Admin: g.Admin, Sources: g.Sources}
+	if w.Sources == nil {
+		w.Sources = []string{}
+		if g.Publish {
+			w.Sources = access.AllSources()
+		}
+	}
+	return w
+}
+
 // joinedChat is the room's chat history for "joined": version 3 only.
 func joinedChat(p *sfu.Participant, v int) []wireChat {
 	if v < protocolV3 {
@@ -356,7 +435,7 @@ func (s *session) watch(p *sfu.Participant) {
 	defer s.wg.Done()
 	select {
 	case <-p.Done():
-		s.requestClose(websocket.StatusGoingAway, reasonParticipantEnd, true)
+		s.ended(p.Err())
 	case <-s.closing:
 	}
 	p.Close()
@@ -372,7 +451,7 @@ func (s *session) HandleEvent(ev sfu.Event) {
 		// Done is already closed, so watch ends the session too; whichever
 		// is first, the close code and reason are the same.
 		s.logger().Info("signaling: participant closed by the engine", "err", ev.Err)
-		s.requestClose(websocket.StatusGoingAway, reasonParticipantEnd, true)
+		s.ended(ev.Err)
 		return
 	case sfu.EventConnectionState:
 		s.logger().Debug("signaling: peer connection state", "target", ev.Target, "state", ev.State)
@@ -397,6 +476,33 @@ func (s *session) HandleEvent(ev sfu.Event) {
 	b, err := json.Marshal(msg)
 	if err != nil {
 		s.logger().Error("signaling: encode event", "type", ev.Type, "err", err)
+		return
+	}
+	s.sendEvent(b)
+}
+
+// ended closes the session after the engine ended its participant
+// (watch or EventClosed, whichever comes first; once). When it was ended
+// on purpose (e.g. replaced by a new session of its identity) the client
+// is told why before the close.
+func (s *session) ended(reason error) {
+	s.endOnce.Do(func() {
+		if code := wireCode(reason); reason != nil && code != codeInternal {
+			s.sendEndError(code, reason)
+		}
+		s.requestClose(websocket.StatusGoingAway, reasonParticipantEnd, true)
+	})
+}
+
+// sendEndError queues the "error" that tells the client why the engine
+// ended its participant.
+func (s *session) sendEndError(code string, err error) {
+	msg := newOutbound(s.protocol(), typeError)
+	msg.Code = code
+	msg.Message = endText(code, err)
+	b, mErr := json.Marshal(msg)
+	if mErr != nil {
+		s.logger().Error("signaling: encode message", "type", msg.Type, "err", mErr)
 		return
 	}
 	s.sendEvent(b)
