@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,6 +33,10 @@ const (
 	// MaxProtocolVersion is the newest signaling protocol version
 	// (--max-protocol).
 	MaxProtocolVersion = web.LatestProtocol
+
+	// AuthOpen and AuthToken are the values of --auth.
+	AuthOpen  = web.AuthOpen
+	AuthToken = web.AuthToken
 
 	// MinSecretLen is the minimum length of --cluster-secret, matching what
 	// package cluster requires of its HMAC key.
@@ -103,6 +108,15 @@ type Config struct {
 	// Prometheus metrics at /metrics (--metrics-addr). Empty (the default)
 	// serves none. Bind it to loopback or a private network.
 	MetricsAddr string
+
+	// Auth is AuthOpen (default: anyone may join any room) or AuthToken
+	// (joins need an access token signed with a key of APIKeysFile;
+	// docs/security.md).
+	Auth string
+	// APIKeysFile is the file of API keys that sign access tokens, one
+	// "KEY_ID SECRET" pair per line (--api-keys-file); required with
+	// AuthToken.
+	APIKeysFile string
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -137,6 +151,9 @@ func (c *Config) SetDefaults() {
 	if c.AudioRED == "" {
 		c.AudioRED = "on"
 	}
+	if c.Auth == "" {
+		c.Auth = AuthOpen
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
@@ -155,6 +172,7 @@ func DefaultConfig() Config {
 		Placement:       PlacementOn,
 		AudioRED:        "on",
 		DrainTimeout:    DefaultDrainTimeout,
+		Auth:            AuthOpen,
 	}
 }
 
@@ -200,6 +218,18 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout <= 0 {
 		return flagError("drain-timeout", c.DrainTimeout.String(), errDuration)
+	}
+	switch c.Auth {
+	case AuthOpen:
+	case AuthToken:
+		if c.APIKeysFile == "" {
+			return errors.New("flag --auth token needs --api-keys-file (one \"KEY_ID SECRET\" pair per line)")
+		}
+		if c.MaxProtocol != 0 && c.MaxProtocol < web.TokenProtocol {
+			return fmt.Errorf("flag --auth token needs --max-protocol %d or newer (access tokens came with version %d)", web.TokenProtocol, web.TokenProtocol)
+		}
+	default:
+		return flagError("auth", c.Auth, errAuth)
 	}
 	if c.PprofAddr != "" {
 		if _, _, err := splitHostPort(c.PprofAddr); err != nil {

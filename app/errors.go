@@ -20,6 +20,7 @@ var (
 	errOrigin      = errors.New("must be a non-empty host without spaces")
 	errURL         = errors.New("must be an absolute http:// or https:// URL")
 	errDuration    = errors.New("must be a positive duration such as 30s or 2m")
+	errAuth        = errors.New("must be open or token")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

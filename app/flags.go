@@ -162,6 +162,17 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.PprofAddr = v; return nil },
 		},
 		{
+			name: "auth", arg: "open|token",
+			usage: "open: anyone may join any room; token: joining needs an access token (see `confab token`) and /api/cluster an admin token",
+			def:   func(Config) string { return AuthOpen },
+			apply: func(c *Config, v string) error { c.Auth = strings.ToLower(v); return nil },
+		},
+		{
+			name: "api-keys-file", arg: "path",
+			usage: "file of API keys that sign access tokens: one \"KEY_ID SECRET\" pair per line (secrets of 32+ bytes); required with --auth token",
+			apply: func(c *Config, v string) error { c.APIKeysFile = v; return nil },
+		},
+		{
 			name: "metrics-addr", arg: "host:port",
 			usage: "serve Prometheus metrics (/metrics) on this separate address, e.g. 127.0.0.1:9464; off when empty",
 			apply: func(c *Config, v string) error { c.MetricsAddr = v; return nil },

@@ -67,6 +67,8 @@ func TestParseConfig(t *testing.T) {
 				"CONFAB_MAX_PROTOCOL":              "2",
 				"CONFAB_ALLOWED_ORIGIN":            "a.example,b.example:8443",
 				"CONFAB_DRAIN_TIMEOUT":             "1m30s",
+				"CONFAB_AUTH":                      "OPEN",
+				"CONFAB_API_KEYS_FILE":             "/k",
 			},
 			want: Config{
 				HTTPAddr:               "0.0.0.0:8081",
@@ -86,6 +88,8 @@ func TestParseConfig(t *testing.T) {
 				MaxProtocol:            2,
 				AllowedOrigins:         []string{"a.example", "b.example:8443"},
 				DrainTimeout:           90 * time.Second,
+				Auth:                   AuthOpen,
+				APIKeysFile:            "/k",
 			},
 		},
 		{
@@ -150,6 +154,11 @@ func TestParseConfig(t *testing.T) {
 			want: base(func(c *Config) { c.MetricsAddr = "127.0.0.1:9464" }),
 		},
 		{
+			name: "token auth",
+			args: []string{"--node-id", "n1", "--auth", "TOKEN", "--api-keys-file", "/etc/confab/keys"},
+			want: base(func(c *Config) { c.Auth = AuthToken; c.APIKeysFile = "/etc/confab/keys" }),
+		},
+		{
 			name: "ephemeral udp port",
 			args: []string{"--node-id", "n1", "--udp-port", "0"},
 			want: base(func(c *Config) { c.UDPPort = 0 }),
@@ -197,7 +206,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max participants zero", []string{"--max-participants", "0"}, nil, `invalid value "0" for flag --max-participants: `},
 		{"max participants per node negative", []string{"--max-participants-per-node=-1"}, nil, `invalid value "-1" for flag --max-participants-per-node: must be a non-negative integer`},
 		{"placement", []string{"--placement", "maybe"}, nil, `invalid value "maybe" for flag --placement: must be on or off`},
-		{"max protocol too new", []string{"--max-protocol", "4"}, nil, `invalid value "4" for flag --max-protocol: must be 1 to 3`},
+		{"max protocol too new", []string{"--max-protocol", "9"}, nil, `invalid value "9" for flag --max-protocol: must be 1 to`},
+		{"auth mode", []string{"--auth", "password"}, nil, `invalid value "password" for flag --auth: must be open or token`},
+		{"token auth without keys", []string{"--auth", "token"}, nil, `flag --auth token needs --api-keys-file`},
+		{"token auth on an old protocol", []string{"--auth", "token", "--api-keys-file", "k", "--max-protocol", "3"}, nil, `flag --auth token needs --max-protocol 4 or newer`},
 		{"max protocol zero", []string{"--max-protocol", "0"}, nil, `invalid value "0" for flag --max-protocol: `},
 		{"max rooms negative", []string{"--max-rooms=-1"}, nil, `invalid value "-1" for flag --max-rooms: `},
 		{"max rooms from env", nil, map[string]string{"CONFAB_MAX_ROOMS": "many"}, `for flag --max-rooms (from $CONFAB_MAX_ROOMS)`},

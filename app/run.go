@@ -19,6 +19,7 @@ import (
 	"github.com/confab/confab/cluster"
 	"github.com/confab/confab/sfu"
 	"github.com/confab/confab/web"
+	"github.com/confab/confab/web/access"
 )
 
 // ShutdownTimeout bounds how long Run waits for in-flight HTTP requests when
@@ -115,10 +116,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		observeJoin = m.observeJoin
 	}
 
+	var keys access.KeySet
+	if cfg.Auth == AuthToken {
+		if keys, err = LoadAPIKeys(cfg.APIKeysFile); err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+	}
 	srv, err := web.New(web.Config{
 		NodeID:         cfg.NodeID,
 		AllowedOrigins: cfg.AllowedOrigins,
 		MaxProtocol:    cfg.MaxProtocol,
+		Auth:           cfg.Auth,
+		Keys:           keys,
 		Logger:         log.With("component", "web"),
 	}, web.Deps{
 		Engine:  engine,

@@ -27,6 +27,10 @@ const (
 // LatestProtocol is the newest signaling protocol version (Config.MaxProtocol).
 const LatestProtocol = protocolLatest
 
+// TokenProtocol is the first protocol version whose join carries an access
+// token (Config.Auth token needs MaxProtocol at least this).
+const TokenProtocol = protocolV4
+
 // Message types, both directions (see docs/protocol.md).
 const (
 	// client -> server

@@ -1,5 +1,8 @@
 // Command confab runs one node of the confab video-conferencing server.
 //
+// `confab token ...` instead signs an access token for a node started with
+// --auth token (`confab token --help`).
+//
 // Every flag --foo-bar can also be set through the environment variable
 // CONFAB_FOO_BAR; run `confab --help` for the list. On SIGINT or SIGTERM the
 // node drains (tells its clients to move to other nodes, waits up to
@@ -17,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/confab/confab/app"
 )
@@ -27,6 +31,9 @@ func main() {
 
 // run is main without os.Exit, so deferred calls run before exiting.
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		return app.TokenCommand(os.Args[2:], os.Stdout, os.Stderr, time.Now())
+	}
 	cfg, err := app.ParseConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		app.Usage(os.Stdout)
