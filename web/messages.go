@@ -381,7 +381,7 @@ type joinedMessage struct {
 	Participants  []wireParticipant `json:"participants"`
 	Producers     []wireProducer    `json:"producers"`
 	Nodes         []Peer            `json:"nodes"`
-	Chat          []wireChat        `json:"chat,omitempty"` // version 3: the room's last messages
+	Chat          []wireChat        `json:"chat,omitempty"`     // version 3: the room's last messages
 	Identity      string            `json:"identity,omitempty"` // version 4, with a token
 	Grants        *wireGrants       `json:"grants,omitempty"`   // version 4: what the participant may do
 }
