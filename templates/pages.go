@@ -32,6 +32,9 @@ type RoomPage struct {
 	Name string
 	// NameError explains why a given ?name was rejected ("" when none).
 	NameError string
+	// Token is the access token of the link (token auth), kept by the
+	// name form.
+	Token string
 }
 
 // ErrorPage is the view model of an error page.

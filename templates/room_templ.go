@@ -170,7 +170,30 @@ func namePrompt(p RoomPage) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" id=\"prejoin-form\"><label><span>Your name</span> <input name=\"name\" data-testid=\"name-input\" required maxlength=\"64\" autocomplete=\"nickname\" autofocus placeholder=\"Alice\"></label> <input type=\"hidden\" name=\"camera\" value=\"off\" disabled> <input type=\"hidden\" name=\"mic\" value=\"off\" disabled> <button class=\"btn primary\" type=\"submit\" data-testid=\"join-button\">Join</button></form></section></main>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" id=\"prejoin-form\"><label><span>Your name</span> <input name=\"name\" data-testid=\"name-input\" required maxlength=\"64\" autocomplete=\"nickname\" autofocus placeholder=\"Alice\"></label> ")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		if p.Token != "" {
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<input type=\"hidden\" name=\"token\" value=\"")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			var templ_7745c5c3_Var9 string
+			templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinStringErrs(p.Token)
+			if templ_7745c5c3_Err != nil {
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 54, Col: 54}
+			}
+			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 9, "\"> ")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "<input type=\"hidden\" name=\"camera\" value=\"off\" disabled> <input type=\"hidden\" name=\"mic\" value=\"off\" disabled> <button class=\"btn primary\" type=\"submit\" data-testid=\"join-button\">Join</button></form></section></main>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -194,116 +217,116 @@ func call(p RoomPage) templ.Component {
 			}()
 		}
 		ctx = templ.InitializeContext(ctx)
-		templ_7745c5c3_Var9 := templ.GetChildren(ctx)
-		if templ_7745c5c3_Var9 == nil {
-			templ_7745c5c3_Var9 = templ.NopComponent
+		templ_7745c5c3_Var10 := templ.GetChildren(ctx)
+		if templ_7745c5c3_Var10 == nil {
+			templ_7745c5c3_Var10 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<main class=\"room\" id=\"room\" data-room=\"")
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		var templ_7745c5c3_Var10 string
-		templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
-		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 65, Col: 20}
-		}
-		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 9, "\" data-node-id=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<main class=\"room\" id=\"room\" data-room=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var11 string
-		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
+		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 66, Col: 25}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 68, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "\" data-name=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "\" data-node-id=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var12 string
-		templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
+		templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 67, Col: 20}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 69, Col: 25}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "\" data-state=\"connecting\"><div class=\"room-bar\"><div class=\"room-info\"><h1 class=\"room-name\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "\" data-name=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var13 string
-		templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
+		templ_7745c5c3_Var13, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 72, Col: 34}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 70, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var13))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "</h1><span class=\"state\" data-testid=\"connection-state\" data-state=\"connecting\" role=\"status\" aria-live=\"polite\">connecting</span> <span class=\"node\">node <code data-testid=\"node-id\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\" data-state=\"connecting\"><div class=\"room-bar\"><div class=\"room-info\"><h1 class=\"room-name\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var14 string
-		templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
+		templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(p.Room)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 74, Col: 66}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 75, Col: 34}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "</code></span></div><button class=\"count\" type=\"button\" data-testid=\"participant-count-button\" aria-label=\"Show participants\"><span data-testid=\"participant-count\">1</span> in the room</button></div><p class=\"banner\" role=\"alert\" data-testid=\"error\" hidden></p><p class=\"banner info\" data-testid=\"notice\" hidden></p><p class=\"banner info rejoin\" data-testid=\"rejoin\" hidden>You left the room. <a href=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "</h1><span class=\"state\" data-testid=\"connection-state\" data-state=\"connecting\" role=\"status\" aria-live=\"polite\">connecting</span> <span class=\"node\">node <code data-testid=\"node-id\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		var templ_7745c5c3_Var15 templ.SafeURL
-		templ_7745c5c3_Var15, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(roomURL(p.Room)))
+		var templ_7745c5c3_Var15 string
+		templ_7745c5c3_Var15, templ_7745c5c3_Err = templ.JoinStringErrs(p.NodeID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 83, Col: 62}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 77, Col: 66}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var15))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "\">Join again</a></p><div class=\"stage\"><section class=\"grid\" id=\"grid\" data-testid=\"grid\" data-count=\"1\" data-layout=\"grid\" aria-label=\"Participants' video\"><figure class=\"tile local\" data-testid=\"local-tile\" data-audio-muted=\"false\" data-video-muted=\"false\" data-speaking=\"false\" data-pinned=\"false\"><video data-testid=\"local-video\" autoplay muted playsinline></video><div class=\"avatar\" aria-hidden=\"true\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</code></span></div><button class=\"count\" type=\"button\" data-testid=\"participant-count-button\" aria-label=\"Show participants\"><span data-testid=\"participant-count\">1</span> in the room</button></div><p class=\"banner\" role=\"alert\" data-testid=\"error\" hidden></p><p class=\"banner info\" data-testid=\"notice\" hidden></p><p class=\"banner info rejoin\" data-testid=\"rejoin\" hidden>You left the room. <a href=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		var templ_7745c5c3_Var16 string
-		templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(initial(p.Name))
+		var templ_7745c5c3_Var16 templ.SafeURL
+		templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinURLErrs(templ.SafeURL(roomURL(p.Room)))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 89, Col: 61}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 86, Col: 62}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var16))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "</div><figcaption class=\"label\"><span class=\"mic-off\" aria-label=\"microphone off\" hidden></span><span class=\"label-name\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "\">Join again</a></p><div class=\"stage\"><section class=\"grid\" id=\"grid\" data-testid=\"grid\" data-count=\"1\" data-layout=\"grid\" aria-label=\"Participants' video\"><figure class=\"tile local\" data-testid=\"local-tile\" data-audio-muted=\"false\" data-video-muted=\"false\" data-speaking=\"false\" data-pinned=\"false\"><video data-testid=\"local-video\" autoplay muted playsinline></video><div class=\"avatar\" aria-hidden=\"true\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var17 string
-		templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
+		templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(initial(p.Name))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 90, Col: 128}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 92, Col: 61}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var17))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</span> <span class=\"badge\">you</span></figcaption></figure></section><aside class=\"panel\" data-testid=\"participants-panel\" aria-label=\"Participants\" hidden><h2>People</h2><ul class=\"people\" data-testid=\"participant-list\"></ul></aside><aside class=\"panel chat\" data-testid=\"chat-panel\" aria-label=\"Chat\" hidden><h2>Chat</h2><ol class=\"chat-log\" data-testid=\"chat-log\" aria-live=\"polite\"></ol><p class=\"chat-error\" role=\"alert\" data-testid=\"chat-error\" hidden></p><form class=\"chat-form\" data-testid=\"chat-form\"><textarea data-testid=\"chat-input\" rows=\"2\" aria-label=\"Message\" placeholder=\"Message everyone\"></textarea> <button class=\"btn primary\" type=\"submit\" data-testid=\"chat-send\">Send</button></form></aside></div><nav class=\"controls\" aria-label=\"Call controls\"><button class=\"ctl\" type=\"button\" data-testid=\"toggle-audio\" aria-pressed=\"false\" aria-label=\"Mute microphone\" disabled><span class=\"icon icon-mic\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Mute</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-video\" aria-pressed=\"false\" aria-label=\"Turn camera off\" disabled><span class=\"icon icon-cam\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Stop video</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"share-screen\" aria-pressed=\"false\" aria-label=\"Share screen\" disabled><span class=\"icon icon-screen\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Share</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"open-settings\" aria-label=\"Settings: camera and microphone\"><span class=\"icon icon-gear\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Devices</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-participants\" aria-pressed=\"false\" aria-label=\"Participants\"><span class=\"icon icon-people\" aria-hidden=\"true\"></span><span class=\"ctl-label\">People</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-chat\" aria-pressed=\"false\" aria-label=\"Chat\"><span class=\"icon icon-chat\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Chat</span> <span class=\"unread\" data-testid=\"unread-badge\" aria-label=\"unread messages\" hidden>0</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"invite\" aria-label=\"Copy the room link\"><span class=\"icon icon-link\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Invite</span></button> <button class=\"ctl danger\" type=\"button\" data-testid=\"leave\" aria-label=\"Leave the room\"><span class=\"icon icon-leave\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Leave</span></button></nav><dialog class=\"settings\" data-testid=\"settings-dialog\" aria-label=\"Devices\"><form method=\"dialog\" class=\"form\"><h2>Devices</h2><label><span>Camera</span> <select data-testid=\"camera-select\"></select></label> <label><span>Microphone</span> <select data-testid=\"mic-select\"></select></label><p class=\"form-error\" data-testid=\"settings-error\" hidden></p><button class=\"btn primary\" type=\"submit\" data-testid=\"settings-close\">Done</button></form></dialog></main>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "</div><figcaption class=\"label\"><span class=\"mic-off\" aria-label=\"microphone off\" hidden></span><span class=\"label-name\">")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		var templ_7745c5c3_Var18 string
+		templ_7745c5c3_Var18, templ_7745c5c3_Err = templ.JoinStringErrs(p.Name)
+		if templ_7745c5c3_Err != nil {
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `room.templ`, Line: 93, Col: 128}
+		}
+		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var18))
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "</span> <span class=\"badge\">you</span></figcaption></figure></section><aside class=\"panel\" data-testid=\"participants-panel\" aria-label=\"Participants\" hidden><h2>People</h2><ul class=\"people\" data-testid=\"participant-list\"></ul></aside><aside class=\"panel chat\" data-testid=\"chat-panel\" aria-label=\"Chat\" hidden><h2>Chat</h2><ol class=\"chat-log\" data-testid=\"chat-log\" aria-live=\"polite\"></ol><p class=\"chat-error\" role=\"alert\" data-testid=\"chat-error\" hidden></p><form class=\"chat-form\" data-testid=\"chat-form\"><textarea data-testid=\"chat-input\" rows=\"2\" aria-label=\"Message\" placeholder=\"Message everyone\"></textarea> <button class=\"btn primary\" type=\"submit\" data-testid=\"chat-send\">Send</button></form></aside></div><nav class=\"controls\" aria-label=\"Call controls\"><button class=\"ctl\" type=\"button\" data-testid=\"toggle-audio\" aria-pressed=\"false\" aria-label=\"Mute microphone\" disabled><span class=\"icon icon-mic\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Mute</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-video\" aria-pressed=\"false\" aria-label=\"Turn camera off\" disabled><span class=\"icon icon-cam\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Stop video</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"share-screen\" aria-pressed=\"false\" aria-label=\"Share screen\" disabled><span class=\"icon icon-screen\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Share</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"open-settings\" aria-label=\"Settings: camera and microphone\"><span class=\"icon icon-gear\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Devices</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-participants\" aria-pressed=\"false\" aria-label=\"Participants\"><span class=\"icon icon-people\" aria-hidden=\"true\"></span><span class=\"ctl-label\">People</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"toggle-chat\" aria-pressed=\"false\" aria-label=\"Chat\"><span class=\"icon icon-chat\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Chat</span> <span class=\"unread\" data-testid=\"unread-badge\" aria-label=\"unread messages\" hidden>0</span></button> <button class=\"ctl\" type=\"button\" data-testid=\"invite\" aria-label=\"Copy the room link\"><span class=\"icon icon-link\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Invite</span></button> <button class=\"ctl danger\" type=\"button\" data-testid=\"leave\" aria-label=\"Leave the room\"><span class=\"icon icon-leave\" aria-hidden=\"true\"></span><span class=\"ctl-label\">Leave</span></button></nav><dialog class=\"settings\" data-testid=\"settings-dialog\" aria-label=\"Devices\"><form method=\"dialog\" class=\"form\"><h2>Devices</h2><label><span>Camera</span> <select data-testid=\"camera-select\"></select></label> <label><span>Microphone</span> <select data-testid=\"mic-select\"></select></label><p class=\"form-error\" data-testid=\"settings-error\" hidden></p><button class=\"btn primary\" type=\"submit\" data-testid=\"settings-close\">Done</button></form></dialog></main>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

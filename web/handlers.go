@@ -68,6 +68,7 @@ func (s *Server) handleRoom(c echo.Context) error {
 			status := accessStatus(err)
 			return render(c, status, templates.Error(templates.ErrorPage{Status: status, Message: accessText(err)}))
 		}
+		page.Token = c.QueryParam("token") // kept by the name form
 		if name, err := normalizeDisplayName(claims.Name); err == nil {
 			page.Name = name
 			return render(c, http.StatusOK, templates.Room(page))

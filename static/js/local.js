@@ -27,6 +27,31 @@ export class LocalMedia {
     this.onChange = onChange;
     this.onScreen = () => {}; // (track|null) when sharing starts or stops
     this.busy = Promise.resolve(); // toggles run one at a time
+    // What the access token lets us publish (version 4 "grants").
+    this.allowed = { microphone: true, camera: true, screen: true };
+  }
+
+  /**
+   * allow applies the sources the access token allows: a source it does
+   * not allow is turned off (devices released) and its button disabled.
+   */
+  allow({ microphone, camera, screen }) {
+    this.allowed = { microphone, camera, screen };
+    if (!microphone) {
+      this.audioMuted = true;
+      if (this.audio) {
+        this.audio.stop();
+        this.audio = null;
+      }
+    }
+    if (!camera) {
+      this.videoMuted = true;
+      if (this.video) {
+        this.video.stop();
+        this.video = null;
+      }
+    }
+    this.onChange(this.state());
   }
 
   /** state is what the controls and the server are told. */
@@ -36,9 +61,9 @@ export class LocalMedia {
       audioMuted: this.audioMuted,
       videoMuted: this.videoMuted,
       sharing: this.screen !== null,
-      canAudio: media,
-      canVideo: media,
-      canShare: !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) && this.publisher !== null,
+      canAudio: media && this.allowed.microphone,
+      canVideo: media && this.allowed.camera,
+      canShare: !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) && this.publisher !== null && this.allowed.screen,
     };
   }
 
@@ -92,7 +117,7 @@ export class LocalMedia {
     this.publisher = publisher;
     this.simulcast = simulcast;
     this.onChange(this.state());
-    await publisher.start({ ...this.sending(), simulcast, sources });
+    await publisher.start({ ...this.sending(), simulcast, sources, allowed: this.allowed });
     if (this.screen && this.publisher === publisher) {
       await publisher.startScreen(this.screen, { simulcast });
     }

@@ -154,12 +154,21 @@ export class Publisher extends Peer {
    * simulcastEncodings (when the capture is large enough for two layers and
    * the browser takes them), otherwise, and always for audio, with one
    * encoding. sources: name the m-lines' sources in "publish" (version 3).
+   * allowed ({microphone, camera}): what the access token lets us send;
+   * the m-line of a source it does not allow is inactive.
    */
-  async start({ audio = null, video = null, simulcast = false, sources = false } = {}) {
+  async start({ audio = null, video = null, simulcast = false, sources = false, allowed = null } = {}) {
     this.withSources = sources;
     this.audio = this.pc.addTransceiver(audio || 'audio', { direction: 'sendonly', streams: [this.stream] });
     const height = video ? video.getSettings().height : 720;
     this.video = this.#addVideo(video, simulcast ? simulcastEncodings(height) : null);
+    // A source the access token does not allow is not offered for sending.
+    if (allowed && !allowed.microphone) {
+      this.audio.direction = 'inactive';
+    }
+    if (allowed && !allowed.camera) {
+      this.video.direction = 'inactive';
+    }
     await this.negotiate();
   }
 

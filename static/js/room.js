@@ -56,7 +56,14 @@ import { RoomView } from './ui.js';
 import { offSetting, pickByLoad, simulcastSetting, validNodeURL } from './nodes.js';
 
 // Errors after which retrying cannot help.
-const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version']);
+const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version',
+  'token-required', 'token-invalid', 'token-expired', 'token-wrong-room']);
+
+// Errors that end a joined session for good (no rejoin).
+const ENDING_ERRORS = new Set(['replaced']);
+
+// Grants of a session without a token (version 3 and older, open nodes).
+const ALL_GRANTS = { publish: true, sources: ['camera', 'microphone', 'screen'], subscribe: true, chat: true, hidden: false, admin: false };
 // Limits of one node: fatal for the very first join (nothing else is known
 // yet), otherwise the next node is tried.
 const NODE_LIMIT_ERRORS = new Set(['room-full', 'too-many-rooms', 'node-full']);
@@ -82,6 +89,8 @@ class RoomApp {
     this.view = new RoomView(root);
     this.room = root.dataset.room;
     this.name = root.dataset.name;
+    /** access token of the room link (token auth), sent with every join */
+    this.token = new URLSearchParams(window.location.search).get('token') || '';
     this.nodeId = root.dataset.nodeId;
     this.local = new LocalMedia({
       audioOff: offSetting('mic'),
@@ -305,6 +314,9 @@ class RoomApp {
     }
     const st = this.local.state();
     const join = { name: this.name, audioMuted: st.audioMuted, videoMuted: st.videoMuted };
+    if (this.token) {
+      join.token = this.token; // version 4; older nodes ignore it
+    }
     if (placed) {
       join.placed = placed.id;
     }
@@ -462,7 +474,9 @@ class RoomApp {
     if (!v3) {
       this.view.showNotice(`Node ${this.nodeId} runs an older confab (protocol version ${sig.version}): chat, mute indicators and screen share are not available.`);
     }
-    this.chat.setEnabled(v3, 'Chat is not available on this node');
+    this.grants = msg.grants || ALL_GRANTS;
+    const g = this.grants;
+    this.chat.setEnabled(v3 && g.chat, g.chat ? 'Chat is not available on this node' : 'Your access does not include chat');
     for (const m of msg.chat || []) {
       this.chat.add(m, false);
     }
@@ -476,6 +490,12 @@ class RoomApp {
     this.tileReport.connect(v2 ? (settings) => sig.send('video-settings', { settings }) : null);
     this.#ensureSubscriber();
     const send = (type, fields) => sig.send(type, fields);
+    const can = (s) => g.publish && (g.sources || []).includes(s);
+    this.local.allow({ microphone: can('microphone'), camera: can('camera'), screen: can('screen') });
+    if (!g.publish) {
+      this.#updateState();
+      return; // a viewer: nothing to send
+    }
     this.publisher = new Publisher(send, () => this.#updateState());
     this.debug.pcs.publisher = this.publisher.pc;
     this.local.publish(this.publisher, { simulcast: this.simulcast && v2, sources: v3 }).catch((err) => {
@@ -608,6 +628,20 @@ class RoomApp {
 
   #onError(sig, msg) {
     console.warn(`signaling error ${msg.code}: ${msg.message}`);
+    if (ENDING_ERRORS.has(msg.code)) {
+      this.fatal = true;
+      this.#clearTimers();
+      this.view.showError(msg.message || msg.code);
+      this.signaling = null;
+      sig.close(1000, 'ended');
+      this.#teardownSession();
+      this.#setState('disconnected');
+      return;
+    }
+    if (this.joined && msg.code === 'forbidden') {
+      this.view.showError(msg.message || msg.code);
+      return;
+    }
     if (this.joined && msg.code && msg.code.startsWith('chat-')) {
       this.chat.showError(msg.message || msg.code);
       return;
