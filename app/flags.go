@@ -135,7 +135,7 @@ func flagSpecs() []*flagSpec {
 		},
 		{
 			name: "max-protocol", arg: "n",
-			usage: "newest signaling protocol version this node accepts (1-3); during a rolling upgrade, keep upgraded nodes on the version the old ones speak",
+			usage: "newest signaling protocol version this node accepts (1-4); during a rolling upgrade, keep upgraded nodes on the version the old ones speak",
 			def:   func(Config) string { return strconv.Itoa(MaxProtocolVersion) },
 			apply: func(c *Config, v string) (err error) { c.MaxProtocol, err = parsePositive(v); return err },
 		},
