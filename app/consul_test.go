@@ -247,6 +247,22 @@ func TestRunConsulACL(t *testing.T) {
 		}
 	})
 
+	t.Run("token revoked while running", func(t *testing.T) {
+		revoked := agent.CreateToken(t, "confab-revoked", string(policy))
+		n := startNode(t, parse(t, clusterArgs(t, "acl-revoked", agent.Addr), map[string]string{EnvConsulToken: revoked}))
+		waitCond(t, "/readyz ready", func() bool {
+			status, body := n.get("/readyz")
+			return status == http.StatusOK && strings.Contains(body, `"ready"`)
+		})
+		agent.DeleteToken(t, revoked)
+		// The next session renewal (every TTL/2, 5s) or watch is refused.
+		var body string
+		waitCondf(t, func() bool {
+			_, body = n.get("/readyz")
+			return strings.Contains(body, `"degraded"`) && strings.Contains(body, "ACL not found")
+		}, func() string { return "/readyz degraded with Consul's reason, last " + body })
+	})
+
 	tests := []struct {
 		name  string
 		env   map[string]string

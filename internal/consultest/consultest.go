@@ -325,31 +325,55 @@ func (a *Agent) CreateToken(t testing.TB, name, rules string) string {
 	return token.SecretID
 }
 
+// DeleteToken deletes the token whose secret is secret (made by
+// CreateToken), using the management token.
+func (a *Agent) DeleteToken(t testing.TB, secret string) {
+	t.Helper()
+	var self struct{ AccessorID string }
+	a.do(t, http.MethodGet, "/v1/acl/token/self", secret, nil, &self)
+	var deleted bool
+	a.do(t, http.MethodDelete, "/v1/acl/token/"+self.AccessorID, a.ManagementToken, nil, &deleted)
+	if !deleted {
+		t.Fatalf("consultest: token %s not deleted", self.AccessorID)
+	}
+}
+
 // put sends body as JSON to path with the management token and decodes the
 // answer into out; the test fails unless the agent answers 200.
 func (a *Agent) put(t testing.TB, path string, body, out any) {
 	t.Helper()
-	b, err := json.Marshal(body)
+	a.do(t, http.MethodPut, path, a.ManagementToken, body, out)
+}
+
+// do sends a request with token and body (JSON; none if nil) to path and
+// decodes the answer into out; the test fails unless the agent answers 200.
+func (a *Agent) do(t testing.TB, method, path, token string, body, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+a.Addr+path, r)
 	if err != nil {
 		t.Fatalf("consultest: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodPut, "http://"+a.Addr+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("consultest: %v", err)
-	}
-	req.Header.Set("X-Consul-Token", a.ManagementToken)
+	req.Header.Set("X-Consul-Token", token)
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	res, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("consultest: PUT %s: %v", path, err)
+		t.Fatalf("consultest: %s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
 	answer, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK {
-		t.Fatalf("consultest: PUT %s: %d %s", path, res.StatusCode, answer)
+		t.Fatalf("consultest: %s %s: %d %s", method, path, res.StatusCode, answer)
 	}
 	if err := json.Unmarshal(answer, out); err != nil {
-		t.Fatalf("consultest: PUT %s: %v in %s", path, err, answer)
+		t.Fatalf("consultest: %s %s: %v in %s", method, path, err, answer)
 	}
 }
