@@ -64,8 +64,9 @@ type Config struct {
 	// NodeID names this node in logs, the page and the cluster (--node-id);
 	// defaults to "node-" + the sanitized short hostname.
 	NodeID string
-	// ConsulAddr is the host:port of a Consul agent's HTTP API (--consul).
-	// Empty means single-node mode without a cluster.
+	// ConsulAddr is the host:port of a Consul agent's HTTP API (--consul),
+	// optionally prefixed with http:// or https:// (TLS). Empty means
+	// single-node mode without a cluster.
 	ConsulAddr string
 	// AdvertiseAddr is the base URL other nodes use to reach this node's
 	// control channel (--advertise-addr); defaults to http://<http-addr>,
@@ -117,6 +118,21 @@ type Config struct {
 	// "KEY_ID SECRET" pair per line (--api-keys-file); required with
 	// AuthToken.
 	APIKeysFile string
+	// ConsulTokenFile names a file holding the Consul ACL token
+	// (--consul-token-file; surrounding white space is ignored). At most
+	// one of ConsulTokenFile and ConsulToken.
+	ConsulTokenFile string
+	// ConsulToken is the Consul ACL token itself, from $CONFAB_CONSUL_TOKEN
+	// only: no flag takes a token.
+	ConsulToken string
+	// ConsulCAFile names a PEM file of the CAs the Consul agent's HTTPS
+	// certificate must chain to (--consul-ca-file; default: the system's
+	// roots). Needs an https:// ConsulAddr.
+	ConsulCAFile string
+	// ConsulCertFile and ConsulKeyFile name the PEM client certificate
+	// and key the node presents to a Consul agent with verify_incoming
+	// (--consul-cert-file, --consul-key-file). Both or neither.
+	ConsulCertFile, ConsulKeyFile string
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -246,10 +262,10 @@ func (c *Config) Validate() error {
 			return flagError("allowed-origin", o, errOrigin)
 		}
 	}
+	if err := c.validateConsul(); err != nil {
+		return err
+	}
 	if c.ConsulAddr != "" {
-		if _, _, err := splitHostPort(c.ConsulAddr); err != nil {
-			return flagError("consul", c.ConsulAddr, err)
-		}
 		if err := checkAdvertise(c.AdvertiseAddr); err != nil {
 			return flagError("advertise-addr", c.AdvertiseAddr, err)
 		}

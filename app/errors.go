@@ -21,6 +21,15 @@ var (
 	errURL         = errors.New("must be an absolute http:// or https:// URL")
 	errDuration    = errors.New("must be a positive duration such as 30s or 2m")
 	errAuth        = errors.New("must be open or token")
+
+	// Consul token and TLS flags (consul.go).
+	errConsulScheme = errors.New("must be host:port, http://host:port or https://host:port")
+	errNeedsConsul  = errors.New("is only used with --consul")
+	errNeedsHTTPS   = errors.New("needs an https:// --consul address")
+	errTwoTokens    = errors.New("both give a Consul token: set only one")
+	errEmptyFile    = errors.New("the file is empty")
+	errToken        = errors.New("the token must be printable ASCII without spaces")
+	errCertKeyPair  = errors.New("flags --consul-cert-file and --consul-key-file must be given together")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

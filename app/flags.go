@@ -94,8 +94,8 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.NodeID = v; return nil },
 		},
 		{
-			name: "consul", arg: "host:port", env: []string{EnvPrefix + "CONSUL_ADDR"},
-			usage: "HTTP address of a Consul agent; enables clustering (empty = single node)",
+			name: "consul", arg: "[https://]host:port", env: []string{EnvPrefix + "CONSUL_ADDR"},
+			usage: "HTTP address of a Consul agent; https:// selects TLS; enables clustering (empty = single node)",
 			apply: func(c *Config, v string) error { c.ConsulAddr = v; return nil },
 		},
 		{
@@ -177,6 +177,26 @@ func flagSpecs() []*flagSpec {
 			usage: "serve Prometheus metrics (/metrics) on this separate address, e.g. 127.0.0.1:9464; off when empty",
 			apply: func(c *Config, v string) error { c.MetricsAddr = v; return nil },
 		},
+		{
+			name: "consul-token-file", arg: "path",
+			usage: "file holding the Consul ACL token sent with every Consul request (or set $" + EnvConsulToken + " to the token; no flag takes the token itself)",
+			apply: func(c *Config, v string) error { c.ConsulTokenFile = v; return nil },
+		},
+		{
+			name: "consul-ca-file", arg: "path",
+			usage: "PEM file of the CAs the https:// Consul agent's certificate must chain to (default: the system's roots)",
+			apply: func(c *Config, v string) error { c.ConsulCAFile = v; return nil },
+		},
+		{
+			name: "consul-cert-file", arg: "path",
+			usage: "PEM client certificate presented to an https:// Consul agent with verify_incoming (with --consul-key-file)",
+			apply: func(c *Config, v string) error { c.ConsulCertFile = v; return nil },
+		},
+		{
+			name: "consul-key-file", arg: "path",
+			usage: "PEM private key of --consul-cert-file",
+			apply: func(c *Config, v string) error { c.ConsulKeyFile = v; return nil },
+		},
 	}
 }
 
@@ -235,6 +255,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 			}
 		}
 	}
+	cfg.ConsulToken = getenv(EnvConsulToken)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err

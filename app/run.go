@@ -285,6 +285,10 @@ func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Me
 		local.SetMaxParticipants(cfg.MaxParticipantsPerNode)
 		return local, nil
 	}
+	token, consulTLS, err := cfg.consulAuth()
+	if err != nil {
+		return nil, err
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:       cfg.NodeID,
 		ConsulAddr:   cfg.ConsulAddr,
@@ -294,6 +298,8 @@ func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Me
 		Logger:       log.With("component", "cluster"),
 
 		MaxParticipants: cfg.MaxParticipantsPerNode,
+		ConsulToken:     token,
+		ConsulTLS:       consulTLS,
 	}, engine)
 	if err != nil {
 		return nil, fmt.Errorf("app: create cluster node: %w", err)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -55,8 +56,9 @@ type Config struct {
 	// be unique in the cluster (two live processes with the same id fight
 	// over the same KV records). Required.
 	NodeID string
-	// ConsulAddr is the host:port (optionally prefixed with http://) of a
-	// Consul agent's HTTP API. Required.
+	// ConsulAddr is the host:port of a Consul agent's HTTP API, optionally
+	// prefixed with http:// or https://; https:// selects TLS (see
+	// ConsulTLS). Required.
 	ConsulAddr string
 	// AdvertiseURL is the base URL other nodes use for the control channel,
 	// e.g. "http://10.0.0.5:8080"; the control routes live under
@@ -108,6 +110,15 @@ type Config struct {
 	// MaxParticipants is the number of local participants above which
 	// Place sends newcomers to other nodes (0: no limit).
 	MaxParticipants int
+
+	// ConsulToken is the Consul ACL token sent with every request (header
+	// X-Consul-Token); empty sends none (the agent's anonymous token
+	// applies). Consul's own environment variables (CONSUL_HTTP_TOKEN and
+	// the like) are never consulted.
+	ConsulToken string
+	// ConsulTLS is the TLS material for an https:// ConsulAddr; it must be
+	// empty for a plain HTTP address.
+	ConsulTLS ConsulTLS
 }
 
 // SetDefaults fills the zero optional fields with their defaults.
@@ -158,6 +169,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ConsulAddr == "" {
 		return invalid("consul address is required")
+	}
+	if strings.Contains(c.ConsulAddr, "://") && !strings.HasPrefix(c.ConsulAddr, "http://") && !strings.HasPrefix(c.ConsulAddr, "https://") {
+		return invalid("consul address %q: the scheme must be http:// or https://", c.ConsulAddr)
+	}
+	if !strings.HasPrefix(c.ConsulAddr, "https://") && !c.ConsulTLS.empty() {
+		return invalid("consul TLS material needs an https:// consul address, not %q", c.ConsulAddr)
+	}
+	if err := c.ConsulTLS.Validate(); err != nil {
+		return invalid("%v", err)
+	}
+	if !validToken(c.ConsulToken) {
+		return invalid("consul token must be printable ASCII without spaces")
 	}
 	u, err := url.Parse(c.AdvertiseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

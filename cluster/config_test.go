@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/confab/confab/internal/consultest"
 )
 
 func validConfig() Config {
@@ -17,6 +19,9 @@ func validConfig() Config {
 }
 
 func TestConfigValidate(t *testing.T) {
+	testCA := consultest.NewCA(t, "test CA")
+	testCert, testKey := testCA.Issue(t, "node")
+	_, otherKey := testCA.Issue(t, "other")
 	tests := []struct {
 		name    string
 		mutate  func(*Config)
@@ -38,6 +43,32 @@ func TestConfigValidate(t *testing.T) {
 		{name: "watch wait too short", mutate: func(c *Config) { c.WatchWait = time.Millisecond }, wantErr: "watch wait"},
 		{name: "negative timeout", mutate: func(c *Config) { c.ConsulTimeout = -1 }, wantErr: "consul timeout"},
 		{name: "negative backoff", mutate: func(c *Config) { c.MaxBackoff = -1 }, wantErr: "max backoff"},
+		{name: "https consul", mutate: func(c *Config) { c.ConsulAddr = "https://127.0.0.1:8501" }},
+		{name: "token", mutate: func(c *Config) { c.ConsulToken = "6b1f39a4-3c1e-4f7e-9a55-0d2f0c1b7e21" }},
+		{name: "https with CA", mutate: func(c *Config) {
+			c.ConsulAddr = "https://127.0.0.1:8501"
+			c.ConsulTLS.CA = testCA.CertPEM
+		}},
+		{name: "https with client certificate", mutate: func(c *Config) {
+			c.ConsulAddr = "https://127.0.0.1:8501"
+			c.ConsulTLS = ConsulTLS{CA: testCA.CertPEM, Cert: testCert, Key: testKey}
+		}},
+		{name: "token with newline", mutate: func(c *Config) { c.ConsulToken = "abc\n" }, wantErr: "consul token"},
+		{name: "token with space", mutate: func(c *Config) { c.ConsulToken = "a b" }, wantErr: "consul token"},
+		{name: "unknown consul scheme", mutate: func(c *Config) { c.ConsulAddr = "unix:///tmp/consul.sock" }, wantErr: "http:// or https://"},
+		{name: "CA with plain http", mutate: func(c *Config) { c.ConsulTLS.CA = testCA.CertPEM }, wantErr: "needs an https:// consul address"},
+		{name: "CA not PEM", mutate: func(c *Config) {
+			c.ConsulAddr = "https://127.0.0.1:8501"
+			c.ConsulTLS.CA = []byte("garbage")
+		}, wantErr: "no PEM certificate"},
+		{name: "cert without key", mutate: func(c *Config) {
+			c.ConsulAddr = "https://127.0.0.1:8501"
+			c.ConsulTLS.Cert = testCert
+		}, wantErr: "given together"},
+		{name: "key of another certificate", mutate: func(c *Config) {
+			c.ConsulAddr = "https://127.0.0.1:8501"
+			c.ConsulTLS = ConsulTLS{Cert: testCert, Key: otherKey}
+		}, wantErr: "consul client certificate and key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

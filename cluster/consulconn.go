@@ -2,13 +2,86 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 )
+
+// consulTokenHeader carries the ACL token of a Consul request.
+const consulTokenHeader = "X-Consul-Token"
+
+// ConsulTLS is the TLS material of a node's connection to an https://
+// Consul address, in PEM form (package app reads it from files). The zero
+// value verifies the agent's certificate against the system's roots and
+// presents no client certificate.
+type ConsulTLS struct {
+	// CA holds the certificates of the authorities the agent's
+	// certificate must chain to; empty: the system's roots.
+	CA []byte
+	// Cert and Key are the node's client certificate and its private key,
+	// for agents configured with verify_incoming. Both or neither.
+	Cert, Key []byte
+}
+
+// empty reports whether t holds no material.
+func (t ConsulTLS) empty() bool { return len(t.CA) == 0 && len(t.Cert) == 0 && len(t.Key) == 0 }
+
+// Validate reports the first unusable part of t as a short one-line
+// error (Config.Validate wraps it in ErrInvalidConfig).
+func (t ConsulTLS) Validate() error {
+	_, err := t.config()
+	return err
+}
+
+// config builds the client TLS configuration (TLS 1.2 or newer).
+func (t ConsulTLS) config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(t.CA) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(t.CA) {
+			return nil, errors.New("consul CA: no PEM certificate found")
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case len(t.Cert) > 0 && len(t.Key) > 0:
+		pair, err := tls.X509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, errors.New("consul client certificate and key: " + err.Error())
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	case len(t.Cert) > 0 || len(t.Key) > 0:
+		return nil, errors.New("consul client certificate and key must be given together")
+	}
+	return cfg, nil
+}
+
+// validToken reports whether s can be sent as an HTTP header value: printable
+// ASCII without spaces (Consul's tokens are UUIDs).
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// isDenied reports whether err is Consul refusing a request for its ACL
+// token: HTTP 403, "ACL not found" (unknown token) or "Permission denied"
+// (the token's policies lack a rule).
+func isDenied(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusForbidden
+}
 
 // DefaultConsulMaxConns bounds the TCP connections a node opens to its
 // Consul agent, whatever the number of rooms, producers and nodes. Consul
@@ -88,13 +161,25 @@ func (c *consulCounters) dialer(timeout time.Duration) func(ctx context.Context,
 	}
 }
 
-// countingTransport counts requests and failed answers.
+// countingTransport counts requests and failed answers. It also makes the
+// node's token the only one sent: the Consul client falls back to
+// CONSUL_HTTP_TOKEN when given none, and package cluster reads no
+// environment.
 type countingTransport struct {
-	next http.RoundTripper
-	c    *consulCounters
+	next  http.RoundTripper
+	c     *consulCounters
+	token string
 }
 
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get(consulTokenHeader) != t.token {
+		req = req.Clone(req.Context())
+		if t.token == "" {
+			req.Header.Del(consulTokenHeader)
+		} else {
+			req.Header.Set(consulTokenHeader, t.token)
+		}
+	}
 	t.c.requests.Add(1)
 	switch p := req.URL.Path; {
 	case req.Method == http.MethodGet && req.URL.Query().Get("index") != "":

@@ -28,6 +28,11 @@ var (
 	// ErrNodeFull is returned by Place when no live node of the cluster
 	// (or, single-node, this node) has room for another participant.
 	ErrNodeFull = errors.New("cluster: every node is full")
+	// ErrConsulDenied is wrapped by Start when Consul refuses a request for
+	// the node's ACL token (HTTP 403): no token where the agent's default
+	// policy is deny, an unknown token, or a token whose policies lack a
+	// rule confab needs (deploy/consul-acl-policy.hcl lists them).
+	ErrConsulDenied = errors.New("cluster: consul denied the request: check the node's ACL token and its policy")
 	// ErrSessionLost means the node's Consul session no longer exists.
 	ErrSessionLost = errors.New("cluster: consul session lost")
 )

@@ -196,6 +196,9 @@ func (n *Node) Start(ctx context.Context) error {
 	defer stop()
 
 	err := n.start(sctx)
+	if isDenied(err) {
+		err = fmt.Errorf("%w: %w", ErrConsulDenied, err)
+	}
 
 	n.mu.Lock()
 	if n.state == stateClosed {

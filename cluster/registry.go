@@ -70,12 +70,18 @@ func newRegistry(cfg Config) (*registry, error) {
 		addr = rest
 	} else if rest, ok := strings.CutPrefix(addr, "https://"); ok {
 		addr, scheme = rest, "https"
+		tlsCfg, err := cfg.ConsulTLS.config()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: consul client: %w", err)
+		}
+		transport.TLSClientConfig = tlsCfg
 	}
 	client, err := api.NewClient(&api.Config{
 		Address:    addr,
 		Scheme:     scheme,
+		Token:      cfg.ConsulToken,
 		Transport:  transport,
-		HttpClient: &http.Client{Transport: &countingTransport{next: transport, c: &r.counters}},
+		HttpClient: &http.Client{Transport: &countingTransport{next: transport, c: &r.counters, token: cfg.ConsulToken}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: consul client: %w", err)

@@ -1,9 +1,12 @@
 package consultest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // TestStart: an agent starts, answers with a leader, and is gone after the
@@ -27,4 +30,70 @@ func TestStart(t *testing.T) {
 		res.Body.Close()
 		t.Fatalf("the agent on %s still answers after the test", addr)
 	}
+}
+
+// TestStartWith: each option gives the agent it promises: ACLs that deny
+// the anonymous token and honour the management token and the tokens
+// CreateToken makes; an HTTPS API trusting only the test's CA; client
+// certificates required with VerifyIncoming.
+func TestStartWith(t *testing.T) {
+	t.Run("acl", func(t *testing.T) {
+		a := StartWith(t, "consultest-acl", Options{ACL: true})
+		if a.ManagementToken == "" || a.HTTPSAddr != "" || a.CA != nil {
+			t.Fatalf("agent = %+v, want a management token and no TLS", a)
+		}
+		reader := a.CreateToken(t, "reader", `key_prefix "allowed/" { policy = "read" }`)
+		client := &http.Client{Timeout: 5 * time.Second}
+		defer client.CloseIdleConnections()
+		tests := []struct {
+			name, token, key string
+			want             int
+		}{
+			{"anonymous", "", "allowed/x", http.StatusForbidden},
+			{"unknown token", "00000000-0000-4000-8000-000000000000", "allowed/x", http.StatusForbidden},
+			{"management", a.ManagementToken, "other/x", http.StatusNotFound},
+			{"policy allows", reader, "allowed/x", http.StatusNotFound},
+			{"policy denies", reader, "other/x", http.StatusForbidden},
+		}
+		for _, tt := range tests {
+			if _, got := get(client, "http://"+a.Addr+"/v1/kv/"+tt.key, tt.token); got != tt.want {
+				t.Errorf("%s: GET %s = %d, want %d", tt.name, tt.key, got, tt.want)
+			}
+		}
+	})
+
+	t.Run("tls", func(t *testing.T) {
+		a := StartWith(t, "consultest-tls", Options{TLS: true})
+		b := StartWith(t, "consultest-mtls", Options{VerifyIncoming: true})
+		other := NewCA(t, "other CA")
+		cert, key := b.CA.Issue(t, "client")
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name   string
+			agent  *Agent
+			ca     *CA
+			client []tls.Certificate
+			wantOK bool
+		}{
+			{"trusted CA", a, a.CA, nil, true},
+			{"other CA", a, other, nil, false},
+			{"client certificate", b, b.CA, []tls.Certificate{pair}, true},
+			{"no client certificate", b, b.CA, nil, false},
+		}
+		for _, tt := range tests {
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(tt.ca.CertPEM)
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: tt.client},
+			}}
+			_, status := get(client, "https://"+tt.agent.HTTPSAddr+"/v1/status/leader", "")
+			client.CloseIdleConnections()
+			if ok := status == http.StatusOK; ok != tt.wantOK {
+				t.Errorf("%s: HTTPS status %d, want success %v", tt.name, status, tt.wantOK)
+			}
+		}
+	})
 }
