@@ -80,6 +80,9 @@ func (l *Local) ParticipantChanged(*sfu.Room, sfu.ParticipantInfo, bool) {}
 // ChatSent does nothing.
 func (l *Local) ChatSent(*sfu.Room, sfu.ChatMessage) {}
 
+// Moderated does nothing.
+func (l *Local) Moderated(*sfu.Room, sfu.Moderation) {}
+
 // roomStatuses describes the engine's rooms, sorted by name. roomNodes, when
 // not nil, returns the nodes known to have a room open.
 func roomStatuses(engine *sfu.Engine, roomNodes func(room string) []string) []RoomStatus {

@@ -77,9 +77,45 @@ func chatRecords(ms []sfu.ChatMessage) []chatRecord {
 	return out
 }
 
-// chatEvent is the body of a chat room event.
-type chatEvent struct {
-	Chat []chatRecord `json:"chat"`
+// roomEvent is the body of a room event: chat messages, or one
+// moderation (docs/cluster.md, Moderation).
+type roomEvent struct {
+	Chat       []chatRecord       `json:"chat,omitempty"`
+	Moderation []moderationRecord `json:"moderation,omitempty"`
+}
+
+// moderationRecord is an admin's action between nodes.
+type moderationRecord struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	Target string `json:"target,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	By     string `json:"by"`
+	Origin string `json:"origin"`
+}
+
+func moderationRecordOf(m sfu.Moderation) moderationRecord {
+	return moderationRecord{ID: m.ID, Action: m.Action, Target: m.Target, Kind: m.Kind, By: m.By, Origin: m.Origin}
+}
+
+func (r moderationRecord) moderation() sfu.Moderation {
+	return sfu.Moderation{ID: r.ID, Action: r.Action, Target: r.Target, Kind: r.Kind, By: r.By, Origin: r.Origin}
+}
+
+// Moderated queues a local admin's action for every peer of the room,
+// in the same per-peer queue as chat (so its order with chat is kept).
+func (n *Node) Moderated(r *sfu.Room, m sfu.Moderation) {
+	if n.isClosed() {
+		return
+	}
+	w := n.openWatch(r.Name())
+	if w == nil {
+		return
+	}
+	rec := moderationRecordOf(m)
+	for _, peer := range w.peerList() {
+		n.queueEvent(peer, chatItem{room: r.Name(), mod: &rec})
+	}
 }
 
 // ParticipantChanged records a local participant's presence and media
@@ -111,14 +147,16 @@ func (n *Node) ChatSent(r *sfu.Room, m sfu.ChatMessage) {
 	}
 	rec := chatRecordOf(m)
 	for _, peer := range w.peerList() {
-		n.queueChat(peer, r.Name(), rec)
+		n.queueEvent(peer, chatItem{room: r.Name(), rec: rec})
 	}
 }
 
-// chatItem is one queued chat message.
+// chatItem is one queued room event: a chat message, or a moderation
+// (mod set).
 type chatItem struct {
 	room string
 	rec  chatRecord
+	mod  *moderationRecord
 }
 
 // chatOutbox is the FIFO chat queue of one peer node; its goroutine sends
@@ -132,9 +170,9 @@ type chatOutbox struct {
 	items []chatItem
 }
 
-// queueChat appends rec to node's chat queue, starting its goroutine on
+// queueEvent appends it to node's chat queue, starting its goroutine on
 // demand; no-op for nodes not in the directory and while not running.
-func (n *Node) queueChat(node, room string, rec chatRecord) {
+func (n *Node) queueEvent(node string, it chatItem) {
 	if node == n.cfg.NodeID {
 		return
 	}
@@ -153,7 +191,7 @@ func (n *Node) queueChat(node, room string, rec chatRecord) {
 	}
 	n.mu.Unlock()
 	o.mu.Lock()
-	o.items = append(o.items, chatItem{room: room, rec: rec})
+	o.items = append(o.items, it)
 	dropped := 0
 	if len(o.items) > maxChatQueue {
 		dropped = len(o.items) - maxChatQueue
@@ -177,23 +215,27 @@ func (n *Node) stopChatOutboxLocked(node string) {
 	}
 }
 
-// head returns the first queued messages, all of one room, without
-// removing them.
-func (o *chatOutbox) head() (string, []chatRecord) {
+// head returns the first queued event without removing it: a moderation
+// alone, or the chat messages up to the next moderation, all of one room;
+// k is how many items it holds (0: the queue is empty).
+func (o *chatOutbox) head() (room string, ev roomEvent, k int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.items) == 0 {
-		return "", nil
+		return "", ev, 0
 	}
-	room := o.items[0].room
-	var recs []chatRecord
+	room = o.items[0].room
+	if m := o.items[0].mod; m != nil {
+		ev.Moderation = []moderationRecord{*m}
+		return room, ev, 1
+	}
 	for _, it := range o.items {
-		if it.room != room || len(recs) == maxChatBatch {
+		if it.room != room || it.mod != nil || len(ev.Chat) == maxChatBatch {
 			break
 		}
-		recs = append(recs, it.rec)
+		ev.Chat = append(ev.Chat, it.rec)
 	}
-	return room, recs
+	return room, ev, len(ev.Chat)
 }
 
 // pop removes the first k messages.
@@ -216,11 +258,11 @@ func (n *Node) runChatOutbox(ctx context.Context, o *chatOutbox) {
 		case <-o.wake:
 		}
 		for ctx.Err() == nil {
-			room, recs := o.head()
-			if len(recs) == 0 {
+			room, ev, k := o.head()
+			if k == 0 {
 				break
 			}
-			body, err := json.Marshal(chatEvent{Chat: recs})
+			body, err := json.Marshal(ev)
 			if err == nil {
 				err = n.pipes.SendRoomEvent(ctx, o.node, room, body)
 			}
@@ -241,20 +283,32 @@ func (n *Node) runChatOutbox(ctx context.Context, o *chatOutbox) {
 			}
 			failing = false
 			b.reset()
-			o.pop(len(recs))
+			o.pop(k)
 		}
 	}
 }
 
 // handleRoomEvent is the control channel's room event handler: chat
-// messages from a peer go into the engine room, if open here.
+// messages and moderations from a peer go into the engine room, if open
+// here.
 func (n *Node) handleRoomEvent(ev pipe.RoomEvent) {
-	var body chatEvent
-	if err := json.Unmarshal(ev.Body, &body); err != nil || len(body.Chat) == 0 {
+	var body roomEvent
+	if err := json.Unmarshal(ev.Body, &body); err != nil || len(body.Chat)+len(body.Moderation) == 0 {
 		n.log.Debug("ignoring room event", "peer", ev.From, "room", ev.Room, "err", err)
 		return
 	}
-	n.addChat(ev.From, ev.Room, body.Chat)
+	if len(body.Chat) > 0 {
+		n.addChat(ev.From, ev.Room, body.Chat)
+	}
+	r := n.engine.Room(ev.Room)
+	for _, m := range body.Moderation {
+		if r == nil {
+			break
+		}
+		if err := r.ApplyRemoteModeration(m.moderation()); err != nil {
+			n.log.Warn("ignoring a moderation", "peer", ev.From, "room", ev.Room, "action", m.Action, "err", err)
+		}
+	}
 }
 
 // addChat hands chat records from node to the engine room, if open here.

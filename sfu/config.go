@@ -32,10 +32,12 @@ const (
 	// Chat defaults: a room keeps its last 100 messages; a message has at
 	// most 2 KiB of text; a participant sends at most 2 per second
 	// sustained, in bursts of 8.
-	DefaultChatHistory  = 100
-	DefaultChatMaxBytes = 2048
-	DefaultChatRate     = 2.0
-	DefaultChatBurst    = 8
+	DefaultChatHistory = 100
+	// DefaultEndedRoomHold is how long a room an admin ended refuses joins.
+	DefaultEndedRoomHold = time.Minute
+	DefaultChatMaxBytes  = 2048
+	DefaultChatRate      = 2.0
+	DefaultChatBurst     = 8
 )
 
 // Config configures an Engine. Call SetDefaults, then Validate (New does
@@ -90,6 +92,9 @@ type Config struct {
 	// ChatHistory is how many chat messages a room keeps for participants
 	// that join later. 0 = DefaultChatHistory.
 	ChatHistory int
+	// EndedRoomHold is how long this node refuses joins of a room an admin
+	// ended (ModEnd). 0 = DefaultEndedRoomHold.
+	EndedRoomHold time.Duration
 	// ChatMaxBytes bounds the text of one chat message (UTF-8 bytes).
 	// 0 = DefaultChatMaxBytes.
 	ChatMaxBytes int
@@ -133,6 +138,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ChatHistory == 0 {
 		c.ChatHistory = DefaultChatHistory
+	}
+	if c.EndedRoomHold == 0 {
+		c.EndedRoomHold = DefaultEndedRoomHold
 	}
 	if c.ChatMaxBytes == 0 {
 		c.ChatMaxBytes = DefaultChatMaxBytes

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -33,6 +34,7 @@ type Engine struct {
 	closed   bool
 	observer Observer
 	rooms    map[string]*Room
+	ended    map[string]time.Time // rooms an admin ended: refused until then (moderation.go)
 }
 
 // New validates cfg (after applying defaults to a copy) and opens the UDP mux
@@ -54,6 +56,7 @@ func New(cfg Config) (*Engine, error) {
 		stats: newEngineStats(),
 		dyn:   newDynacast(),
 		rooms: make(map[string]*Room),
+		ended: make(map[string]time.Time),
 
 		speakers: newSpeakerMonitor(),
 	}
@@ -199,6 +202,10 @@ func (e *Engine) roomForJoin(name string) (r *Room, created bool, err error) {
 		if e.closed {
 			e.mu.Unlock()
 			return nil, false, ErrEngineClosed
+		}
+		if e.roomEndedLocked(name) {
+			e.mu.Unlock()
+			return nil, false, fmt.Errorf("sfu: join %q: %w", name, ErrRoomEnded)
 		}
 		r = e.rooms[name]
 		if r != nil {

@@ -10,6 +10,14 @@ var (
 	// ErrReplaced ends a participant whose identity joined the room again
 	// (JoinParams.Identity).
 	ErrReplaced = errors.New("sfu: replaced by a new session of the same identity")
+	// ErrRemoved ends a participant an admin removed (ModRemove).
+	ErrRemoved = errors.New("sfu: removed by an admin")
+	// ErrRoomEnded ends every participant of a room an admin ended
+	// (ModEnd); Join refuses the room with it for Config.EndedRoomHold.
+	ErrRoomEnded = errors.New("sfu: room ended by an admin")
+	// ErrRoomLocked is returned by Engine.Join for a locked room (ModLock)
+	// unless JoinParams.Admin.
+	ErrRoomLocked = errors.New("sfu: room locked")
 	// ErrTooManyRooms is returned by Engine.Join when creating the room would
 	// exceed Config.MaxRooms.
 	ErrTooManyRooms = errors.New("sfu: too many rooms")

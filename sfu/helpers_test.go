@@ -463,6 +463,12 @@ func (o *fakeObserver) ChatSent(r *Room, m ChatMessage) {
 	o.mu.Unlock()
 }
 
+func (o *fakeObserver) Moderated(r *Room, m Moderation) {
+	o.mu.Lock()
+	o.people = append(o.people, fmt.Sprintf("%s moderation %s %s %s by %s", r.Name(), m.Action, m.Target, m.Kind, m.By))
+	o.mu.Unlock()
+}
+
 func (o *fakeObserver) peopleSnapshot() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()

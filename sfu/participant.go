@@ -54,6 +54,7 @@ type Participant struct {
 	identity    string
 	hidden      bool
 	noSubscribe bool
+	admin       bool  // may join a locked room
 	closeReason error // why the engine closed it (Err); guarded by mu
 	// sub is the subscriber PC, created with the first consumer (a
 	// participant with nothing to receive, e.g. alone in its room, costs
@@ -120,6 +121,7 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		identity:    params.Identity,
 		hidden:      params.Hidden,
 		noSubscribe: params.NoSubscribe,
+		admin:       params.Admin,
 		chatLimit:   rate.NewLimiter(rate.Limit(r.e.cfg.ChatRate), r.e.cfg.ChatBurst),
 		log:         r.log.With("participant", id),
 		events:      params.Events,

@@ -39,6 +39,8 @@ type Room struct {
 	remotes   map[string]*remoteParticipant
 	producers map[string]*Producer
 	chat      chatLog
+	locked    bool     // ModLock: only admins join
+	modSeen   []string // ids of applied moderations (ring), against duplicates
 }
 
 // remoteParticipant is a participant of another node, known through the
@@ -246,6 +248,10 @@ func (r *Room) addParticipant(p *Participant) (first bool, peers []ParticipantIn
 	if r.closed {
 		r.mu.Unlock()
 		return false, nil, nil, nil, ErrRoomClosed
+	}
+	if r.locked && !p.admin {
+		r.mu.Unlock()
+		return false, nil, nil, nil, ErrRoomLocked
 	}
 	if p.identity != "" {
 		for _, o := range r.locals {

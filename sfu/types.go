@@ -162,6 +162,8 @@ type JoinParams struct {
 	// NoSubscribe: the participant receives no media (no consumers); it
 	// still gets producer-added and producer-removed.
 	NoSubscribe bool
+	// Admin participants may join a locked room.
+	Admin bool
 }
 
 // EventHandler receives everything the engine wants to tell one
@@ -201,6 +203,7 @@ const (
 	EventEncodings          EventType = "encodings"           // Encodings set: which encodings of an own producer to send (dynacast)
 	EventParticipantUpdated EventType = "participant-updated" // Participant set: another participant's media state changed
 	EventChat               EventType = "chat"                // Chat set: a chat message of the room (own ones included)
+	EventModerated          EventType = "moderated"           // Moderation set: an admin muted this participant (mute), or locked or unlocked the room (everyone)
 )
 
 // Target selects one of a participant's two peer connections.
@@ -226,6 +229,7 @@ type Event struct {
 	Err         error
 	Encodings   *EncodingsInfo
 	Chat        *ChatMessage
+	Moderation  *Moderation
 }
 
 // KeyframeRequester is told when a subscriber wants a keyframe (already
@@ -257,6 +261,9 @@ type Observer interface {
 	ParticipantChanged(r *Room, p ParticipantInfo, present bool)
 	// ChatSent: a local participant's chat message was accepted.
 	ChatSent(r *Room, m ChatMessage)
+	// Moderated: a local admin moderated the room (Participant.Moderate);
+	// other nodes apply it with Room.ApplyRemoteModeration.
+	Moderated(r *Room, m Moderation)
 }
 
 // VideoSettings is how a subscriber shows one remote video producer: the

@@ -33,6 +33,9 @@ const (
 	codeTokenWrongRoom     = "token-wrong-room"
 	codeForbidden          = "forbidden"
 	codeReplaced           = "replaced"
+	codeRemoved            = "removed"
+	codeRoomEnded          = "room-ended"
+	codeRoomLocked         = "room-locked"
 	codeInternal           = "internal"
 )
 
@@ -126,6 +129,12 @@ func wireCode(err error) string {
 		return codeForbidden
 	case errors.Is(err, sfu.ErrReplaced):
 		return codeReplaced
+	case errors.Is(err, sfu.ErrRemoved):
+		return codeRemoved
+	case errors.Is(err, sfu.ErrRoomEnded):
+		return codeRoomEnded
+	case errors.Is(err, sfu.ErrRoomLocked):
+		return codeRoomLocked
 	case errors.Is(err, sfu.ErrRoomFull):
 		return codeRoomFull
 	case errors.Is(err, sfu.ErrTooManyRooms):
@@ -160,6 +169,10 @@ func joinError(room, nodeID string, err error) error {
 		return protoErrorf(sfu.ErrRoomFull, "room %q is full: it has reached the participant limit of node %s", room, nodeID)
 	case errors.Is(err, sfu.ErrTooManyRooms):
 		return protoErrorf(sfu.ErrTooManyRooms, "node %s cannot open room %q: it already hosts as many rooms as it may", nodeID, room)
+	case errors.Is(err, sfu.ErrRoomLocked):
+		return protoErrorf(sfu.ErrRoomLocked, "room %q is locked: an admin has to unlock it before anyone else can join", room)
+	case errors.Is(err, sfu.ErrRoomEnded):
+		return protoErrorf(sfu.ErrRoomEnded, "the meeting in room %q was ended by an admin", room)
 	}
 	return fmt.Errorf("join room %s: %w", room, err)
 }
@@ -208,6 +221,10 @@ func endText(code string, err error) string {
 	switch code {
 	case codeReplaced:
 		return "You joined this room again from another tab or device; this session has ended."
+	case codeRemoved:
+		return "An admin removed you from the room."
+	case codeRoomEnded:
+		return "An admin ended the meeting for everyone."
 	}
 	return err.Error()
 }

@@ -43,6 +43,7 @@ const (
 	typeVideoSettings    = "video-settings" // version 2
 	typeMediaState       = "media-state"    // version 3
 	typeChat             = "chat"           // version 3, also server -> client
+	typeModerate         = "moderate"       // version 4: an admin's action
 
 	// server -> client
 	typeJoined             = "joined"
@@ -57,6 +58,7 @@ const (
 	typeMove               = "move"
 	typeEncodings          = "encodings"           // version 2
 	typeParticipantUpdated = "participant-updated" // version 3
+	typeModerated          = "moderated"           // version 4
 )
 
 // Reasons of "move" (see docs/protocol.md).
@@ -113,6 +115,7 @@ type inbound struct {
 	Sources   map[string]string // publish (version 3): mid -> source
 	Text      string            // chat
 	Token     string            // join (version 4): access token
+	Mod       sfu.Moderation    // moderate (version 4): Action, Target, Kind
 }
 
 // videoSetting is one checked entry of a "video-settings" message.
@@ -135,6 +138,9 @@ type inboundFields struct {
 	Sources    map[string]string        `json:"sources"`
 	Text       *string                  `json:"text"`
 	Token      *string                  `json:"token"`
+	Action     *string                  `json:"action"`
+	ModTarget  *string                  `json:"participantId"`
+	Kind       *string                  `json:"kind"`
 }
 
 // parseMessage decodes and checks one client message: a JSON object, a
@@ -186,6 +192,10 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		}
 	case typeMediaState, typeChat:
 		if v < protocolV3 {
+			return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
+		}
+	case typeModerate:
+		if v < protocolV4 {
 			return msg, protoErrorf(errUnknownType, "unknown message type %q", truncate(env.Type, 32))
 		}
 	default:
@@ -250,6 +260,29 @@ func parseMessage(data []byte, want int) (inbound, error) {
 			return msg, protoErrorf(errBadMessage, `chat: missing "text"`)
 		}
 		msg.Text = *f.Text
+	case typeModerate:
+		if f.Action == nil {
+			return msg, protoErrorf(errBadMessage, `moderate: missing "action"`)
+		}
+		msg.Mod.Action = *f.Action
+		if f.ModTarget != nil {
+			msg.Mod.Target = truncate(*f.ModTarget, maxProducerIDLen)
+		}
+		if f.Kind != nil {
+			msg.Mod.Kind = *f.Kind
+		}
+		switch msg.Mod.Action {
+		case sfu.ModLock, sfu.ModUnlock, sfu.ModEnd:
+		case sfu.ModRemove, sfu.ModMute:
+			if msg.Mod.Target == "" {
+				return msg, protoErrorf(errBadMessage, `moderate: %s needs "participantId"`, msg.Mod.Action)
+			}
+			if msg.Mod.Action == sfu.ModMute && msg.Mod.Kind != "audio" && msg.Mod.Kind != "video" {
+				return msg, protoErrorf(errBadMessage, `moderate: mute needs "kind": "audio" or "video"`)
+			}
+		default:
+			return msg, protoErrorf(errBadMessage, `moderate: "action" must be remove, mute, lock, unlock or end, not %q`, truncate(msg.Mod.Action, 32))
+		}
 	case typeSubscriberAnswer:
 		sdp, err := sessionDescription(f.SDP, webrtc.SDPTypeAnswer, env.Type)
 		if err != nil {
@@ -366,6 +399,7 @@ type outbound struct {
 	Participant *wireParticipant         `json:"participant,omitempty"`
 	Producer    *wireProducer            `json:"producer,omitempty"`
 	Chat        *wireChat                `json:"chat,omitempty"`
+	Moderation  *wireModeration          `json:"moderation,omitempty"`
 	Code        string                   `json:"code,omitempty"`
 	Message     string                   `json:"message,omitempty"`
 }
@@ -384,6 +418,16 @@ type joinedMessage struct {
 	Chat          []wireChat        `json:"chat,omitempty"`     // version 3: the room's last messages
 	Identity      string            `json:"identity,omitempty"` // version 4, with a token
 	Grants        *wireGrants       `json:"grants,omitempty"`   // version 4: what the participant may do
+	Locked        bool              `json:"locked,omitempty"`   // version 4: the room is locked
+}
+
+// wireModeration is an admin's action as a participant sees it
+// ("moderated", version 4): its own microphone or camera muted, or the
+// room locked or unlocked.
+type wireModeration struct {
+	Action string `json:"action"`
+	Kind   string `json:"kind,omitempty"`
+	By     string `json:"by"`
 }
 
 // wireGrants tells the page what its participant may do (version 4): all
@@ -440,6 +484,12 @@ func eventMessage(ev sfu.Event, v int) (msg outbound, ok bool) {
 		msg, ok = newOutbound(v, typeChat), true
 		w := toWireChat(*ev.Chat)
 		msg.Chat = &w
+	case sfu.EventModerated:
+		if v < protocolV4 || ev.Moderation == nil {
+			return msg, false
+		}
+		msg, ok = newOutbound(v, typeModerated), true
+		msg.Moderation = &wireModeration{Action: ev.Moderation.Action, Kind: ev.Moderation.Kind, By: ev.Moderation.By}
 	case sfu.EventProducerAdded:
 		msg, ok = newOutbound(v, typeProducerAdded), ev.Producer != nil
 		msg.Producer = producerPtr(ev.Producer, v)

@@ -266,6 +266,13 @@ func (s *session) handle(data []byte) error {
 		if err := p.SetMediaState(msg.State); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
 			return fmt.Errorf("media state: %w", err)
 		}
+	case typeModerate:
+		if !s.grants.Admin {
+			return protoErrorf(access.ErrForbidden, "moderate: your access token has no admin grant")
+		}
+		if err := p.Moderate(msg.Mod); err != nil && !errors.Is(err, sfu.ErrParticipantClosed) {
+			return fmt.Errorf("moderate: %w", err)
+		}
 	case typeChat:
 		if !s.grants.Chat {
 			return protoErrorf(access.ErrForbidden, "chat: your access token does not allow chat")
@@ -325,6 +332,7 @@ func (s *session) join(msg inbound) error {
 	p, err := s.srv.engine.Join(s.room, sfu.JoinParams{
 		Name: name, Events: s, State: msg.State,
 		Identity: claims.Identity(), Hidden: claims.Grants.Hidden, NoSubscribe: !claims.Grants.Subscribe,
+		Admin: claims.Grants.Admin,
 	})
 	if err != nil {
 		return joinError(s.room, s.srv.nodeID, err)
@@ -347,6 +355,7 @@ func (s *session) join(msg inbound) error {
 		Chat:          joinedChat(p, v),
 		Identity:      joinedIdentity(claims, v),
 		Grants:        toWireGrants(claims.Grants, v),
+		Locked:        v >= protocolV4 && p.Room().Locked(),
 	})
 	if err != nil {
 		// Cannot happen with these types; fail the session rather than lie.
