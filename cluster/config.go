@@ -3,7 +3,7 @@ package cluster
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
+	"net/netip"
 	"regexp"
 	"time"
 )
@@ -108,6 +108,11 @@ type Config struct {
 	// MaxParticipants is the number of local participants above which
 	// Place sends newcomers to other nodes (0: no limit).
 	MaxParticipants int
+
+	// AllowedCIDRs, when not empty, restrict the node URLs read from
+	// Consul (and this node's AdvertiseURL) to IP literals inside one of
+	// these networks; see CheckNodeURL. Empty: any host.
+	AllowedCIDRs []netip.Prefix
 }
 
 // SetDefaults fills the zero optional fields with their defaults.
@@ -159,12 +164,13 @@ func (c *Config) Validate() error {
 	if c.ConsulAddr == "" {
 		return invalid("consul address is required")
 	}
-	u, err := url.Parse(c.AdvertiseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("advertise url %q must be an absolute http(s) URL", c.AdvertiseURL)
+	for _, p := range c.AllowedCIDRs {
+		if !p.IsValid() {
+			return invalid("allowed CIDR %s is not valid", p)
+		}
 	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return invalid("advertise url %q must not have a path, query or fragment", c.AdvertiseURL)
+	if err := CheckNodeURL(c.AdvertiseURL, c.AllowedCIDRs); err != nil {
+		return invalid("advertise url %q: %v", c.AdvertiseURL, err)
 	}
 	if len(c.Secret) < MinSecretLen {
 		return invalid("secret must be at least %d bytes", MinSecretLen)

@@ -194,8 +194,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -367,21 +367,20 @@ func (p *Pipes) newControlHandler() http.Handler {
 		p.writeError(w, r, fmt.Errorf("%w: %s %s", ErrControlNotFound, r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+		// Headers first: recipient, sender, clock, declared length and
+		// MAC are checked before a byte of the body is read.
+		h, err := p.verifier.verifyHeaders(r, maxControlBody)
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				p.writeError(w, r, fmt.Errorf("%w: limit %d bytes", ErrControlTooLarge, maxControlBody))
-				return
-			}
-			p.writeError(w, r, fmt.Errorf("%w: reading body: %v", ErrControlBadRequest, err))
+			p.refused(w, r, err)
 			return
 		}
-		node, sig, err := p.verifier.verify(r, body)
-		if err != nil {
-			p.log.Warn("control request refused", "method", r.Method, "path", r.URL.Path,
-				"node", r.Header.Get(HeaderNode), "remote", r.RemoteAddr, "err", err)
-			p.writeError(w, r, err)
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(http.MaxBytesReader(w, r.Body, maxControlBody), body); err != nil {
+			p.refused(w, r, fmt.Errorf("%w: reading body: %v", ErrControlBadRequest, err))
+			return
+		}
+		if err := p.verifier.accept(h, body); err != nil {
+			p.refused(w, r, err)
 			return
 		}
 		// Handlers touch links and the engine: Close waits for them (they
@@ -395,9 +394,20 @@ func (p *Pipes) newControlHandler() http.Handler {
 		p.wg.Add(1)
 		p.mu.Unlock()
 		defer p.wg.Done()
-		ctx := context.WithValue(r.Context(), controlAuthCtxKey, &controlAuth{node: node, sig: sig, body: body})
+		ctx := context.WithValue(r.Context(), controlAuthCtxKey, &controlAuth{node: h.node, sig: h.sig, body: body})
 		mux.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// refused answers a request that failed authentication, logging it at
+// most refusedLogRate times a second (a flood of bad requests must not
+// flood the log).
+func (p *Pipes) refused(w http.ResponseWriter, r *http.Request, err error) {
+	if p.refusedLog.Allow() {
+		p.log.Warn("control request refused", "method", r.Method, "path", r.URL.Path,
+			"node", r.Header.Get(HeaderNode), "remote", r.RemoteAddr, "err", err)
+	}
+	p.writeError(w, r, err)
 }
 
 // authOf returns the authentication record of r (nil before/without auth).
@@ -417,11 +427,28 @@ func (p *Pipes) writeJSON(w http.ResponseWriter, r *http.Request, status int, v 
 	h := w.Header()
 	h.Set("Content-Type", contentTypeJSON)
 	h.Set("Cache-Control", "no-store")
-	if a := authOf(r); a != nil {
-		signResponse(p.cfg.Secret, h, status, a.sig, p.cfg.NodeID, body, time.Now())
+	if sig := requestSig(r); sig != "" {
+		signResponse(p.cfg.Secret, h, status, sig, p.cfg.NodeID, body, time.Now())
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // the peer went away; nothing to do
+}
+
+// requestSig returns the signature a response to r is bound to: that of
+// the authenticated request, or for a refused one the signature header
+// when it is canonical hex ("" otherwise: the response goes unsigned and
+// its client refuses it, as it would any answer to a garbled request).
+// Signing refusals too lets a client tell a peer's real refusal from one
+// forged on the way; a signed refusal reveals nothing an eavesdropper
+// could use, since a response string can never verify as a request.
+func requestSig(r *http.Request) string {
+	if a := authOf(r); a != nil {
+		return a.sig
+	}
+	if sig := r.Header.Get(HeaderSignature); canonicalHex(sig, sha256.Size) {
+		return sig
+	}
+	return ""
 }
 
 // writeError writes err as a JSON error with the status from controlStatus.
