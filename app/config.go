@@ -1,9 +1,11 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -103,6 +105,11 @@ type Config struct {
 	// Prometheus metrics at /metrics (--metrics-addr). Empty (the default)
 	// serves none. Bind it to loopback or a private network.
 	MetricsAddr string
+
+	// ClusterCIDRs, when not empty, restrict the node URLs read from
+	// Consul, and AdvertiseAddr, to IP hosts inside these networks
+	// (--cluster-cidr; see cluster.CheckNodeURL).
+	ClusterCIDRs []netip.Prefix
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -202,8 +209,12 @@ func (c *Config) Validate() error {
 		return flagError("drain-timeout", c.DrainTimeout.String(), errDuration)
 	}
 	if c.PprofAddr != "" {
-		if _, _, err := splitHostPort(c.PprofAddr); err != nil {
+		host, _, err := splitHostPort(c.PprofAddr)
+		if err != nil {
 			return flagError("pprof-addr", c.PprofAddr, err)
+		}
+		if !loopbackHost(host) {
+			return flagError("pprof-addr", c.PprofAddr, errLoopback)
 		}
 	}
 	if c.MetricsAddr != "" {
@@ -223,8 +234,14 @@ func (c *Config) Validate() error {
 		if err := checkAdvertise(c.AdvertiseAddr); err != nil {
 			return flagError("advertise-addr", c.AdvertiseAddr, err)
 		}
+		if err := cluster.CheckNodeURL(c.AdvertiseAddr, c.ClusterCIDRs); err != nil {
+			return flagError("advertise-addr", c.AdvertiseAddr, err)
+		}
 		if len(c.ClusterSecret) < MinSecretLen {
 			return fmt.Errorf("flag --cluster-secret: must be at least %d bytes when --consul is set", MinSecretLen)
+		}
+		if exampleSecret(c.ClusterSecret) {
+			return errors.New("flag --cluster-secret: this secret is a published example or trivially guessable; generate one, e.g. openssl rand -hex 32")
 		}
 	}
 	return nil
@@ -269,6 +286,16 @@ func defaultAdvertise(httpAddr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// loopbackHost reports whether host (from host:port) names only the
+// loopback interface: "localhost" or a loopback IP.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // checkAdvertise accepts absolute http(s) URLs with a host.

@@ -20,6 +20,10 @@ var (
 	errOrigin      = errors.New("must be a non-empty host without spaces")
 	errURL         = errors.New("must be an absolute http:// or https:// URL")
 	errDuration    = errors.New("must be a positive duration such as 30s or 2m")
+	errCIDR        = errors.New("must be a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8")
+	errSecretTwice = errors.New("the cluster secret is also set in $CONFAB_CLUSTER_SECRET; set only one")
+	errSecretEmpty = errors.New("the secret file is empty")
+	errLoopback    = errors.New("must be a loopback address (127.0.0.1, [::1] or localhost): profiles and the process's memory are not for the network")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

@@ -285,6 +285,7 @@ func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Me
 		Logger:       log.With("component", "cluster"),
 
 		MaxParticipants: cfg.MaxParticipantsPerNode,
+		AllowedCIDRs:    cfg.ClusterCIDRs,
 	}, engine)
 	if err != nil {
 		return nil, fmt.Errorf("app: create cluster node: %w", err)
