@@ -13,26 +13,38 @@ package pipe
 //
 // Authentication (every request, see auth.go). The sender adds
 //
-//	X-Confab-Node:      sender node id
-//	X-Confab-Timestamp: unix milliseconds (decimal)
-//	X-Confab-Signature: hex(HMAC-SHA256(secret,
-//	    METHOD "\n" path "\n" node "\n" timestamp "\n" hex(sha256(body))))
+//	X-Confab-Node:        sender node id
+//	X-Confab-To:          recipient node id
+//	X-Confab-Timestamp:   unix milliseconds (decimal)
+//	X-Confab-Nonce:       16 random bytes, lowercase hex
+//	X-Confab-Body-Sha256: hex(sha256(body))
+//	X-Confab-Signature:   hex(HMAC-SHA256(secret, "CONFAB-CONTROL-2" "\n"
+//	    METHOD "\n" path "\n" sender "\n" recipient "\n" timestamp "\n"
+//	    nonce "\n" body-hash))
 //
 // where secret is the shared cluster secret and path the escaped request
-// path (e.g. "/cluster/v1/links/a/negotiate"). The receiver rejects with 401
-// (JSON error, no state change) a missing/wrong signature, a timestamp
-// more than MaxClockSkew away from its clock, and any signature it already
-// accepted within that window (replay). Bodies over 1 MiB get 413; bodies
-// that are not the expected JSON get 400. Every 2xx response is signed the
-// same way by the responder over
+// path (e.g. "/cluster/v1/links/a/negotiate"); all hex is lowercase, and
+// only that spelling is accepted. The receiver decides from the headers
+// alone, before reading the body: 403 for another recipient or a sender
+// not in its directory (Resolve), 401 for a timestamp more than
+// MaxClockSkew away from its clock or a wrong signature, 413 for a missing
+// or over-1-MiB Content-Length. It then reads the declared body and
+// refuses (401) one that does not match the signed hash, and any MAC it
+// already accepted within the skew window (replay; the cache is keyed by
+// the decoded MAC). Refused requests change nothing. Bodies that are not
+// the expected JSON get 400. EVERY response, errors included, is signed by
+// the responder over
 //
 //	"RESPONSE" "\n" status "\n" request-signature "\n" node "\n" timestamp "\n" hex(sha256(body))
 //
-// and the client refuses unsigned or wrongly signed 2xx responses, so an
-// SDP answer (which carries the DTLS fingerprint protecting the media) can
-// only come from a node holding the secret. The channel itself is not
-// encrypted: use an https base URL or a private network if SDP must stay
-// confidential (media is always DTLS-SRTP encrypted).
+// (headers X-Confab-Node, X-Confab-Timestamp, X-Confab-Body-Sha256,
+// X-Confab-Signature), and the client refuses an unsigned or wrongly
+// signed response of any status as a failed request (ErrControlBadResponse),
+// never taking it for the peer's verdict; so an SDP answer (which carries
+// the DTLS fingerprint protecting the media) can only come from a node
+// holding the secret. The channel itself is not encrypted: use an https
+// base URL or a private network if its contents must stay confidential
+// (media is always DTLS-SRTP encrypted).
 //
 // All bodies are JSON. Errors are {"error": code, "message": text} with
 // code one of unauthorized (401), forbidden (403), bad-request (400),
