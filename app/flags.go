@@ -163,7 +163,7 @@ func flagSpecs() []*flagSpec {
 		},
 		{
 			name: "pprof-addr", arg: "host:port",
-			usage: "serve Go runtime profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off when empty",
+			usage: "serve Go runtime profiles (/debug/pprof/, without cmdline) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty",
 			apply: func(c *Config, v string) error { c.PprofAddr = v; return nil },
 		},
 		{
@@ -267,9 +267,6 @@ func Usage(w io.Writer) {
 	b.WriteString("can also be set with the environment variable CONFAB_FOO_BAR; a flag on\n")
 	b.WriteString("the command line wins over the environment.\n\nFlags:\n")
 	for _, s := range flagSpecs() {
-		if s.envOnly {
-			fmt.Fprintf(&b, "  $%s (environment only)\n", s.envNames()[0])
-		}
 		fmt.Fprintf(&b, "  --%s %s\n", s.name, s.arg)
 		fmt.Fprintf(&b, "        %s\n", s.usage)
 		fmt.Fprintf(&b, "        env: %s", strings.Join(prefixAll("$", s.envNames()), ", "))
