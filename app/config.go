@@ -35,7 +35,7 @@ const (
 	// (--max-protocol).
 	MaxProtocolVersion = web.LatestProtocol
 
-	// MinSecretLen is the minimum length of --cluster-secret, matching what
+	// MinSecretLen is the minimum length of the cluster secret, matching what
 	// package cluster requires of its HMAC key.
 	MinSecretLen = 16
 )
@@ -68,7 +68,8 @@ type Config struct {
 	// control channel (--advertise-addr); defaults to http://<http-addr>,
 	// with an unspecified host replaced by 127.0.0.1.
 	AdvertiseAddr string
-	// ClusterSecret is the shared HMAC key of the cluster (--cluster-secret);
+	// ClusterSecret is the shared HMAC key of the cluster
+	// ($CONFAB_CLUSTER_SECRET or --cluster-secret-file, never argv);
 	// required, at least MinSecretLen bytes, when ConsulAddr is set.
 	ClusterSecret string
 	// MaxParticipants is the per-room participant limit (--max-participants).
@@ -238,10 +239,10 @@ func (c *Config) Validate() error {
 			return flagError("advertise-addr", c.AdvertiseAddr, err)
 		}
 		if len(c.ClusterSecret) < MinSecretLen {
-			return fmt.Errorf("flag --cluster-secret: must be at least %d bytes when --consul is set", MinSecretLen)
+			return fmt.Errorf("cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least %d bytes when --consul is set", MinSecretLen)
 		}
 		if exampleSecret(c.ClusterSecret) {
-			return errors.New("flag --cluster-secret: this secret is a published example or trivially guessable; generate one, e.g. openssl rand -hex 32")
+			return errors.New("cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): this secret is a published example or trivially guessable; generate one, e.g. openssl rand -hex 32")
 		}
 	}
 	return nil

@@ -245,7 +245,7 @@ func TestParseConfigErrors(t *testing.T) {
 	consul := []string{"--consul", "127.0.0.1:8500"}
 	exampleSecret := func(s string) map[string]string { return map[string]string{"CONFAB_CLUSTER_SECRET": s} }
 	const refusedOnCommandLine = `flag --cluster-secret is refused on the command line, where every local user can read it (ps, /proc, /debug/pprof/cmdline): put it in a file and pass --cluster-secret-file PATH, or set $CONFAB_CLUSTER_SECRET`
-	const published = `flag --cluster-secret: this secret is a published example or trivially guessable`
+	const published = `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): this secret is a published example or trivially guessable`
 	tests := []struct {
 		name string
 		args []string
@@ -288,8 +288,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max protocol zero", []string{"--max-protocol", "0"}, nil, `invalid value "0" for flag --max-protocol: `},
 		{"max rooms negative", []string{"--max-rooms=-1"}, nil, `invalid value "-1" for flag --max-rooms: `},
 		{"max rooms from env", nil, map[string]string{"CONFAB_MAX_ROOMS": "many"}, `for flag --max-rooms (from $CONFAB_MAX_ROOMS)`},
-		{"consul without secret", []string{"--consul", "127.0.0.1:8500"}, nil, `flag --cluster-secret: must be at least 16 bytes`},
-		{"short secret", []string{"--consul", "127.0.0.1:8500"}, map[string]string{"CONFAB_CLUSTER_SECRET": "short"}, `flag --cluster-secret: must be at least 16 bytes`},
+		{"consul without secret", []string{"--consul", "127.0.0.1:8500"}, nil, `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least 16 bytes`},
+		{"short secret", []string{"--consul", "127.0.0.1:8500"}, map[string]string{"CONFAB_CLUSTER_SECRET": "short"}, `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least 16 bytes`},
 		{"consul addr", []string{"--consul", "consul"}, withSecret, `invalid value "consul" for flag --consul: `},
 		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--advertise-addr", "127.0.0.1:8081"}, withSecret, `for flag --advertise-addr: `},
 		{"pprof addr without port", []string{"--pprof-addr", "localhost"}, nil, `invalid value "localhost" for flag --pprof-addr: `},

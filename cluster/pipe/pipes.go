@@ -42,8 +42,10 @@ type PipesConfig struct {
 	Secret []byte
 	// Resolve maps a node id to the base URL of its control channel
 	// ("http://10.0.0.2:8080", no path; routes are /cluster/v1/...), from
-	// the Consul node records. Called without Pipes locks held, for every
-	// control request; must be fast and safe for concurrent use.
+	// the Consul node records. It is also the directory of senders: a
+	// control request from a node id Resolve does not know is refused
+	// (403). Called without Pipes locks held, for every control request
+	// sent and received; must be fast and safe for concurrent use.
 	Resolve func(nodeID string) (baseURL string, ok bool)
 	// RequestTimeout bounds every control request and every negotiation
 	// step (ICE gathering included). Default 5s.
