@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -38,7 +39,7 @@ const (
 	AuthOpen  = web.AuthOpen
 	AuthToken = web.AuthToken
 
-	// MinSecretLen is the minimum length of --cluster-secret, matching what
+	// MinSecretLen is the minimum length of the cluster secret, matching what
 	// package cluster requires of its HMAC key.
 	MinSecretLen = 16
 )
@@ -72,7 +73,8 @@ type Config struct {
 	// control channel (--advertise-addr); defaults to http://<http-addr>,
 	// with an unspecified host replaced by 127.0.0.1.
 	AdvertiseAddr string
-	// ClusterSecret is the shared HMAC key of the cluster (--cluster-secret);
+	// ClusterSecret is the shared HMAC key of the cluster
+	// ($CONFAB_CLUSTER_SECRET or --cluster-secret-file, never argv);
 	// required, at least MinSecretLen bytes, when ConsulAddr is set.
 	ClusterSecret string
 	// MaxParticipants is the per-room participant limit (--max-participants).
@@ -133,6 +135,10 @@ type Config struct {
 	// and key the node presents to a Consul agent with verify_incoming
 	// (--consul-cert-file, --consul-key-file). Both or neither.
 	ConsulCertFile, ConsulKeyFile string
+	// ClusterCIDRs, when not empty, restrict the node URLs read from
+	// Consul, and AdvertiseAddr, to IP hosts inside these networks
+	// (--cluster-cidr; see cluster.CheckNodeURL).
+	ClusterCIDRs []netip.Prefix
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -248,8 +254,12 @@ func (c *Config) Validate() error {
 		return flagError("auth", c.Auth, errAuth)
 	}
 	if c.PprofAddr != "" {
-		if _, _, err := splitHostPort(c.PprofAddr); err != nil {
+		host, _, err := splitHostPort(c.PprofAddr)
+		if err != nil {
 			return flagError("pprof-addr", c.PprofAddr, err)
+		}
+		if !loopbackHost(host) {
+			return flagError("pprof-addr", c.PprofAddr, errLoopback)
 		}
 	}
 	if c.MetricsAddr != "" {
@@ -269,8 +279,14 @@ func (c *Config) Validate() error {
 		if err := checkAdvertise(c.AdvertiseAddr); err != nil {
 			return flagError("advertise-addr", c.AdvertiseAddr, err)
 		}
+		if err := cluster.CheckNodeURL(c.AdvertiseAddr, c.ClusterCIDRs); err != nil {
+			return flagError("advertise-addr", c.AdvertiseAddr, err)
+		}
 		if len(c.ClusterSecret) < MinSecretLen {
-			return fmt.Errorf("flag --cluster-secret: must be at least %d bytes when --consul is set", MinSecretLen)
+			return fmt.Errorf("cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least %d bytes when --consul is set", MinSecretLen)
+		}
+		if exampleSecret(c.ClusterSecret) {
+			return errors.New("cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): this secret is a published example or trivially guessable; generate one, e.g. openssl rand -hex 32")
 		}
 	}
 	return nil
@@ -315,6 +331,16 @@ func defaultAdvertise(httpAddr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// loopbackHost reports whether host (from host:port) names only the
+// loopback interface: "localhost" or a loopback IP.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // checkAdvertise accepts absolute http(s) URLs with a host.

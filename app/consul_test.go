@@ -48,8 +48,9 @@ func TestParseConfigConsulAuth(t *testing.T) {
 	keyFile := writeFile(t, "key.pem", keyPEM)
 	garbage := writeFile(t, "garbage.pem", []byte("not PEM"))
 	missing := filepath.Join(t.TempDir(), "missing")
+	secretFile := writeFile(t, "secret", []byte("consul-flags-test-secret-7f3a9c\n"))
 	nodeArgs := func(args ...string) []string {
-		return append([]string{"--node-id", "n1", "--cluster-secret", "0123456789abcdef"}, args...)
+		return append([]string{"--node-id", "n1", "--cluster-secret-file", secretFile}, args...)
 	}
 
 	t.Run("valid", func(t *testing.T) {
@@ -133,7 +134,7 @@ func clusterArgs(t *testing.T, id, consul string, extra ...string) []string {
 	return append([]string{
 		"--http-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 		"--udp-ip", "127.0.0.1", "--udp-port", "0", "--node-id", id, "--log-level", "error",
-		"--consul", consul, "--cluster-secret", "consul-auth-test-secret-0123",
+		"--consul", consul, "--cluster-secret-file", writeFile(t, "secret", []byte("consul-auth-test-secret-0123")),
 		"--placement", "off", // the room must span the two nodes
 		"--drain-timeout", "1s",
 	}, extra...)

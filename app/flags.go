@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,9 @@ type flagSpec struct {
 	apply  func(c *Config, v string) error
 	values []string // raw values seen on the command line, in order
 	set    bool     // given on the command line
+	// envOnly refuses the flag on the command line (secrets: argv is
+	// visible to every local user in ps and /proc).
+	envOnly bool
 }
 
 // String implements flag.Value.
@@ -105,8 +110,8 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.AdvertiseAddr = v; return nil },
 		},
 		{
-			name: "cluster-secret", arg: "secret",
-			usage: fmt.Sprintf("shared secret of the cluster (at least %d bytes; required with --consul)", MinSecretLen),
+			name: "cluster-secret", arg: "secret", envOnly: true,
+			usage: fmt.Sprintf("shared secret of the cluster (at least %d bytes; required with --consul); only from the environment or --cluster-secret-file, refused on the command line (visible in ps)", MinSecretLen),
 			apply: func(c *Config, v string) error { c.ClusterSecret = v; return nil },
 		},
 		{
@@ -158,7 +163,7 @@ func flagSpecs() []*flagSpec {
 		},
 		{
 			name: "pprof-addr", arg: "host:port",
-			usage: "serve Go runtime profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off when empty",
+			usage: "serve Go runtime profiles (/debug/pprof/, without cmdline) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty",
 			apply: func(c *Config, v string) error { c.PprofAddr = v; return nil },
 		},
 		{
@@ -197,6 +202,23 @@ func flagSpecs() []*flagSpec {
 			usage: "PEM private key of --consul-cert-file",
 			apply: func(c *Config, v string) error { c.ConsulKeyFile = v; return nil },
 		},
+		{
+			name: "cluster-secret-file", arg: "path",
+			usage: "read the shared secret of the cluster from this file (surrounding white space ignored); instead of $CONFAB_CLUSTER_SECRET",
+			apply: applySecretFile,
+		},
+		{
+			name: "cluster-cidr", arg: "cidr", list: true,
+			usage: "accept only node URLs (from Consul, and --advertise-addr) whose host is an IP in one of these networks, e.g. 10.0.0.0/8; repeatable or comma separated; empty: any host",
+			apply: func(c *Config, v string) error {
+				p, err := netip.ParsePrefix(v)
+				if err != nil {
+					return errCIDR
+				}
+				c.ClusterCIDRs = append(c.ClusterCIDRs, p.Masked())
+				return nil
+			},
+		},
 	}
 }
 
@@ -228,6 +250,11 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("unexpected argument %q (confab takes only flags; see --help)", fs.Arg(0))
 	}
 
+	for _, s := range specs {
+		if s.envOnly && s.set {
+			return Config{}, fmt.Errorf("flag --%s is refused on the command line, where every local user can read it (ps, /proc, /debug/pprof/cmdline): put it in a file and pass --%s-file PATH, or set $%s", s.name, s.name, s.envNames()[0])
+		}
+	}
 	cfg := DefaultConfig()
 	for _, s := range specs {
 		values, source := s.values, ""
@@ -352,4 +379,21 @@ func parsePositive(s string) (int, error) {
 		return 0, errPositive
 	}
 	return n, nil
+}
+
+// applySecretFile reads the cluster secret from the file at path
+// (--cluster-secret-file), refusing a second source of the secret.
+func applySecretFile(c *Config, path string) error {
+	if c.ClusterSecret != "" {
+		return errSecretTwice
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the secret file: %w", err)
+	}
+	c.ClusterSecret = strings.TrimSpace(string(b))
+	if c.ClusterSecret == "" {
+		return errSecretEmpty
+	}
+	return nil
 }

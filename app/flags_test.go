@@ -1,8 +1,13 @@
 package app
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,7 +21,25 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// testSecret returns a fresh random cluster secret (a fixed one in the
+// source would be a published example, which confab refuses) and a file
+// holding it followed by a newline.
+func testSecret(t *testing.T) (secret, file string) {
+	t.Helper()
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	secret = hex.EncodeToString(b)
+	file = filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return secret, file
+}
+
 func TestParseConfig(t *testing.T) {
+	secret, secretFile := testSecret(t)
 	// want starts from the defaults and is adjusted per case.
 	base := func(mod func(c *Config)) Config {
 		c := DefaultConfig()
@@ -58,7 +81,7 @@ func TestParseConfig(t *testing.T) {
 				"CONFAB_NODE_ID":                   "n1",
 				"CONFAB_CONSUL":                    "127.0.0.1:8500",
 				"CONFAB_ADVERTISE_ADDR":            "http://10.0.0.1:8081",
-				"CONFAB_CLUSTER_SECRET":            "0123456789abcdef",
+				"CONFAB_CLUSTER_SECRET":            secret,
 				"CONFAB_MAX_PARTICIPANTS":          "5",
 				"CONFAB_MAX_ROOMS":                 "7",
 				"CONFAB_MAX_PARTICIPANTS_PER_NODE": "40",
@@ -79,7 +102,7 @@ func TestParseConfig(t *testing.T) {
 				NodeID:                 "n1",
 				ConsulAddr:             "127.0.0.1:8500",
 				AdvertiseAddr:          "http://10.0.0.1:8081",
-				ClusterSecret:          "0123456789abcdef",
+				ClusterSecret:          secret,
 				MaxParticipants:        5,
 				MaxRooms:               7,
 				MaxParticipantsPerNode: 40,
@@ -97,12 +120,46 @@ func TestParseConfig(t *testing.T) {
 			env: map[string]string{
 				"CONFAB_NODE_ID":        "n1",
 				"CONFAB_CONSUL_ADDR":    "127.0.0.1:8500",
-				"CONFAB_CLUSTER_SECRET": "0123456789abcdef",
+				"CONFAB_CLUSTER_SECRET": secret,
 			},
 			want: base(func(c *Config) {
 				c.ConsulAddr = "127.0.0.1:8500"
-				c.ClusterSecret = "0123456789abcdef"
+				c.ClusterSecret = secret
 			}),
+		},
+		{
+			name: "secret from a file",
+			args: []string{"--node-id", "n1", "--consul", "127.0.0.1:8500", "--cluster-secret-file", secretFile},
+			want: base(func(c *Config) {
+				c.ConsulAddr = "127.0.0.1:8500"
+				c.ClusterSecret = secret
+			}),
+		},
+		{
+			name: "secret file from env",
+			args: []string{"--node-id", "n1", "--consul", "127.0.0.1:8500"},
+			env:  map[string]string{"CONFAB_CLUSTER_SECRET_FILE": secretFile},
+			want: base(func(c *Config) {
+				c.ConsulAddr = "127.0.0.1:8500"
+				c.ClusterSecret = secret
+			}),
+		},
+		{
+			name: "cluster cidrs",
+			args: []string{"--node-id", "n1", "--consul", "127.0.0.1:8500", "--cluster-cidr", "10.0.0.0/8, fd00::/8",
+				"--cluster-cidr", "192.168.1.7/24", "--advertise-addr", "http://10.0.0.1:8080"},
+			env: map[string]string{"CONFAB_CLUSTER_SECRET": secret},
+			want: base(func(c *Config) {
+				c.ConsulAddr = "127.0.0.1:8500"
+				c.ClusterSecret = secret
+				c.AdvertiseAddr = "http://10.0.0.1:8080"
+				c.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("192.168.1.0/24")}
+			}),
+		},
+		{
+			name: "pprof on localhost and ::1",
+			args: []string{"--node-id", "n1", "--pprof-addr", "[::1]:6060"},
+			want: base(func(c *Config) { c.PprofAddr = "[::1]:6060" }),
 		},
 		{
 			name: "flag beats env",
@@ -188,12 +245,42 @@ func TestParseConfigDefaultNodeID(t *testing.T) {
 }
 
 func TestParseConfigErrors(t *testing.T) {
+	secret, secretFile := testSecret(t)
+	emptyFile := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(emptyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withSecret := map[string]string{"CONFAB_CLUSTER_SECRET": secret}
+	consul := []string{"--consul", "127.0.0.1:8500"}
+	exampleSecret := func(s string) map[string]string { return map[string]string{"CONFAB_CLUSTER_SECRET": s} }
+	const refusedOnCommandLine = `flag --cluster-secret is refused on the command line, where every local user can read it (ps, /proc, /debug/pprof/cmdline): put it in a file and pass --cluster-secret-file PATH, or set $CONFAB_CLUSTER_SECRET`
+	const published = `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): this secret is a published example or trivially guessable`
 	tests := []struct {
 		name string
 		args []string
 		env  map[string]string
 		want string // substring of the error
 	}{
+		{"secret on the command line", append(consul, "--cluster-secret", secret), nil, refusedOnCommandLine},
+		{"secret on the command line with =", append(consul, "--cluster-secret="+secret), nil, refusedOnCommandLine},
+		{"secret on the command line beside env", append(consul, "--cluster-secret", secret), withSecret, refusedOnCommandLine},
+		{"secret in env and file", append(consul, "--cluster-secret-file", secretFile), withSecret, `for flag --cluster-secret-file: the cluster secret is also set in $CONFAB_CLUSTER_SECRET`},
+		{"secret file missing", append(consul, "--cluster-secret-file", secretFile+".nope"), nil, `for flag --cluster-secret-file: reading the secret file: `},
+		{"secret file empty", append(consul, "--cluster-secret-file", emptyFile), nil, `for flag --cluster-secret-file: the secret file is empty`},
+		{"docker compose example secret", consul, exampleSecret("change-me-please-0123456789"), published},
+		{"example secret in upper case", consul, exampleSecret("CHANGE-ME-PLEASE-0123456789"), published},
+		{"test example secret", consul, exampleSecret("0123456789abcdef"), published},
+		{"cluster.sh example secret", consul, exampleSecret("confab-dev-cluster-secret"), published},
+		{"bench example secret", consul, exampleSecret("confab-bench-cluster-secret-0123456789"), published},
+		{"all the same character", consul, exampleSecret(strings.Repeat("x", 32)), published},
+		{"short pattern repeated", consul, exampleSecret(strings.Repeat("ab1", 11)), published},
+		{"pprof on every interface", []string{"--pprof-addr", "0.0.0.0:6060"}, nil, `invalid value "0.0.0.0:6060" for flag --pprof-addr: must be a loopback address`},
+		{"pprof without host", []string{"--pprof-addr", ":6060"}, nil, `invalid value ":6060" for flag --pprof-addr: must be a loopback address`},
+		{"pprof on a LAN address", []string{"--pprof-addr", "10.0.0.1:6060"}, nil, `for flag --pprof-addr: must be a loopback address`},
+		{"pprof on a host name", []string{"--pprof-addr", "example.com:6060"}, nil, `for flag --pprof-addr: must be a loopback address`},
+		{"cluster cidr", []string{"--cluster-cidr", "10.0.0.0"}, nil, `invalid value "10.0.0.0" for flag --cluster-cidr: must be a network in CIDR notation`},
+		{"advertise outside the cluster cidrs", append(consul, "--cluster-cidr", "10.0.0.0/8", "--advertise-addr", "http://192.168.0.1:8080"), withSecret, `invalid value "http://192.168.0.1:8080" for flag --advertise-addr: cluster: unusable node URL: 192.168.0.1 is outside the allowed networks`},
+		{"advertise with user info", append(consul, "--advertise-addr", "http://me@10.0.0.1:8080"), withSecret, `for flag --advertise-addr: cluster: unusable node URL: user info`},
 		{"udp port not a number", []string{"--udp-port", "abc"}, nil, `invalid value "abc" for flag --udp-port: `},
 		{"udp port too big", []string{"--udp-port=70000"}, nil, `invalid value "70000" for flag --udp-port: `},
 		{"udp port from env", nil, map[string]string{"CONFAB_UDP_PORT": "x"}, `invalid value "x" for flag --udp-port (from $CONFAB_UDP_PORT): `},
@@ -213,10 +300,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max protocol zero", []string{"--max-protocol", "0"}, nil, `invalid value "0" for flag --max-protocol: `},
 		{"max rooms negative", []string{"--max-rooms=-1"}, nil, `invalid value "-1" for flag --max-rooms: `},
 		{"max rooms from env", nil, map[string]string{"CONFAB_MAX_ROOMS": "many"}, `for flag --max-rooms (from $CONFAB_MAX_ROOMS)`},
-		{"consul without secret", []string{"--consul", "127.0.0.1:8500"}, nil, `flag --cluster-secret: must be at least 16 bytes`},
-		{"short secret", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "short"}, nil, `flag --cluster-secret`},
-		{"consul addr", []string{"--consul", "consul", "--cluster-secret", "0123456789abcdef"}, nil, `invalid value "consul" for flag --consul: `},
-		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--cluster-secret", "0123456789abcdef", "--advertise-addr", "127.0.0.1:8081"}, nil, `for flag --advertise-addr: `},
+		{"consul without secret", []string{"--consul", "127.0.0.1:8500"}, nil, `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least 16 bytes`},
+		{"short secret", []string{"--consul", "127.0.0.1:8500"}, map[string]string{"CONFAB_CLUSTER_SECRET": "short"}, `cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): must be at least 16 bytes`},
+		{"consul addr", []string{"--consul", "consul"}, withSecret, `invalid value "consul" for flag --consul: `},
+		{"advertise addr", []string{"--consul", "127.0.0.1:8500", "--advertise-addr", "127.0.0.1:8081"}, withSecret, `for flag --advertise-addr: `},
 		{"pprof addr without port", []string{"--pprof-addr", "localhost"}, nil, `invalid value "localhost" for flag --pprof-addr: `},
 		{"metrics addr without port", []string{"--metrics-addr", "localhost"}, nil, `invalid value "localhost" for flag --metrics-addr: `},
 		{"drain timeout without unit", []string{"--drain-timeout", "30"}, nil, `invalid value "30" for flag --drain-timeout: `},

@@ -30,11 +30,12 @@ func TestMetricsCrossNodeCall(t *testing.T) {
 	const room = "metrics-call-room"
 	nodes := map[string]*node{}
 	metricsURL := map[string]string{}
+	secret, _ := testSecret(t)
 	for _, id := range []string{"metrics-a", "metrics-b"} {
 		cfg := testConfig(t)
 		cfg.NodeID = id
 		cfg.ConsulAddr = consul
-		cfg.ClusterSecret = "metrics-test-secret-0123456789"
+		cfg.ClusterSecret = secret
 		cfg.MetricsAddr = metricsAddr(t)
 		cfg.DrainTimeout = time.Second
 		cfg.Placement = PlacementOff // the call must span the two nodes

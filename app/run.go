@@ -300,6 +300,7 @@ func newMembership(cfg Config, engine *sfu.Engine, log *slog.Logger) (cluster.Me
 		MaxParticipants: cfg.MaxParticipantsPerNode,
 		ConsulToken:     token,
 		ConsulTLS:       consulTLS,
+		AllowedCIDRs:    cfg.ClusterCIDRs,
 	}, engine)
 	if err != nil {
 		return nil, fmt.Errorf("app: create cluster node: %w", err)

@@ -58,6 +58,8 @@ func TestRunSingleNode(t *testing.T) {
 		{"/healthz", http.StatusOK, ""},
 		{"/debug/pprof/", http.StatusNotFound, ""}, // profiles only on --pprof-addr
 		{pprofBase + "/debug/pprof/", http.StatusOK, "goroutine"},
+		{pprofBase + "/debug/pprof/cmdline", http.StatusNotFound, ""}, // argv is not served
+		{pprofBase + "/debug/pprof/goroutine?debug=1", http.StatusOK, "goroutine"},
 		{"/metrics", http.StatusNotFound, ""}, // metrics only on --metrics-addr
 		{"http://" + cfg.MetricsAddr + "/metrics", http.StatusOK, "confab_build_info"},
 		{"/readyz", http.StatusOK, ""},

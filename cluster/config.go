@@ -3,7 +3,7 @@ package cluster
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -119,6 +119,10 @@ type Config struct {
 	// ConsulTLS is the TLS material for an https:// ConsulAddr; it must be
 	// empty for a plain HTTP address.
 	ConsulTLS ConsulTLS
+	// AllowedCIDRs, when not empty, restrict the node URLs read from
+	// Consul (and this node's AdvertiseURL) to IP literals inside one of
+	// these networks; see CheckNodeURL. Empty: any host.
+	AllowedCIDRs []netip.Prefix
 }
 
 // SetDefaults fills the zero optional fields with their defaults.
@@ -182,12 +186,13 @@ func (c *Config) Validate() error {
 	if !validToken(c.ConsulToken) {
 		return invalid("consul token must be printable ASCII without spaces")
 	}
-	u, err := url.Parse(c.AdvertiseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("advertise url %q must be an absolute http(s) URL", c.AdvertiseURL)
+	for _, p := range c.AllowedCIDRs {
+		if !p.IsValid() {
+			return invalid("allowed CIDR %s is not valid", p)
+		}
 	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return invalid("advertise url %q must not have a path, query or fragment", c.AdvertiseURL)
+	if err := CheckNodeURL(c.AdvertiseURL, c.AllowedCIDRs); err != nil {
+		return invalid("advertise url %q: %v", c.AdvertiseURL, err)
 	}
 	if len(c.Secret) < MinSecretLen {
 		return invalid("secret must be at least %d bytes", MinSecretLen)

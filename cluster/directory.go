@@ -124,6 +124,9 @@ func (n *Node) applyDirectory(pairs api.KVPairs) {
 			n.log.Debug("ignoring malformed node record", "key", p.Key)
 			continue
 		}
+		if id != n.cfg.NodeID && !n.checkRecordURL(id, rec.URL) {
+			continue // never dialled, never handed to browsers
+		}
 		rec.ID = id
 		recs[id] = rec
 	}
@@ -229,6 +232,20 @@ func (n *Node) resolve(id string) (string, bool) {
 		return "", false
 	}
 	return rec.URL, true
+}
+
+// mayServe is the MayServe function of the node's pipe.Pipes: a producer
+// of room is served to node only while this node knows node has the room
+// open, i.e. node is among the peers of the room's watch (from node's
+// room records in Consul or the room states node pushed), and node is in
+// the directory.
+func (n *Node) mayServe(node, room string) bool {
+	w := n.openWatch(room)
+	if w == nil || !w.hasPeer(node) {
+		return false
+	}
+	_, ok := n.resolve(node)
+	return ok
 }
 
 // originInfo is what a room needs to know of a node it may pipe from.

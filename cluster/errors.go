@@ -5,6 +5,9 @@ import "errors"
 // Errors of the membership side of the package (the pipes have their own in
 // package pipe). Returned errors wrap these; test with errors.Is.
 var (
+	// ErrBadNodeURL is wrapped by CheckNodeURL: a node URL that must not
+	// be dialled or handed to browsers.
+	ErrBadNodeURL = errors.New("cluster: unusable node URL")
 	// ErrInvalidConfig is wrapped by Config.Validate and New.
 	ErrInvalidConfig = errors.New("cluster: invalid config")
 	// ErrNotStarted is returned by Ready before Start completed.

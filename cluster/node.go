@@ -48,6 +48,7 @@ type Node struct {
 	placements   *placeTally // participants recently sent to each node (placement.go)
 	cpu          *cpuMeter
 	reads        *rate.Limiter // reconciliation reads of rooms (ReconcileRate)
+	badURLLog    *rate.Limiter // log lines of node records ignored for their URL
 	kv           *kvState
 	health       *consulHealth
 	checkSession chan struct{}  // capacity 1: "renew now" (e.g. a write saw an invalid session)
@@ -144,12 +145,14 @@ func New(cfg Config, engine *sfu.Engine) (*Node, error) {
 		placements:   newPlaceTally(),
 		cpu:          newCPUMeter(),
 		reads:        rate.NewLimiter(rate.Limit(cfg.ReconcileRate), max(1, int(cfg.ReconcileRate))),
+		badURLLog:    rate.NewLimiter(badURLLogRate, badURLLogBurst),
 	}
 	pipes, err := pipe.NewPipes(pipe.PipesConfig{
-		NodeID:  cfg.NodeID,
-		Secret:  []byte(cfg.Secret),
-		Resolve: n.resolve,
-		Logger:  cfg.Logger,
+		NodeID:   cfg.NodeID,
+		Secret:   []byte(cfg.Secret),
+		Resolve:  n.resolve,
+		MayServe: n.mayServe,
+		Logger:   cfg.Logger,
 	}, engine)
 	if err != nil {
 		cancel()

@@ -226,12 +226,15 @@ if [ "${BENCH_SKIP_LOAD:-0}" != 1 ]; then
 	# baseline, then the same subscribers on B fed by a publisher on node A
 	# (placement off: the subscribers must stay on B to measure the pipe).
 	start_consul
-	secret=confab-bench-cluster-secret-0123456789
+	# A fresh secret, in the nodes' environment (refused on the command line).
+	CONFAB_CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+	export CONFAB_CLUSTER_SECRET
+	echo 'export CONFAB_CLUSTER_SECRET=<64 random hex digits>' >>"$out/commands.txt"
 	pa=$(free_port)
 	pb=$(free_port)
-	start_node bench-a "$pa" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
+	start_node bench-a "$pa" --consul "$CONSUL_ADDR" --placement off
 	pid_a=$NODE_PID
-	start_node bench-b "$pb" --consul "$CONSUL_ADDR" --cluster-secret "$secret" --placement off
+	start_node bench-b "$pb" --consul "$CONSUL_ADDR" --placement off
 	pid_b=$NODE_PID
 	run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
 		--server-pid "$pid_b" --subscribers 100

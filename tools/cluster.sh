@@ -6,7 +6,9 @@
 #
 # Environment:
 #   CONSUL_HTTP_PORT       Consul HTTP port (default 8500)
-#   CONFAB_CLUSTER_SECRET  shared secret (default: a fixed development secret)
+#   CONFAB_CLUSTER_SECRET  shared secret (default: a random one made per run);
+#                          handed to the nodes in their environment, never
+#                          on the command line
 #   CLUSTER_LOG_DIR        where logs go (default: a new temporary directory)
 #   CLUSTER_FOLLOW=0       do not follow the logs, just wait
 set -euo pipefail
@@ -22,7 +24,7 @@ for b in "$confab" "$consul"; do
 done
 
 consul_port=${CONSUL_HTTP_PORT:-8500}
-secret=${CONFAB_CLUSTER_SECRET:-confab-dev-cluster-secret}
+secret=${CONFAB_CLUSTER_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 logdir=${CLUSTER_LOG_DIR:-$(mktemp -d -t confab-cluster.XXXXXX)}
 mkdir -p "$logdir"
 
@@ -55,12 +57,11 @@ pids+=($!)
 wait_consul_leader "127.0.0.1:$consul_port" 30
 
 for i in 1 2 3; do
-	"$confab" \
+	CONFAB_CLUSTER_SECRET="$secret" "$confab" \
 		--node-id "n$i" \
 		--http-addr "127.0.0.1:808$i" \
 		--udp-port "5000$i" \
 		--consul "127.0.0.1:$consul_port" \
-		--cluster-secret "$secret" \
 		>"$logdir/n$i.log" 2>&1 &
 	pids+=($!)
 done

@@ -17,14 +17,14 @@ import (
 )
 
 // ptSignedRequest builds a control request to base+path signed as node
-// with secret at time at.
-func ptSignedRequest(t *testing.T, base, method, path, node string, secret, body []byte, at time.Time) *http.Request {
+// for recipient to with secret at time at.
+func ptSignedRequest(t *testing.T, base, method, path, node, to string, secret, body []byte, at time.Time) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("NewRequest: %v", err)
 	}
-	signRequest(secret, req, node, body, at)
+	signRequest(secret, req, node, to, body, at)
 	return req
 }
 
@@ -52,6 +52,9 @@ func TestAuthControlRequests(t *testing.T) {
 	ptLeakCheck(t)
 	c := newPTCluster(t, nil, "a")
 	a := c.node("a")
+	// b and c are in a's directory (their URLs are never dialled here).
+	c.setURL("b", "http://127.0.0.1:1")
+	c.setURL("c", "http://127.0.0.1:1")
 	defer http.DefaultClient.CloseIdleConnections()
 	var (
 		mu     sync.Mutex
@@ -68,7 +71,7 @@ func TestAuthControlRequests(t *testing.T) {
 	event := controlPrefix + "rooms/room/events"
 	now := time.Now()
 	sign := func(method, path, node string, secret, body []byte, at time.Time) *http.Request {
-		return ptSignedRequest(t, a.srv.URL, method, path, node, secret, body, at)
+		return ptSignedRequest(t, a.srv.URL, method, path, node, "a", secret, body, at)
 	}
 
 	tests := []struct {
@@ -164,6 +167,57 @@ func TestAuthControlRequests(t *testing.T) {
 			status: http.StatusUnauthorized, code: "unauthorized",
 		},
 		{
+			name: "signature in upper-case hex",
+			req: func() *http.Request {
+				r := sign(http.MethodPost, event, "b", ptSecret, []byte(`{"n":2}`), now)
+				r.Header.Set(HeaderSignature, strings.ToUpper(r.Header.Get(HeaderSignature)))
+				return r
+			},
+			status: http.StatusUnauthorized, code: "unauthorized",
+		},
+		{
+			name: "addressed to another node",
+			req: func() *http.Request {
+				r := ptSignedRequest(t, a.srv.URL, http.MethodPost, event, "b", "c", ptSecret, []byte(`{"n":3}`), now)
+				return r
+			},
+			status: http.StatusForbidden, code: "forbidden",
+		},
+		{
+			name: "recipient header rewritten",
+			req: func() *http.Request {
+				r := ptSignedRequest(t, a.srv.URL, http.MethodPost, event, "b", "c", ptSecret, []byte(`{"n":4}`), now)
+				r.Header.Set(HeaderTo, "a")
+				return r
+			},
+			status: http.StatusUnauthorized, code: "unauthorized",
+		},
+		{
+			name: "sender not in the directory",
+			req: func() *http.Request {
+				return sign(http.MethodPost, event, "mallory", ptSecret, []byte(`{"n":5}`), now)
+			},
+			status: http.StatusForbidden, code: "forbidden",
+		},
+		{
+			name: "nonce rewritten",
+			req: func() *http.Request {
+				r := sign(http.MethodPost, event, "b", ptSecret, []byte(`{"n":6}`), now)
+				r.Header.Set(HeaderNonce, strings.Repeat("0", 2*nonceBytes))
+				return r
+			},
+			status: http.StatusUnauthorized, code: "unauthorized",
+		},
+		{
+			name: "no nonce",
+			req: func() *http.Request {
+				r := sign(http.MethodPost, event, "b", ptSecret, []byte(`{"n":7}`), now)
+				r.Header.Del(HeaderNonce)
+				return r
+			},
+			status: http.StatusUnauthorized, code: "unauthorized",
+		},
+		{
 			name:     "replayed request",
 			req:      func() *http.Request { return sign(http.MethodPost, event, "b", ptSecret, []byte(`{"n":1}`), now) },
 			status:   http.StatusUnauthorized,
@@ -207,7 +261,7 @@ func TestAuthControlRequests(t *testing.T) {
 			req: func() *http.Request {
 				return sign(http.MethodPost, controlPrefix+"links/a/negotiate", "a", ptSecret, validNegotiate, now)
 			},
-			status: http.StatusBadRequest, code: "bad-request",
+			status: http.StatusForbidden, code: "forbidden", // a node is never in its own directory of peers
 		},
 		{
 			name:   "unknown route",
@@ -284,6 +338,7 @@ func TestAuthResponseSignature(t *testing.T) {
 		name    string
 		respond func(w http.ResponseWriter, r *http.Request, body []byte)
 		wantErr error
+		notErr  error // the error must not also be this (a forged verdict)
 	}{
 		{
 			name: "signed response",
@@ -320,12 +375,45 @@ func TestAuthResponseSignature(t *testing.T) {
 			wantErr: ErrControlBadResponse,
 		},
 		{
-			name: "error status",
-			respond: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			name: "signed error status",
+			respond: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+				body := []byte(`{"error":"unavailable","message":"busy"}`)
+				signResponse(ptSecret, w.Header(), http.StatusServiceUnavailable, r.Header.Get(HeaderSignature), "peer", body, now)
 				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte(`{"error":"unavailable","message":"busy"}`))
+				_, _ = w.Write(body)
 			},
 			wantErr: ErrControlUnavailable,
+		},
+		{
+			name: "unsigned error status",
+			respond: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+				w.WriteHeader(http.StatusConflict)
+				_, _ = w.Write([]byte(`{"error":"conflict","message":"unknown link"}`))
+			},
+			wantErr: ErrControlBadResponse,
+			notErr:  ErrControlConflict,
+		},
+		{
+			name: "forged error status",
+			respond: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+				body := []byte(`{"error":"conflict","message":"unknown link"}`)
+				signResponse([]byte("not-the-cluster-secret-at-all"), w.Header(), http.StatusConflict, r.Header.Get(HeaderSignature), "peer", body, now)
+				w.WriteHeader(http.StatusConflict)
+				_, _ = w.Write(body)
+			},
+			wantErr: ErrControlBadResponse,
+			notErr:  ErrControlConflict,
+		},
+		{
+			name: "signed error with another status",
+			respond: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+				body := []byte(`{"error":"conflict","message":"unknown link"}`)
+				signResponse(ptSecret, w.Header(), http.StatusServiceUnavailable, r.Header.Get(HeaderSignature), "peer", body, now)
+				w.WriteHeader(http.StatusConflict)
+				_, _ = w.Write(body)
+			},
+			wantErr: ErrControlBadResponse,
+			notErr:  ErrControlConflict,
 		},
 	}
 	for _, tc := range tests {
@@ -347,23 +435,30 @@ func TestAuthResponseSignature(t *testing.T) {
 			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("sendRoomEvent error = %v, want %v", err, tc.wantErr)
 			}
+			var ce *ControlError
+			if tc.notErr != nil && (errors.Is(err, tc.notErr) || errors.As(err, &ce)) {
+				t.Fatalf("sendRoomEvent error = %v: a forged or unsigned answer was taken as the peer's verdict", err)
+			}
 		})
 	}
 }
 
 func TestAuthReplayCache(t *testing.T) {
 	clock := time.Unix(1_000_000, 0)
-	v := newVerifier(ptSecret, time.Second, func() time.Time { return clock })
+	v := newVerifier(ptSecret, "a", func(n string) bool { return n == "b" }, time.Second, func() time.Time { return clock })
 	v.maxEntries = 3
 	req := func(n int) *http.Request {
 		body := []byte(strconv.Itoa(n))
 		r := httptest.NewRequest(http.MethodPost, controlPrefix+"rooms/r/events", bytes.NewReader(body))
-		signRequest(ptSecret, r, "b", body, clock)
+		signRequest(ptSecret, r, "b", "a", body, clock)
 		return r
 	}
 	check := func(n int, r *http.Request) error {
-		_, _, err := v.verify(r, []byte(strconv.Itoa(n)))
-		return err
+		h, err := v.verifyHeaders(r, maxControlBody)
+		if err != nil {
+			return err
+		}
+		return v.accept(h, []byte(strconv.Itoa(n)))
 	}
 
 	r1 := req(1)
@@ -372,6 +467,16 @@ func TestAuthReplayCache(t *testing.T) {
 	}
 	if err := check(1, r1); !errors.Is(err, ErrControlUnauthorized) {
 		t.Fatalf("replay: %v, want ErrControlUnauthorized", err)
+	}
+	for _, variant := range []string{strings.ToUpper(r1.Header.Get(HeaderSignature)), " " + r1.Header.Get(HeaderSignature), r1.Header.Get(HeaderSignature) + "00"} {
+		r := r1.Clone(context.Background())
+		r.Header.Set(HeaderSignature, variant)
+		if err := check(1, r); !errors.Is(err, ErrControlUnauthorized) {
+			t.Fatalf("replay with signature %q: %v, want ErrControlUnauthorized", variant, err)
+		}
+	}
+	if got := v.size(); got != 1 {
+		t.Errorf("cache size after replays = %d, want 1", got)
 	}
 	for n := 2; n <= 3; n++ {
 		if err := check(n, req(n)); err != nil {

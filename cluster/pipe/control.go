@@ -13,26 +13,38 @@ package pipe
 //
 // Authentication (every request, see auth.go). The sender adds
 //
-//	X-Confab-Node:      sender node id
-//	X-Confab-Timestamp: unix milliseconds (decimal)
-//	X-Confab-Signature: hex(HMAC-SHA256(secret,
-//	    METHOD "\n" path "\n" node "\n" timestamp "\n" hex(sha256(body))))
+//	X-Confab-Node:        sender node id
+//	X-Confab-To:          recipient node id
+//	X-Confab-Timestamp:   unix milliseconds (decimal)
+//	X-Confab-Nonce:       16 random bytes, lowercase hex
+//	X-Confab-Body-Sha256: hex(sha256(body))
+//	X-Confab-Signature:   hex(HMAC-SHA256(secret, "CONFAB-CONTROL-2" "\n"
+//	    METHOD "\n" path "\n" sender "\n" recipient "\n" timestamp "\n"
+//	    nonce "\n" body-hash))
 //
 // where secret is the shared cluster secret and path the escaped request
-// path (e.g. "/cluster/v1/links/a/negotiate"). The receiver rejects with 401
-// (JSON error, no state change) a missing/wrong signature, a timestamp
-// more than MaxClockSkew away from its clock, and any signature it already
-// accepted within that window (replay). Bodies over 1 MiB get 413; bodies
-// that are not the expected JSON get 400. Every 2xx response is signed the
-// same way by the responder over
+// path (e.g. "/cluster/v1/links/a/negotiate"); all hex is lowercase, and
+// only that spelling is accepted. The receiver decides from the headers
+// alone, before reading the body: 403 for another recipient or a sender
+// not in its directory (Resolve), 401 for a timestamp more than
+// MaxClockSkew away from its clock or a wrong signature, 413 for a missing
+// or over-1-MiB Content-Length. It then reads the declared body and
+// refuses (401) one that does not match the signed hash, and any MAC it
+// already accepted within the skew window (replay; the cache is keyed by
+// the decoded MAC). Refused requests change nothing. Bodies that are not
+// the expected JSON get 400. EVERY response, errors included, is signed by
+// the responder over
 //
 //	"RESPONSE" "\n" status "\n" request-signature "\n" node "\n" timestamp "\n" hex(sha256(body))
 //
-// and the client refuses unsigned or wrongly signed 2xx responses, so an
-// SDP answer (which carries the DTLS fingerprint protecting the media) can
-// only come from a node holding the secret. The channel itself is not
-// encrypted: use an https base URL or a private network if SDP must stay
-// confidential (media is always DTLS-SRTP encrypted).
+// (headers X-Confab-Node, X-Confab-Timestamp, X-Confab-Body-Sha256,
+// X-Confab-Signature), and the client refuses an unsigned or wrongly
+// signed response of any status as a failed request (ErrControlBadResponse),
+// never taking it for the peer's verdict; so an SDP answer (which carries
+// the DTLS fingerprint protecting the media) can only come from a node
+// holding the secret. The channel itself is not encrypted: use an https
+// base URL or a private network if its contents must stay confidential
+// (media is always DTLS-SRTP encrypted).
 //
 // All bodies are JSON. Errors are {"error": code, "message": text} with
 // code one of unauthorized (401), forbidden (403), bad-request (400),
@@ -194,8 +206,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -367,21 +379,20 @@ func (p *Pipes) newControlHandler() http.Handler {
 		p.writeError(w, r, fmt.Errorf("%w: %s %s", ErrControlNotFound, r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+		// Headers first: recipient, sender, clock, declared length and
+		// MAC are checked before a byte of the body is read.
+		h, err := p.verifier.verifyHeaders(r, maxControlBody)
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				p.writeError(w, r, fmt.Errorf("%w: limit %d bytes", ErrControlTooLarge, maxControlBody))
-				return
-			}
-			p.writeError(w, r, fmt.Errorf("%w: reading body: %v", ErrControlBadRequest, err))
+			p.refused(w, r, err)
 			return
 		}
-		node, sig, err := p.verifier.verify(r, body)
-		if err != nil {
-			p.log.Warn("control request refused", "method", r.Method, "path", r.URL.Path,
-				"node", r.Header.Get(HeaderNode), "remote", r.RemoteAddr, "err", err)
-			p.writeError(w, r, err)
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(http.MaxBytesReader(w, r.Body, maxControlBody), body); err != nil {
+			p.refused(w, r, fmt.Errorf("%w: reading body: %v", ErrControlBadRequest, err))
+			return
+		}
+		if err := p.verifier.accept(h, body); err != nil {
+			p.refused(w, r, err)
 			return
 		}
 		// Handlers touch links and the engine: Close waits for them (they
@@ -395,9 +406,20 @@ func (p *Pipes) newControlHandler() http.Handler {
 		p.wg.Add(1)
 		p.mu.Unlock()
 		defer p.wg.Done()
-		ctx := context.WithValue(r.Context(), controlAuthCtxKey, &controlAuth{node: node, sig: sig, body: body})
+		ctx := context.WithValue(r.Context(), controlAuthCtxKey, &controlAuth{node: h.node, sig: h.sig, body: body})
 		mux.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// refused answers a request that failed authentication, logging it at
+// most refusedLogRate times a second (a flood of bad requests must not
+// flood the log).
+func (p *Pipes) refused(w http.ResponseWriter, r *http.Request, err error) {
+	if p.refusedLog.Allow() {
+		p.log.Warn("control request refused", "method", r.Method, "path", r.URL.Path,
+			"node", r.Header.Get(HeaderNode), "remote", r.RemoteAddr, "err", err)
+	}
+	p.writeError(w, r, err)
 }
 
 // authOf returns the authentication record of r (nil before/without auth).
@@ -417,11 +439,28 @@ func (p *Pipes) writeJSON(w http.ResponseWriter, r *http.Request, status int, v 
 	h := w.Header()
 	h.Set("Content-Type", contentTypeJSON)
 	h.Set("Cache-Control", "no-store")
-	if a := authOf(r); a != nil {
-		signResponse(p.cfg.Secret, h, status, a.sig, p.cfg.NodeID, body, time.Now())
+	if sig := requestSig(r); sig != "" {
+		signResponse(p.cfg.Secret, h, status, sig, p.cfg.NodeID, body, time.Now())
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // the peer went away; nothing to do
+}
+
+// requestSig returns the signature a response to r is bound to: that of
+// the authenticated request, or for a refused one the signature header
+// when it is canonical hex ("" otherwise: the response goes unsigned and
+// its client refuses it, as it would any answer to a garbled request).
+// Signing refusals too lets a client tell a peer's real refusal from one
+// forged on the way; a signed refusal reveals nothing an eavesdropper
+// could use, since a response string can never verify as a request.
+func requestSig(r *http.Request) string {
+	if a := authOf(r); a != nil {
+		return a.sig
+	}
+	if sig := r.Header.Get(HeaderSignature); canonicalHex(sig, sha256.Size) {
+		return sig
+	}
+	return ""
 }
 
 // writeError writes err as a JSON error with the status from controlStatus.

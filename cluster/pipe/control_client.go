@@ -76,7 +76,7 @@ func (c *controlClient) send(ctx context.Context, method, node, path string, bod
 		req.Header.Set("Content-Type", contentTypeJSON)
 	}
 	req.Header.Set("Accept", contentTypeJSON)
-	sig := signRequest(c.secret, req, c.nodeID, body, c.now())
+	sig := signRequest(c.secret, req, c.nodeID, node, body, c.now())
 
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -90,13 +90,16 @@ func (c *controlClient) send(ctx context.Context, method, node, path string, bod
 	if len(respBody) > maxControlBody {
 		return fmt.Errorf("cluster: control %s: node %s: %w: response over %d bytes", path, node, ErrControlBadResponse, maxControlBody)
 	}
+	// Every answer, refusals included, must be signed by node for this
+	// request: an unsigned or forged error is a failure of the request,
+	// never the peer's verdict (a forged 409 must not tear down a link).
+	if err := verifyResponse(c.secret, resp.Header, resp.StatusCode, sig, node, respBody, c.now(), c.maxSkew); err != nil {
+		return fmt.Errorf("cluster: control %s: node %s: status %d: %w", path, node, resp.StatusCode, err)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e errorResponse
 		_ = json.Unmarshal(respBody, &e) // best effort: the status alone is enough
 		return &ControlError{Node: node, Status: resp.StatusCode, Code: e.Error, Message: e.Message}
-	}
-	if err := verifyResponse(c.secret, resp.Header, resp.StatusCode, sig, node, respBody, c.now(), c.maxSkew); err != nil {
-		return fmt.Errorf("cluster: control %s: node %s: %w", path, node, err)
 	}
 	if out == nil {
 		return nil

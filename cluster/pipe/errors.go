@@ -79,6 +79,7 @@ func (e *RejectedError) Unwrap() error { return ErrPipeRejected }
 // Reasons a serving node gives in the rejected lists of the link protocol.
 const (
 	RejectRoomNotFound    = "room-not-found"    // no such local room on the origin
+	RejectNotInRoom       = "not-in-room"       // the puller is not known to have the room open (PipesConfig.MayServe)
 	RejectUnknownProducer = "unknown-producer"  // no such producer in the room
 	RejectRemoteProducer  = "remote-producer"   // producer is itself piped in: never piped onward (no loops)
 	RejectProducerClosed  = "producer-closed"   // producer closed since it was accepted

@@ -175,6 +175,9 @@ func (l *link) serve(w PipeRef) (AcceptedPipe, string) {
 
 	fresh := s == nil
 	if fresh {
+		if may := l.p.cfg.MayServe; may != nil && !may(l.peer, k.room) {
+			return AcceptedPipe{}, RejectNotInRoom
+		}
 		room := l.p.engine.Room(k.room)
 		if room == nil {
 			return AcceptedPipe{}, RejectRoomNotFound

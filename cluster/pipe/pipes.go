@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/confab/confab/sfu"
+	"golang.org/x/time/rate"
 )
 
 // Pipes defaults.
@@ -23,6 +24,12 @@ const (
 	DefaultLinkIdleTimeout    = 5 * time.Second
 	DefaultPipeProbeTimeout   = 2 * time.Second
 	minSecretLength           = 16
+)
+
+// Log rate of refused control requests: a burst, then one a second.
+const (
+	refusedLogRate  rate.Limit = 1
+	refusedLogBurst            = 10
 )
 
 // PipesConfig configures node-to-node pipes. Call SetDefaults, then
@@ -35,8 +42,10 @@ type PipesConfig struct {
 	Secret []byte
 	// Resolve maps a node id to the base URL of its control channel
 	// ("http://10.0.0.2:8080", no path; routes are /cluster/v1/...), from
-	// the Consul node records. Called without Pipes locks held, for every
-	// control request; must be fast and safe for concurrent use.
+	// the Consul node records. It is also the directory of senders: a
+	// control request from a node id Resolve does not know is refused
+	// (403). Called without Pipes locks held, for every control request
+	// sent and received; must be fast and safe for concurrent use.
 	Resolve func(nodeID string) (baseURL string, ok bool)
 	// RequestTimeout bounds every control request and every negotiation
 	// step (ICE gathering included). Default 5s.
@@ -53,6 +62,13 @@ type PipesConfig struct {
 	// channel. Short, so that a dead peer is recognised quickly; a live
 	// peer answers a ping in milliseconds. Default 2s.
 	ProbeTimeout time.Duration
+	// MayServe reports whether this node may serve a producer of room to
+	// node, i.e. whether node is known to have the room open (package
+	// cluster answers from its room watches). Called without Pipes locks
+	// held before a producer is first sent to a peer; must be fast and
+	// safe for concurrent use. nil serves every room (tests of this
+	// package only).
+	MayServe func(node, room string) bool
 	// Logger is the parent logger; default slog.Default().
 	Logger *slog.Logger
 	// HTTPClient sends control requests. Default: a client owned by Pipes
@@ -123,10 +139,12 @@ type Pipes struct {
 	log      *slog.Logger
 	client   *controlClient
 	verifier *verifier
-	handler  http.Handler
-	ownHTTP  bool
-	ctx      context.Context // cancelled by Close: aborts control requests
-	cancel   context.CancelFunc
+	// refusedLog rate-limits the log lines of refused control requests.
+	refusedLog *rate.Limiter
+	handler    http.Handler
+	ownHTTP    bool
+	ctx        context.Context // cancelled by Close: aborts control requests
+	cancel     context.CancelFunc
 
 	wg sync.WaitGroup // every goroutine started by Pipes and its links
 
@@ -175,7 +193,9 @@ func NewPipes(cfg PipesConfig, engine *sfu.Engine) (*Pipes, error) {
 		http:    hc,
 		now:     time.Now,
 	}
-	p.verifier = newVerifier(cfg.Secret, cfg.MaxClockSkew, time.Now)
+	known := func(node string) bool { _, ok := cfg.Resolve(node); return ok }
+	p.verifier = newVerifier(cfg.Secret, cfg.NodeID, known, cfg.MaxClockSkew, time.Now)
+	p.refusedLog = rate.NewLimiter(refusedLogRate, refusedLogBurst)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.handler = p.newControlHandler()
 	return p, nil
@@ -224,9 +244,13 @@ func (p *Pipes) SetOnLinkDisconnected(fn func(nodeID string)) {
 func (p *Pipes) Ping(ctx context.Context, nodeID string) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
 	defer cancel()
-	if err := p.client.ping(ctx, nodeID); err != nil {
+	err := p.client.ping(ctx, nodeID)
+	var refused *ControlError
+	if err != nil && !errors.As(err, &refused) {
 		return fmt.Errorf("cluster: ping %s: %w", nodeID, err)
 	}
+	// nil, or a refusal signed by nodeID for this ping (e.g. this node is
+	// not in its directory yet): either way the peer is alive.
 	return nil
 }
 

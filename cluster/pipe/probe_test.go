@@ -44,8 +44,10 @@ func TestPipesPing(t *testing.T) {
 		}
 		t.Logf("Ping %s failed after %v: %v", peer, time.Since(start).Round(time.Millisecond), err)
 	}
-	if err := b.pipes.Ping(ctx, "other"); !errors.Is(err, ErrControlUnauthorized) {
-		t.Errorf("Ping of another cluster's node = %v, want ErrControlUnauthorized", err)
+	// The other cluster's node refuses the ping, but its refusal is not
+	// signed with this cluster's secret: no answer at all.
+	if err := b.pipes.Ping(ctx, "other"); !errors.Is(err, ErrControlBadResponse) {
+		t.Errorf("Ping of another cluster's node = %v, want ErrControlBadResponse", err)
 	}
 	if err := b.pipes.Ping(ctx, "unknown-node"); !errors.Is(err, ErrNodeUnresolved) {
 		t.Errorf("Ping of an unknown node = %v, want ErrNodeUnresolved", err)
@@ -61,17 +63,18 @@ func TestAuthPingRefused(t *testing.T) {
 	ptLeakCheck(t)
 	c := newPTCluster(t, nil, "a")
 	a := c.node("a")
+	c.setURL("b", "http://127.0.0.1:1") // in a's directory
 	defer http.DefaultClient.CloseIdleConnections()
 	path := controlPrefix + "ping"
 	unsigned, _ := http.NewRequest(http.MethodGet, a.srv.URL+path, nil)
 	if status, code := ptDo(t, unsigned); status != http.StatusUnauthorized || code != "unauthorized" {
 		t.Errorf("unsigned ping = %d %q, want 401 unauthorized", status, code)
 	}
-	stale := ptSignedRequest(t, a.srv.URL, http.MethodGet, path, "b", ptSecret, nil, time.Now().Add(-2*DefaultPipeMaxClockSkew))
+	stale := ptSignedRequest(t, a.srv.URL, http.MethodGet, path, "b", "a", ptSecret, nil, time.Now().Add(-2*DefaultPipeMaxClockSkew))
 	if status, _ := ptDo(t, stale); status != http.StatusUnauthorized {
 		t.Errorf("ping with an old timestamp = %d, want 401", status)
 	}
-	ok := ptSignedRequest(t, a.srv.URL, http.MethodGet, path, "b", ptSecret, nil, time.Now())
+	ok := ptSignedRequest(t, a.srv.URL, http.MethodGet, path, "b", "a", ptSecret, nil, time.Now())
 	replay := ok.Clone(ok.Context())
 	if status, _ := ptDo(t, ok); status != http.StatusOK {
 		t.Fatalf("signed ping = %d, want 200", status)

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"github.com/confab/confab/internal/consultest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -169,13 +173,22 @@ func countByNode(ms []*member) map[string]int {
 // are spread over both.
 func TestPlacementThreeNodes(t *testing.T) {
 	consul := consultest.Start(t, "confab-place").Addr
-	const secret = "placement-test-secret-0123456789"
+	// A fresh secret in a file: never on the command line, never a
+	// published example (both are refused).
+	rnd := make([]byte, 24)
+	if _, err := rand.Read(rnd); err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(t.TempDir(), "cluster-secret")
+	if err := os.WriteFile(secretFile, []byte(hex.EncodeToString(rnd)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	procs := map[string]*proc{}
 	var ids []string
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("n%d", i)
 		ids = append(ids, id)
-		procs[id] = startConfab(t, "--node-id", id, "--consul", consul, "--cluster-secret", secret,
+		procs[id] = startConfab(t, "--node-id", id, "--consul", consul, "--cluster-secret-file", secretFile,
 			"--max-participants-per-node", strconv.Itoa(placeLimit), "--log-level", "warn")
 	}
 	for _, id := range ids {

@@ -5,7 +5,7 @@
 //                         once it has a leader and accepts sessions:
 //                         { addr, url, httpPort, logs(), kv(prefix), stop() }
 //   startCluster({nodes}) Consul plus nodes n1..nN sharing a random cluster
-//                         secret, resolved once every node answers /healthz
+//                         secret (passed in a file), resolved once every node answers /healthz
 //                         and every node's /api/cluster lists all N nodes
 //                         alive: { consul, nodes: [confab...], node(id),
 //                         status(id), statuses(), logs(), stop() }
@@ -22,11 +22,27 @@ const { test: base, expect } = require('@playwright/test');
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { startConfab, roomURL, freeTCPPort, freeUDPPort, sleep } = require('./confab');
 const { track, terminate, exitStatus } = require('./procs');
 
 const CONSUL_BIN = process.env.CONFAB_CONSUL_BIN || path.resolve(__dirname, '..', '..', 'bin', 'consul');
+
+/**
+ * clusterSecret returns a fresh random cluster secret and the path of a
+ * file (mode 0600, in a private temporary directory removed when the
+ * process exits) holding it, for --cluster-secret-file: confab refuses the
+ * secret on the command line.
+ */
+function clusterSecret() {
+  const secret = crypto.randomBytes(32).toString('hex');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'confab-e2e-secret-'));
+  const file = path.join(dir, 'cluster-secret');
+  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return { secret, file };
+}
 
 /** distinctPorts returns n distinct loopback ports from pick(). */
 async function distinctPorts(n, pick, taken = new Set()) {
@@ -154,7 +170,7 @@ async function startConsul({ readyTimeout = 60_000, ports = null } = {}) {
 /**
  * startCluster starts Consul and `nodes` confab nodes n1..nN, each with its
  * own HTTP and UDP port on 127.0.0.1, advertising its own URL, all sharing a
- * random 32-hex-digit cluster secret. It resolves once every node answers
+ * random 64-hex-digit cluster secret (in a file, see clusterSecret). It resolves once every node answers
  * /healthz and every node's /api/cluster lists all N nodes as alive.
  */
 async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = [] } = {}) {
@@ -168,11 +184,11 @@ async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = []
     extraArgs: [
       '--consul', consul.addr,
       '--advertise-addr', `http://127.0.0.1:${s.httpPort}`,
-      '--cluster-secret', secret,
+      '--cluster-secret-file', secretFile,
       ...nodeArgs,
     ],
   });
-  const secret = crypto.randomBytes(16).toString('hex');
+  const { secret, file: secretFile } = clusterSecret();
   const started = [];
   const cluster = {
     get consul() { return consul; },
@@ -371,4 +387,4 @@ const test = base.extend({
   }, { auto: true }],
 });
 
-module.exports = { test, expect, startConsul, startCluster, fetchJSON };
+module.exports = { test, expect, startConsul, startCluster, fetchJSON, clusterSecret };

@@ -5,10 +5,9 @@
 // limited. (One publisher: three 720p simulcast encoders and decoders
 // starve a 2-core box, and the viewer's own drops then look like
 // congestion.) The numbers are attached (adaptive-cluster.json) and printed.
-const crypto = require('node:crypto');
 const { test: shaped, expect, startShapedConfab } = require('../lib/shaped');
 const { startConfab, expectMediaFlowing, sleep } = require('../lib/confab');
-const { startConsul, fetchJSON } = require('../lib/cluster');
+const { startConsul, fetchJSON, clusterSecret } = require('../lib/cluster');
 const { sampleInbound, inboundRates } = require('../lib/stats');
 
 // The `confab` fixture is node b (reachable from the namespace); nodeA and
@@ -16,8 +15,8 @@ const { sampleInbound, inboundRates } = require('../lib/stats');
 const test = shaped.extend({
   confab: async ({ netns }, use, testInfo) => {
     const consul = await startConsul();
-    const secret = crypto.randomBytes(16).toString('hex');
-    const common = ['--consul', consul.addr, '--cluster-secret', secret, '--placement', 'off'];
+    const { file: secretFile } = clusterSecret();
+    const common = ['--consul', consul.addr, '--cluster-secret-file', secretFile, '--placement', 'off'];
     const nodes = [];
     try {
       const a = await startConfab({ nodeId: 'a', extraArgs: common });
