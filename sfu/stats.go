@@ -114,13 +114,13 @@ type eventCounter int
 
 // The RTCP-driven counters of engineStats.events.
 const (
-	countNACK              eventCounter = iota // sequence numbers NACKed by consumers
-	countResend                                // packets retransmitted from a cache
-	countKeyframeRequest                       // PLI/FIR received from consumers
-	countKeyframeRequested                     // keyframe requests passed on to sources
-	countPublishDropped                        // published packets over the bitrate cap
-	countPublishDroppedBytes                   // their bytes
-	countUnhandledDatagram                     // datagrams the ICE mux could not route
+	countNACK                eventCounter = iota // sequence numbers NACKed by consumers
+	countResend                                  // packets retransmitted from a cache
+	countKeyframeRequest                         // PLI/FIR received from consumers
+	countKeyframeRequested                       // keyframe requests passed on to sources
+	countPublishDropped                          // published packets over the bitrate cap
+	countPublishDroppedBytes                     // their bytes
+	countUnhandledDatagram                       // datagrams the ICE mux could not route
 	eventCounters
 )
 
