@@ -103,6 +103,21 @@ type Config struct {
 	// Prometheus metrics at /metrics (--metrics-addr). Empty (the default)
 	// serves none. Bind it to loopback or a private network.
 	MetricsAddr string
+
+	// MaxConns caps the node's open signaling WebSockets (--max-conns;
+	// 0 = web.DefaultMaxConns).
+	MaxConns int
+	// MaxConnsPerIP caps the open signaling WebSockets per client address
+	// (--max-conns-per-ip; 0 = web.DefaultMaxConnsPerIP). The address is
+	// the TCP peer's: behind a reverse proxy, the proxy's.
+	MaxConnsPerIP int
+	// JoinTimeout is how long a signaling WebSocket may stay open without
+	// joining (--join-timeout; 0 = web.DefaultJoinTimeout).
+	JoinTimeout time.Duration
+	// MaxPublishBitrate caps what one participant publishes, in bit/s
+	// (--max-publish-bitrate; 0 = sfu.DefaultMaxPublishBitrate, negative:
+	// no cap).
+	MaxPublishBitrate int
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -227,7 +242,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("flag --cluster-secret: must be at least %d bytes when --consul is set", MinSecretLen)
 		}
 	}
-	return nil
+	return c.validateAdmission()
 }
 
 // UDPAddr is the host:port the engine's ICE UDP socket binds to.
