@@ -62,8 +62,10 @@ func newAdmission(cfg *Config) *admission {
 }
 
 // clientAddr is the address a connection is counted under: the TCP peer
-// of r (RemoteAddr), mapped IPv4 addresses unmapped. ok is false when
-// RemoteAddr does not parse (never with net/http's server).
+// of r (RemoteAddr), mapped IPv4 addresses unmapped, IPv6 addresses
+// reduced to their /64 (one subscriber's network: a host picks any
+// address in it). ok is false when RemoteAddr does not parse (never with
+// net/http's server).
 func clientAddr(r *http.Request) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -73,7 +75,11 @@ func clientAddr(r *http.Request) (netip.Addr, bool) {
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return a.Unmap().WithZone(""), true
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		a = netip.PrefixFrom(a, 64).Masked().Addr()
+	}
+	return a, true
 }
 
 // admit takes a slot for a connection from addr. On success release must
@@ -155,7 +161,7 @@ func (s *Server) admit(c echo.Context) (release func(), ok bool) {
 // check already under way (no goroutine exists until the timer fires).
 func (s *session) startJoinDeadline(d time.Duration) (stop func()) {
 	done := make(chan struct{})
-	t := time.AfterFunc(d, func() {
+	stopTimer := s.srv.cfg.joinTimer(d, func() {
 		defer close(done)
 		if !s.joined() && !s.isClosing() {
 			s.logger().Debug("signaling: no join in time, closing", "join_timeout", d)
@@ -163,7 +169,7 @@ func (s *session) startJoinDeadline(d time.Duration) (stop func()) {
 		}
 	})
 	return func() {
-		if !t.Stop() {
+		if !stopTimer() {
 			<-done
 		}
 	}

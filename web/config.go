@@ -122,6 +122,12 @@ type Config struct {
 	// its "join" succeeded; then it is closed with 1008 "join timeout".
 	// Default DefaultJoinTimeout.
 	JoinTimeout time.Duration
+
+	// joinTimer starts a connection's join deadline: f runs once after d
+	// unless stop (which reports whether it prevented f) is called first.
+	// nil means time.AfterFunc; the flood test sets a timer it fires
+	// itself, so that the deadline passes only when the test says so.
+	joinTimer func(d time.Duration, f func()) (stop func() bool)
 }
 
 // SetDefaults fills zero fields with their defaults. NodeID stays empty
@@ -165,6 +171,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.joinTimer == nil {
+		c.joinTimer = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
