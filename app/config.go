@@ -139,6 +139,20 @@ type Config struct {
 	// Consul, and AdvertiseAddr, to IP hosts inside these networks
 	// (--cluster-cidr; see cluster.CheckNodeURL).
 	ClusterCIDRs []netip.Prefix
+	// MaxConns caps the node's open signaling WebSockets (--max-conns;
+	// 0 = web.DefaultMaxConns).
+	MaxConns int
+	// MaxConnsPerIP caps the open signaling WebSockets per client address
+	// (--max-conns-per-ip; 0 = web.DefaultMaxConnsPerIP). The address is
+	// the TCP peer's: behind a reverse proxy, the proxy's.
+	MaxConnsPerIP int
+	// JoinTimeout is how long a signaling WebSocket may stay open without
+	// joining (--join-timeout; 0 = web.DefaultJoinTimeout).
+	JoinTimeout time.Duration
+	// MaxPublishBitrate caps what one participant publishes, in bit/s
+	// (--max-publish-bitrate; 0 = sfu.DefaultMaxPublishBitrate, negative:
+	// no cap).
+	MaxPublishBitrate int
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -289,7 +303,7 @@ func (c *Config) Validate() error {
 			return errors.New("cluster secret ($CONFAB_CLUSTER_SECRET or --cluster-secret-file): this secret is a published example or trivially guessable; generate one, e.g. openssl rand -hex 32")
 		}
 	}
-	return nil
+	return c.validateAdmission()
 }
 
 // UDPAddr is the host:port the engine's ICE UDP socket binds to.

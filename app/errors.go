@@ -30,10 +30,10 @@ var (
 	errEmptyFile    = errors.New("the file is empty")
 	errToken        = errors.New("the token must be printable ASCII without spaces")
 	errCertKeyPair  = errors.New("flags --consul-cert-file and --consul-key-file must be given together")
-	errCIDR        = errors.New("must be a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8")
-	errSecretTwice = errors.New("the cluster secret is also set in $CONFAB_CLUSTER_SECRET; set only one")
-	errSecretEmpty = errors.New("the secret file is empty")
-	errLoopback    = errors.New("must be a loopback address (127.0.0.1, [::1] or localhost): profiles and the process's memory are not for the network")
+	errCIDR         = errors.New("must be a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8")
+	errSecretTwice  = errors.New("the cluster secret is also set in $CONFAB_CLUSTER_SECRET; set only one")
+	errSecretEmpty  = errors.New("the secret file is empty")
+	errLoopback     = errors.New("must be a loopback address (127.0.0.1, [::1] or localhost): profiles and the process's memory are not for the network")
 )
 
 // flagError is the one-line error for a bad flag value, e.g.

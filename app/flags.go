@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/confab/confab/web"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: --foo-bar is
@@ -218,6 +220,30 @@ func flagSpecs() []*flagSpec {
 				c.ClusterCIDRs = append(c.ClusterCIDRs, p.Masked())
 				return nil
 			},
+		},
+		{
+			name: "max-conns", arg: "n",
+			usage: "maximum open signaling WebSockets on this node; more are refused with 503 before the upgrade",
+			def:   func(Config) string { return strconv.Itoa(web.DefaultMaxConns) },
+			apply: func(c *Config, v string) (err error) { c.MaxConns, err = parsePositive(v); return err },
+		},
+		{
+			name: "max-conns-per-ip", arg: "n",
+			usage: "maximum open signaling WebSockets per client address (the TCP peer: behind a reverse proxy, the proxy); more are refused with 429",
+			def:   func(Config) string { return strconv.Itoa(web.DefaultMaxConnsPerIP) },
+			apply: func(c *Config, v string) (err error) { c.MaxConnsPerIP, err = parsePositive(v); return err },
+		},
+		{
+			name: "join-timeout", arg: "duration",
+			usage: "close a signaling WebSocket that has not joined a room within this time",
+			def:   func(Config) string { return web.DefaultJoinTimeout.String() },
+			apply: func(c *Config, v string) (err error) { c.JoinTimeout, err = parsePositiveDuration(v); return err },
+		},
+		{
+			name: "max-publish-bitrate", arg: "bit/s",
+			usage: "cap on what one participant publishes, all tracks together (e.g. 8M, 2500k, 4000000; off: none); announced to the browser, excess packets dropped",
+			def:   func(Config) string { return "8M" },
+			apply: func(c *Config, v string) (err error) { c.MaxPublishBitrate, err = parseBitrate(v); return err },
 		},
 	}
 }

@@ -109,6 +109,7 @@ type engineCollector struct {
 	rooms, participants, producers, consumers                  *prometheus.Desc
 	packetsIn, bytesIn, packetsOut, bytesOut                   *prometheus.Desc
 	nacks, retransmissions, keyframeRequests, keyframesRequest *prometheus.Desc
+	publishDropped, publishDroppedBytes, unhandledDatagrams    *prometheus.Desc
 }
 
 func newEngineCollector(engine *sfu.Engine) *engineCollector {
@@ -128,6 +129,11 @@ func newEngineCollector(engine *sfu.Engine) *engineCollector {
 		keyframeRequests: newDesc("keyframe_requests_received_total", "PLI and FIR packets received from consumers."),
 		keyframesRequest: newDesc("keyframe_requests_sent_total",
 			"Keyframe requests passed on to the sources (publishers or the origin node), after rate limiting."),
+		publishDropped: newDesc("publish_dropped_packets_total",
+			"RTP packets local publishers sent beyond the publish bitrate cap (--max-publish-bitrate), dropped."),
+		publishDroppedBytes: newDesc("publish_dropped_bytes_total", "Bytes (RTP headers included) of those dropped packets."),
+		unhandledDatagrams: newDesc("udp_unhandled_datagrams_total",
+			"Datagrams on the media UDP port that belong to no session (scans, garbage, stale peers), dropped."),
 	}
 }
 
@@ -135,7 +141,8 @@ func newEngineCollector(engine *sfu.Engine) *engineCollector {
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rooms, c.participants, c.producers, c.consumers,
 		c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut,
-		c.nacks, c.retransmissions, c.keyframeRequests, c.keyframesRequest} {
+		c.nacks, c.retransmissions, c.keyframeRequests, c.keyframesRequest,
+		c.publishDropped, c.publishDroppedBytes, c.unhandledDatagrams} {
 		ch <- d
 	}
 }
@@ -169,6 +176,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.retransmissions, st.Retransmissions)
 	counter(c.keyframeRequests, st.KeyframeRequests)
 	counter(c.keyframesRequest, st.KeyframesRequested)
+	counter(c.publishDropped, st.PublishDropped)
+	counter(c.publishDroppedBytes, st.PublishDroppedBytes)
+	counter(c.unhandledDatagrams, st.UnhandledDatagrams)
 }
 
 // linkStatser is implemented by memberships with links to other nodes

@@ -70,6 +70,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		MaxRooms:               cfg.MaxRooms,
 		NoAudioRED:             cfg.AudioRED == "off",
 		Logger:                 base, // sfu scopes it with component and node itself
+
+		MaxPublishBitrate: cfg.MaxPublishBitrate,
 	})
 	if err != nil {
 		return fmt.Errorf("app: start media engine: %w", err)
@@ -129,6 +131,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Auth:           cfg.Auth,
 		Keys:           keys,
 		Logger:         log.With("component", "web"),
+
+		MaxConns:      cfg.MaxConns,
+		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		JoinTimeout:   cfg.JoinTimeout,
 	}, web.Deps{
 		Engine:  engine,
 		Status:  func(ctx context.Context) (any, error) { return membership.Status(ctx) },
@@ -148,11 +154,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return errors.Join(fmt.Errorf("app: listen on --http-addr %s: %w", cfg.HTTPAddr, err), srv.Close())
 	}
-	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
-	}
+	httpSrv := newHTTPServer(srv.Handler(), defaultHTTPLimits(), log.With("component", "http"))
 	serveDone := make(chan struct{})
 	var serveErr error // written before serveDone is closed
 	go func() {

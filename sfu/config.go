@@ -38,6 +38,11 @@ const (
 	DefaultChatMaxBytes  = 2048
 	DefaultChatRate      = 2.0
 	DefaultChatBurst     = 8
+	// DefaultMaxPublishBitrate caps what one participant publishes, all
+	// tracks together: 8 Mbit/s, above what the page sends at most (a
+	// 720p camera in three layers, about 2.3 Mbit/s, plus a screen share
+	// in two, about 3.1 Mbit/s, plus audio).
+	DefaultMaxPublishBitrate = 8_000_000
 )
 
 // Config configures an Engine. Call SetDefaults, then Validate (New does
@@ -103,6 +108,14 @@ type Config struct {
 	// 0 = DefaultChatRate, DefaultChatBurst.
 	ChatRate  float64
 	ChatBurst int
+	// MaxPublishBitrate caps the RTP bitrate (bit/s, headers included) a
+	// participant publishes, all its tracks together: it is announced in
+	// the publisher answer (b=AS and b=TIAS on video m-lines) and
+	// enforced by a token bucket (refilled at the cap plus 25%, holding
+	// one second of it); packets beyond it are dropped and counted
+	// (Stats.PublishDropped). 0 = DefaultMaxPublishBitrate; negative
+	// disables the cap.
+	MaxPublishBitrate int
 	// Logger is the base logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -150,6 +163,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ChatBurst == 0 {
 		c.ChatBurst = DefaultChatBurst
+	}
+	if c.MaxPublishBitrate == 0 {
+		c.MaxPublishBitrate = DefaultMaxPublishBitrate
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -199,6 +215,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteBatch < 1 || c.WriteBatch > MaxWriteBatch {
 		return fmt.Errorf("sfu: config: WriteBatch %d must be between 1 and %d", c.WriteBatch, MaxWriteBatch)
+	}
+	if c.MaxPublishBitrate > 0 && c.MaxPublishBitrate < minPublishBitrate {
+		return fmt.Errorf("sfu: config: MaxPublishBitrate %d must be at least %d bit/s (negative: no cap)", c.MaxPublishBitrate, minPublishBitrate)
 	}
 	if c.Logger == nil {
 		return fmt.Errorf("sfu: config: Logger is nil")

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
 )
 
 // Engine owns the ICE UDP mux socket, the rooms, and (through them) every
@@ -45,15 +47,25 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg.PublicIPs = append([]string(nil), cfg.PublicIPs...)
-	tr, err := newTransport(&cfg)
+	log := cfg.Logger.With("component", "sfu", "node", cfg.NodeID)
+	stats := newEngineStats()
+	unhandled := &unhandledLog{
+		stats: stats,
+		limit: rate.NewLimiter(rate.Every(abuseLogInterval), 1),
+		log: func(count uint64, last netip.AddrPort, sample string) {
+			log.Warn("media port: datagrams not belonging to any session dropped", "count", count,
+				"last_from", last.String(), "last_bytes", sample)
+		},
+	}
+	tr, err := newTransport(&cfg, unhandled.packet)
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
 		cfg:   cfg,
-		log:   cfg.Logger.With("component", "sfu", "node", cfg.NodeID),
+		log:   log,
 		tr:    tr,
-		stats: newEngineStats(),
+		stats: stats,
 		dyn:   newDynacast(),
 		rooms: make(map[string]*Room),
 		ended: make(map[string]time.Time),

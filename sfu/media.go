@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -172,7 +173,7 @@ type transport struct {
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
 // SettingEngine (ICE timeouts from cfg apply to every peer connection:
 // participants' and node-to-node links). The caller closes it with close.
-func newTransport(cfg *Config) (*transport, error) {
+func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*transport, error) {
 	addr, err := net.ResolveUDPAddr("udp", cfg.UDPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("sfu: resolve udp addr %q: %w", cfg.UDPAddr, err)
@@ -187,7 +188,11 @@ func newTransport(cfg *Config) (*transport, error) {
 	}
 	lf := pionLoggerFactory{log: cfg.Logger.With("component", "sfu")}
 	batch := newBatchConn(conn, cfg.WriteBatch)
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), batch)
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{
+		Logger:            lf.NewLogger("udpmux"),
+		UDPConn:           batch,
+		OnUnhandledPacket: onUnhandled,
+	})
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetSRTPProtectionProfiles(srtpProfiles()...)

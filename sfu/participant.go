@@ -70,6 +70,7 @@ type Participant struct {
 	initChat []ChatMessage
 	// chatLimit limits the participant's chat messages (SendChat).
 	chatLimit *rate.Limiter
+	pubLimit  *publishLimit // Config.MaxPublishBitrate; nil: no cap
 	// sources names the source of each m-line of the publisher PC
 	// (SetSources); guarded by mu.
 	sources map[string]string
@@ -131,6 +132,7 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		producers:   make(map[string]*Producer),
 		pubTracks:   make(map[*webrtc.RTPReceiver]*pubTrack),
 		consumers:   make(map[string]*Consumer),
+		pubLimit:    newPublishLimit(r.e.cfg.MaxPublishBitrate),
 
 		videoSettings: make(map[string]VideoSettings),
 	}
@@ -270,8 +272,12 @@ func checkSDP(sd webrtc.SessionDescription, want webrtc.SDPType) error {
 	if sd.Type != want {
 		return fmt.Errorf("%w: type %q, want %q", ErrInvalidSDP, sd.Type.String(), want.String())
 	}
-	if _, err := sd.Unmarshal(); err != nil {
+	parsed, err := sd.Unmarshal()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSDP, err)
+	}
+	if want == webrtc.SDPTypeOffer && len(parsed.MediaDescriptions) > MaxSources {
+		return fmt.Errorf("%w: %d media sections, at most %d", ErrInvalidSDP, len(parsed.MediaDescriptions), MaxSources)
 	}
 	return nil
 }
@@ -371,7 +377,9 @@ func (p *Participant) Publish(offer webrtc.SessionDescription) (webrtc.SessionDe
 	if ld == nil {
 		return fail(fmt.Errorf("sfu: publish: %w: no local description", ErrWrongState))
 	}
-	return *ld, nil
+	out := *ld
+	out.SDP = announceBitrate(out.SDP, p.e.cfg.MaxPublishBitrate)
+	return out, nil
 }
 
 // SetSources names the sources of the publisher PC's m-lines (mid ->
@@ -400,7 +408,10 @@ func (p *Participant) SetSources(sources map[string]string) error {
 	return nil
 }
 
-// MaxSources bounds the m-lines a participant names (SetSources).
+// MaxSources bounds what one participant publishes: the m-lines of a
+// publish offer (Publish refuses more with ErrInvalidSDP), the m-lines it
+// names (SetSources) and its open producers (a track beyond it is
+// ignored).
 const MaxSources = 16
 
 // closedOr returns ErrParticipantClosed if the participant is closing
@@ -656,7 +667,7 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	if track.RID() != "" {
 		p.log.Debug("simulcast layer started", "producer", prod.info.ID, "rid", track.RID(), "layer", layer)
 	}
-	forward(track, prod, layer)
+	forward(track, prod, layer, p)
 }
 
 // newLocalProducer creates and registers the producer of a published
@@ -712,6 +723,12 @@ func (p *Participant) newLocalProducer(track *webrtc.TrackRemote, receiver *webr
 		close(prod.registered)
 		return nil
 	}
+	if len(p.producers) >= MaxSources {
+		p.mu.Unlock()
+		close(prod.registered)
+		p.log.Warn("ignoring track: too many producers", "max", MaxSources, "kind", info.Kind)
+		return nil
+	}
 	p.producers[info.ID] = prod
 	p.mu.Unlock()
 	if err := prod.register(); err != nil {
@@ -733,15 +750,19 @@ func (p *Participant) newLocalProducer(track *webrtc.TrackRemote, receiver *webr
 }
 
 // forward copies RTP from track into layer of prod until either ends,
-// through ParseForwarded; the packet and buffer are reused (no per-packet
+// through ParseForwarded, dropping what exceeds the publisher's bitrate cap
+// (owner.admitPublished); the packet and buffer are reused (no per-packet
 // allocation).
-func forward(track *webrtc.TrackRemote, prod *Producer, layer int) {
+func forward(track *webrtc.TrackRemote, prod *Producer, layer int, owner *Participant) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return
+		}
+		if !owner.admitPublished(n, time.Now().UnixNano()) {
+			continue
 		}
 		if !parseForwarded(&pkt, buf[:n], prod.level) {
 			continue

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pion/logging"
+	"golang.org/x/time/rate"
 )
 
 // pionLoggerFactory routes pion's logs to slog: pion warnings and errors
@@ -13,15 +14,27 @@ import (
 // pion info becomes slog Debug, pion debug/trace are dropped.
 type pionLoggerFactory struct{ log *slog.Logger }
 
-// NewLogger implements logging.LoggerFactory.
+// NewLogger implements logging.LoggerFactory. The ICE mux ("udpmux")
+// warns about every malformed STUN datagram anyone sends to the media port,
+// so its lines are rate-limited (at most one per abuseLogInterval).
 func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{log: f.log.With("pion", scope)}
+	l := pionLogger{log: f.log.With("pion", scope)}
+	if scope == "udpmux" {
+		l.limit = rate.NewLimiter(rate.Every(abuseLogInterval), 1)
+	}
+	return l
 }
 
-type pionLogger struct{ log *slog.Logger }
+type pionLogger struct {
+	log   *slog.Logger
+	limit *rate.Limiter // nil: every line is logged
+}
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	if l.limit != nil && !l.limit.Allow() {
 		return
 	}
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
@@ -35,11 +48,11 @@ func (l pionLogger) Info(msg string)     { l.log.Debug(msg) }
 func (l pionLogger) Infof(format string, args ...any) {
 	l.logf(slog.LevelDebug, format, args...)
 }
-func (l pionLogger) Warn(msg string) { l.log.Warn(msg) }
+func (l pionLogger) Warn(msg string) { l.logf(slog.LevelWarn, "%s", msg) }
 func (l pionLogger) Warnf(format string, args ...any) {
 	l.logf(slog.LevelWarn, format, args...)
 }
-func (l pionLogger) Error(msg string) { l.log.Warn(msg) }
+func (l pionLogger) Error(msg string) { l.logf(slog.LevelWarn, "%s", msg) }
 func (l pionLogger) Errorf(format string, args ...any) {
 	l.logf(slog.LevelWarn, format, args...)
 }

@@ -58,6 +58,15 @@ type Stats struct {
 	// the sources (publishers or the node a remote producer comes from),
 	// after rate limiting (Config.KeyframeInterval).
 	KeyframesRequested uint64
+	// PublishDropped and PublishDroppedBytes count the RTP packets (and
+	// their bytes, headers included) that local publishers sent beyond
+	// Config.MaxPublishBitrate and that were dropped.
+	PublishDropped, PublishDroppedBytes uint64
+	// UnhandledDatagrams counts datagrams on the media UDP port that the
+	// ICE mux could not route to a peer connection (neither from a known
+	// address nor a STUN request for a known session): scans, garbage,
+	// stale sessions.
+	UnhandledDatagrams uint64
 }
 
 // trafficClasses is the number of (kind, origin) classes of TrafficStats.
@@ -105,10 +114,13 @@ type eventCounter int
 
 // The RTCP-driven counters of engineStats.events.
 const (
-	countNACK              eventCounter = iota // sequence numbers NACKed by consumers
-	countResend                                // packets retransmitted from a cache
-	countKeyframeRequest                       // PLI/FIR received from consumers
-	countKeyframeRequested                     // keyframe requests passed on to sources
+	countNACK                eventCounter = iota // sequence numbers NACKed by consumers
+	countResend                                  // packets retransmitted from a cache
+	countKeyframeRequest                         // PLI/FIR received from consumers
+	countKeyframeRequested                       // keyframe requests passed on to sources
+	countPublishDropped                          // published packets over the bitrate cap
+	countPublishDroppedBytes                     // their bytes
+	countUnhandledDatagram                       // datagrams the ICE mux could not route
 	eventCounters
 )
 
@@ -177,6 +189,10 @@ func (e *Engine) Stats() Stats {
 		Retransmissions:    s.events[countResend].Load(),
 		KeyframeRequests:   s.events[countKeyframeRequest].Load(),
 		KeyframesRequested: s.events[countKeyframeRequested].Load(),
+
+		PublishDropped:      s.events[countPublishDropped].Load(),
+		PublishDroppedBytes: s.events[countPublishDroppedBytes].Load(),
+		UnhandledDatagrams:  s.events[countUnhandledDatagram].Load(),
 	}
 	for i := range st.Traffic {
 		st.Traffic[i].Kind = KindAudio

@@ -51,6 +51,22 @@ const (
 	DefaultPlaceTimeout = 3 * time.Second
 )
 
+// Admission defaults (admission.go).
+const (
+	// DefaultMaxConns is the node-wide cap on open signaling connections:
+	// room for the thousands of participants a node holds (each has one
+	// connection) plus reconnects, well below the file descriptors a
+	// tuned node has.
+	DefaultMaxConns = 10000
+	// DefaultMaxConnsPerIP is the cap per client address: a household or
+	// an office behind one NAT address with dozens of people, not a
+	// script holding thousands of idle sockets.
+	DefaultMaxConnsPerIP = 50
+	// DefaultJoinTimeout is how long a signaling connection may stay open
+	// without joining (the page joins as soon as the socket opens).
+	DefaultJoinTimeout = 10 * time.Second
+)
+
 // Config configures a Server. New applies SetDefaults and Validate to its
 // own copy, so a zero Config (plus Deps) is usable.
 type Config struct {
@@ -107,6 +123,26 @@ type Config struct {
 	// now is the clock of the rate limiters; nil means time.Now. Tests set
 	// it to a fake clock so that floods are judged deterministically.
 	now func() time.Time
+
+	// MaxConns caps the open signaling connections of the node (from
+	// before the upgrade until the session ends); more are refused with
+	// 503 before the upgrade. Default DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerIP caps the open signaling connections from one client
+	// address (the TCP peer's: behind a reverse proxy, the proxy's); more
+	// are refused with 429 before the upgrade. Default
+	// DefaultMaxConnsPerIP.
+	MaxConnsPerIP int
+	// JoinTimeout is how long a signaling connection may stay open before
+	// its "join" succeeded; then it is closed with 1008 "join timeout".
+	// Default DefaultJoinTimeout.
+	JoinTimeout time.Duration
+
+	// joinTimer starts a connection's join deadline: f runs once after d
+	// unless stop (which reports whether it prevented f) is called first.
+	// nil means time.AfterFunc; the flood test sets a timer it fires
+	// itself, so that the deadline passes only when the test says so.
+	joinTimer func(d time.Duration, f func()) (stop func() bool)
 }
 
 // SetDefaults fills zero fields with their defaults. NodeID stays empty
@@ -144,6 +180,18 @@ func (c *Config) SetDefaults() {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.joinTimer == nil {
+		c.joinTimer = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -199,6 +247,12 @@ func (c *Config) Validate() error {
 		if _, err := path.Match(o, ""); err != nil {
 			return fmt.Errorf("web: config: AllowedOrigins: %q: %w", o, err)
 		}
+	}
+	if c.MaxConns < 1 || c.MaxConnsPerIP < 1 {
+		return fmt.Errorf("web: config: MaxConns %d and MaxConnsPerIP %d must be >= 1", c.MaxConns, c.MaxConnsPerIP)
+	}
+	if c.JoinTimeout < 0 {
+		return fmt.Errorf("web: config: JoinTimeout %v is negative", c.JoinTimeout)
 	}
 	if c.Logger == nil {
 		return errors.New("web: config: Logger is nil")

@@ -103,6 +103,11 @@ func (s *Server) handleSignaling(c echo.Context) error {
 		s.log.Info("signaling: upgrade refused", "room", room, "origin", r.Header.Get("Origin"), "err", err)
 		return c.String(http.StatusForbidden, "forbidden: "+err.Error())
 	}
+	release, ok := s.admit(c)
+	if !ok {
+		return nil
+	}
+	defer release()
 	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
 		// checkOrigin above is the (dynamic) origin policy.
 		InsecureSkipVerify: true,
@@ -118,6 +123,8 @@ func (s *Server) handleSignaling(c echo.Context) error {
 	ss := newSession(s, conn, room, requestURL(c.Scheme(), r.Host), log)
 	s.track(ss)
 	defer s.untrack(ss)
+	stopDeadline := ss.startJoinDeadline(s.cfg.JoinTimeout)
+	defer stopDeadline()
 	ss.run()
 	return nil
 }

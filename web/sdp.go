@@ -21,7 +21,7 @@ import (
 const (
 	// maxPublishMedia bounds the m-sections of a publish offer (a browser
 	// sends one per camera, microphone or screen track).
-	maxPublishMedia = 16
+	maxPublishMedia = sfu.MaxSources
 	// maxSDPCandidates bounds the a=candidate lines of one SDP.
 	maxSDPCandidates = 64
 	// maxTrickleCandidates bounds the candidates trickled per peer

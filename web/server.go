@@ -34,6 +34,8 @@ type Server struct {
 	log    *slog.Logger
 	echo   *echo.Echo
 	assets *assets
+	// admission counts signaling connections (admission.go).
+	admission *admission
 
 	ctx    context.Context // cancelled by Close; parent of every session
 	cancel context.CancelFunc
@@ -80,6 +82,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 		live:       map[*session]struct{}{},
 		knownHosts: map[string]struct{}{},
+		admission:  newAdmission(&cfg),
 	}
 	s.echo = s.routes()
 	return s, nil
