@@ -193,3 +193,81 @@ func TestTokenPages(t *testing.T) {
 		})
 	}
 }
+
+// TestModerateWire: admins mute, lock, remove and end over the wire; the
+// others cannot; each affected client is told why.
+func TestModerateWire(t *testing.T) {
+	env, keys := tokenEnv(t)
+	const room = "mod"
+	join := func(identity, name, grants string) (*wsClient, testMsg) {
+		t.Helper()
+		c := env.joinToken(room, "", mint(t, keys, room, identity, name, time.Hour, grants))
+		return c, c.expect(typeJoined)
+	}
+	admin, _ := join("adm", "Admin", "admin,subscribe")
+	alice, aj := join("alice", "Alice", "publish,subscribe,chat")
+	bob, _ := join("bob", "Bob", "publish,subscribe,chat")
+	moderate := func(c *wsClient, fields map[string]any) {
+		msg := map[string]any{"v": protocolV4, "type": "moderate"}
+		for k, v := range fields {
+			msg[k] = v
+		}
+		c.send(msg)
+	}
+
+	moderate(alice, map[string]any{"action": "lock"})
+	alice.expectError(codeForbidden)
+	for _, bad := range []map[string]any{
+		{"action": "ban", "participantId": aj.ParticipantID},
+		{"action": "remove"},
+		{"action": "mute", "participantId": aj.ParticipantID, "kind": "screen"},
+		{"action": "remove", "participantId": "nobody"},
+	} {
+		moderate(admin, bad)
+		admin.expectError(codeBadMessage)
+	}
+
+	moderate(admin, map[string]any{"action": "mute", "participantId": aj.ParticipantID, "kind": "audio"})
+	if m := alice.expect(typeModerated); m.Moderation == nil || m.Moderation.Action != "mute" || m.Moderation.Kind != "audio" || m.Moderation.By != "Admin" {
+		t.Errorf("alice's moderated = %+v", m.Moderation)
+	}
+	if up := bob.expect(typeParticipantUpdated); up.Participant == nil || up.Participant.Name != "Alice" || !up.Participant.AudioMuted {
+		t.Errorf("bob's participant-updated = %+v", up.Participant)
+	}
+
+	moderate(admin, map[string]any{"action": "lock"})
+	for _, c := range []*wsClient{admin, alice, bob} {
+		if m := c.expect(typeModerated); m.Moderation == nil || m.Moderation.Action != "lock" {
+			t.Errorf("moderated = %+v, want lock", m.Moderation)
+		}
+	}
+	carol := env.joinToken(room, "", mint(t, keys, room, "carol", "Carol", time.Hour, "subscribe"))
+	carol.expectError(codeRoomLocked)
+	_, oj := join("op", "Op", "admin,subscribe")
+	if !oj.Locked {
+		t.Error("an admin joining a locked room is not told it is locked")
+	}
+
+	bj := bob
+	moderate(admin, map[string]any{"action": "remove", "participantId": participantID(t, env, room, "Bob")})
+	bj.expectError(codeRemoved)
+	bj.expectClose()
+
+	moderate(admin, map[string]any{"action": "end"})
+	alice.expectError(codeRoomEnded)
+	alice.expectClose()
+	again := env.joinToken(room, "", mint(t, keys, room, "alice", "Alice", time.Hour, "subscribe"))
+	again.expectError(codeRoomEnded)
+}
+
+// participantID returns the id of the participant called name in room.
+func participantID(t *testing.T, env *testEnv, room, name string) string {
+	t.Helper()
+	for _, p := range env.engine.Room(room).Participants() {
+		if p.Name == name {
+			return p.ID
+		}
+	}
+	t.Fatalf("no participant %s in room %s", name, room)
+	return ""
+}

@@ -156,6 +156,8 @@ type testMsg struct {
 	Chat          json.RawMessage          `json:"chat"` // joined: a list; chat: one message
 	Identity      string                   `json:"identity"`
 	Grants        *wireGrants              `json:"grants"`
+	Locked        bool                     `json:"locked"`
+	Moderation    *wireModeration          `json:"moderation"`
 }
 
 // wsClient is a raw signaling client driven synchronously by the test.
@@ -282,7 +284,7 @@ func (c *wsClient) expect(typ string) testMsg {
 		}
 		switch m.Type {
 		case typeParticipantJoined, typeParticipantLeft, typeProducerAdded, typeProducerRemoved,
-			typeSubscriberOffer, typeCandidate, typePong, typeEncodings, typeParticipantUpdated, typeChat:
+			typeSubscriberOffer, typeCandidate, typePong, typeEncodings, typeParticipantUpdated, typeChat, typeModerated:
 			continue
 		}
 		c.t.Fatalf("waiting for %q, got %+v", typ, m)
