@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -145,4 +146,88 @@ func TestIntegrationPresenceAndChat(t *testing.T) {
 		return participantState(na, "meet", "Bob") == "" && participantState(nc, "meet", "Bob") == ""
 	})
 	t.Logf("a departed participant is gone from the other nodes after %v", time.Since(left).Round(time.Millisecond))
+}
+
+// moderated returns the actions of the moderation events l got.
+func (l *eventLog) moderated() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ev := range l.events {
+		if ev.Type == sfu.EventModerated {
+			out = append(out, ev.Moderation.Action+" "+ev.Moderation.Kind+" by "+ev.Moderation.By)
+		}
+	}
+	return out
+}
+
+// TestIntegrationModeration: an admin on node-a mutes and removes
+// participants of node-b, locks the room on both nodes and ends it
+// everywhere; each action applies once, on the node of its target.
+func TestIntegrationModeration(t *testing.T) {
+	a := consulForTest(t)
+	checkLeaks(t)
+	ctx := testContext(t)
+	na := startTestNode(ctx, t, a, "node-a")
+	nb := startTestNode(ctx, t, a, "node-b")
+	itWaitCluster(ctx, t, na, nb)
+
+	admin, _ := joinLogged(t, na.engine, "mod", "Admin", sfu.MediaState{})
+	bob, bLog := joinLogged(t, nb.engine, "mod", "Bob", sfu.MediaState{})
+	carol, cLog := joinLogged(t, nb.engine, "mod", "Carol", sfu.MediaState{})
+	waitFor(ctx, t, "node-a lists bob and carol", func() bool {
+		return participantState(na, "mod", "Bob") != "" && participantState(na, "mod", "Carol") != ""
+	})
+
+	start := time.Now()
+	if err := admin.Moderate(sfu.Moderation{Action: sfu.ModMute, Target: bob.ID(), Kind: "video"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "bob told and shown muted on node-a", func() bool {
+		return len(bLog.moderated()) == 1 && participantState(na, "mod", "Bob") == "audioMuted=false videoMuted=true"
+	})
+	t.Logf("a mute from node-a reached node-b's participant and came back as its state after %v", time.Since(start).Round(time.Millisecond))
+	if got := bLog.moderated()[0]; got != "mute video by Admin" {
+		t.Errorf("bob got %q", got)
+	}
+
+	if err := admin.Moderate(sfu.Moderation{Action: sfu.ModLock}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the room is locked on node-b", func() bool { return nb.engine.Room("mod").Locked() })
+	if _, err := nb.engine.Join("mod", sfu.JoinParams{Name: "late", Events: &eventLog{}}); !errors.Is(err, sfu.ErrRoomLocked) {
+		t.Errorf("join on node-b of the locked room = %v", err)
+	}
+
+	if err := admin.Moderate(sfu.Moderation{Action: sfu.ModRemove, Target: carol.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-carol.Done():
+	case <-ctx.Done():
+		t.Fatal("carol was not removed")
+	}
+	if !errors.Is(carol.Err(), sfu.ErrRemoved) {
+		t.Errorf("carol.Err() = %v", carol.Err())
+	}
+	if n := len(cLog.moderated()); n != 1 { // the lock
+		t.Errorf("carol got %d moderation events, want the lock only", n)
+	}
+
+	if err := admin.Moderate(sfu.Moderation{Action: sfu.ModEnd}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*sfu.Participant{admin, bob} {
+		select {
+		case <-p.Done():
+		case <-ctx.Done():
+			t.Fatalf("%s not ended", p.Info().Name)
+		}
+	}
+	if !errors.Is(bob.Err(), sfu.ErrRoomEnded) {
+		t.Errorf("bob.Err() = %v", bob.Err())
+	}
+	if _, err := nb.engine.Join("mod", sfu.JoinParams{Name: "again", Events: &eventLog{}}); !errors.Is(err, sfu.ErrRoomEnded) {
+		t.Errorf("join on node-b of the ended room = %v", err)
+	}
 }
