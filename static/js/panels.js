@@ -49,6 +49,42 @@ export class PeopleList {
     this.list = q(root, 'participant-list');
     /** @type {Map<string, HTMLElement>} participant id ('self' for us) -> item */
     this.items = new Map();
+    /** admin: items of others get moderation buttons calling onModerate */
+    this.admin = false;
+    /** @type {(action: string, id: string, kind?: string) => void} */
+    this.onModerate = () => {};
+  }
+
+  /** setAdmin shows (or hides) the moderation buttons of the others' items. */
+  setAdmin(on) {
+    this.admin = on;
+    for (const item of this.items.values()) {
+      const actions = item.querySelector('.admin-actions');
+      if (actions) {
+        actions.hidden = !on;
+      }
+    }
+  }
+
+  #adminActions(item) {
+    const box = document.createElement('span');
+    box.className = 'admin-actions';
+    box.hidden = !this.admin;
+    for (const [testid, label, action, kind] of [
+      ['admin-mute-audio', 'Mute microphone', 'mute', 'audio'],
+      ['admin-mute-video', 'Turn camera off', 'mute', 'video'],
+      ['admin-remove', 'Remove from the room', 'remove', undefined],
+    ]) {
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'mini';
+      btn.dataset.testid = testid;
+      btn.textContent = label;
+      btn.setAttribute('aria-label', label);
+      btn.addEventListener('click', () => this.onModerate(action, item.dataset.participantId, kind));
+      box.append(btn);
+    }
+    return box;
   }
 
   /** set adds or updates a participant: {id, name, audioMuted, videoMuted, speaking, self, node}. */
@@ -74,6 +110,9 @@ export class PeopleList {
       cam.setAttribute('aria-label', 'camera off');
       icons.append(mic, cam);
       item.append(avatar, name, icons);
+      if (!p.self) {
+        item.append(this.#adminActions(item));
+      }
       if (p.self) {
         item.dataset.self = 'true';
         this.list.prepend(item);

@@ -57,10 +57,10 @@ import { offSetting, pickByLoad, simulcastSetting, validNodeURL } from './nodes.
 
 // Errors after which retrying cannot help.
 const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version',
-  'token-required', 'token-invalid', 'token-expired', 'token-wrong-room']);
+  'token-required', 'token-invalid', 'token-expired', 'token-wrong-room', 'room-locked', 'room-ended']);
 
 // Errors that end a joined session for good (no rejoin).
-const ENDING_ERRORS = new Set(['replaced']);
+const ENDING_ERRORS = new Set(['replaced', 'removed', 'room-ended']);
 
 // Grants of a session without a token (version 3 and older, open nodes).
 const ALL_GRANTS = { publish: true, sources: ['camera', 'microphone', 'screen'], subscribe: true, chat: true, hidden: false, admin: false };
@@ -235,6 +235,9 @@ class RoomApp {
       });
     });
     this.view.root.querySelector('[data-testid="invite"]').addEventListener('click', () => this.#invite());
+    this.peopleList.onModerate = (action, id, kind) => this.#moderate(action, id, kind);
+    this.view.root.querySelector('[data-testid="admin-lock"]').addEventListener('click', () => this.#moderate(this.locked ? 'unlock' : 'lock'));
+    this.view.root.querySelector('[data-testid="admin-end"]').addEventListener('click', () => this.#moderate('end'));
   }
 
   /** #invite copies the room link (without our name) to the clipboard. */
@@ -416,6 +419,9 @@ class RoomApp {
       case 'participant-updated':
         this.#addParticipant(msg.participant);
         break;
+      case 'moderated':
+        this.#onModerated(msg.moderation);
+        break;
       case 'chat':
         if (msg.chat) {
           this.chat.add(msg.chat, msg.chat.from === this.participantId);
@@ -476,6 +482,9 @@ class RoomApp {
     }
     this.grants = msg.grants || ALL_GRANTS;
     const g = this.grants;
+    this.peopleList.setAdmin(!!g.admin);
+    this.view.root.querySelector('[data-testid="admin-bar"]').hidden = !g.admin;
+    this.#setLocked(!!msg.locked);
     this.chat.setEnabled(v3 && g.chat, g.chat ? 'Chat is not available on this node' : 'Your access does not include chat');
     for (const m of msg.chat || []) {
       this.chat.add(m, false);
@@ -505,6 +514,54 @@ class RoomApp {
       }
     });
     this.#updateState();
+  }
+
+  /** #onModerated applies an admin's action: our mute, or the room's lock. */
+  #onModerated(m) {
+    if (!m) {
+      return;
+    }
+    switch (m.action) {
+      case 'lock':
+      case 'unlock':
+        this.#setLocked(m.action === 'lock');
+        this.view.showNotice(`${m.by} ${m.action}ed the room`, 4000);
+        break;
+      case 'mute': {
+        const st = this.local.state();
+        if (m.kind === 'audio' && !st.audioMuted) {
+          this.local.toggleAudio().catch((err) => console.warn('mute', err));
+        } else if (m.kind === 'video' && !st.videoMuted) {
+          this.local.toggleVideo().catch((err) => console.warn('camera off', err));
+        }
+        this.view.showNotice(`${m.by} turned off your ${m.kind === 'audio' ? 'microphone' : 'camera'}`, 6000);
+        break;
+      }
+      default:
+    }
+  }
+
+  #setLocked(on) {
+    this.locked = on;
+    this.view.root.querySelector('[data-testid="room-locked"]').hidden = !on;
+    const btn = this.view.root.querySelector('[data-testid="admin-lock"]');
+    btn.setAttribute('aria-pressed', String(on));
+    btn.textContent = on ? 'Unlock room' : 'Lock room';
+  }
+
+  /** #moderate sends an admin's action (version 4, admin grant). */
+  #moderate(action, participantId, kind) {
+    if (!this.joined || !this.signaling || !this.grants || !this.grants.admin) {
+      return;
+    }
+    const fields = { action };
+    if (participantId) {
+      fields.participantId = participantId;
+    }
+    if (kind) {
+      fields.kind = kind;
+    }
+    this.signaling.send('moderate', fields);
   }
 
   #ensureSubscriber() {
