@@ -32,6 +32,10 @@ func (l pionLogger) Debugf(format string, args ...any) { l.log.Debug(fmt.Sprintf
 func (l pionLogger) Info(msg string)                   { l.log.Debug(msg) }
 func (l pionLogger) Infof(format string, args ...any)  { l.log.Debug(fmt.Sprintf(format, args...)) }
 func (l pionLogger) Warn(msg string)                   { l.limit.warn(l.log, msg) }
-func (l pionLogger) Warnf(format string, args ...any)  { l.limit.warn(l.log, fmt.Sprintf(format, args...)) }
-func (l pionLogger) Error(msg string)                  { l.limit.warn(l.log, msg) }
-func (l pionLogger) Errorf(format string, args ...any) { l.limit.warn(l.log, fmt.Sprintf(format, args...)) }
+func (l pionLogger) Warnf(format string, args ...any) {
+	l.limit.warn(l.log, fmt.Sprintf(format, args...))
+}
+func (l pionLogger) Error(msg string) { l.limit.warn(l.log, msg) }
+func (l pionLogger) Errorf(format string, args ...any) {
+	l.limit.warn(l.log, fmt.Sprintf(format, args...))
+}
