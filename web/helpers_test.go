@@ -154,6 +154,7 @@ type testMsg struct {
 	Target        string                   `json:"target"`
 	Candidate     *webrtc.ICECandidateInit `json:"candidate"`
 	Chat          json.RawMessage          `json:"chat"` // joined: a list; chat: one message
+	ICEServers    json.RawMessage          `json:"iceServers"` // joined, version 4
 }
 
 // wsClient is a raw signaling client driven synchronously by the test.

@@ -19,8 +19,11 @@ const (
 	protocolV1 = 1
 	protocolV2 = 2
 	protocolV3 = 3
+	// protocolV4 adds "iceServers" to "joined" (TURN servers with
+	// per-participant credentials; see docs/protocol.md, Version 4).
+	protocolV4 = 4
 	// protocolLatest is the newest version this node speaks.
-	protocolLatest = protocolV3
+	protocolLatest = protocolV4
 )
 
 // LatestProtocol is the newest signaling protocol version (Config.MaxProtocol).
@@ -156,6 +159,8 @@ func parseMessage(data []byte, want int) (inbound, error) {
 		v = protocolV2
 	case "3":
 		v = protocolV3
+	case "4":
+		v = protocolV4
 	}
 	if v == 0 || (want != 0 && v != want) {
 		return msg, protoErrorf(errUnsupportedVersion, "unsupported protocol version %s: %s", truncate(string(env.V), 16), versionRule(want))
@@ -273,7 +278,7 @@ func parseMessage(data []byte, want int) (inbound, error) {
 func versionRule(want int) string {
 	switch want {
 	case 0:
-		return `"v" must be 1, 2 or 3`
+		return `"v" must be 1, 2, 3 or 4`
 	case protocolV1:
 		return `"v" must be 1`
 	default:
@@ -364,6 +369,9 @@ type joinedMessage struct {
 	Producers     []wireProducer    `json:"producers"`
 	Nodes         []Peer            `json:"nodes"`
 	Chat          []wireChat        `json:"chat,omitempty"` // version 3: the room's last messages
+	// ICEServers (version 4) are the STUN/TURN servers the page gives
+	// its peer connections; absent when the node has none.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 }
 
 // moveMessage tells a client to leave this node and rejoin its room on one

@@ -26,7 +26,7 @@ func TestSignalingBadInput(t *testing.T) {
 		{name: "not an object", raw: `"join"`, want: codeBadMessage},
 		{name: "missing field", raw: `{"v":1,"type":"join"}`, want: codeBadMessage},
 		{name: "unknown type", raw: `{"v":1,"type":"teleport"}`, want: codeUnknownType},
-		{name: "wrong version", raw: `{"v":4,"type":"join","name":"Al"}`, want: codeUnsupportedVersion},
+		{name: "wrong version", raw: `{"v":5,"type":"join","name":"Al"}`, want: codeUnsupportedVersion},
 		{name: "v2 join in a v1 session", joinFirst: true, raw: `{"v":2,"type":"join","name":"Again"}`, want: codeUnsupportedVersion},
 		{name: "v2 ping in a v1 session", joinFirst: true, raw: `{"v":2,"type":"ping"}`, want: codeUnsupportedVersion},
 		{name: "video-settings in v1", joinFirst: true, raw: `{"v":1,"type":"video-settings","settings":[]}`, want: codeUnknownType},
