@@ -153,7 +153,7 @@ type testMsg struct {
 	SDP           *wireSDP                 `json:"sdp"`
 	Target        string                   `json:"target"`
 	Candidate     *webrtc.ICECandidateInit `json:"candidate"`
-	Chat          json.RawMessage          `json:"chat"` // joined: a list; chat: one message
+	Chat          json.RawMessage          `json:"chat"`       // joined: a list; chat: one message
 	ICEServers    json.RawMessage          `json:"iceServers"` // joined, version 4
 }
 
