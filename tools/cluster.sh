@@ -23,6 +23,8 @@ done
 
 consul_port=${CONSUL_HTTP_PORT:-8500}
 secret=${CONFAB_CLUSTER_SECRET:-confab-dev-cluster-secret}
+# One TURN key for all nodes: a credential one node issued works on all.
+export CONFAB_TURN_SECRET=${CONFAB_TURN_SECRET:-confab-dev-turn-secret}
 logdir=${CLUSTER_LOG_DIR:-$(mktemp -d -t confab-cluster.XXXXXX)}
 mkdir -p "$logdir"
 
@@ -59,6 +61,7 @@ for i in 1 2 3; do
 		--node-id "n$i" \
 		--http-addr "127.0.0.1:808$i" \
 		--udp-port "5000$i" \
+		--turn-port "$((3477 + i))" \
 		--consul "127.0.0.1:$consul_port" \
 		--cluster-secret "$secret" \
 		>"$logdir/n$i.log" 2>&1 &
