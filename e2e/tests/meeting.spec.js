@@ -99,7 +99,7 @@ test.describe('meeting features, one node', () => {
     const bob = await pages.open(roomURL(confab, room, 'bob') + OFF, 'bob');
     await expectConnected(alice);
     await expectConnected(bob);
-    expect(await alice.evaluate(() => window.confab.protocolVersion), 'protocol version').toBe(3);
+    expect(await alice.evaluate(() => window.confab.protocolVersion), 'protocol version').toBe(4);
     await expectRoster(alice, 'alice', ['alice', 'bob']);
     await expectRoster(bob, 'bob', ['alice', 'bob']);
 

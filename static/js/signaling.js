@@ -1,6 +1,6 @@
 // signaling.js: the confab signaling protocol over a WebSocket.
 //
-// Messages are JSON objects {"v":3,"type":"...", ...}; see docs/protocol.md.
+// Messages are JSON objects {"v":4,"type":"...", ...}; see docs/protocol.md.
 // A session speaks the version of its join: PROTOCOL_VERSION unless the
 // owner lowers `version` (one step at a time, for an older node)
 // before joining again. Messages of any supported version are passed on,
@@ -12,9 +12,9 @@
 // gone: the socket is closed and onClose fires, as when the TCP connection
 // breaks.
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Versions of server messages that are passed on. */
-export const SUPPORTED_VERSIONS = Object.freeze([1, 2, 3]);
+export const SUPPORTED_VERSIONS = Object.freeze([1, 2, 3, 4]);
 export const PING_INTERVAL_MS = 10000;
 export const DEAD_AFTER_MS = 25000;
 export const CONNECT_TIMEOUT_MS = 10000;
