@@ -56,7 +56,7 @@ type action struct {
 	info ParticipantInfo
 	prod *Producer
 	ev   Event
-	done chan bool // actBarrier: receives whether an offer is scheduled
+	done chan bool    // actBarrier: receives whether an offer is scheduled
 	chat *ChatMessage // actChat; shared by every participant's action, copied on emit
 }
 
