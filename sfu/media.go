@@ -211,7 +211,7 @@ func newTransport(cfg *Config) (*transport, error) {
 			return nil, fmt.Errorf("sfu: listen tcp %s for ICE-TCP: %w", tcpAddr, err)
 		}
 		t.tcp = ln
-		t.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, iceTCPReadBuffer)
+		t.tcpMux = webrtc.NewICETCPMux(lf.quietLogger("tcpmux"), ln, iceTCPReadBuffer)
 		se.SetICETCPMux(t.tcpMux)
 		se.SetNetworkTypes([]webrtc.NetworkType{netType, tcpNetType})
 	}
