@@ -27,7 +27,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Cluster tests look for the Consul binary here.
 export CONFAB_CONSUL_BIN := $(abspath $(CONSUL))
 
-.PHONY: build run test deps chromium mediatools iproute2 consul npm generate templcheck vet gotest benchonce e2e cluster bench clean FORCE
+.PHONY: build run test deps chromium mediatools iproute2 iptables consul npm generate templcheck vet gotest benchonce e2e cluster bench clean FORCE
 
 ## build: compile bin/confab (go build is incremental, so always ask it).
 build: $(CONFAB) $(LOADGEN)
@@ -46,7 +46,7 @@ run: build
 test: deps templcheck vet gotest benchonce e2e
 
 ## deps: what the tests need and the Go toolchain does not bring.
-deps: chromium mediatools iproute2 consul npm
+deps: chromium mediatools iproute2 iptables consul npm
 
 ## chromium: Debian's Chromium for Playwright (apt, needs root or sudo).
 chromium:
@@ -72,6 +72,15 @@ iproute2:
 		echo "installing iproute2 with apt-get"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2; \
+	fi
+
+## iptables: the reach browser tests drop UDP (and TCP to the media port)
+## inside their network namespaces (apt, needs root or sudo).
+iptables:
+	@if ! PATH="$$PATH:/usr/sbin:/sbin" command -v iptables >/dev/null; then \
+		echo "installing iptables with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y iptables; \
 	fi
 
 ## consul: the Consul agent pinned by tools/consul, built once into bin/.
@@ -111,7 +120,7 @@ benchonce: consul
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 10m ./...
 
 ## e2e: Playwright tests against the real bin/confab in Chromium.
-e2e: build chromium iproute2 npm consul
+e2e: build chromium iproute2 iptables npm consul
 	cd e2e && CONFAB_BIN="$(abspath $(CONFAB))" CHROMIUM="$(CHROMIUM)" npx playwright test
 
 ## cluster: a local Consul agent plus three nodes on 127.0.0.1:8081-8083.

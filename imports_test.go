@@ -1,12 +1,13 @@
 // Package confab_test holds repository-wide checks that belong to no single
 // package. TestImportDirection enforces the package layering of confab:
 //
-//	cmd/confab -> app -> {web, cluster, sfu}
+//	cmd/confab -> app -> {web, cluster, sfu, relay}
 //	cmd/confab-load -> tools (the load generator and its helpers)
 //	web        -> {sfu, templates, static}
 //	cluster    -> sfu
 //	templates  -> static
-//	sfu, static: import nothing of ours
+//	sfu, static, relay: import nothing of ours (relay: the embedded TURN
+//	       server; web gets its credentials through web.Deps, wired by app)
 //	tools: imports only other tools packages and internal (the load
 //	       generator is a client of the documented wire protocol, not of
 //	       our Go API)
@@ -36,7 +37,7 @@ const module = "github.com/confab/confab"
 // package has to be placed in the layering on purpose.
 var layers = map[string][]string{
 	"cmd":       {"app", "tools"},
-	"app":       {"web", "cluster", "sfu"},
+	"app":       {"web", "cluster", "sfu", "relay"},
 	"web":       {"sfu", "templates", "static"},
 	"cluster":   {"sfu"},
 	"templates": {"static"},
@@ -44,6 +45,7 @@ var layers = map[string][]string{
 	"sfu":       {},
 	"tools":     {"internal"},
 	"internal":  {},
+	"relay":     {},
 }
 
 // edge is one module-internal import: from imports to (both module-relative).
@@ -74,6 +76,8 @@ var forbidden = []struct {
 	{"tools", "cluster", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
 	{"tools", "sfu", "tools speak the wire protocol; they import nothing of ours but tools and internal"},
 	{"internal", "*", "internal helpers import nothing of ours"},
+	{"relay", "*", "relay (the TURN server) imports nothing of ours"},
+	{"web", "relay", "web gets TURN credentials through web.Deps.ICEServers; app wires the relay"},
 }
 
 // layer returns the top-level directory of a module-relative package path.

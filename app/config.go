@@ -42,6 +42,17 @@ const (
 	// MinSecretLen is the minimum length of the cluster secret, matching what
 	// package cluster requires of its HMAC key.
 	MinSecretLen = 16
+
+	// DefaultTURNPort is the embedded TURN server's UDP and TCP port
+	// (--turn-port; the IANA port, unprivileged).
+	DefaultTURNPort = 3478
+	// DefaultTURNTLSPort is the TURN server's TLS port (--turn-tls-port).
+	DefaultTURNTLSPort = 5349
+	// DefaultTURNTTL is how long a TURN credential is valid (--turn-ttl).
+	DefaultTURNTTL = time.Hour
+	// TURNSecretEnv is the environment variable holding the TURN
+	// credentials' key (the alternative to --turn-secret-file).
+	TURNSecretEnv = EnvPrefix + "TURN_SECRET"
 )
 
 // Config is everything needed to run one confab node. It is produced by
@@ -153,6 +164,32 @@ type Config struct {
 	// (--max-publish-bitrate; 0 = sfu.DefaultMaxPublishBitrate, negative:
 	// no cap).
 	MaxPublishBitrate int
+	// Reach (docs/security.md, Reach).
+
+	// ICETCP is "on" (default: the engine also listens on TCP at the UDP
+	// port number and offers passive TCP candidates) or "off" (--ice-tcp).
+	ICETCP string
+	// TURNPort is the embedded TURN server's UDP and TCP port
+	// (--turn-port); 0 runs no TURN server.
+	TURNPort int
+	// TURNTLSPort is the TURN server's TLS port (--turn-tls-port), used
+	// when TURNCertFile and TURNKeyFile are set; 0 = ephemeral.
+	TURNTLSPort int
+	// TURNCertFile and TURNKeyFile are the PEM certificate and key of the
+	// TURN server's TLS listener (--turn-cert-file, --turn-key-file).
+	TURNCertFile string
+	TURNKeyFile  string
+	// TURNRelayIP is the relay address (--turn-relay-ip); default: the
+	// first PublicIPs, else UDPIP if specific, else 127.0.0.1.
+	TURNRelayIP string
+	// TURNSecretFile holds the key of the TURN credentials
+	// (--turn-secret-file).
+	TURNSecretFile string
+	// TURNSecret is the key of the TURN credentials from $CONFAB_TURN_SECRET
+	// (never a flag). Without it and TURNSecretFile, Run picks a random key.
+	TURNSecret string
+	// TURNTTL is how long a TURN credential is valid (--turn-ttl).
+	TURNTTL time.Duration
 }
 
 // SetDefaults fills every zero field with its default. UDPPort is not touched:
@@ -193,6 +230,12 @@ func (c *Config) SetDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
+	if c.ICETCP == "" {
+		c.ICETCP = "on"
+	}
+	if c.TURNTTL == 0 {
+		c.TURNTTL = DefaultTURNTTL
+	}
 }
 
 // DefaultConfig returns a Config holding every default that does not depend
@@ -209,6 +252,11 @@ func DefaultConfig() Config {
 		AudioRED:        "on",
 		DrainTimeout:    DefaultDrainTimeout,
 		Auth:            AuthOpen,
+
+		ICETCP:      "on",
+		TURNPort:    DefaultTURNPort,
+		TURNTLSPort: DefaultTURNTLSPort,
+		TURNTTL:     DefaultTURNTTL,
 	}
 }
 
@@ -287,6 +335,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateConsul(); err != nil {
+		return err
+	}
+	if err := c.validateReach(); err != nil {
 		return err
 	}
 	if c.ConsulAddr != "" {
@@ -394,4 +445,33 @@ func parseLogLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, errLogLevel
+}
+
+// validateReach checks the ICE-TCP and TURN fields.
+func (c *Config) validateReach() error {
+	if c.ICETCP != "on" && c.ICETCP != "off" {
+		return flagError("ice-tcp", c.ICETCP, errOnOff)
+	}
+	if c.TURNPort < 0 || c.TURNPort > 65535 {
+		return flagError("turn-port", fmt.Sprint(c.TURNPort), errPortRange)
+	}
+	if c.TURNTLSPort < 0 || c.TURNTLSPort > 65535 {
+		return flagError("turn-tls-port", fmt.Sprint(c.TURNTLSPort), errPortRange)
+	}
+	if (c.TURNCertFile == "") != (c.TURNKeyFile == "") {
+		return errors.New("flags --turn-cert-file and --turn-key-file: give both or neither")
+	}
+	if c.TURNRelayIP != "" && net.ParseIP(c.TURNRelayIP) == nil {
+		return flagError("turn-relay-ip", c.TURNRelayIP, errNotIP)
+	}
+	if c.TURNSecretFile != "" && c.TURNSecret != "" {
+		return fmt.Errorf("flag --turn-secret-file and $%s: give one of them", TURNSecretEnv)
+	}
+	if c.TURNSecret != "" && len(c.TURNSecret) < MinSecretLen {
+		return fmt.Errorf("$%s: must be at least %d bytes", TURNSecretEnv, MinSecretLen)
+	}
+	if c.TURNTTL <= 0 {
+		return flagError("turn-ttl", c.TURNTTL.String(), errDuration)
+	}
+	return nil
 }

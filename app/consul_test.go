@@ -136,6 +136,7 @@ func clusterArgs(t *testing.T, id, consul string, extra ...string) []string {
 		"--udp-ip", "127.0.0.1", "--udp-port", "0", "--node-id", id, "--log-level", "error",
 		"--consul", consul, "--cluster-secret-file", writeFile(t, "secret", []byte("consul-auth-test-secret-0123")),
 		"--placement", "off", // the room must span the two nodes
+		"--turn-port", "0", // nodes of a test run no TURN server on the shared default port
 		"--drain-timeout", "1s",
 	}, extra...)
 }

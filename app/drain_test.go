@@ -42,6 +42,7 @@ func testConfig(t *testing.T) Config {
 	cfg.UDPPort = 0
 	cfg.NodeID = "test-node"
 	cfg.LogLevel = "error"
+	cfg.TURNPort = 0 // nodes of one test would share the default port
 	return cfg
 }
 
@@ -268,7 +269,7 @@ func TestRunLimits(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	cfg, err := ParseConfig([]string{
 		"--http-addr", "127.0.0.1:" + port, "--udp-ip", "127.0.0.1", "--udp-port", "0", "--node-id", "limits",
-		"--log-level", "error", "--max-participants", "2", "--max-rooms", "1",
+		"--log-level", "error", "--max-participants", "2", "--max-rooms", "1", "--turn-port", "0",
 	}, func(string) string { return "" })
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)

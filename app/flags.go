@@ -245,6 +245,53 @@ func flagSpecs() []*flagSpec {
 			def:   func(Config) string { return "8M" },
 			apply: func(c *Config, v string) (err error) { c.MaxPublishBitrate, err = parseBitrate(v); return err },
 		},
+		// Reach: ICE-TCP and the embedded TURN server (docs/security.md, Reach).
+		{
+			name: "ice-tcp", arg: "on|off",
+			usage: "on: the media engine also listens on TCP at the --udp-port number and offers TCP candidates, for networks that block UDP",
+			def:   func(Config) string { return "on" },
+			apply: func(c *Config, v string) error { c.ICETCP = strings.ToLower(v); return nil },
+		},
+		{
+			name: "turn-port", arg: "port",
+			usage: "port of the embedded TURN server on UDP and TCP (binds to --udp-ip); browsers get per-participant credentials with their join (0 = no TURN server)",
+			def:   func(Config) string { return strconv.Itoa(DefaultTURNPort) },
+			apply: func(c *Config, v string) (err error) { c.TURNPort, err = parsePort(v); return err },
+		},
+		{
+			name: "turn-tls-port", arg: "port",
+			usage: "port of the TURN server's TLS listener (turns:), used with --turn-cert-file and --turn-key-file",
+			def:   func(Config) string { return strconv.Itoa(DefaultTURNTLSPort) },
+			apply: func(c *Config, v string) (err error) { c.TURNTLSPort, err = parsePort(v); return err },
+		},
+		{
+			name: "turn-cert-file", arg: "path",
+			usage: "PEM certificate (chain) of the TURN server's TLS listener; with --turn-key-file enables turns:",
+			apply: func(c *Config, v string) error { c.TURNCertFile = v; return nil },
+		},
+		{
+			name: "turn-key-file", arg: "path",
+			usage: "PEM private key of --turn-cert-file",
+			apply: func(c *Config, v string) error { c.TURNKeyFile = v; return nil },
+		},
+		{
+			name: "turn-relay-ip", arg: "ip",
+			usage: "address of relayed sockets and of the TURN URLs given to browsers",
+			def:   func(Config) string { return "first --public-ip, else --udp-ip if specific, else 127.0.0.1" },
+			apply: func(c *Config, v string) error { c.TURNRelayIP = v; return nil },
+		},
+		{
+			name: "turn-secret-file", arg: "path",
+			usage: "file holding the key of the TURN credentials (the same on every node lets a credential work on all of them); " +
+				"or set $CONFAB_TURN_SECRET (never on the command line); without either a random key per process",
+			apply: func(c *Config, v string) error { c.TURNSecretFile = v; return nil },
+		},
+		{
+			name: "turn-ttl", arg: "duration",
+			usage: "how long a TURN credential handed to a browser stays valid",
+			def:   func(Config) string { return DefaultTURNTTL.String() },
+			apply: func(c *Config, v string) (err error) { c.TURNTTL, err = parsePositiveDuration(v); return err },
+		},
 	}
 }
 
@@ -309,6 +356,8 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	cfg.ConsulToken = getenv(EnvConsulToken)
+	// The TURN secret comes from the environment only, never argv.
+	cfg.TURNSecret = getenv(TURNSecretEnv)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err

@@ -72,6 +72,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Logger:                 base, // sfu scopes it with component and node itself
 
 		MaxPublishBitrate: cfg.MaxPublishBitrate,
+		ICETCP:            cfg.ICETCP == "on",
 	})
 	if err != nil {
 		return fmt.Errorf("app: start media engine: %w", err)
@@ -84,6 +85,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			err = errors.Join(err, closers[i]())
 		}
 	}()
+
+	turnSrv, iceServers, err := startRelay(cfg, engine, log)
+	if err != nil {
+		return err
+	}
+	if turnSrv != nil {
+		closers = append(closers, turnSrv.Close)
+	}
 
 	if cfg.PprofAddr != "" {
 		stop, err := startPprof(cfg.PprofAddr, log.With("component", "pprof"))
@@ -145,6 +154,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Mounts:  map[string]http.Handler{"/cluster/": membership.Handler()},
 
 		ObserveJoin: observeJoin,
+		ICEServers:  iceServers,
 	})
 	if err != nil {
 		return fmt.Errorf("app: create web server: %w", err)

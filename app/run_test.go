@@ -38,6 +38,7 @@ func TestRunSingleNode(t *testing.T) {
 	cfg.NodeID = "test-node"
 	cfg.LogLevel = "warn"
 	cfg.PprofAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	cfg.TURNPort = freePort(t) // the TURN server starts and stops with the node
 	cfg.MetricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -146,6 +147,7 @@ func TestRunPortInUse(t *testing.T) {
 	cfg.UDPPort = 0
 	cfg.NodeID = "n1"
 	cfg.LogLevel = "error"
+	cfg.TURNPort = 0
 	err = Run(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "--http-addr") {
 		t.Fatalf("Run error = %v, want a listen error naming --http-addr", err)

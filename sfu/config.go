@@ -63,6 +63,11 @@ type Config struct {
 	// IncludeLoopback includes loopback candidates (needed on a box with
 	// only lo; the app sets true).
 	IncludeLoopback bool
+	// ICETCP also listens on TCP at the port number of the ICE UDP socket
+	// (on the same IP) and gathers passive TCP host candidates there, so
+	// browsers on networks that block UDP still connect (ICE-TCP, RFC
+	// 6544). Off by default; the app turns it on (--ice-tcp).
+	ICETCP bool
 	// NoAudioRED answers publishers with Opus first even when they offer
 	// RED (red.go). RED about doubles audio bitrate (each packet also
 	// carries the previous frame) and hides single losses; by default a

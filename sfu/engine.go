@@ -72,7 +72,7 @@ func New(cfg Config) (*Engine, error) {
 
 		speakers: newSpeakerMonitor(),
 	}
-	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String())
+	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String(), "ice_tcp", tr.tcpAddr() != nil)
 	return e, nil
 }
 
@@ -117,6 +117,10 @@ func (e *Engine) NodeID() string { return e.cfg.NodeID }
 // UDPAddr returns the actual bound address of the ICE UDP mux socket (tests
 // use port 0).
 func (e *Engine) UDPAddr() net.Addr { return e.tr.conn.LocalAddr() }
+
+// TCPAddr returns the address of the ICE-TCP listener (Config.ICETCP), or
+// nil when ICE-TCP is off.
+func (e *Engine) TCPAddr() net.Addr { return e.tr.tcpAddr() }
 
 // SetObserver sets the observer of local rooms and producers. Call once
 // before the first Join; nil means no observer.

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -167,7 +168,10 @@ type transport struct {
 	conn  *net.UDPConn
 	batch *batchConn
 	mux   ice.UDPMux
-	se    webrtc.SettingEngine
+	// tcpMux serves ICE-TCP on tcp (both nil unless Config.ICETCP).
+	tcpMux ice.TCPMux
+	tcp    *net.TCPListener
+	se     webrtc.SettingEngine
 }
 
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
@@ -178,9 +182,9 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 	if err != nil {
 		return nil, fmt.Errorf("sfu: resolve udp addr %q: %w", cfg.UDPAddr, err)
 	}
-	network, netType := "udp4", webrtc.NetworkTypeUDP4
+	network, netType, tcpNetType := "udp4", webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4
 	if addr.IP != nil && addr.IP.To4() == nil {
-		network, netType = "udp6", webrtc.NetworkTypeUDP6
+		network, netType, tcpNetType = "udp6", webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6
 	}
 	conn, err := net.ListenUDP(network, addr)
 	if err != nil {
@@ -201,18 +205,38 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{netType})
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepaliveInterval)
+	t := &transport{conn: conn, batch: batch, mux: mux}
+	if cfg.ICETCP {
+		// The same port number as the UDP socket (an ephemeral UDP port
+		// included), so one firewall rule number covers both.
+		tcpAddr := &net.TCPAddr{IP: addr.IP, Port: conn.LocalAddr().(*net.UDPAddr).Port, Zone: addr.Zone}
+		ln, err := net.ListenTCP("tcp"+network[3:], tcpAddr)
+		if err != nil {
+			_ = mux.Close()
+			return nil, fmt.Errorf("sfu: listen tcp %s for ICE-TCP: %w", tcpAddr, err)
+		}
+		t.tcp = ln
+		t.tcpMux = webrtc.NewICETCPMux(lf.quietLogger("tcpmux"), ln, iceTCPReadBuffer)
+		se.SetICETCPMux(t.tcpMux)
+		se.SetNetworkTypes([]webrtc.NetworkType{netType, tcpNetType})
+	}
 	if len(cfg.PublicIPs) > 0 {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        append([]string(nil), cfg.PublicIPs...),
 			AsCandidateType: webrtc.ICECandidateTypeHost,
 			Mode:            webrtc.ICEAddressRewriteAppend,
 		}); err != nil {
-			_ = mux.Close()
+			_ = t.close()
 			return nil, fmt.Errorf("sfu: public ips: %w", err)
 		}
 	}
-	return &transport{conn: conn, batch: batch, mux: mux, se: se}, nil
+	t.se = se
+	return t, nil
 }
+
+// iceTCPReadBuffer is how many packets the ICE-TCP mux buffers per
+// connection before its reader blocks.
+const iceTCPReadBuffer = 64
 
 // newPeerConnection builds a peer connection with its own API.
 func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
@@ -234,7 +258,19 @@ func (t *transport) newEstimatedPeerConnection() (*webrtc.PeerConnection, *bweEs
 	return pc, est, nil
 }
 
-// close closes the mux, which closes the socket.
+// close closes the muxes, which close the UDP socket and the TCP listener.
 func (t *transport) close() error {
-	return t.mux.Close()
+	var err error
+	if t.tcpMux != nil {
+		err = t.tcpMux.Close()
+	}
+	return errors.Join(t.mux.Close(), err)
+}
+
+// tcpAddr is the ICE-TCP listener's address, nil without ICE-TCP.
+func (t *transport) tcpAddr() net.Addr {
+	if t.tcp == nil {
+		return nil
+	}
+	return t.tcp.Addr()
 }

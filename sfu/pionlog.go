@@ -25,9 +25,27 @@ func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
 	return l
 }
 
+// quietLogger is a pion logger whose warnings and errors are logged at
+// Debug: for the ICE-TCP mux, which warns about every TCP connection that
+// does not carry an ICE stream (a browser that chose UDP closes its TCP
+// attempts; anyone can connect to the port), so at Warn any client could
+// flood the log.
+func (f pionLoggerFactory) quietLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With("pion", scope), quiet: true}
+}
+
 type pionLogger struct {
 	log   *slog.Logger
 	limit *rate.Limiter // nil: every line is logged
+	quiet bool          // warnings and errors at Debug
+}
+
+// warnLevel is the slog level of pion warnings and errors.
+func (l pionLogger) warnLevel() slog.Level {
+	if l.quiet {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
@@ -48,11 +66,11 @@ func (l pionLogger) Info(msg string)     { l.log.Debug(msg) }
 func (l pionLogger) Infof(format string, args ...any) {
 	l.logf(slog.LevelDebug, format, args...)
 }
-func (l pionLogger) Warn(msg string) { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Warn(msg string) { l.logf(l.warnLevel(), "%s", msg) }
 func (l pionLogger) Warnf(format string, args ...any) {
-	l.logf(slog.LevelWarn, format, args...)
+	l.logf(l.warnLevel(), format, args...)
 }
-func (l pionLogger) Error(msg string) { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Error(msg string) { l.logf(l.warnLevel(), "%s", msg) }
 func (l pionLogger) Errorf(format string, args ...any) {
-	l.logf(slog.LevelWarn, format, args...)
+	l.logf(l.warnLevel(), format, args...)
 }

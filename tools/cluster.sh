@@ -25,6 +25,8 @@ done
 
 consul_port=${CONSUL_HTTP_PORT:-8500}
 secret=${CONFAB_CLUSTER_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
+# One TURN key for all nodes: a credential one node issued works on all.
+export CONFAB_TURN_SECRET=${CONFAB_TURN_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 logdir=${CLUSTER_LOG_DIR:-$(mktemp -d -t confab-cluster.XXXXXX)}
 mkdir -p "$logdir"
 
@@ -61,6 +63,7 @@ for i in 1 2 3; do
 		--node-id "n$i" \
 		--http-addr "127.0.0.1:808$i" \
 		--udp-port "5000$i" \
+		--turn-port "$((3477 + i))" \
 		--consul "127.0.0.1:$consul_port" \
 		>"$logdir/n$i.log" 2>&1 &
 	pids+=($!)

@@ -306,6 +306,22 @@ type Deps struct {
 	// written to the WebSocket. It is called on the session's writer
 	// goroutine and must not block (app feeds a histogram). Optional.
 	ObserveJoin func(time.Duration)
+	// ICEServers returns the ICE servers (this node's TURN server with
+	// credentials of that participant) sent in "joined" to a client of
+	// protocol version 4 or later. Called on the session's goroutine once
+	// per join; must be cheap and safe for concurrent use. Optional: nil
+	// sends none.
+	ICEServers func(participantID string) []ICEServer
+}
+
+// ICEServer is one entry of "joined".iceServers, as the page passes it to
+// RTCPeerConnection (the WebRTC RTCIceServer dictionary).
+type ICEServer struct {
+	// URLs are stun:, turn: or turns: URLs of one server.
+	URLs []string `json:"urls"`
+	// Username and Credential authenticate with a TURN server.
+	Username   string `json:"username,omitempty"`
+	Credential string `json:"credential,omitempty"`
 }
 
 // Peer is one node of the cluster as browsers see it.

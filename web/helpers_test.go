@@ -158,6 +158,7 @@ type testMsg struct {
 	Grants        *wireGrants              `json:"grants"`
 	Locked        bool                     `json:"locked"`
 	Moderation    *wireModeration          `json:"moderation"`
+	ICEServers    json.RawMessage          `json:"iceServers"` // joined, version 4
 }
 
 // wsClient is a raw signaling client driven synchronously by the test.

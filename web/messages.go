@@ -19,6 +19,9 @@ const (
 	protocolV1 = 1
 	protocolV2 = 2
 	protocolV3 = 3
+	// protocolV4 adds access tokens and moderation (docs/protocol.md,
+	// Access) and "iceServers" in "joined" (TURN servers with
+	// per-participant credentials; Version 4).
 	protocolV4 = 4
 	// protocolLatest is the newest version this node speaks.
 	protocolLatest = protocolV4
@@ -324,7 +327,7 @@ func parseMessage(data []byte, want int) (inbound, error) {
 func versionRule(want int) string {
 	switch want {
 	case 0:
-		return `"v" must be 1, 2 or 3`
+		return `"v" must be 1, 2, 3 or 4`
 	case protocolV1:
 		return `"v" must be 1`
 	default:
@@ -419,6 +422,9 @@ type joinedMessage struct {
 	Identity      string            `json:"identity,omitempty"` // version 4, with a token
 	Grants        *wireGrants       `json:"grants,omitempty"`   // version 4: what the participant may do
 	Locked        bool              `json:"locked,omitempty"`   // version 4: the room is locked
+	// ICEServers (version 4) are the STUN/TURN servers the page gives
+	// its peer connections; absent when the node has none.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 }
 
 // wireModeration is an admin's action as a participant sees it

@@ -356,6 +356,7 @@ func (s *session) join(msg inbound) error {
 		Identity:      joinedIdentity(claims, v),
 		Grants:        toWireGrants(claims.Grants, v),
 		Locked:        v >= protocolV4 && p.Room().Locked(),
+		ICEServers:    s.iceServers(p.ID(), v),
 	})
 	if err != nil {
 		// Cannot happen with these types; fail the session rather than lie.
@@ -576,4 +577,13 @@ func (s *session) place(placed string, avoid []string) (moved bool, err error) {
 	}
 	s.send(b)
 	return true, nil
+}
+
+// iceServers are the "iceServers" of the "joined" of participant id in
+// protocol version v (none before version 4).
+func (s *session) iceServers(id string, v int) []ICEServer {
+	if v < protocolV4 || s.srv.deps.ICEServers == nil {
+		return nil
+	}
+	return s.srv.deps.ICEServers(id)
 }

@@ -56,11 +56,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Options: nodeId, extraArgs (appended to the flags), httpPort, udpPort
  * (default: free ports), httpHost and udpIP (the addresses the HTTP server
  * and the ICE UDP socket bind to, default 127.0.0.1; url uses httpHost),
- * readyTimeout (ms, default 15s).
+ * turnPort (the embedded TURN server's port; default 0, none: tests run
+ * many nodes at once, and the default port 3478 is one), readyTimeout (ms,
+ * default 15s).
  */
 async function startConfab({
   nodeId = 'e2e-node', extraArgs = [], httpPort, udpPort, httpHost = '127.0.0.1', udpIP = '127.0.0.1',
-  readyTimeout = 15_000,
+  turnPort = 0, readyTimeout = 15_000,
 } = {}) {
   if (!fs.existsSync(CONFAB_BIN)) {
     throw new Error(`${CONFAB_BIN} does not exist; run 'make build' (or 'make e2e')`);
@@ -73,6 +75,7 @@ async function startConfab({
     '--udp-ip', udpIP,
     '--node-id', nodeId,
     '--log-level', 'debug',
+    '--turn-port', String(turnPort),
     ...extraArgs,
   ];
   // Only the flags above configure the server: drop CONFAB_* from the env.
@@ -112,6 +115,7 @@ async function startConfab({
     nodeId,
     httpPort,
     udpPort,
+    turnPort,
     args,
     pid: proc.pid,
     logs: () => output,

@@ -23,7 +23,8 @@
 //   outboundRates(a, b)        kbps and fps per outbound stream
 //   selectedCandidatePair(page, pc)
 //                              the nominated ICE pair: local and remote
-//                              address, port and candidate type, RTT and
+//                              address, port, candidate type, protocol and
+//                              relayProtocol (local relay candidates), RTT and
 //                              availableIncomingBitrate/OutgoingBitrate
 //
 // Rates use the stats' own timestamps. bytesReceived/bytesSent count RTP
@@ -248,7 +249,10 @@ async function selectedCandidatePair(page, pc = 'subscriber') {
     if (!pair) return null;
     const cand = (id) => {
       const c = report.get(id) || {};
-      return { address: c.address || c.ip || null, port: c.port, candidateType: c.candidateType, protocol: c.protocol };
+      return {
+        address: c.address || c.ip || null, port: c.port, candidateType: c.candidateType, protocol: c.protocol,
+        relayProtocol: c.relayProtocol || null, // a local relay candidate: how the browser reaches its TURN server
+      };
     };
     return {
       local: cand(pair.localCandidateId),

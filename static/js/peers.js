@@ -18,11 +18,12 @@ class Peer {
    * @param {'publisher'|'subscriber'} target
    * @param {(type: string, fields: object) => boolean} send signaling send
    * @param {() => void} onStateChange called on every ICE/connection state change
+   * @param {RTCIceServer[]} iceServers the node's TURN servers ("joined", version 4)
    */
-  constructor(target, send, onStateChange) {
+  constructor(target, send, onStateChange, iceServers = []) {
     this.target = target;
     this.send = send;
-    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers });
     this.pendingCandidates = [];
     // Local candidates are held until our offer/answer has been sent, so the
     // server never sees a candidate for a description it does not have yet.
@@ -132,8 +133,8 @@ class Peer {
  * never touched.
  */
 export class Publisher extends Peer {
-  constructor(send, onStateChange) {
-    super('publisher', send, onStateChange);
+  constructor(send, onStateChange, iceServers = []) {
+    super('publisher', send, onStateChange, iceServers);
     /** @type {Map<string, Map<string, boolean>>} mid -> rid -> active, the latest "encodings" */
     this.wanted = new Map();
     this.layers = Promise.resolve();
@@ -392,9 +393,10 @@ export class Publisher extends Peer {
 export class Subscriber extends Peer {
   /**
    * @param {(ev: RTCTrackEvent) => void} onTrack
+   * @param {RTCIceServer[]} iceServers the node's TURN servers ("joined", version 4)
    */
-  constructor(send, onStateChange, onTrack) {
-    super('subscriber', send, onStateChange);
+  constructor(send, onStateChange, onTrack, iceServers = []) {
+    super('subscriber', send, onStateChange, iceServers);
     this.chain = Promise.resolve();
     this.pc.addEventListener('track', onTrack);
   }

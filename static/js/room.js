@@ -41,6 +41,12 @@
 // kept by id across sessions (panels.js). A version 2 or 1 node is joined
 // with that version, without these.
 //
+// Reach (protocol version 4): "joined" carries the node's TURN servers
+// with credentials of this participant ("iceServers"); both peer
+// connections of the session use them, and a session on another node
+// (rejoin, failover) uses that node's. A version 3 or older node gives
+// none: the connections then use the node's host candidates only.
+//
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
 // participantId, nodeId, nodes, protocolVersion, simulcast, mediaState,
 // encodings(), videoSettings(), firstFrames(), chat(), participants(),
@@ -123,6 +129,8 @@ class RoomApp {
     this.publisher = null;
     this.subscriber = null;
     this.participantId = '';
+    /** the TURN servers of the current session's node ("joined", version 4) */
+    this.iceServers = [];
     this.joined = false;
     this.everJoined = false;
     this.leaving = false;
@@ -477,6 +485,7 @@ class RoomApp {
     const sig = this.signaling;
     const v2 = sig.version >= 2;
     const v3 = sig.version >= 3;
+    this.iceServers = sig.version >= 4 && Array.isArray(msg.iceServers) ? msg.iceServers : [];
     if (!v3) {
       this.view.showNotice(`Node ${this.nodeId} runs an older confab (protocol version ${sig.version}): chat, mute indicators and screen share are not available.`);
     }
@@ -505,7 +514,7 @@ class RoomApp {
       this.#updateState();
       return; // a viewer: nothing to send
     }
-    this.publisher = new Publisher(send, () => this.#updateState());
+    this.publisher = new Publisher(send, () => this.#updateState(), this.iceServers);
     this.debug.pcs.publisher = this.publisher.pc;
     this.local.publish(this.publisher, { simulcast: this.simulcast && v2, sources: v3 }).catch((err) => {
       if (this.signaling === sig) {
@@ -568,7 +577,7 @@ class RoomApp {
     if (!this.subscriber) {
       const sig = this.signaling;
       const send = (type, fields) => sig.send(type, fields);
-      this.subscriber = new Subscriber(send, () => this.#updateState(), (ev) => this.#onTrack(ev));
+      this.subscriber = new Subscriber(send, () => this.#updateState(), (ev) => this.#onTrack(ev), this.iceServers);
       this.debug.pcs.subscriber = this.subscriber.pc;
     }
     return this.subscriber;
@@ -785,6 +794,7 @@ class RoomApp {
   #teardownSession() {
     this.joined = false;
     this.participantId = '';
+    this.iceServers = [];
     this.#clearInterrupted();
     if (this.publisher) {
       this.publisher.close();

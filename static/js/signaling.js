@@ -1,6 +1,6 @@
 // signaling.js: the confab signaling protocol over a WebSocket.
 //
-// Messages are JSON objects {"v":3,"type":"...", ...}; see docs/protocol.md.
+// Messages are JSON objects {"v":4,"type":"...", ...}; see docs/protocol.md.
 // A session speaks the version of its join: PROTOCOL_VERSION unless the
 // owner lowers `version` (one step at a time, for an older node)
 // before joining again. Messages of any supported version are passed on,
