@@ -71,7 +71,7 @@ func startConfab(t *testing.T, extra ...string) *proc {
 	addr := ln.Addr().String()
 	ln.Close()
 	args := append([]string{"--http-addr", addr, "--udp-ip", "127.0.0.1", "--udp-port", "0",
-		"--node-id", "sig-test", "--log-level", "info"}, extra...)
+		"--node-id", "sig-test", "--log-level", "info", "--turn-port", "0"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = []string{childEnv + "=1", "PATH=" + os.Getenv("PATH")} // no CONFAB_* from outside
 	p := &proc{t: t, cmd: cmd, base: "http://" + addr, out: &syncBuffer{}, done: make(chan struct{})}
