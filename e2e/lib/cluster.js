@@ -67,8 +67,8 @@ async function attachText(testInfo, name, body, contentType = 'text/plain') {
 }
 
 /** fetchJSON GETs url and returns the parsed body; throws on non-2xx. */
-async function fetchJSON(url, { timeout = 5_000 } = {}) {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeout) });
+async function fetchJSON(url, { timeout = 5_000, headers = {} } = {}) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeout), headers });
   const text = await res.text();
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${text}`);
   return JSON.parse(text);
@@ -171,9 +171,11 @@ async function startConsul({ readyTimeout = 60_000, ports = null } = {}) {
  * startCluster starts Consul and `nodes` confab nodes n1..nN, each with its
  * own HTTP and UDP port on 127.0.0.1, advertising its own URL, all sharing a
  * random 64-hex-digit cluster secret (in a file, see clusterSecret). It resolves once every node answers
- * /healthz and every node's /api/cluster lists all N nodes as alive.
+ * /healthz and every node's /api/cluster lists all N nodes as alive
+ * (statusHeaders go with those requests, e.g. an admin token's
+ * Authorization for nodes with --auth token).
  */
-async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = [] } = {}) {
+async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = [], statusHeaders = {} } = {}) {
   let consul = await startConsul();
   // Logs of processes that were replaced (restartNode, restartConsul).
   const oldLogs = {};
@@ -200,7 +202,7 @@ async function startCluster({ nodes: n = 3, readyTimeout = 45_000, nodeArgs = []
       return node;
     },
     /** status GETs /api/cluster of node id. */
-    status: (id) => fetchJSON(`${cluster.node(id).url}/api/cluster`),
+    status: (id) => fetchJSON(`${cluster.node(id).url}/api/cluster`, { headers: statusHeaders }),
     /** statuses GETs /api/cluster of every node: { [nodeId]: status }. */
     async statuses() {
       const all = await Promise.all(started.map((x) => cluster.status(x.nodeId)));
