@@ -60,6 +60,7 @@ import { Chat, Panels, PeopleList, Settings } from './panels.js';
 import { TileReporter } from './tiles.js';
 import { RoomView } from './ui.js';
 import { offSetting, pickByLoad, simulcastSetting, validNodeURL } from './nodes.js';
+import { AdminControls } from './admin.js';
 
 // Errors after which retrying cannot help.
 const FATAL_ERRORS = new Set(['invalid-name', 'unsupported-version',
@@ -243,9 +244,13 @@ class RoomApp {
       });
     });
     this.view.root.querySelector('[data-testid="invite"]').addEventListener('click', () => this.#invite());
-    this.peopleList.onModerate = (action, id, kind) => this.#moderate(action, id, kind);
-    this.view.root.querySelector('[data-testid="admin-lock"]').addEventListener('click', () => this.#moderate(this.locked ? 'unlock' : 'lock'));
-    this.view.root.querySelector('[data-testid="admin-end"]').addEventListener('click', () => this.#moderate('end'));
+    this.admin = new AdminControls({
+      root: this.view.root,
+      peopleList: this.peopleList,
+      local: this.local,
+      notice: (text, ms) => this.view.showNotice(text, ms),
+      send: (fields) => (this.joined && this.signaling ? this.signaling.send('moderate', fields) : false),
+    });
   }
 
   /** #invite copies the room link (without our name) to the clipboard. */
@@ -428,7 +433,7 @@ class RoomApp {
         this.#addParticipant(msg.participant);
         break;
       case 'moderated':
-        this.#onModerated(msg.moderation);
+        this.admin.onModerated(msg.moderation);
         break;
       case 'chat':
         if (msg.chat) {
@@ -491,9 +496,7 @@ class RoomApp {
     }
     this.grants = msg.grants || ALL_GRANTS;
     const g = this.grants;
-    this.peopleList.setAdmin(!!g.admin);
-    this.view.root.querySelector('[data-testid="admin-bar"]').hidden = !g.admin;
-    this.#setLocked(!!msg.locked);
+    this.admin.start(!!g.admin, !!msg.locked);
     this.chat.setEnabled(v3 && g.chat, g.chat ? 'Chat is not available on this node' : 'Your access does not include chat');
     for (const m of msg.chat || []) {
       this.chat.add(m, false);
@@ -523,54 +526,6 @@ class RoomApp {
       }
     });
     this.#updateState();
-  }
-
-  /** #onModerated applies an admin's action: our mute, or the room's lock. */
-  #onModerated(m) {
-    if (!m) {
-      return;
-    }
-    switch (m.action) {
-      case 'lock':
-      case 'unlock':
-        this.#setLocked(m.action === 'lock');
-        this.view.showNotice(`${m.by} ${m.action}ed the room`, 4000);
-        break;
-      case 'mute': {
-        const st = this.local.state();
-        if (m.kind === 'audio' && !st.audioMuted) {
-          this.local.toggleAudio().catch((err) => console.warn('mute', err));
-        } else if (m.kind === 'video' && !st.videoMuted) {
-          this.local.toggleVideo().catch((err) => console.warn('camera off', err));
-        }
-        this.view.showNotice(`${m.by} turned off your ${m.kind === 'audio' ? 'microphone' : 'camera'}`, 6000);
-        break;
-      }
-      default:
-    }
-  }
-
-  #setLocked(on) {
-    this.locked = on;
-    this.view.root.querySelector('[data-testid="room-locked"]').hidden = !on;
-    const btn = this.view.root.querySelector('[data-testid="admin-lock"]');
-    btn.setAttribute('aria-pressed', String(on));
-    btn.textContent = on ? 'Unlock room' : 'Lock room';
-  }
-
-  /** #moderate sends an admin's action (version 4, admin grant). */
-  #moderate(action, participantId, kind) {
-    if (!this.joined || !this.signaling || !this.grants || !this.grants.admin) {
-      return;
-    }
-    const fields = { action };
-    if (participantId) {
-      fields.participantId = participantId;
-    }
-    if (kind) {
-      fields.kind = kind;
-    }
-    this.signaling.send('moderate', fields);
   }
 
   #ensureSubscriber() {
