@@ -143,27 +143,33 @@ function roomURL(server, room, name) {
   return `${server.url}/rooms/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}`;
 }
 
-const test = base.extend({
-  confab: async ({}, use, testInfo) => {
-    const server = await startConfab();
-    let stopErr = null;
+/**
+ * serveFixture hands a started server to a test (the fixture's use), then
+ * stops it; its log is attached when the test failed or the server did
+ * not stop cleanly (which then fails the test).
+ */
+async function serveFixture(server, use, testInfo) {
+  let stopErr = null;
+  try {
+    await use(server);
+  } finally {
     try {
-      await use(server);
-    } finally {
-      try {
-        await server.stop();
-      } catch (err) {
-        stopErr = err;
-      }
-      if (stopErr || testInfo.status !== testInfo.expectedStatus) {
-        // A file (the reporter prints only the start of an inline body).
-        const file = testInfo.outputPath('confab.log');
-        fs.writeFileSync(file, server.logs());
-        await testInfo.attach('confab.log', { path: file, contentType: 'text/plain' });
-      }
+      await server.stop();
+    } catch (err) {
+      stopErr = err;
     }
-    if (stopErr) throw stopErr;
-  },
+    if (stopErr || testInfo.status !== testInfo.expectedStatus) {
+      // A file (the reporter prints only the start of an inline body).
+      const file = testInfo.outputPath('confab.log');
+      fs.writeFileSync(file, server.logs());
+      await testInfo.attach('confab.log', { path: file, contentType: 'text/plain' });
+    }
+  }
+  if (stopErr) throw stopErr;
+}
+
+const test = base.extend({
+  confab: async ({}, use, testInfo) => serveFixture(await startConfab(), use, testInfo),
 
   join: async ({ browser, confab }, use, testInfo) => {
     const contexts = [];
@@ -272,5 +278,5 @@ async function expectMediaFlowing(page, { remotes = 1, timeout = 20_000, label =
 }
 
 module.exports = {
-  test, expect, startConfab, roomURL, mediaStats, expectMediaFlowing, flowProblems, sleep, freeTCPPort, freeUDPPort,
+  test, expect, startConfab, serveFixture, roomURL, mediaStats, expectMediaFlowing, flowProblems, sleep, freeTCPPort, freeUDPPort,
 };

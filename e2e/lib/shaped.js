@@ -24,7 +24,7 @@
 //
 // A failed test gets the namespace's addresses and qdiscs, the consoles of
 // the shaped pages and confab's log attached.
-const { test: base, expect, startConfab, roomURL, freeTCPPort } = require('./confab');
+const { test: base, expect, startConfab, serveFixture, roomURL, freeTCPPort } = require('./confab');
 const { createNetns, launchInNetns, forwardTCP } = require('./netns');
 
 /**
@@ -78,23 +78,7 @@ const test = base.extend({
     }
   },
 
-  confab: async ({ netns }, use, testInfo) => {
-    const server = await startShapedConfab(netns);
-    let stopErr = null;
-    try {
-      await use(server);
-    } finally {
-      try {
-        await server.stop();
-      } catch (err) {
-        stopErr = err;
-      }
-      if (stopErr || testInfo.status !== testInfo.expectedStatus) {
-        await testInfo.attach('confab.log', { body: server.logs(), contentType: 'text/plain' });
-      }
-    }
-    if (stopErr) throw stopErr;
-  },
+  confab: async ({ netns }, use, testInfo) => serveFixture(await startShapedConfab(netns), use, testInfo),
 
   nsBrowser: async ({ netns, confab, launchOptions }, use) => {
     const browser = await launchInNetns(netns, { launchOptions, secureOrigins: [confab.nsURL] });

@@ -15,28 +15,12 @@
 // opening the page to the first decoded frame is printed, not asserted.
 const fs = require('node:fs');
 const { test: base, expect, startShapedConfab } = require('../lib/shaped');
-const { freeTCPPort, sleep } = require('../lib/confab');
+const { freeTCPPort, serveFixture, sleep } = require('../lib/confab');
 const { sampleInbound, selectedCandidatePair } = require('../lib/stats');
 
 // The node gets a TURN server (startConfab runs none by default).
 const test = base.extend({
-  confab: async ({ netns }, use, testInfo) => {
-    const server = await startShapedConfab(netns, { turnPort: await freeTCPPort() });
-    let stopErr = null;
-    try {
-      await use(server);
-    } finally {
-      try {
-        await server.stop();
-      } catch (err) {
-        stopErr = err;
-      }
-      if (stopErr || testInfo.status !== testInfo.expectedStatus) {
-        await testInfo.attach('confab.log', { body: server.logs(), contentType: 'text/plain' });
-      }
-    }
-    if (stopErr) throw stopErr;
-  },
+  confab: async ({ netns }, use, testInfo) => serveFixture(await startShapedConfab(netns, { turnPort: await freeTCPPort() }), use, testInfo),
 });
 
 /** videoIn sums framesDecoded and bytesReceived of the page's inbound video. */
