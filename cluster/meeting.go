@@ -40,14 +40,18 @@ type participantRecord struct {
 	AudioMuted bool   `json:"audioMuted,omitempty"`
 	VideoMuted bool   `json:"videoMuted,omitempty"`
 	Speaking   bool   `json:"speaking,omitempty"`
+	Identity   string `json:"identity,omitempty"` // from the access token
+	Since      int64  `json:"since,omitempty"`    // joined, unix ms
 }
 
 func participantRecordOf(p sfu.ParticipantInfo) participantRecord {
-	return participantRecord{ID: p.ID, Name: p.Name, AudioMuted: p.AudioMuted, VideoMuted: p.VideoMuted, Speaking: p.Speaking}
+	return participantRecord{ID: p.ID, Name: p.Name, AudioMuted: p.AudioMuted, VideoMuted: p.VideoMuted, Speaking: p.Speaking,
+		Identity: p.Identity, Since: p.Since}
 }
 
 func (r participantRecord) info() sfu.ParticipantInfo {
-	return sfu.ParticipantInfo{ID: r.ID, Name: r.Name, AudioMuted: r.AudioMuted, VideoMuted: r.VideoMuted, Speaking: r.Speaking}
+	return sfu.ParticipantInfo{ID: r.ID, Name: r.Name, AudioMuted: r.AudioMuted, VideoMuted: r.VideoMuted, Speaking: r.Speaking,
+		Identity: r.Identity, Since: r.Since}
 }
 
 // chatRecord is a chat message between nodes.

@@ -231,3 +231,49 @@ func TestIntegrationModeration(t *testing.T) {
 		t.Errorf("join on node-b of the ended room = %v", err)
 	}
 }
+
+// TestIntegrationIdentityAcrossNodes: a second session of an identity on
+// another node ends the first one (ErrReplaced); other identities stay.
+func TestIntegrationIdentityAcrossNodes(t *testing.T) {
+	a := consulForTest(t)
+	checkLeaks(t)
+	ctx := testContext(t)
+	na := startTestNode(ctx, t, a, "node-a")
+	nb := startTestNode(ctx, t, a, "node-b")
+	itWaitCluster(ctx, t, na, nb)
+	join := func(e *sfu.Engine, name, identity string) *sfu.Participant {
+		t.Helper()
+		p, err := e.Join("ident", sfu.JoinParams{Name: name, Events: &eventLog{}, Identity: identity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	old := join(na.engine, "alice laptop", "alice")
+	bob := join(na.engine, "bob", "bob")
+	carol := join(nb.engine, "carol", "carol") // opens the room on node-b
+	waitFor(ctx, t, "node-b lists alice", func() bool { return participantState(nb, "ident", "alice laptop") != "" })
+	time.Sleep(5 * time.Millisecond) // a later join time
+	start := time.Now()
+	fresh := join(nb.engine, "alice phone", "alice")
+	select {
+	case <-old.Done():
+	case <-ctx.Done():
+		t.Fatal("the older session on node-a was not ended")
+	}
+	t.Logf("the older session on the other node ended %v after the new join", time.Since(start).Round(time.Millisecond))
+	if !errors.Is(old.Err(), sfu.ErrReplaced) {
+		t.Errorf("old.Err() = %v, want ErrReplaced", old.Err())
+	}
+	waitFor(ctx, t, "node-a lists the new session only", func() bool {
+		return participantState(na, "ident", "alice phone") != "" && participantState(na, "ident", "alice laptop") == ""
+	})
+	for _, p := range []*sfu.Participant{bob, carol, fresh} {
+		select {
+		case <-p.Done():
+			t.Fatalf("%s was ended", p.Info().Name)
+		default:
+		}
+	}
+}

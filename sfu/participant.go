@@ -112,12 +112,13 @@ type Participant struct {
 // (subscriberPC).
 func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 	id := newID()
+	since := time.Now().UnixMilli()
 	p := &Participant{
 		e:    r.e,
 		room: r,
 		id:   id,
-		info: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID},
-		cur: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID,
+		info: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID, Identity: params.Identity, Since: since},
+		cur: ParticipantInfo{ID: id, Name: params.Name, Origin: r.e.cfg.NodeID, Identity: params.Identity, Since: since,
 			AudioMuted: params.State.AudioMuted, VideoMuted: params.State.VideoMuted},
 		identity:    params.Identity,
 		hidden:      params.Hidden,

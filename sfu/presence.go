@@ -126,7 +126,30 @@ func (r *Room) SetRemoteParticipants(origin string, ps []ParticipantInfo) error 
 		}
 	}
 	over := r.enqueueLocked(nil, acts...)
+	replaced := r.replacedLocked(want)
 	r.mu.Unlock()
 	closeOverflowed(over)
+	for _, p := range replaced {
+		p.log.Info("participant replaced by a newer session of its identity on another node")
+		r.e.async(func() { p.closeWith(ErrReplaced) })
+	}
 	return nil
+}
+
+// replacedLocked returns the local participants that a remote one of the
+// same identity supersedes: it joined later (ties: the larger id wins).
+// Caller holds r.mu.
+func (r *Room) replacedLocked(remote map[string]ParticipantInfo) []*Participant {
+	var out []*Participant
+	for _, info := range remote {
+		if info.Identity == "" {
+			continue
+		}
+		for _, p := range r.locals {
+			if p.identity == info.Identity && (p.info.Since < info.Since || p.info.Since == info.Since && p.id < info.ID) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }

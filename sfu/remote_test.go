@@ -79,7 +79,7 @@ func TestRemoteProducer(t *testing.T) {
 		t.Errorf("producer-added = %d, want 1", n)
 	}
 	wantParts := []ParticipantInfo{
-		{ID: sub.p.ID(), Name: "bob", Origin: "node-a"},
+		{ID: sub.p.ID(), Name: "bob", Origin: "node-a", Since: sub.p.Info().Since},
 		{ID: "remote-alice", Name: "zed", Origin: "node-b", Remote: true},
 	}
 	if got := room.Participants(); !equalInfos(got, wantParts) {

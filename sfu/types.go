@@ -85,6 +85,12 @@ type ParticipantInfo struct {
 	// Speaking is set by the node the participant is connected to, from
 	// the audio levels its microphone's packets carry (speaking.go).
 	Speaking bool `json:"speaking,omitempty"`
+	// Identity is JoinParams.Identity ("" without one) and Since when it
+	// joined (unix ms): a node that learns of a newer session of one of
+	// its participants' identities on another node ends its own (see
+	// SetRemoteParticipants).
+	Identity string `json:"identity,omitempty"`
+	Since    int64  `json:"since,omitempty"`
 }
 
 // MediaState is what a participant announces about its own media.
