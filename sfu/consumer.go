@@ -28,6 +28,10 @@ type Consumer struct {
 	// between producers): the sender's owner reads its RTCP (onRTCP) and
 	// Close only detaches the track.
 	shared bool
+	// cont is where a shared sender's numbering stood when Close detached
+	// it (hasCont: it had sent something); set before done is closed.
+	cont    munger
+	hasCont bool
 
 	// NACK state, owned by the RTCP reader; allocated on the first NACK.
 	nack    *nackState
@@ -142,6 +146,7 @@ func (c *Consumer) Close() {
 	c.mu.Unlock()
 
 	if c.shared {
+		c.cont, c.hasCont = c.producer.continuation(c.ssrc)
 		_ = c.sender.ReplaceTrack(nil) // unbinds the producer's track
 	} else if err := c.pc.RemoveTrack(c.sender); err != nil {
 		_ = c.sender.Stop() // pc already closed: make sure Read returns

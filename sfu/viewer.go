@@ -385,9 +385,9 @@ func (v *Viewer) moveSlot(s *viewerSlot, prod *Producer) {
 	var cont munger
 	var haveCont bool
 	if old != nil {
-		cont, haveCont = old.producer.continuation(s.ssrc)
 		s.cur.Store(nil)
-		old.Close()
+		old.Close() // also when its producer closed it already
+		cont, haveCont = old.cont, old.hasCont
 	}
 	if prod == nil {
 		return

@@ -29,10 +29,21 @@ type mediaPeer struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	received atomic.Int64 // RTP packets received (viewer)
+	// Viewer: the largest forward jump of the video sequence numbers
+	// between two packets, and the number of tracks received.
+	maxJump atomic.Int64
+	tracks  atomic.Int64
+	seq0    uint16 // publisher: the first sequence number sent
 }
 
 // newMediaPeer makes a publisher (publish) or a viewer; closed at cleanup.
 func newMediaPeer(t *testing.T, publish bool) *mediaPeer {
+	return newMediaPeerAt(t, publish, 0)
+}
+
+// newMediaPeerAt is newMediaPeer whose publisher numbers its packets from
+// seq0.
+func newMediaPeerAt(t *testing.T, publish bool, seq0 uint16) *mediaPeer {
 	t.Helper()
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
@@ -47,7 +58,7 @@ func newMediaPeer(t *testing.T, publish bool) *mediaPeer {
 	if err != nil {
 		t.Fatalf("NewPeerConnection: %v", err)
 	}
-	m := &mediaPeer{t: t, pc: pc}
+	m := &mediaPeer{t: t, pc: pc, seq0: seq0}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	t.Cleanup(m.close)
 	if publish {
@@ -59,11 +70,20 @@ func newMediaPeer(t *testing.T, publish bool) *mediaPeer {
 			}
 		}
 		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			buf := make([]byte, 1500)
-			for {
-				if _, _, err := tr.Read(buf); err != nil {
+			m.tracks.Add(1)
+			video := tr.Kind() == webrtc.RTPCodecTypeVideo
+			var last uint16
+			for n := 0; ; n++ {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
 					return
 				}
+				if video && n > 0 {
+					if jump := int64(int16(pkt.SequenceNumber - last)); jump > m.maxJump.Load() {
+						m.maxJump.Store(jump)
+					}
+				}
+				last = pkt.SequenceNumber
 				m.received.Add(1)
 			}
 		})
@@ -97,7 +117,8 @@ func (m *mediaPeer) publishVP8() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		payload := []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 1, 2, 3, 4}
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 4343, Marker: true}, Payload: payload}
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 4343, Marker: true,
+			SequenceNumber: m.seq0}, Payload: payload}
 		for {
 			select {
 			case <-m.ctx.Done():
@@ -185,7 +206,13 @@ func publishers(e *sfu.Engine, room string) []string {
 // peer and the resource path, once the producer exists.
 func startWHIP(t *testing.T, env *testEnv, room, name string, hdr http.Header) (*mediaPeer, string, http.Header) {
 	t.Helper()
-	pub := newMediaPeer(t, true)
+	return startWHIPAt(t, env, room, name, hdr, 0)
+}
+
+// startWHIPAt is startWHIP whose publisher numbers its packets from seq0.
+func startWHIPAt(t *testing.T, env *testEnv, room, name string, hdr http.Header, seq0 uint16) (*mediaPeer, string, http.Header) {
+	t.Helper()
+	pub := newMediaPeerAt(t, true, seq0)
 	status, h, body := env.do(http.MethodPost, "/rooms/"+room+"/whip?name="+name, mimeSDP, pub.offer(), hdr)
 	if status != http.StatusCreated {
 		t.Fatalf("POST whip: status %d (%s), want 201", status, body)
@@ -405,4 +432,33 @@ func TestWHEPFollowsNamedAbsent(t *testing.T) {
 	// Then the publisher it follows arrives: its media flows.
 	startWHIP(t, env, "n", "Nobody", nil)
 	waitFor(t, "RTP of the followed publisher", func() bool { return viewer.received.Load() > 10 })
+}
+
+// TestWHEPMovesToNextPublisher: when the publisher a default viewer shows
+// leaves, the viewer moves its senders to the next publisher: the same
+// track goes on, its sequence numbers continue (the second publisher
+// numbers its packets 30000 apart from the first).
+func TestWHEPMovesToNextPublisher(t *testing.T) {
+	env := newEnv(t, envOptions{})
+	_, first, _ := startWHIPAt(t, env, "m", "First", nil, 0)
+	startWHIPAt(t, env, "m", "Second", nil, 30000)
+	viewer := newMediaPeer(t, false)
+	status, _, body := env.do(http.MethodPost, "/rooms/m/whep", mimeSDP, viewer.offer(), nil)
+	if status != http.StatusCreated {
+		t.Fatalf("POST whep: status %d (%s)", status, body)
+	}
+	viewer.answer(body)
+	waitFor(t, "RTP of the first publisher", func() bool { return viewer.received.Load() > 10 })
+	if status, _, _ := env.do(http.MethodDelete, first, "", "", nil); status != http.StatusOK {
+		t.Fatalf("DELETE first: status %d", status)
+	}
+	waitFor(t, "the first publisher to leave", func() bool { return len(publishers(env.engine, "m")) == 1 })
+	base := viewer.received.Load()
+	waitFor(t, "RTP of the second publisher", func() bool { return viewer.received.Load() > base+50 })
+	if n := viewer.tracks.Load(); n != 1 {
+		t.Errorf("viewer got %d tracks, want 1 (the same track continues)", n)
+	}
+	if j := viewer.maxJump.Load(); j > 100 {
+		t.Errorf("largest sequence number jump %d, want the numbering to continue across the move", j)
+	}
 }

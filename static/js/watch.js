@@ -46,6 +46,8 @@ async function start() {
   }
 
   const pc = new RTCPeerConnection();
+  // Test hook (docs/protocol.md, page contract): the WHEP connection.
+  window.confab = { pcs: { whep: pc } };
   pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.addTransceiver('video', { direction: 'recvonly' });
   const stream = new MediaStream();
