@@ -282,3 +282,20 @@ func httpStatus(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// mediaCode is the "error" code of a WHIP or WHEP error response: the
+// wire code (wireCode) where the signaling protocol has one, else one of
+// the endpoints' own.
+func mediaCode(err error) string {
+	switch {
+	case errors.Is(err, errMediaType):
+		return "unsupported-media-type"
+	case errors.Is(err, errNoResource):
+		return "not-found"
+	case errors.Is(err, errICERestart):
+		return "ice-restart-unsupported"
+	case errors.Is(err, errETag):
+		return "etag-mismatch"
+	}
+	return wireCode(err)
+}

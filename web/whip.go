@@ -181,7 +181,7 @@ func (s *Server) mediaError(c echo.Context, err error) error {
 		s.log.Error("web: whip/whep failed", "err", err)
 		msg = clientMessage(codeInternal, err)
 	}
-	return c.JSON(status, map[string]string{"error": wireCode(err), "message": msg})
+	return c.JSON(status, map[string]string{"error": mediaCode(err), "message": msg})
 }
 
 // bearer returns the request's bearer token ("" none).

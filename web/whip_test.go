@@ -462,3 +462,20 @@ func TestWHEPMovesToNextPublisher(t *testing.T) {
 		t.Errorf("largest sequence number jump %d, want the numbering to continue across the move", j)
 	}
 }
+
+// TestWHIPDrain: draining ends the WHIP and WHEP sessions and refuses new
+// offers with 503.
+func TestWHIPDrain(t *testing.T) {
+	env := newEnv(t, envOptions{})
+	startWHIP(t, env, "d", "Encoder", nil)
+	viewer := newMediaPeer(t, false)
+	if status, _, body := env.do(http.MethodPost, "/rooms/d/whep", mimeSDP, viewer.offer(), nil); status != http.StatusCreated {
+		t.Fatalf("POST whep: status %d (%s)", status, body)
+	}
+	env.srv.Drain("test")
+	waitFor(t, "the sessions to end", func() bool { return env.srv.mediaSessions() == 0 && localParticipants(env.engine, "d") == 0 })
+	status, _, body := env.do(http.MethodPost, "/rooms/d/whip", mimeSDP, newMediaPeer(t, true).offer(), nil)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"draining"`) {
+		t.Errorf("POST while draining: status %d (%s), want 503 draining", status, body)
+	}
+}
