@@ -1,10 +1,11 @@
 // WHIP ingest and WHEP playback with clients nobody here wrote: Eyevinn's
 // WHIP web client (@eyevinn/whip-web-client from npm, bundled for the
-// browser with esbuild when the spec loads) publishes Chromium's fake
-// camera and microphone into a room; browser participants on the room page
-// decode its video (getStats) on the same node and on another node of a
-// cluster; with token auth it needs its bearer key; the watch page
-// (/rooms/{room}/watch, WHEP) decodes it too.
+// browser with esbuild when first needed) publishes Chromium's fake camera
+// and microphone into a room; browser participants on the room page decode
+// its video (getStats) on the same node and on another node of a cluster;
+// with token auth it needs its bearer key; the watch page
+// (/rooms/{room}/watch, WHEP) and Eyevinn's WebRTC player
+// (@eyevinn/webrtc-player, WHEP) decode it too.
 const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -23,14 +24,21 @@ const test = withPages(base);
 const uniqueRoom = (prefix) => `${prefix}-${crypto.randomBytes(3).toString('hex')}`;
 
 let bundled = null;
-/** whipBundle is Eyevinn's WHIP client bundled as an IIFE (window.EyevinnWHIP). */
-function whipBundle() {
+/**
+ * eyevinnBundle is Eyevinn's WHIP client and WebRTC player bundled as one
+ * script (window.Eyevinn.WHIPClient, window.Eyevinn.WebRTCPlayer).
+ */
+function eyevinnBundle() {
   if (!bundled) {
     const out = esbuild.buildSync({
-      stdin: { contents: "export { WHIPClient } from '@eyevinn/whip-web-client';", resolveDir: path.join(__dirname, '..'), loader: 'js' },
+      stdin: {
+        contents: "export { WHIPClient } from '@eyevinn/whip-web-client';\nexport { WebRTCPlayer } from '@eyevinn/webrtc-player';",
+        resolveDir: path.join(__dirname, '..'),
+        loader: 'js',
+      },
       bundle: true,
       format: 'iife',
-      globalName: 'EyevinnWHIP',
+      globalName: 'Eyevinn',
       platform: 'browser',
       write: false,
       logLevel: 'silent',
@@ -49,14 +57,14 @@ function whipBundle() {
  */
 async function whipPage(pages, node, room, name, { token = '', expectRefusal = false } = {}) {
   const page = await pages.open(`${node.url}/healthz`, `whip-${name}`);
-  await page.addScriptTag({ content: whipBundle() });
+  await page.addScriptTag({ content: eyevinnBundle() });
   const endpoint = `${node.url}/rooms/${room}/whip?name=${encodeURIComponent(name)}`;
   const posted = page.waitForResponse((r) => r.url().startsWith(`${node.url}/rooms/${room}/whip`) && r.request().method() === 'POST');
   const start = page.evaluate(async ({ endpoint, token }) => {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
     const opts = { iceServers: [] };
     if (token) opts.authkey = token;
-    const client = new window.EyevinnWHIP.WHIPClient({ endpoint, opts });
+    const client = new window.Eyevinn.WHIPClient({ endpoint, opts });
     window.whip = client;
     await client.ingest(stream);
     return client.getResourceUrl();
@@ -77,10 +85,13 @@ async function roomPage(pages, node, room, name) {
   return page;
 }
 
-/** whepVideo samples the watch page's inbound video (getStats of its WHEP connection). */
+/**
+ * whepVideo samples the inbound video of a WHEP connection: the watch
+ * page's (window.confab.pcs.whep) or the Eyevinn player's.
+ */
 const whepVideo = (page) => page.evaluate(async () => {
-  const pc = window.confab && window.confab.pcs && window.confab.pcs.whep;
-  if (!pc) return null;
+  const pc = (window.confab && window.confab.pcs && window.confab.pcs.whep) || (window.player && window.player.peer);
+  if (!pc || typeof pc.getStats !== 'function') return null;
   let out = null;
   (await pc.getStats()).forEach((s) => {
     if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'video') {
@@ -90,7 +101,7 @@ const whepVideo = (page) => page.evaluate(async () => {
   return out;
 });
 
-/** expectWatchDecoding waits until the watch page's video decodes between two samples 1 s apart. */
+/** expectWatchDecoding waits until a WHEP page's video decodes between two samples 1 s apart. */
 async function expectWatchDecoding(page, timeout = 20_000) {
   const t0 = Date.now();
   let last = null;
@@ -136,6 +147,27 @@ test.describe('WHIP and WHEP with third-party clients', () => {
       const w = await expectWatchDecoding(watch);
       report(testInfo, 'WHEP (default) watch page video (fps)', w.fps);
       expect(await watch.getByTestId('watch-state').getAttribute('data-state')).toBe('connected');
+    }, testInfo);
+  });
+
+  test("Eyevinn's WebRTC player plays a room over WHEP", async ({ pages }, testInfo) => {
+    await serveFixture(await startConfab({ nodeId: 'player-node' }), async (node) => {
+      const room = uniqueRoom('player');
+      await whipPage(pages, node, room, 'Broadcaster');
+      const page = await pages.open(`${node.url}/healthz`, 'player');
+      await page.addScriptTag({ content: eyevinnBundle() });
+      await page.evaluate(async (endpoint) => {
+        const video = document.createElement('video');
+        video.muted = true;
+        video.autoplay = true;
+        video.playsInline = true;
+        document.body.appendChild(video);
+        window.player = new window.Eyevinn.WebRTCPlayer({ video, type: 'whep', iceServers: [] });
+        await window.player.load(new URL(endpoint));
+      }, `${node.url}/rooms/${room}/whep?participant=Broadcaster`);
+      const w = await expectWatchDecoding(page);
+      report(testInfo, 'WHEP with the Eyevinn player (fps)', w.fps);
+      report(testInfo, 'WHEP with the Eyevinn player frame width (px)', w.frameWidth);
     }, testInfo);
   });
 
