@@ -73,6 +73,7 @@ async function whipPage(pages, node, room, name, { token = '', expectRefusal = f
     start.catch(() => {}); // the client never gets a resource URL
     return posted;
   }
+  posted.catch(() => {}); // only the refusal case waits for it
   const resource = await start;
   expect(resource, 'the resource URL of the WHIP session').toContain(`/rooms/${room}/whip/`);
   return page;
@@ -139,7 +140,7 @@ test.describe('WHIP and WHEP with third-party clients', () => {
     }, testInfo);
   });
 
-  test('the watch page follows the active speaker by default', async ({ pages }, testInfo) => {
+  test('the watch page without ?participant= plays the publisher (the default choice)', async ({ pages }, testInfo) => {
     await serveFixture(await startConfab({ nodeId: 'whep-node' }), async (node) => {
       const room = uniqueRoom('whep');
       await whipPage(pages, node, room, 'Studio');
