@@ -126,14 +126,14 @@ test.describe('WHIP and WHEP with third-party clients', () => {
       const t0 = Date.now();
       const whip = await whipPage(pages, node, room, 'Encoder');
       const seen = await expectVideoDecoding(alice, sel.tileVideo('Encoder'), { label: 'the WHIP tile' });
-      report(testInfo, 'WHIP publish to decoding at a participant (ms)', Date.now() - t0);
-      report(testInfo, 'WHIP video at the participant (fps)', seen.fps);
+      report(testInfo, 'WHIP publish to decoding at a participant', Date.now() - t0);
+      report(testInfo, 'WHIP video at the participant', `${seen.fps} fps`);
 
       const watch = await pages.open(`${node.url}/rooms/${room}/watch?participant=Encoder`, 'watch');
       await expect(watch.getByTestId('watch-state')).toHaveText('connected');
       const w = await expectWatchDecoding(watch);
-      report(testInfo, 'WHEP watch page video (fps)', w.fps);
-      report(testInfo, 'WHEP watch page frame width (px)', w.frameWidth);
+      report(testInfo, 'WHEP watch page video', `${w.fps} fps`);
+      report(testInfo, 'WHEP watch page frame width', `${w.frameWidth} px`);
 
       await whip.evaluate(() => window.whip.destroy());
       await expect(alice.locator(sel.tile('Encoder')), 'the WHIP tile after DELETE').toHaveCount(0, { timeout: 10_000 });
@@ -146,7 +146,7 @@ test.describe('WHIP and WHEP with third-party clients', () => {
       await whipPage(pages, node, room, 'Studio');
       const watch = await pages.open(`${node.url}/rooms/${room}/watch`, 'watch');
       const w = await expectWatchDecoding(watch);
-      report(testInfo, 'WHEP (default) watch page video (fps)', w.fps);
+      report(testInfo, 'WHEP (default) watch page video', `${w.fps} fps`);
       expect(await watch.getByTestId('watch-state').getAttribute('data-state')).toBe('connected');
     }, testInfo);
   });
@@ -167,8 +167,8 @@ test.describe('WHIP and WHEP with third-party clients', () => {
         await window.player.load(new URL(endpoint));
       }, `${node.url}/rooms/${room}/whep?participant=Broadcaster`);
       const w = await expectWatchDecoding(page);
-      report(testInfo, 'WHEP with the Eyevinn player (fps)', w.fps);
-      report(testInfo, 'WHEP with the Eyevinn player frame width (px)', w.frameWidth);
+      report(testInfo, 'WHEP with the Eyevinn player', `${w.fps} fps`);
+      report(testInfo, 'WHEP with the Eyevinn player frame width', `${w.frameWidth} px`);
     }, testInfo);
   });
 
@@ -180,8 +180,8 @@ test.describe('WHIP and WHEP with third-party clients', () => {
       const t0 = Date.now();
       await whipPage(pages, cluster.node('n1'), room, 'Remote Encoder');
       const seen = await expectVideoDecoding(bob, sel.tileVideo('Remote Encoder'), { timeout: 30_000, label: 'the piped WHIP tile' });
-      report(testInfo, 'WHIP on n1 to decoding on n2 (ms)', Date.now() - t0);
-      report(testInfo, 'piped WHIP video on n2 (fps)', seen.fps);
+      report(testInfo, 'WHIP on n1 to decoding on n2', Date.now() - t0);
+      report(testInfo, 'piped WHIP video on n2', `${seen.fps} fps`);
     } finally {
       const problems = await cluster.stop();
       if (problems.length) {
@@ -210,7 +210,7 @@ test.describe('WHIP and WHEP with third-party clients', () => {
 
         await whipPage(pages, node, room, 'ignored', { token: mint(room, 'encoder', 'Token Encoder', 'publish') });
         const seen = await expectVideoDecoding(viewer, sel.tileVideo('Token Encoder'), { label: 'the token WHIP tile' });
-        report(testInfo, 'token WHIP video at the viewer (fps)', seen.fps);
+        report(testInfo, 'token WHIP video at the viewer', `${seen.fps} fps`);
       }, testInfo);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
