@@ -24,6 +24,14 @@ type Consumer struct {
 	want     *layerWant
 	wg       sync.WaitGroup
 	done     chan struct{}
+	// shared: the sender outlives the consumer (a Viewer switches it
+	// between producers): the sender's owner reads its RTCP (onRTCP) and
+	// Close only detaches the track.
+	shared bool
+	// cont is where a shared sender's numbering stood when Close detached
+	// it (hasCont: it had sent something); set before done is closed.
+	cont    munger
+	hasCont bool
 
 	// NACK state, owned by the RTCP reader; allocated on the first NACK.
 	nack    *nackState
@@ -137,7 +145,10 @@ func (c *Consumer) Close() {
 	c.closed = true
 	c.mu.Unlock()
 
-	if err := c.pc.RemoveTrack(c.sender); err != nil {
+	if c.shared {
+		c.cont, c.hasCont = c.producer.continuation(c.ssrc)
+		_ = c.sender.ReplaceTrack(nil) // unbinds the producer's track
+	} else if err := c.pc.RemoveTrack(c.sender); err != nil {
 		_ = c.sender.Stop() // pc already closed: make sure Read returns
 	}
 	c.wg.Wait()
@@ -155,18 +166,25 @@ func (c *Consumer) readRTCP() {
 		if err != nil {
 			return
 		}
-		// The first RTCP means the consumer is negotiated and connected:
-		// ask for a keyframe again, the one requested by NewConsumer may
-		// have been sent before this consumer was bound.
-		kf := wantsKeyframe(buf[:n])
-		if kf {
-			c.producer.stats.count(countKeyframeRequest)
-		}
-		if first || kf {
-			c.requestKeyframe()
-		}
-		forEachNACK(buf[:n], c.onNACK)
+		c.onRTCP(buf[:n], first)
 	}
+}
+
+// onRTCP handles one RTCP packet from the consumer's receiver: keyframe
+// requests go to the producer, NACKs are answered from its cache. first
+// marks the first packet (the consumer is negotiated and connected: ask
+// for a keyframe again, the one requested by NewConsumer may have been
+// sent before this consumer was bound). Called by the one goroutine that
+// reads the sender (its own reader, or a Viewer's for a shared sender).
+func (c *Consumer) onRTCP(b []byte, first bool) {
+	kf := wantsKeyframe(b)
+	if kf {
+		c.producer.stats.count(countKeyframeRequest)
+	}
+	if first || kf {
+		c.requestKeyframe()
+	}
+	forEachNACK(b, c.onNACK)
 }
 
 // hold stops forwarding to the consumer until release: its transport is

@@ -13,6 +13,10 @@
 // answers via Participant.SetSubscriberAnswer). Each incoming track becomes a
 // Producer; remote producers (piped from another node) are added with
 // Room.AddProducer. A Consumer binds a Producer to one peer connection.
+// A Viewer (Engine.View, WHEP) is the one client-offered receiving path: a
+// hidden participant plus a peer connection that answers a recvonly offer
+// with one audio and one video sender, which it moves between the
+// producers of the participant it shows (viewer.go).
 //
 // # Signaling call order (package web)
 //

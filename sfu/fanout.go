@@ -32,6 +32,9 @@ type fanoutTrack struct {
 	bindings atomic.Pointer[[]*trackBinding]
 	mu       sync.Mutex            // serialises Bind and Unbind, guards wants
 	wants    map[uint32]*layerWant // by sender SSRC, shared by consumer and binding
+	// seeds are the numbering states senders moved here from another
+	// producer continue from (Producer.continuation), by SSRC; guarded by mu.
+	seeds map[uint32]munger
 
 	// hdr is the header of the packet being fanned out; owned by the
 	// single writer (Producer.WriteRTP).
@@ -112,6 +115,17 @@ func (t *fanoutTrack) want(ssrc uint32) *layerWant {
 	return w
 }
 
+// seed makes the next binding of the sender with SSRC ssrc continue the
+// numbering state m (a sender that moves from another producer).
+func (t *fanoutTrack) seed(ssrc uint32, m munger) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seeds == nil {
+		t.seeds = make(map[uint32]munger)
+	}
+	t.seeds[ssrc] = m
+}
+
 // dropWant forgets the layerWant of a closed consumer.
 func (t *fanoutTrack) dropWant(ssrc uint32) {
 	t.mu.Lock()
@@ -167,6 +181,10 @@ func (t *fanoutTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamet
 	}
 	b.want = t.want(b.ssrc)
 	t.mu.Lock()
+	if m, ok := t.seeds[b.ssrc]; ok {
+		b.m = m
+		delete(t.seeds, b.ssrc)
+	}
 	old := *t.bindings.Load()
 	next := make([]*trackBinding, 0, len(old)+1)
 	next = append(append(next, old...), b)

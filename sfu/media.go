@@ -216,7 +216,7 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 			return nil, fmt.Errorf("sfu: listen tcp %s for ICE-TCP: %w", tcpAddr, err)
 		}
 		t.tcp = ln
-		t.tcpMux = webrtc.NewICETCPMux(lf.quietLogger("tcpmux"), ln, iceTCPReadBuffer)
+		t.tcpMux = webrtc.NewICETCPMux(lf.quietLogger("tcpmux"), newTrackingListener(ln), iceTCPReadBuffer)
 		se.SetICETCPMux(t.tcpMux)
 		se.SetNetworkTypes([]webrtc.NetworkType{netType, tcpNetType})
 	}

@@ -269,7 +269,7 @@ func (p *Producer) resend(b *trackBinding, seq uint16, h *rtp.Header, buf []byte
 // consumer (or closes the producer, which closes all its consumers).
 // Errors: ErrInvalidArgument for a nil pc, ErrProducerClosed.
 func (p *Producer) NewConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
-	return p.attachConsumer(pc, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) { return pc.AddTrack(t) })
+	return p.attachConsumer(pc, false, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) { return pc.AddTrack(t) })
 }
 
 // NewSendonlyConsumer is NewConsumer on a new sendonly transceiver of pc
@@ -279,7 +279,7 @@ func (p *Producer) NewConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
 // The cluster links' offerer uses this to keep the m-lines it sends on
 // apart from the recvonly ones it offers to the peer. Addition to the spec.
 func (p *Producer) NewSendonlyConsumer(pc *webrtc.PeerConnection) (*Consumer, error) {
-	return p.attachConsumer(pc, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	return p.attachConsumer(pc, false, func(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
 		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return nil, err
@@ -288,8 +288,10 @@ func (p *Producer) NewSendonlyConsumer(pc *webrtc.PeerConnection) (*Consumer, er
 	})
 }
 
-// attachConsumer creates a consumer whose sender add attaches to pc.
-func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.TrackLocal) (*webrtc.RTPSender, error)) (*Consumer, error) {
+// attachConsumer creates a consumer whose sender add attaches to pc; a
+// shared one (Viewer) has no RTCP reader of its own and leaves the sender
+// open when it closes.
+func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, shared bool, add func(webrtc.TrackLocal) (*webrtc.RTPSender, error)) (*Consumer, error) {
 	if pc == nil {
 		return nil, fmt.Errorf("sfu: new consumer: %w: nil peer connection", ErrInvalidArgument)
 	}
@@ -301,9 +303,12 @@ func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.Tra
 		return nil, fmt.Errorf("sfu: new consumer for %s: add track: %w", p.info.ID, err)
 	}
 	c := newConsumer(p, pc, sender)
+	c.shared = shared
 	// Started before it is listed: Close, which waits for the consumer's
 	// reader, may run as soon as it is.
-	c.start()
+	if !shared {
+		c.start()
+	}
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
@@ -315,6 +320,22 @@ func (p *Producer) attachConsumer(pc *webrtc.PeerConnection, add func(webrtc.Tra
 	c.setLayer(0, 0) // the lowest layer until the subscriber's allocator decides
 	c.requestKeyframe()
 	return c, nil
+}
+
+// continuation returns the numbering state of the sender with SSRC ssrc
+// (its binding's munger), for a Viewer that moves the sender to another
+// producer (fanoutTrack.seed); false when the sender is not bound.
+func (p *Producer) continuation(ssrc uint32) (munger, bool) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	b := p.track.binding(ssrc)
+	if b == nil || !b.m.started {
+		return munger{}, false
+	}
+	m := b.m
+	m.layer = -1
+	m.cur.valid, m.prev.valid = false, false
+	return m, true
 }
 
 // removeConsumer forgets c (called by Consumer.Close).

@@ -56,3 +56,12 @@ func initial(name string) string {
 	}
 	return "?"
 }
+
+// WatchPage is the view model of a room's watch page (GET
+// /rooms/{room}/watch).
+type WatchPage struct {
+	// Room is the (already validated) room name.
+	Room string
+	// NodeID is the id of the node serving the page.
+	NodeID string
+}

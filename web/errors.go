@@ -238,3 +238,64 @@ func clientMessage(code string, err error) string {
 	}
 	return err.Error()
 }
+
+// Errors of the WHIP and WHEP endpoints (whip.go).
+var (
+	// errMediaType: the request body is not of the required content type.
+	errMediaType = errors.New("web: unsupported media type")
+	// errNoResource: no WHIP or WHEP session has that resource URL.
+	errNoResource = errors.New("web: no such WHIP or WHEP session")
+	// errICERestart: a PATCH asked for an ICE restart, which the engine
+	// cannot do (trickled candidates only).
+	errICERestart = errors.New("web: ICE restart not supported")
+	// errETag: a PATCH's If-Match names another version of the session.
+	errETag = errors.New("web: ETag does not match")
+)
+
+// httpStatus is the HTTP status of an error of the WHIP and WHEP
+// endpoints: the access errors as on pages (accessStatus), 400 for a
+// malformed request, 403 for a room an admin locked or ended, 503 when
+// this node cannot take the session now.
+func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, access.ErrTokenMissing), errors.Is(err, access.ErrTokenInvalid),
+		errors.Is(err, access.ErrTokenExpired), errors.Is(err, access.ErrWrongRoom), errors.Is(err, access.ErrForbidden):
+		return accessStatus(err)
+	case errors.Is(err, sfu.ErrInvalidSDP), errors.Is(err, errBadMessage), errors.Is(err, errInvalidName),
+		errors.Is(err, sfu.ErrInvalidArgument):
+		return http.StatusBadRequest
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, errNoResource):
+		return http.StatusNotFound
+	case errors.Is(err, errICERestart):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, errETag):
+		return http.StatusPreconditionFailed
+	case errors.Is(err, sfu.ErrRoomLocked), errors.Is(err, sfu.ErrRoomEnded):
+		return http.StatusForbidden
+	case errors.Is(err, errDraining), errors.Is(err, sfu.ErrRoomFull), errors.Is(err, sfu.ErrTooManyRooms),
+		errors.Is(err, sfu.ErrEngineClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, sfu.ErrWrongState), errors.Is(err, sfu.ErrParticipantClosed):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// mediaCode is the "error" code of a WHIP or WHEP error response: the
+// wire code (wireCode) where the signaling protocol has one, else one of
+// the endpoints' own.
+func mediaCode(err error) string {
+	switch {
+	case errors.Is(err, errMediaType):
+		return "unsupported-media-type"
+	case errors.Is(err, errNoResource):
+		return "not-found"
+	case errors.Is(err, errICERestart):
+		return "ice-restart-unsupported"
+	case errors.Is(err, errETag):
+		return "etag-mismatch"
+	}
+	return wireCode(err)
+}

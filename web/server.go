@@ -46,6 +46,10 @@ type Server struct {
 	live       map[*session]struct{} // open signaling sessions
 	knownHosts map[string]struct{}   // origin keys (see originKey) of every peer seen
 	sessions   sync.WaitGroup        // one per signaling connection handler
+	// media are the WHIP and WHEP sessions by resource ID (whip.go);
+	// mediaWG counts their watcher goroutines.
+	media   map[string]*mediaSession
+	mediaWG sync.WaitGroup
 }
 
 // maxKnownHosts bounds Server.knownHosts.
@@ -82,6 +86,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 		live:       map[*session]struct{}{},
 		knownHosts: map[string]struct{}{},
+		media:      map[string]*mediaSession{},
 		admission:  newAdmission(&cfg),
 	}
 	s.echo = s.routes()
@@ -93,7 +98,8 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Close refuses new signaling connections (503), closes every open session
 // with StatusGoingAway (each closes its participant) and waits until all
-// session goroutines have exited. It does not stop the HTTP server itself
+// session goroutines have exited, then ends the WHIP and WHEP sessions
+// and waits for them. It does not stop the HTTP server itself
 // (app's http.Server does that). Idempotent; always returns nil.
 //
 // Close is normally quick; its worst case is bounded by a write stalled on
@@ -105,6 +111,8 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.sessions.Wait()
+	s.endMedia()
+	s.mediaWG.Wait()
 	return nil
 }
 
@@ -132,6 +140,9 @@ func (s *Server) Drain(message string) {
 		sessions = append(sessions, ss)
 	}
 	s.mu.Unlock()
+	// WHIP and WHEP clients cannot be told to move: their sessions end
+	// (publishers such as OBS reconnect, through the load balancer).
+	s.endMedia()
 
 	var nodes []Peer
 	for _, p := range s.peers(s.ctx, "") {
@@ -205,6 +216,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/rooms/:room", s.handleRoom, s.securityHeaders(true))
 	e.GET("/rooms/", s.handleRoom, s.securityHeaders(false)) // empty room name: 400 page
 	e.GET("/rooms/:room/ws", s.handleSignaling)
+	e.GET("/rooms/:room/watch", s.handleWatch, s.securityHeaders(false))
+	s.mediaRoutes(e)
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
 	e.GET("/api/cluster", s.handleCluster)

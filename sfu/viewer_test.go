@@ -1,0 +1,126 @@
+package sfu
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// viewerClient is a pion WHEP client: recvonly audio and video, counting
+// the video packets and tracks it receives.
+type viewerClient struct {
+	pc      *webrtc.PeerConnection
+	packets atomic.Int64
+	tracks  atomic.Int64
+}
+
+// view makes a viewer of room with params for a new pion client.
+func view(t *testing.T, e *Engine, room string, params ViewerParams) (*Viewer, *viewerClient) {
+	t.Helper()
+	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatalf("NewPeerConnection: %v", err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	vc := &viewerClient{pc: pc}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatalf("AddTransceiverFromKind: %v", err)
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		vc.tracks.Add(1)
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil {
+				return
+			}
+			vc.packets.Add(1)
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatalf("CreateOffer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatalf("SetLocalDescription: %v", err)
+	}
+	<-gathered
+	v, answer, err := e.View(room, *pc.LocalDescription(), params)
+	if err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	t.Cleanup(v.Close)
+	if err := pc.SetRemoteDescription(answer); err != nil {
+		t.Fatalf("SetRemoteDescription: %v", err)
+	}
+	return v, vc
+}
+
+// TestViewerFollowsSpeaker: a default viewer shows the first publisher,
+// moves to whoever speaks, and stays with them when they stop; its client
+// keeps one video track throughout. A viewer of a named participant does
+// not move.
+func TestViewerFollowsSpeaker(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, nil)
+	alice := joinClient(t, e, "s", "alice")
+	alice.publishVP8(ctx)
+	waitProducers(ctx, t, alice.p.Room(), 1)
+	bob := joinClient(t, e, "s", "bob")
+	bob.publishVP8(ctx)
+	waitProducers(ctx, t, alice.p.Room(), 2)
+
+	v, vc := view(t, e, "s", ViewerParams{Name: "viewer"})
+	named, _ := view(t, e, "s", ViewerParams{Name: "named", Follow: "alice"})
+	waitUntil(ctx, t, "the viewer shows alice, the first publisher", func() bool { return v.Showing() == alice.p.ID() })
+	waitUntil(ctx, t, "alice's video at the viewer", func() bool { return vc.packets.Load() > 20 })
+
+	steps := []struct {
+		who      *client
+		speaking bool
+		want     *client
+	}{
+		{bob, true, bob},     // bob speaks: the viewer moves to him
+		{bob, false, bob},    // he stops: the viewer stays
+		{alice, true, alice}, // alice speaks: back to her
+	}
+	for i, st := range steps {
+		st.who.p.setSpeaking(st.speaking)
+		waitUntil(ctx, t, "the viewer to show "+st.want.p.Info().Name, func() bool { return v.Showing() == st.want.p.ID() })
+		base := vc.packets.Load()
+		waitUntil(ctx, t, "video after the step", func() bool { return vc.packets.Load() > base+20 })
+		if got := named.Showing(); got != alice.p.ID() {
+			t.Errorf("step %d: the viewer of alice shows %q", i, got)
+		}
+	}
+	if n := vc.tracks.Load(); n != 1 {
+		t.Errorf("the viewer's client got %d tracks, want 1 (the video track moves between publishers)", n)
+	}
+}
+
+// TestViewerRefusesBadOffer: an offer that is not one is ErrInvalidSDP
+// and leaves nobody in the room.
+func TestViewerRefusesBadOffer(t *testing.T) {
+	e := newTestEngine(t, nil)
+	tests := []struct {
+		name string
+		sd   webrtc.SessionDescription
+	}{
+		{"answer", webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: "v=0\r\n"}},
+		{"garbage", webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: "garbage"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := e.View("b", tc.sd, ViewerParams{}); err == nil || !errors.Is(err, ErrInvalidSDP) {
+				t.Errorf("View = %v, want ErrInvalidSDP", err)
+			}
+			if e.Room("b") != nil {
+				t.Error("a refused viewer opened the room")
+			}
+		})
+	}
+}
