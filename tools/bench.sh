@@ -133,7 +133,7 @@ start_node() {
 	shift 2
 	local cmd=(taskset -c "$server_cpu" "$node_bin" --node-id "$name"
 		--http-addr "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0
-		--max-participants 1000 --log-level warn --drain-timeout 2s "$@")
+		--max-participants 1000 --max-conns-per-ip 10000 --log-level warn --drain-timeout 2s "$@")
 	note "${cmd[@]}"
 	"${cmd[@]}" >"$logdir/$name.log" 2>&1 &
 	NODE_PID=$!
