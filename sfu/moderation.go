@@ -156,21 +156,12 @@ func (r *Room) applyModeration(m Moderation) {
 		}
 	case ModRemove:
 		if target != nil {
-			r.e.async(func() { target.closeWith(ErrRemoved) })
+			target.closeAsync(ErrRemoved)
 		}
 	case ModEnd:
 		r.e.endRoom(r.name)
-		r.e.async(func() { r.closeLocals(ErrRoomEnded) })
+		r.e.goAsync(func() { r.closeLocals(ErrRoomEnded) })
 	}
-}
-
-// async runs f on a goroutine the engine owns (Close waits for it).
-func (e *Engine) async(f func()) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		f()
-	}()
 }
 
 // endRoom refuses joins of room for Config.EndedRoomHold.

@@ -131,22 +131,32 @@ func (r *Room) SetRemoteParticipants(origin string, ps []ParticipantInfo) error 
 	closeOverflowed(over)
 	for _, p := range replaced {
 		p.log.Info("participant replaced by a newer session of its identity on another node")
-		r.e.async(func() { p.closeWith(ErrReplaced) })
+		p.closeAsync(ErrReplaced)
 	}
 	return nil
 }
 
 // replacedLocked returns the local participants that a remote one of the
 // same identity supersedes: it joined later (ties: the larger id wins).
-// Caller holds r.mu.
+// Linear in locals plus remotes: presence is pushed on every media state
+// and speaking change. Caller holds r.mu.
 func (r *Room) replacedLocked(remote map[string]ParticipantInfo) []*Participant {
+	var byIdentity map[string][]*Participant
+	for _, p := range r.locals {
+		if p.identity != "" {
+			if byIdentity == nil {
+				byIdentity = make(map[string][]*Participant)
+			}
+			byIdentity[p.identity] = append(byIdentity[p.identity], p)
+		}
+	}
+	if byIdentity == nil {
+		return nil
+	}
 	var out []*Participant
 	for _, info := range remote {
-		if info.Identity == "" {
-			continue
-		}
-		for _, p := range r.locals {
-			if p.identity == info.Identity && (p.info.Since < info.Since || p.info.Since == info.Since && p.id < info.ID) {
+		for _, p := range byIdentity[info.Identity] {
+			if p.info.Since < info.Since || p.info.Since == info.Since && p.id < info.ID {
 				out = append(out, p)
 			}
 		}

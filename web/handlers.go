@@ -172,10 +172,9 @@ func (s *Server) handleReady(c echo.Context) error {
 func (s *Server) handleCluster(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	if s.cfg.Auth == AuthToken {
-		token, _ := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if _, err := access.VerifyAdmin(s.cfg.Keys, strings.TrimSpace(token), s.cfg.now()); err != nil {
+		if _, err := access.VerifyAdmin(s.cfg.Keys, bearer(c.Request()), s.cfg.now()); err != nil {
 			s.log.Info("web: cluster API refused", "remote", c.RealIP(), "err", err)
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="confab"`)
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearerChallenge)
 			return c.JSON(accessStatus(err), map[string]string{"error": wireCode(err), "message": accessText(err)})
 		}
 	}

@@ -374,23 +374,36 @@ func (s *session) join(msg inbound) error {
 	return nil
 }
 
-// authorize checks a join's access token (Config.Auth token) and returns
-// its claims, with a hidden participant's publish grant dropped (its
-// media would show it). Without token auth everyone may publish,
-// subscribe and chat (not administer) and has no identity.
+// authorize checks a join's access token (Server.claims) and adds the
+// identity to the session's logger.
 func (s *session) authorize(token string) (access.Claims, error) {
-	if s.srv.cfg.Auth != AuthToken {
-		return access.Claims{Grants: access.Grants{Publish: true, Subscribe: true, Chat: true}}, nil
-	}
-	c, err := access.Verify(s.srv.cfg.Keys, token, s.room, s.srv.cfg.now())
+	c, err := s.srv.claims(token, s.room)
 	if err != nil {
 		s.logger().Info("signaling: join refused", "err", err)
+		return access.Claims{}, err
+	}
+	if c.Identity() != "" {
+		s.log.Store(s.logger().With("identity", c.Identity()))
+	}
+	return c, nil
+}
+
+// claims checks an access token for room (Config.Auth token) and returns
+// its claims, with a hidden participant's publish grant dropped (its
+// media would show it); errors are accessError's. Without token auth
+// everyone may publish, subscribe and chat (not administer) and has no
+// identity. Signaling joins and WHIP/WHEP share it.
+func (s *Server) claims(token, room string) (access.Claims, error) {
+	if s.cfg.Auth != AuthToken {
+		return access.Claims{Grants: access.Grants{Publish: true, Subscribe: true, Chat: true}}, nil
+	}
+	c, err := access.Verify(s.cfg.Keys, token, room, s.cfg.now())
+	if err != nil {
 		return access.Claims{}, accessError(err)
 	}
 	if c.Grants.Hidden {
 		c.Grants.Publish = false
 	}
-	s.log.Store(s.logger().With("identity", c.Identity()))
 	return c, nil
 }
 
