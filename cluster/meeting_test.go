@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,13 +39,34 @@ func (l *eventLog) chat() []string {
 
 func joinLogged(t *testing.T, e *sfu.Engine, room, name string, st sfu.MediaState) (*sfu.Participant, *eventLog) {
 	t.Helper()
+	return joinParams(t, e, room, sfu.JoinParams{Name: name, State: st})
+}
+
+// joinParams joins a bare participant with params (Events is set here)
+// and closes it at the end of the test.
+func joinParams(t *testing.T, e *sfu.Engine, room string, params sfu.JoinParams) (*sfu.Participant, *eventLog) {
+	t.Helper()
 	l := &eventLog{}
-	p, err := e.Join(room, sfu.JoinParams{Name: name, Events: l, State: st})
+	params.Events = l
+	p, err := e.Join(room, params)
 	if err != nil {
-		t.Fatalf("join %s: %v", name, err)
+		t.Fatalf("join %s: %v", params.Name, err)
 	}
 	t.Cleanup(p.Close)
 	return p, l
+}
+
+// twoNodes starts node-a and node-b on the test's Consul agent and waits
+// until they know each other.
+func twoNodes(t *testing.T) (context.Context, *testNode, *testNode) {
+	t.Helper()
+	a := consulForTest(t)
+	checkLeaks(t)
+	ctx := testContext(t)
+	na := startTestNode(ctx, t, a, "node-a")
+	nb := startTestNode(ctx, t, a, "node-b")
+	itWaitCluster(ctx, t, na, nb)
+	return ctx, na, nb
 }
 
 // participantState returns how room on n lists the participant called
@@ -165,12 +187,7 @@ func (l *eventLog) moderated() []string {
 // participants of node-b, locks the room on both nodes and ends it
 // everywhere; each action applies once, on the node of its target.
 func TestIntegrationModeration(t *testing.T) {
-	a := consulForTest(t)
-	checkLeaks(t)
-	ctx := testContext(t)
-	na := startTestNode(ctx, t, a, "node-a")
-	nb := startTestNode(ctx, t, a, "node-b")
-	itWaitCluster(ctx, t, na, nb)
+	ctx, na, nb := twoNodes(t)
 
 	admin, _ := joinLogged(t, na.engine, "mod", "Admin", sfu.MediaState{})
 	bob, bLog := joinLogged(t, nb.engine, "mod", "Bob", sfu.MediaState{})
@@ -235,19 +252,10 @@ func TestIntegrationModeration(t *testing.T) {
 // TestIntegrationIdentityAcrossNodes: a second session of an identity on
 // another node ends the first one (ErrReplaced); other identities stay.
 func TestIntegrationIdentityAcrossNodes(t *testing.T) {
-	a := consulForTest(t)
-	checkLeaks(t)
-	ctx := testContext(t)
-	na := startTestNode(ctx, t, a, "node-a")
-	nb := startTestNode(ctx, t, a, "node-b")
-	itWaitCluster(ctx, t, na, nb)
+	ctx, na, nb := twoNodes(t)
 	join := func(e *sfu.Engine, name, identity string) *sfu.Participant {
 		t.Helper()
-		p, err := e.Join("ident", sfu.JoinParams{Name: name, Events: &eventLog{}, Identity: identity})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
+		p, _ := joinParams(t, e, "ident", sfu.JoinParams{Name: name, Identity: identity})
 		return p
 	}
 	old := join(na.engine, "alice laptop", "alice")
