@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	synth "github.com/confab/confab/internal/peer"
 	"github.com/confab/confab/sfu"
 )
 
@@ -114,23 +114,14 @@ func (m *mediaPeer) publishVP8() {
 	}()
 	go func() {
 		defer m.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
 		payload := []byte{0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 1, 2, 3, 4}
 		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 4343, Marker: true,
 			SequenceNumber: m.seq0}, Payload: payload}
-		for {
-			select {
-			case <-m.ctx.Done():
-				return
-			case <-tick.C:
-			}
+		synth.WriteEvery(m.ctx.Done(), 20*time.Millisecond, func() error {
 			pkt.SequenceNumber++
 			pkt.Timestamp += 1800
-			if err := track.WriteRTP(pkt); err != nil && errors.Is(err, net.ErrClosed) {
-				return
-			}
-		}
+			return track.WriteRTP(pkt)
+		})
 	}()
 }
 
