@@ -12,8 +12,9 @@
 //	       generator is a client of the documented wire protocol, not of
 //	       our Go API)
 //	internal: helpers shared by tests and tools (internal/peer: the
-//	       answering side of a server-offered peer connection); imports
-//	       nothing of ours
+//	       answering side of a server-offered peer connection;
+//	       internal/buffer: a buffer safe for concurrent use); imports
+//	       nothing of ours but other internal packages
 //
 // Only production imports (not test imports) are checked. Sub-packages belong
 // to their top-level directory's layer (web/internal/x counts as web).

@@ -1,18 +1,18 @@
 package sfu
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/confab/confab/internal/buffer"
 )
 
 // TestPublishLimitBucket drives the publish token bucket with a synthetic
@@ -273,29 +273,11 @@ func TestPublishTooManyMedia(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnhandledDatagrams sends datagrams that belong to no session to the
 // engine's media port: every one is counted, and the log gets one line for
 // the whole flood (rate-limited), with the count.
 func TestUnhandledDatagrams(t *testing.T) {
-	var logs syncBuffer
+	var logs buffer.Sync
 	e := newTestEngine(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	stunReq, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewUsername("nobody:nothing"))
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/confab/confab/internal/buffer"
 )
 
 // childEnv makes the test binary run main() instead of the tests, so the
@@ -40,26 +40,9 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
-	out  *syncBuffer
+	out  *buffer.Sync
 	done chan struct{}
 	err  error // set before done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func startConfab(t *testing.T, extra ...string) *proc {
@@ -74,7 +57,7 @@ func startConfab(t *testing.T, extra ...string) *proc {
 		"--node-id", "sig-test", "--log-level", "info", "--turn-port", "0"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = []string{childEnv + "=1", "PATH=" + os.Getenv("PATH")} // no CONFAB_* from outside
-	p := &proc{t: t, cmd: cmd, base: "http://" + addr, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, base: "http://" + addr, out: &buffer.Sync{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start: %v", err)

@@ -19,9 +19,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/confab/confab/internal/buffer"
 )
 
 // leaderBound bounds the wait for the agent's leader.
@@ -43,7 +44,7 @@ type Agent struct {
 	// certificates the HTTPS API accepts); nil without Options.TLS.
 	CA  *CA
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *buffer.Sync
 }
 
 // Options selects the security features of an agent started by StartWith.
@@ -88,7 +89,7 @@ func StartWith(t testing.TB, name string, opts Options) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), out: &syncBuffer{}}
+	a := &Agent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), out: &buffer.Sync{}}
 	args := []string{"agent", "-dev",
 		"-node", name + "-" + strconv.Itoa(ports[0]),
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
@@ -283,24 +284,6 @@ func Ports(n int) ([]int, error) {
 		return nil, errors.New("consultest: no free ports")
 	}
 	return ports, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // CreateToken creates an ACL policy named name with rules (Consul's HCL
