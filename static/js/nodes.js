@@ -54,3 +54,115 @@ export function validNodeURL(url) {
     return false;
   }
 }
+
+/**
+ * NodeSet is what the page knows of the cluster's nodes, for failover and
+ * placement (docs/protocol.md, Draining and failover): the known nodes with
+ * their load, those that failed since the last successful join, those that
+ * asked us to leave (draining), and the node a placement "move" named for
+ * the next session. The node that served the page (home) is reachable at
+ * the page's origin, whatever URL the cluster gives for it.
+ */
+export class NodeSet {
+  /** @param {{id: string, url: string}} home */
+  constructor(home) {
+    this.home = home;
+    /** @type {{id: string, url: string, load: number}[]} */
+    this.list = [{ ...home, load: 0 }];
+    this.failed = new Set(); // node ids that failed since the last join
+    this.draining = new Set(); // node ids that asked us to leave
+    this.placedOn = null; // node a placement "move" sent the next session to
+  }
+
+  /** node turns a server-given entry into a known node, or null. */
+  #node(n) {
+    if (!n || typeof n.id !== 'string' || n.id === '') {
+      return null;
+    }
+    const url = n.id === this.home.id ? this.home.url : n.url;
+    if (!validNodeURL(url)) {
+      return null;
+    }
+    return { id: n.id, url, load: Number.isFinite(n.load) ? n.load : 0 };
+  }
+
+  /** set replaces the known nodes with a server-provided list (kept if it holds none). */
+  set(list) {
+    if (!Array.isArray(list)) {
+      return;
+    }
+    const nodes = [];
+    for (const entry of list) {
+      const n = this.#node(entry);
+      if (n && !nodes.some((m) => m.id === n.id)) {
+        nodes.push(n);
+      }
+    }
+    if (nodes.length > 0) {
+      this.list = nodes;
+    }
+  }
+
+  /**
+   * place remembers the first usable node of a placement "move" as the
+   * next session's node (and as known); it returns it, or null.
+   */
+  place(list) {
+    for (const entry of Array.isArray(list) ? list : []) {
+      const n = this.#node(entry);
+      if (n) {
+        if (!this.list.some((m) => m.id === n.id)) {
+          this.list = [...this.list, n];
+        }
+        this.placedOn = n;
+        return n;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * next returns the node of the next session and whether placement named
+   * it: the placed node if any, else one chosen by load with jitter
+   * (pickByLoad) among the known nodes that neither failed since the last
+   * successful join nor are draining; when none is left, among those that
+   * are not draining (the node that just failed included: maybe it was a
+   * blip); when only draining nodes are known, among all of them (one may
+   * be back by now). The chosen node may still place us elsewhere.
+   */
+  next() {
+    const placed = this.placedOn;
+    this.placedOn = null;
+    if (placed) {
+      return { node: placed, placed: true };
+    }
+    let pool = this.list.filter((n) => !this.failed.has(n.id) && !this.draining.has(n.id));
+    if (pool.length === 0) {
+      this.failed.clear();
+      pool = this.list.filter((n) => !this.draining.has(n.id));
+    }
+    if (pool.length === 0) {
+      this.draining.clear();
+      pool = this.list;
+    }
+    return { node: pickByLoad(pool), placed: false };
+  }
+
+  /** avoid lists the nodes a join on node id should tell the server to avoid. */
+  avoid(id) {
+    return [...new Set([...this.failed, ...this.draining])].filter((n) => n !== id);
+  }
+
+  /** joined records a successful join on node id. */
+  joined(id) {
+    this.failed.clear();
+    if (id) {
+      this.draining.delete(id);
+    }
+  }
+
+  /** copy returns the known nodes for tests (window.confab.nodes). */
+  copy() {
+    return this.list.map((n) => ({ ...n }));
+  }
+}

@@ -24,28 +24,21 @@
 // "Leave". Local media is kept; remote tiles are cleared and come back with
 // the new session.
 //
-// Adaptive video (protocol version 2): the camera is published as simulcast
-// when enabled (SIMULCAST_DEFAULT in nodes.js, or ?simulcast=1 / ?simulcast=0 in the
-// page URL; see media.js for the layers), the server's "encodings" switch
-// its layers on and off (Publisher.setEncodings), and the size and
-// visibility of every remote video tile are reported with "video-settings"
-// (tiles.js). The page joins with version 2; a node that answers
-// "unsupported-version" (one that only knows version 1) is joined again
-// with version 1 on the same connection, without simulcast or reports.
-//
-// Meeting (protocol version 3): everyone in the room has a tile and an
-// entry in the people list, with their microphone, camera and speaking
-// state ("participant-updated"); our own state is announced with
-// "media-state" (local.js); screen shares are producers with source
-// "screen", shown as their own tiles in a spotlight; chat messages are
-// kept by id across sessions (panels.js). A version 2 or 1 node is joined
-// with that version, without these.
-//
-// Reach (protocol version 4): "joined" carries the node's TURN servers
-// with credentials of this participant ("iceServers"); both peer
-// connections of the session use them, and a session on another node
-// (rejoin, failover) uses that node's. A version 3 or older node gives
-// none: the connections then use the node's host candidates only.
+// Protocol versions (docs/protocol.md): the page joins with the newest
+// version it speaks and steps down one version on "unsupported-version"
+// (same socket), losing what the older one lacks:
+//   4 reach: "joined" carries TURN servers with this participant's
+//     credentials ("iceServers"), used by both peer connections of the
+//     session (a version 3 or older node gives none: host candidates only);
+//   3 meeting: tiles and people list for everyone with their mute and
+//     speaking state ("participant-updated", our own with "media-state",
+//     local.js), screen shares as "screen" producers in a spotlight, chat
+//     kept by id across sessions (panels.js);
+//   2 adaptive video: the camera is simulcast when enabled
+//     (SIMULCAST_DEFAULT in nodes.js, or ?simulcast=1 / 0; layers in
+//     media.js), "encodings" switch its layers (Publisher.setEncodings) and
+//     the size and visibility of remote video tiles are reported with
+//     "video-settings" (tiles.js).
 //
 // For tests it exposes window.confab = {pcs: {publisher, subscriber}, state,
 // participantId, nodeId, nodes, protocolVersion, simulcast, mediaState,
@@ -59,7 +52,7 @@ import { LocalMedia } from './local.js';
 import { Chat, Panels, PeopleList, Settings } from './panels.js';
 import { TileReporter } from './tiles.js';
 import { RoomView } from './ui.js';
-import { offSetting, pickByLoad, simulcastSetting, validNodeURL } from './nodes.js';
+import { NodeSet, offSetting, simulcastSetting } from './nodes.js';
 import { AdminControls } from './admin.js';
 
 // Errors after which retrying cannot help.
@@ -152,14 +145,9 @@ class RoomApp {
     this.joinRequest = null; // fields of the current session's join
 
     // The node that served the page is reachable at the page's origin.
-    this.home = { id: root.dataset.nodeId, url: window.location.origin };
-    /** @type {{id: string, url: string, load: number}[]} known nodes of the cluster */
-    this.nodes = [this.home];
+    this.nodes = new NodeSet({ id: root.dataset.nodeId, url: window.location.origin });
     /** @type {{id: string, url: string}|null} node of the current session */
     this.node = null;
-    this.failed = new Set(); // node ids that failed since the last join
-    this.draining = new Set(); // node ids that asked us to leave
-    this.placedOn = null; // node a placement "move" sent the next session to
     this.placementHops = 0; // placement moves followed since the last join
 
     this.debug = { pcs: { publisher: null, subscriber: null } };
@@ -173,7 +161,7 @@ class RoomApp {
       get state() { return app.state; },
       get participantId() { return app.participantId; },
       get nodeId() { return app.nodeId; },
-      get nodes() { return app.nodes.map((n) => ({ ...n })); },
+      get nodes() { return app.nodes.copy(); },
       get protocolVersion() { return app.signaling ? app.signaling.version : 0; },
       get simulcast() { return app.simulcast; },
       get mediaState() {
@@ -299,16 +287,14 @@ class RoomApp {
 
   /**
    * #connect opens a session on the next node (the one placement named, if
-   * any, else #pickNode) and joins the room.
+   * any, else one by load: NodeSet.next) and joins the room.
    */
   async #connect() {
     this.reconnectTimer = null;
     if (this.leaving || this.fatal) {
       return;
     }
-    const placed = this.placedOn;
-    this.placedOn = null;
-    const node = placed || this.#pickNode();
+    const { node, placed } = this.nodes.next();
     this.node = node;
     const sig = new Signaling(wsURL(this.room, node.url), {
       onMessage: (msg) => this.#handle(sig, msg),
@@ -334,57 +320,14 @@ class RoomApp {
       join.token = this.token; // version 4; older nodes ignore it
     }
     if (placed) {
-      join.placed = placed.id;
+      join.placed = node.id;
     }
-    const avoid = [...new Set([...this.failed, ...this.draining])].filter((id) => id !== node.id);
+    const avoid = this.nodes.avoid(node.id);
     if (avoid.length > 0) {
       join.avoid = avoid;
     }
     this.joinRequest = join;
     sig.send('join', join);
-  }
-
-  /**
-   * #pickNode chooses the node of the next session, by load with jitter
-   * (pickByLoad) among the known nodes that neither failed since the last
-   * successful join nor are draining; when none is left, among those that
-   * are not draining (the node that just failed included: maybe it was a
-   * blip); when only draining nodes are known, among all of them (one may
-   * be back by now). The chosen node may still place us elsewhere.
-   */
-  #pickNode() {
-    const known = this.nodes.length > 0 ? this.nodes : [this.home];
-    let pool = known.filter((n) => !this.failed.has(n.id) && !this.draining.has(n.id));
-    if (pool.length === 0) {
-      this.failed.clear();
-      pool = known.filter((n) => !this.draining.has(n.id));
-    }
-    if (pool.length === 0) {
-      this.draining.clear();
-      pool = known;
-    }
-    return pickByLoad(pool);
-  }
-
-  /** #setNodes replaces the known nodes with a server-provided list. */
-  #setNodes(list) {
-    if (!Array.isArray(list)) {
-      return;
-    }
-    const nodes = [];
-    for (const n of list) {
-      if (!n || typeof n.id !== 'string' || n.id === '' || nodes.some((m) => m.id === n.id)) {
-        continue;
-      }
-      // The page's own node is known to be reachable at the page's origin.
-      const url = n.id === this.home.id ? this.home.url : n.url;
-      if (validNodeURL(url)) {
-        nodes.push({ id: n.id, url, load: Number.isFinite(n.load) ? n.load : 0 });
-      }
-    }
-    if (nodes.length > 0) {
-      this.nodes = nodes;
-    }
   }
 
   #handle(sig, msg) {
@@ -476,15 +419,14 @@ class RoomApp {
   #onJoined(msg) {
     this.joined = true;
     this.everJoined = true;
-    this.failed.clear();
     this.placementHops = 0;
     this.participantId = msg.participantId;
     if (msg.nodeId) {
       this.nodeId = msg.nodeId;
       this.view.setNodeID(msg.nodeId);
-      this.draining.delete(msg.nodeId);
     }
-    this.#setNodes(msg.nodes);
+    this.nodes.joined(msg.nodeId);
+    this.nodes.set(msg.nodes);
     this.view.showError('');
     this.view.showNotice('');
     const sig = this.signaling;
@@ -617,23 +559,21 @@ class RoomApp {
    * moves in a row, back off as after a failure.
    */
   #onPlacement(sig, msg) {
-    const target = (Array.isArray(msg.nodes) ? msg.nodes : []).find(
-      (n) => n && typeof n.id === 'string' && n.id !== '' && validNodeURL(n.url));
-    console.info(`node ${this.node ? this.node.id : '?'} places us on ${target ? target.id : '?'} (${msg.reason})`);
-    if (!target || this.placementHops >= MAX_PLACEMENT_HOPS) {
+    if (this.placementHops >= MAX_PLACEMENT_HOPS) {
       this.placementHops = 0;
       this.#lose(`placement moved us ${MAX_PLACEMENT_HOPS} times`);
       return;
     }
-    this.placementHops += 1;
-    const url = target.id === this.home.id ? this.home.url : target.url;
-    const node = { id: target.id, url, load: Number.isFinite(target.load) ? target.load : 0 };
-    if (!this.nodes.some((n) => n.id === node.id)) {
-      this.nodes = [...this.nodes, node];
+    const target = this.nodes.place(msg.nodes);
+    console.info(`node ${this.node ? this.node.id : '?'} places us on ${target ? target.id : '?'} (${msg.reason})`);
+    if (!target) {
+      this.placementHops = 0;
+      this.#lose('placement named no usable node');
+      return;
     }
+    this.placementHops += 1;
     this.signaling = null; // its events are ignored from now on
     sig.close(1000, 'placed elsewhere');
-    this.placedOn = node;
     this.#connect();
   }
 
@@ -641,9 +581,9 @@ class RoomApp {
   #onMove(msg) {
     console.info(`node ${this.nodeId} asks us to move (${msg.reason || 'no reason'})`);
     if (this.node) {
-      this.draining.add(this.node.id);
+      this.nodes.draining.add(this.node.id);
     }
-    this.#setNodes(msg.nodes);
+    this.nodes.set(msg.nodes);
     this.#lose('moving to another node', { polite: true, immediate: true });
   }
 
@@ -684,7 +624,7 @@ class RoomApp {
     const retryElsewhere = msg.code === 'draining' || (NODE_LIMIT_ERRORS.has(msg.code) && this.everJoined);
     if (retryElsewhere) {
       if (msg.code === 'draining' && this.node) {
-        this.draining.add(this.node.id);
+        this.nodes.draining.add(this.node.id);
       }
       this.#lose(`join refused by node ${this.node ? this.node.id : '?'}: ${msg.code}`);
       return;
@@ -718,7 +658,7 @@ class RoomApp {
     }
     console.info(`session lost: ${why}; reconnecting`);
     if (this.node) {
-      this.failed.add(this.node.id);
+      this.nodes.failed.add(this.node.id);
     }
     const sig = this.signaling;
     this.signaling = null; // its events are ignored from now on
