@@ -13,6 +13,7 @@ import (
 	"github.com/confab/confab/cluster"
 	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web"
 )
 
 // This file wires confab's Prometheus metrics (docs/metrics.md lists them).
@@ -21,8 +22,9 @@ import (
 // collectors), so nothing on the media path knows about Prometheus; only the
 // join latency histogram is fed as joins happen (web.Deps.ObserveJoin).
 //
-// Labels are bounded: media kind, origin (local/remote), direction and the
-// peer node id of a link (at most one link per node of the cluster). No
+// Labels are bounded: media kind, origin (local/remote), direction, the
+// reason of a refused signaling request (node/address) and the peer node id
+// of a link (at most one link per node of the cluster). No
 // metric is labelled by room, participant or producer.
 
 // metricsNamespace prefixes every confab metric.
@@ -278,4 +280,42 @@ func lossRatio(lost, received int64) float64 {
 		return 0
 	}
 	return float64(lost) / float64(lost+received)
+}
+
+// admissionCollector exports web.Server.AdmissionStats at scrape time.
+type admissionCollector struct {
+	stats                      func() web.AdmissionStats
+	open, refused, joinTimeout *prometheus.Desc
+}
+
+// Values of the reason label of confab_signaling_refused_total.
+const (
+	refusedNode = "node"
+	refusedAddr = "address"
+)
+
+func newAdmissionCollector(stats func() web.AdmissionStats) *admissionCollector {
+	return &admissionCollector{
+		stats: stats,
+		open:  newDesc("signaling_connections", "Signaling WebSocket connections holding an admission slot."),
+		refused: newDesc("signaling_refused_total",
+			"Signaling WebSocket requests refused before the upgrade: reason node (--max-conns reached, 503) or address (--max-conns-per-ip reached, 429).", "reason"),
+		joinTimeout: newDesc("signaling_join_timeouts_total", "Signaling connections closed because they did not join within --join-timeout."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *admissionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.refused
+	ch <- c.joinTimeout
+}
+
+// Collect implements prometheus.Collector.
+func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(st.Open))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.RefusedNode), refusedNode)
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.RefusedAddr), refusedAddr)
+	ch <- prometheus.MustNewConstMetric(c.joinTimeout, prometheus.CounterValue, float64(st.JoinTimeouts))
 }

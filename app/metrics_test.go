@@ -23,11 +23,12 @@ import (
 	"github.com/confab/confab/cluster"
 	"github.com/confab/confab/cluster/pipe"
 	"github.com/confab/confab/sfu"
+	"github.com/confab/confab/web"
 )
 
 // allowedLabels are the only label names confab_ metrics may carry: each
 // has a small fixed set of values or (peer) one value per cluster node.
-var allowedLabels = []string{"kind", "origin", "direction", "peer", "version", "goversion"}
+var allowedLabels = []string{"kind", "origin", "direction", "peer", "version", "goversion", "reason"}
 
 // TestMetricsOffByDefault: no metrics listener unless --metrics-addr is
 // given, and never /metrics on the public HTTP server.
@@ -99,6 +100,9 @@ func newTestMetrics(t *testing.T) (m *metrics, secrets []string) {
 	}}
 	m = newMetrics(engine, membership, "test")
 	m.observeJoin(20 * time.Millisecond)
+	m.reg.MustRegister(newAdmissionCollector(func() web.AdmissionStats {
+		return web.AdmissionStats{Open: 2, RefusedNode: 1, RefusedAddr: 3, JoinTimeouts: 4}
+	}))
 	return m, secrets
 }
 

@@ -117,8 +117,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		place = placeOf(membership)
 	}
 	var observeJoin func(time.Duration)
+	var m *metrics
 	if cfg.MetricsAddr != "" {
-		m := newMetrics(engine, membership, version())
+		m = newMetrics(engine, membership, version())
 		stop, err := startMetrics(cfg.MetricsAddr, m, log.With("component", "metrics"))
 		if err != nil {
 			return err
@@ -158,6 +159,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	})
 	if err != nil {
 		return fmt.Errorf("app: create web server: %w", err)
+	}
+	if m != nil {
+		m.reg.MustRegister(newAdmissionCollector(srv.AdmissionStats))
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

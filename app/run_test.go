@@ -63,6 +63,7 @@ func TestRunSingleNode(t *testing.T) {
 		{pprofBase + "/debug/pprof/goroutine?debug=1", http.StatusOK, "goroutine"},
 		{"/metrics", http.StatusNotFound, ""}, // metrics only on --metrics-addr
 		{"http://" + cfg.MetricsAddr + "/metrics", http.StatusOK, "confab_build_info"},
+		{"http://" + cfg.MetricsAddr + "/metrics", http.StatusOK, `confab_signaling_refused_total{reason="address"} 0`},
 		{"/readyz", http.StatusOK, ""},
 		{"/api/cluster", http.StatusOK, "test-node"},
 		{"/", http.StatusOK, ""},

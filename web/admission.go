@@ -49,6 +49,23 @@ type admission struct {
 	total   int
 	perIP   map[netip.Addr]int
 	refused int // refusals since the last log line
+	stats   AdmissionStats
+}
+
+// AdmissionStats counts what the admission control of the signaling
+// WebSocket did since the server started (Server.AdmissionStats).
+type AdmissionStats struct {
+	// Open is the number of signaling connections holding a slot now.
+	Open int
+	// RefusedNode counts requests refused because the node-wide cap
+	// (Config.MaxConns) was reached (503).
+	RefusedNode uint64
+	// RefusedAddr counts requests refused because their client address
+	// held Config.MaxConnsPerIP connections (429).
+	RefusedAddr uint64
+	// JoinTimeouts counts connections closed because they did not join
+	// within Config.JoinTimeout.
+	JoinTimeouts uint64
 }
 
 func newAdmission(cfg *Config) *admission {
@@ -90,8 +107,10 @@ func (a *admission) admit(addr netip.Addr) (release func(), status int, body str
 	switch {
 	case a.total >= a.maxConns:
 		status, body = http.StatusServiceUnavailable, refuseNodeBusy
+		a.stats.RefusedNode++
 	case a.perIP[addr] >= a.maxPerIP:
 		status, body = http.StatusTooManyRequests, refuseIPBusy
+		a.stats.RefusedAddr++
 	default:
 		a.total++
 		a.perIP[addr]++
@@ -132,6 +151,26 @@ func (a *admission) open() int {
 	return a.total
 }
 
+// joinTimedOut counts a connection closed for not joining in time.
+func (a *admission) joinTimedOut() {
+	a.mu.Lock()
+	a.stats.JoinTimeouts++
+	a.mu.Unlock()
+}
+
+// snapshot returns the counters and the open connections.
+func (a *admission) snapshot() AdmissionStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.stats
+	st.Open = a.total
+	return st
+}
+
+// AdmissionStats returns what the admission control of the signaling
+// WebSocket did so far (exported as metrics by app; docs/metrics.md).
+func (s *Server) AdmissionStats() AdmissionStats { return s.admission.snapshot() }
+
 // joined reports whether the session's "joined" was queued.
 func (s *session) joined() bool {
 	s.mu.Lock()
@@ -165,6 +204,7 @@ func (s *session) startJoinDeadline(d time.Duration) (stop func()) {
 		defer close(done)
 		if !s.joined() && !s.isClosing() {
 			s.logger().Debug("signaling: no join in time, closing", "join_timeout", d)
+			s.srv.admission.joinTimedOut()
 			s.requestClose(websocket.StatusPolicyViolation, reasonJoinTimeout, false)
 		}
 	})

@@ -101,8 +101,19 @@ func TestAdmissionCaps(t *testing.T) {
 					t.Errorf("dial %d from %s: body %q, want it to contain %q", i, d.src, body, d.body)
 				}
 			}
-			if got := env.srv.admission.open(); got != len(open) {
-				t.Errorf("admission counts %d open connections, want %d", got, len(open))
+			var want AdmissionStats
+			for _, d := range tt.dials {
+				switch d.status {
+				case http.StatusServiceUnavailable:
+					want.RefusedNode++
+				case http.StatusTooManyRequests:
+					want.RefusedAddr++
+				default:
+					want.Open++
+				}
+			}
+			if got := env.srv.AdmissionStats(); got != want {
+				t.Errorf("AdmissionStats = %+v, want %+v", got, want)
 			}
 			// Closing one frees its slot: the last refused dial now succeeds.
 			_ = open[0].Close(websocket.StatusNormalClosure, "")
@@ -187,6 +198,9 @@ func TestJoinDeadline(t *testing.T) {
 		})
 	}
 	waitFor(t, "every slot to be released", func() bool { return env.srv.admission.open() == 0 })
+	if got, want := env.srv.AdmissionStats(), (AdmissionStats{JoinTimeouts: 3}); got != want {
+		t.Errorf("AdmissionStats = %+v, want %+v", got, want)
+	}
 }
 
 // TestAdmissionConfig: defaults and validation of the admission fields.
