@@ -191,9 +191,11 @@ func (v *Viewer) answer(offer webrtc.SessionDescription) (webrtc.SessionDescript
 // connection: a WHEP ICE restart, whose offer has new ICE credentials and
 // the media sections of the first. pion restarts ICE (new local
 // credentials and candidates, in the answer); the senders and their
-// numbering stay. A refused offer is rolled back: the connection stays as
-// it was. Errors: ErrInvalidSDP (wrapped), ErrParticipantClosed once the
-// viewer ended.
+// numbering stay. pion cannot roll back an offer it refused after taking
+// it (a bad candidate, say): the connection keeps its ICE session but
+// cannot be renegotiated again, so callers check what they can first.
+// Errors: ErrInvalidSDP (wrapped), ErrParticipantClosed once the viewer
+// ended.
 func (v *Viewer) Renegotiate(offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
 	var none webrtc.SessionDescription
 	if err := checkSDP(offer, webrtc.SDPTypeOffer); err != nil {
@@ -208,9 +210,6 @@ func (v *Viewer) Renegotiate(offer webrtc.SessionDescription) (webrtc.SessionDes
 	}
 	answer, err := v.answer(offer)
 	if err != nil {
-		if v.pc.SignalingState() == webrtc.SignalingStateHaveRemoteOffer {
-			_ = v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-		}
 		select {
 		case <-v.stop:
 			return none, ErrParticipantClosed

@@ -3,6 +3,7 @@ package web
 import (
 	"strings"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -18,7 +19,9 @@ import (
 // the session's connection, whose ICE agent then restarts with new local
 // credentials; the answer's credentials and candidates go back in a
 // fragment with a new ETag. Every PATCH of a session is serialised
-// (mediaSession.mu); one that fails leaves the ICE session as it was.
+// (mediaSession.mu). A refused one (stale ETag or credentials, malformed
+// fragment or candidate) is refused before the connection is touched and
+// leaves the ICE session as it was.
 
 // maxFragCandidates bounds the candidates of one PATCH.
 const maxFragCandidates = 64
@@ -114,6 +117,13 @@ func (m *mediaSession) patch(f sdpFrag, ifMatchHeader string) (reply, etag strin
 		}
 		if f.pwd == "" {
 			return "", "", protoErrorf(errBadMessage, "new ice-ufrag without ice-pwd (an ICE restart needs both)")
+		}
+		// pion cannot roll back an offer it refused (sfu.Viewer.Renegotiate):
+		// what it could refuse is checked before.
+		for _, c := range f.cands {
+			if _, err := ice.UnmarshalCandidate(strings.TrimPrefix(c.Candidate, "candidate:")); err != nil {
+				return "", "", protoErrorf(errBadMessage, "restart candidate: %v", err)
+			}
 		}
 		return m.restartICE(f)
 	}

@@ -186,7 +186,8 @@ func (m *mediaPeer) restartICE(env *testEnv, loc string, hdr http.Header) (int, 
 // restart ICE through PATCH: 200 with the node's new credentials and
 // candidates and a new ETag, the client's ICE goes through checking to
 // connected again, and media keeps flowing to the viewer afterwards
-// (packets counted after the reconnection). Then the RFC 9725 rules for
+// (packets counted after the reconnection); a restart the connection
+// refuses first is rolled back. Then the RFC 9725 rules for
 // the next PATCHes: the old ETag is 412, the new one trickles (204), the
 // old credentials are 409, a restart with a stale If-Match is 412.
 func TestWHIPWHEPICERestart(t *testing.T) {
@@ -217,6 +218,16 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 			if status, _, body := env.do(http.MethodPatch, loc, mimeSDPFrag, stale, http.Header{"If-Match": {`"stale"`}}); status != http.StatusPreconditionFailed {
 				t.Fatalf("restart with a stale If-Match: status %d (%s), want 412", status, body)
 			}
+			// A restart the connection refuses (a malformed candidate) is
+			// rolled back: 400, and media keeps flowing on the old ICE
+			// session.
+			bad := "a=ice-ufrag:badufrag\r\na=ice-pwd:badpasswordbadpasswordxx\r\na=mid:0\r\na=candidate:garbage\r\n"
+			if status, _, body := env.do(http.MethodPatch, loc, mimeSDPFrag, bad, http.Header{"If-Match": {"*"}}); status != http.StatusBadRequest {
+				t.Fatalf("restart with a malformed candidate: status %d (%s), want 400", status, body)
+			}
+			base := viewer.received.Load()
+			waitFor(t, "RTP at the viewer after the refused restart", func() bool { return viewer.received.Load() > base+20 })
+
 			status, h, reply := peer.restartICE(env, loc, http.Header{"If-Match": {"*"}})
 			if status != http.StatusOK {
 				t.Fatalf("restart: status %d (%s), want 200", status, reply)
@@ -236,7 +247,7 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 				return ic.checking.Load() >= 1 && ic.connected.Load() >= 1 &&
 					peer.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
 			})
-			base := viewer.received.Load()
+			base = viewer.received.Load()
 			waitFor(t, "RTP at the viewer after the restart", func() bool { return viewer.received.Load() > base+50 })
 
 			newClientUfrag := offerUfragOf(t, peer.pc.LocalDescription().SDP)
@@ -263,5 +274,54 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 				t.Errorf("whip/whep sessions = %d, want 2 (the refused PATCHes end nothing)", n)
 			}
 		})
+	}
+}
+
+// TestRestartOffer: the offer the node builds for a restart has the new
+// credentials wherever the old ones were, none of the old candidates, and
+// each new candidate in the m= section of its mid (else index, else the
+// first).
+func TestRestartOffer(t *testing.T) {
+	prev := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpasswordoldpasswordxx\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\na=rtpmap:111 opus/48000/2\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=ice-ufrag:old\r\na=ice-pwd:oldpasswordoldpasswordxx\r\na=rtpmap:96 VP8/90000\r\n"
+	one, zero := uint16(1), "0"
+	f := sdpFrag{ufrag: "new", pwd: "newpasswordnewpasswordxx", cands: []webrtc.ICECandidateInit{
+		{Candidate: "candidate:2 1 udp 2130706431 127.0.0.1 6000 typ host", SDPMid: &zero},
+		{Candidate: "candidate:3 1 udp 2130706431 127.0.0.1 6001 typ host", SDPMLineIndex: &one},
+		{Candidate: "candidate:4 1 udp 2130706431 127.0.0.1 6002 typ host"},
+	}}
+	out, err := restartOffer(prev, f)
+	if err != nil {
+		t.Fatalf("restartOffer: %v", err)
+	}
+	sections := strings.Split(out, "m=")
+	if len(sections) != 3 {
+		t.Fatalf("restart offer has %d m= sections, want 2:\n%s", len(sections)-1, out)
+	}
+	tests := []struct {
+		name, section, want string
+		present             bool
+	}{
+		{"audio new ufrag", sections[1], "a=ice-ufrag:new", true},
+		{"audio new pwd", sections[1], "a=ice-pwd:newpasswordnewpasswordxx", true},
+		{"video new ufrag", sections[2], "a=ice-ufrag:new", true},
+		{"old credentials", out, ":old", false},
+		{"old candidate", out, " 5000 typ host", false},
+		{"old end-of-candidates", out, "a=end-of-candidates", false},
+		{"candidate by mid", sections[1], " 6000 typ host", true},
+		{"candidate by index", sections[2], " 6001 typ host", true},
+		{"candidate without either in the first", sections[1], " 6002 typ host", true},
+		{"by-index candidate only there", sections[1], " 6001 typ host", false},
+		{"codecs kept", sections[2], "a=rtpmap:96 VP8/90000", true},
+	}
+	for _, tc := range tests {
+		if got := strings.Contains(tc.section, tc.want); got != tc.present {
+			t.Errorf("%s: contains %q = %v, want %v\n%s", tc.name, tc.want, got, tc.present, out)
+		}
+	}
+	if _, err := restartOffer("garbage", f); httpStatus(err) != http.StatusBadRequest {
+		t.Errorf("restartOffer(garbage): err %v, want a 400", err)
 	}
 }

@@ -89,7 +89,8 @@ export function withFragment(sdp, frag) {
  * stays) and rejects with the HTTP status.
  */
 export async function restartIce(pc, resource, headers = {}) {
-  await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+  pc.restartIce(); // the next offer has new ICE credentials
+  await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
   const res = await fetch(resource, {
     method: 'PATCH',
