@@ -93,10 +93,11 @@ test.describe('WHEP: ICE restart, active speaker, across nodes', () => {
         expect(await playTone(page, 0), 'AudioContext state').toBe('running');
         talkers[name] = page;
       }
-      const watch = await pages.open(`${node.url}/rooms/${room}/watch`, 'watch');
-      await expectWatchDecoding(watch);
-
       const isShowing = (name) => (s) => Math.abs(aspect(s) - cams[name][0] / cams[name][1]) < 0.05;
+      // While nobody talks: the first publisher.
+      const watch = await pages.open(`${node.url}/rooms/${room}/watch`, 'watch');
+      await expectWatchDecoding(watch, { accept: isShowing('wide'), label: 'the watch page showing the first publisher' });
+
       for (const [talker, silent] of [['square', 'wide'], ['wide', 'square'], ['square', 'wide']]) {
         await setTone(talkers[silent], 0);
         const t0 = Date.now();
