@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -122,5 +123,75 @@ func TestViewerRefusesBadOffer(t *testing.T) {
 				t.Error("a refused viewer opened the room")
 			}
 		})
+	}
+}
+
+// iceUfrag returns the first a=ice-ufrag of an SDP ("" none).
+func iceUfrag(sdp string) string {
+	for _, line := range strings.Split(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestViewerRenegotiate: a client's ICE-restart offer gets an answer with
+// new ICE credentials; the client's ICE checks and connects again and the
+// video goes on over the new ICE session. A non-offer is ErrInvalidSDP, and
+// after Close ErrParticipantClosed.
+func TestViewerRenegotiate(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, nil)
+	alice := joinClient(t, e, "r", "alice")
+	alice.publishVP8(ctx)
+	waitProducers(ctx, t, alice.p.Room(), 1)
+	v, vc := view(t, e, "r", ViewerParams{Name: "viewer"})
+	waitUntil(ctx, t, "video at the viewer", func() bool { return vc.packets.Load() > 20 })
+	waitUntil(ctx, t, "the client's ICE to connect", func() bool {
+		return vc.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
+	})
+	first := iceUfrag(vc.pc.RemoteDescription().SDP)
+	var checking atomic.Int64
+	vc.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		if s == webrtc.ICEConnectionStateChecking {
+			checking.Add(1)
+		}
+	})
+
+	offer, err := vc.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatalf("CreateOffer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(vc.pc)
+	if err := vc.pc.SetLocalDescription(offer); err != nil {
+		t.Fatalf("SetLocalDescription: %v", err)
+	}
+	<-gathered
+	answer, err := v.Renegotiate(*vc.pc.LocalDescription())
+	if err != nil {
+		t.Fatalf("Renegotiate: %v", err)
+	}
+	if got := iceUfrag(answer.SDP); got == "" || got == first {
+		t.Errorf("answer ice-ufrag %q, first %q: want new credentials", got, first)
+	}
+	if err := vc.pc.SetRemoteDescription(answer); err != nil {
+		t.Fatalf("SetRemoteDescription: %v", err)
+	}
+	waitUntil(ctx, t, "the client's ICE to check and connect again", func() bool {
+		return checking.Load() > 0 && vc.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
+	})
+	base := vc.packets.Load()
+	waitUntil(ctx, t, "video after the restart", func() bool { return vc.packets.Load() > base+20 })
+	if n := vc.tracks.Load(); n != 1 {
+		t.Errorf("the client got %d tracks, want 1 (the restart adds none)", n)
+	}
+
+	if _, err := v.Renegotiate(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); !errors.Is(err, ErrInvalidSDP) {
+		t.Errorf("Renegotiate(answer) = %v, want ErrInvalidSDP", err)
+	}
+	v.Close()
+	if _, err := v.Renegotiate(*vc.pc.LocalDescription()); !errors.Is(err, ErrParticipantClosed) {
+		t.Errorf("Renegotiate after Close = %v, want ErrParticipantClosed", err)
 	}
 }
