@@ -30,7 +30,8 @@ import (
 // it too). POST /rooms/{room}/whep takes a recvonly offer and makes an
 // sfu.Viewer. Both answer 201 with the SDP answer (all candidates), the
 // session's resource URL in Location and an ETag; DELETE on the resource
-// ends the session, PATCH trickles candidates. A session also ends when
+// ends the session, PATCH trickles candidates or restarts ICE
+// (whipice.go). A session also ends when
 // its connection fails or never connects (Config.JoinTimeout), when an
 // admin or the engine closes it, and when the node drains or closes.
 
