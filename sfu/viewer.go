@@ -85,7 +85,13 @@ func (e *Engine) View(room string, offer webrtc.SessionDescription, params Viewe
 	if err := checkSDP(offer, webrtc.SDPTypeOffer); err != nil {
 		return nil, none, fmt.Errorf("sfu: view: %w", err)
 	}
-	pc, err := e.NewPeerConnection()
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, none, ErrEngineClosed
+	}
+	pc, err := e.tr.newRestartablePeerConnection() // WHEP clients restart ICE over HTTP
 	if err != nil {
 		return nil, none, err
 	}

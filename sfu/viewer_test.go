@@ -2,9 +2,11 @@ package sfu
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -20,7 +22,13 @@ type viewerClient struct {
 // view makes a viewer of room with params for a new pion client.
 func view(t *testing.T, e *Engine, room string, params ViewerParams) (*Viewer, *viewerClient) {
 	t.Helper()
-	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
+	return viewAPI(t, e, room, params, clientAPI(t, nil))
+}
+
+// viewAPI is view with a client made by api.
+func viewAPI(t *testing.T, e *Engine, room string, params ViewerParams, api *webrtc.API) (*Viewer, *viewerClient) {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatalf("NewPeerConnection: %v", err)
 	}
@@ -194,4 +202,58 @@ func TestViewerRenegotiate(t *testing.T) {
 	if _, err := v.Renegotiate(*vc.pc.LocalDescription()); !errors.Is(err, ErrParticipantClosed) {
 		t.Errorf("Renegotiate after Close = %v, want ErrParticipantClosed", err)
 	}
+}
+
+// TestICERestartWindow: when the networks of an ordinary participant and
+// of a viewer (whose client restarts ICE itself, over HTTP) vanish at the
+// same moment, the participant is closed after the ICE disconnected and
+// failed timeouts while the viewer is still there, waiting for a restart;
+// the viewer ends (ErrConnectionFailed) once Config.ICERestartWindow
+// passed without one. The times are printed, not asserted.
+func TestICERestartWindow(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, func(c *Config) {
+		c.ICEDisconnectedTimeout = 300 * time.Millisecond
+		c.ICEFailedTimeout = 300 * time.Millisecond
+		c.ICEKeepaliveInterval = 100 * time.Millisecond
+		c.ICERestartWindow = 3 * time.Second
+	})
+	pub, pubConn := vanishingClient(t, e, "w", "alice")
+	pub.publishVP8(ctx)
+	waitProducers(ctx, t, pub.p.Room(), 1)
+
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen udp: %v", err)
+	}
+	viewConn := &vanishingConn{PacketConn: udp}
+	mux := webrtc.NewICEUDPMux(nil, viewConn)
+	t.Cleanup(func() { _ = mux.Close() })
+	v, vc := viewAPI(t, e, "w", ViewerParams{Name: "viewer"}, clientAPI(t, func(se *webrtc.SettingEngine) { se.SetICEUDPMux(mux) }))
+	waitUntil(ctx, t, "video at the viewer", func() bool { return vc.packets.Load() > 10 })
+
+	cut := time.Now()
+	pubConn.cut.Store(true)
+	viewConn.cut.Store(true)
+	select {
+	case <-pub.p.Done():
+	case <-ctx.Done():
+		t.Fatal("the participant with a vanished network was not closed")
+	}
+	pubClosed := time.Since(cut)
+	select {
+	case <-v.Done():
+		t.Fatalf("the viewer ended with the participant (%v after the cut), want it to wait for a restart", pubClosed)
+	default:
+	}
+	select {
+	case <-v.Done():
+	case <-ctx.Done():
+		t.Fatal("the viewer with a vanished network never ended")
+	}
+	if err := v.Err(); !errors.Is(err, ErrConnectionFailed) {
+		t.Errorf("viewer Err = %v, want ErrConnectionFailed", err)
+	}
+	t.Logf("after the cut: participant closed after %v, viewer after %v (restart window %v)",
+		pubClosed.Round(10*time.Millisecond), time.Since(cut).Round(10*time.Millisecond), 3*time.Second)
 }

@@ -307,6 +307,7 @@ func (s *Server) startWHIP(c echo.Context, m *mediaSession, claims access.Claims
 	}
 	p, err := s.engine.Join(m.room, sfu.JoinParams{
 		Name: name, Events: m, Identity: claims.Identity(), Admin: claims.Grants.Admin, NoSubscribe: true,
+		RestartsICE: true,
 	})
 	if err != nil {
 		return none, err

@@ -63,6 +63,22 @@ test.describe('WHEP: ICE restart, active speaker, across nodes', () => {
       report(testInfo, 'watch page video after its ICE restart', `${w.fps} fps`);
       await expect(watch.getByTestId('watch-state')).toHaveAttribute('data-state', 'connected');
 
+      // The node's side of the watch page's ICE session is broken (a
+      // restart to credentials the page does not know, PATCHed from here):
+      // the page sees ICE disconnect, restarts by itself and decodes again.
+      const resource = await watch.evaluate(() => window.confab.resource);
+      const broke = await fetch(resource, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': '*' },
+        body: 'a=ice-ufrag:brokenbroken\r\na=ice-pwd:brokenbrokenbrokenbroken\r\n',
+      });
+      expect(broke.status, 'the breaking restart').toBe(200);
+      t0 = Date.now();
+      await expect.poll(() => watch.evaluate(() => window.confab.iceRestarts), { timeout: 30_000 }).toBe(2);
+      report(testInfo, 'broken ICE session -> the watch page restarted ICE', Date.now() - t0);
+      w = await expectWatchDecoding(watch, { label: 'watch page after recovering by itself' });
+      report(testInfo, 'watch page video after recovering by itself', `${w.fps} fps`);
+
       // The publisher restarts (WHIP); what the watch page decodes now
       // crossed the publisher's new ICE session (the node dropped the old
       // one when it restarted).

@@ -3,15 +3,14 @@
 // video goes to /rooms/{room}/whep, with the page URL's ?participant= (the
 // default is the active speaker) and, with token auth, its ?token= as the
 // bearer token. The DELETE of the session's resource ends it when the page
-// goes away. watch-state shows the connection state. When ICE fails, the
-// page restarts it (PATCH with new credentials, iceRestart.js) up to
-// MAX_RESTARTS times in a row.
+// goes away. watch-state shows the connection state. When ICE disconnects
+// or fails, the page restarts it (PATCH with new credentials,
+// iceRestart.js), up to MAX_RESTARTS times in a row.
 
 import { gathered, restartIce } from './iceRestart.js';
 
 // MAX_RESTARTS bounds the ICE restarts after a failure in a row.
 const MAX_RESTARTS = 3;
-
 const root = document.getElementById('watch');
 const video = document.querySelector('[data-testid="watch-video"]');
 const stateEl = document.querySelector('[data-testid="watch-state"]');
@@ -36,8 +35,9 @@ async function start() {
 
   const pc = new RTCPeerConnection();
   // Test hooks (docs/protocol.md, page contract): the WHEP connection,
-  // the number of ICE restarts done and a restart on demand.
-  const hooks = { pcs: { whep: pc }, iceRestarts: 0, restartIce: null };
+  // its resource URL, the number of ICE restarts done and a restart on
+  // demand.
+  const hooks = { pcs: { whep: pc }, resource: null, iceRestarts: 0, restartIce: null };
   window.confab = hooks;
   pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.addTransceiver('video', { direction: 'recvonly' });
@@ -68,6 +68,7 @@ async function start() {
     return;
   }
   const resource = new URL(res.headers.get('Location'), endpoint);
+  hooks.resource = resource.toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   setState('connecting');
   let restarting = null;
@@ -85,12 +86,27 @@ async function start() {
     }
     return restarting;
   };
+  const recover = () => {
+    if (failures >= MAX_RESTARTS) return;
+    failures += 1;
+    hooks.restartIce().catch((err) => setState('failed', err.message));
+  };
+  // A browser reports "disconnected" after some seconds without answers
+  // to its consent checks; the node ends a session whose ICE has been
+  // down for its ICE disconnected + failed timeouts (8 s by default), so
+  // the page restarts at once rather than wait for "failed".
   pc.addEventListener('iceconnectionstatechange', () => {
-    if (pc.iceConnectionState === 'connected') {
-      failures = 0;
-    } else if (pc.iceConnectionState === 'failed' && failures < MAX_RESTARTS) {
-      failures += 1;
-      hooks.restartIce().catch((err) => setState('failed', err.message));
+    console.info(`watch: ICE ${pc.iceConnectionState}`);
+    switch (pc.iceConnectionState) {
+      case 'connected':
+      case 'completed':
+        failures = 0;
+        break;
+      case 'disconnected':
+      case 'failed':
+        recover();
+        break;
+      default:
     }
   });
   window.addEventListener('pagehide', () => {
