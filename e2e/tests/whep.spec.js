@@ -7,7 +7,8 @@
 //     and the watch page restarts through the same module
 //     (window.confab.restartIce); after each restart the node's ICE
 //     credentials in the page's answer are new and the watch page still
-//     decodes (getStats).
+//     decodes (getStats). Then the node's side of the watch page's ICE
+//     session is broken and the page recovers by itself.
 //   - active speaker: two room pages with cameras of different aspect
 //     ratios talk in turn (a WebAudio oscillator as the microphone); the
 //     watch page without ?participant= follows the speaker: its decoded
