@@ -24,6 +24,10 @@ const (
 	DefaultICEDisconnectedTimeout = 2 * time.Second
 	DefaultICEFailedTimeout       = 6 * time.Second
 	DefaultICEKeepaliveInterval   = 500 * time.Millisecond
+	// DefaultICERestartWindow is the default Config.ICERestartWindow: the
+	// consent expiry of RFC 7675 (30 s), which RFC 9725 names as the end
+	// of a WHIP session whose ICE restart failed.
+	DefaultICERestartWindow = 30 * time.Second
 	// DefaultWriteBatch is the default Config.WriteBatch: 64 datagrams
 	// per sendmmsg (beyond that the saving per datagram is small).
 	DefaultWriteBatch = 64
@@ -89,6 +93,13 @@ type Config struct {
 	// may stay silent before it is reported "failed" (the participant or
 	// link is then closed). Default DefaultICEFailedTimeout (6s).
 	ICEFailedTimeout time.Duration
+	// ICERestartWindow is how long the ICE of a connection whose client
+	// restarts ICE itself over HTTP (a WHIP publisher, JoinParams.RestartsICE,
+	// and a Viewer) may be down before the connection fails: the client's
+	// time to notice and restart it. Such a connection turns "disconnected"
+	// after ICEDisconnectedTimeout like any other and "failed" at
+	// ICERestartWindow. Default DefaultICERestartWindow (30s).
+	ICERestartWindow time.Duration
 	// ICEKeepaliveInterval is how often ICE sends a binding request on the
 	// selected candidate pair; it must be well below
 	// ICEDisconnectedTimeout. Default DefaultICEKeepaliveInterval (500ms).
@@ -150,6 +161,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ICEKeepaliveInterval == 0 {
 		c.ICEKeepaliveInterval = DefaultICEKeepaliveInterval
+	}
+	if c.ICERestartWindow == 0 {
+		c.ICERestartWindow = DefaultICERestartWindow
 	}
 	if c.WriteBatch == 0 {
 		c.WriteBatch = DefaultWriteBatch
@@ -213,6 +227,10 @@ func (c *Config) Validate() error {
 	if c.ICEDisconnectedTimeout <= 0 || c.ICEFailedTimeout <= 0 || c.ICEKeepaliveInterval <= 0 {
 		return fmt.Errorf("sfu: config: ICE timeouts must be positive (disconnected %v, failed %v, keepalive %v)",
 			c.ICEDisconnectedTimeout, c.ICEFailedTimeout, c.ICEKeepaliveInterval)
+	}
+	if c.ICERestartWindow <= c.ICEDisconnectedTimeout {
+		return fmt.Errorf("sfu: config: ICERestartWindow %v must be longer than ICEDisconnectedTimeout %v",
+			c.ICERestartWindow, c.ICEDisconnectedTimeout)
 	}
 	if c.ICEKeepaliveInterval >= c.ICEDisconnectedTimeout {
 		return fmt.Errorf("sfu: config: ICEKeepaliveInterval %v must be shorter than ICEDisconnectedTimeout %v",

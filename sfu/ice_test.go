@@ -116,6 +116,9 @@ func TestICEConfig(t *testing.T) {
 		{"negative failed", func(c *Config) { c.ICEFailedTimeout = -time.Second }, true},
 		{"negative keepalive", func(c *Config) { c.ICEKeepaliveInterval = -time.Second }, true},
 		{"keepalive not below disconnected", func(c *Config) { c.ICEKeepaliveInterval = 3 * time.Second }, true},
+		{"restart window", func(c *Config) { c.ICERestartWindow = 10 * time.Second }, false},
+		{"restart window not above disconnected", func(c *Config) { c.ICERestartWindow = time.Second }, true},
+		{"negative restart window", func(c *Config) { c.ICERestartWindow = -time.Second }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +133,7 @@ func TestICEConfig(t *testing.T) {
 	var c Config
 	c.SetDefaults()
 	if c.ICEDisconnectedTimeout != DefaultICEDisconnectedTimeout || c.ICEFailedTimeout != DefaultICEFailedTimeout ||
-		c.ICEKeepaliveInterval != DefaultICEKeepaliveInterval {
-		t.Errorf("ICE defaults = %v %v %v", c.ICEDisconnectedTimeout, c.ICEFailedTimeout, c.ICEKeepaliveInterval)
+		c.ICEKeepaliveInterval != DefaultICEKeepaliveInterval || c.ICERestartWindow != DefaultICERestartWindow {
+		t.Errorf("ICE defaults = %v %v %v %v", c.ICEDisconnectedTimeout, c.ICEFailedTimeout, c.ICEKeepaliveInterval, c.ICERestartWindow)
 	}
 }

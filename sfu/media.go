@@ -172,6 +172,9 @@ type transport struct {
 	tcpMux ice.TCPMux
 	tcp    *net.TCPListener
 	se     webrtc.SettingEngine
+	// restartSE is se with the ICE failed timeout of connections whose
+	// client restarts ICE itself (Config.ICERestartWindow).
+	restartSE webrtc.SettingEngine
 }
 
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
@@ -231,6 +234,8 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 		}
 	}
 	t.se = se
+	t.restartSE = se
+	t.restartSE.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICERestartWindow-cfg.ICEDisconnectedTimeout, cfg.ICEKeepaliveInterval)
 	return t, nil
 }
 
@@ -242,6 +247,20 @@ const iceTCPReadBuffer = 64
 func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
 	pc, _, err := t.newEstimatedPeerConnection()
 	return pc, err
+}
+
+// newRestartablePeerConnection builds a peer connection with its own API
+// for a client that restarts ICE itself (Config.ICERestartWindow).
+func (t *transport) newRestartablePeerConnection() (*webrtc.PeerConnection, error) {
+	api, _, err := engineAPI(t.restartSE)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
+	}
+	return pc, nil
 }
 
 // newEstimatedPeerConnection builds a peer connection with its own API and

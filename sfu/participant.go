@@ -52,6 +52,7 @@ type Participant struct {
 	identity    string
 	hidden      bool
 	noSubscribe bool
+	restartsICE bool  // JoinParams.RestartsICE
 	admin       bool  // may join a locked room
 	closeReason error // why the engine closed it (Err); guarded by mu
 	// sub is the subscriber PC, created with the first consumer (a
@@ -121,6 +122,7 @@ func newParticipant(r *Room, params JoinParams) (*Participant, error) {
 		identity:    params.Identity,
 		hidden:      params.Hidden,
 		noSubscribe: params.NoSubscribe,
+		restartsICE: params.RestartsICE,
 		admin:       params.Admin,
 		chatLimit:   rate.NewLimiter(rate.Limit(r.e.cfg.ChatRate), r.e.cfg.ChatBurst),
 		log:         r.log.With("participant", id),
@@ -327,7 +329,11 @@ func (p *Participant) Publish(offer webrtc.SessionDescription) (webrtc.SessionDe
 	created := false
 	if pc == nil {
 		var err error
-		if pc, err = p.e.tr.newPeerConnection(); err != nil {
+		newPC := p.e.tr.newPeerConnection
+		if p.restartsICE {
+			newPC = p.e.tr.newRestartablePeerConnection
+		}
+		if pc, err = newPC(); err != nil {
 			return none, fmt.Errorf("sfu: publish: %w", err)
 		}
 		pc.OnConnectionStateChange(p.stateHandler(TargetPublisher, pc))

@@ -170,6 +170,10 @@ type JoinParams struct {
 	NoSubscribe bool
 	// Admin participants may join a locked room.
 	Admin bool
+	// RestartsICE: the participant's client restarts ICE itself (a WHIP
+	// encoder, over HTTP PATCH): its publisher connection fails only after
+	// Config.ICERestartWindow without ICE.
+	RestartsICE bool
 }
 
 // EventHandler receives everything the engine wants to tell one

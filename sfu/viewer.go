@@ -46,6 +46,8 @@ type Viewer struct {
 	producers map[string]ProducerInfo    // the room's producers by ID
 	showing   string                     // ID of the participant shown; "" none
 
+	negMu sync.Mutex // serialises Renegotiate
+
 	mu  sync.Mutex // guards err
 	err error
 }
@@ -83,7 +85,13 @@ func (e *Engine) View(room string, offer webrtc.SessionDescription, params Viewe
 	if err := checkSDP(offer, webrtc.SDPTypeOffer); err != nil {
 		return nil, none, fmt.Errorf("sfu: view: %w", err)
 	}
-	pc, err := e.NewPeerConnection()
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, none, ErrEngineClosed
+	}
+	pc, err := e.tr.newRestartablePeerConnection() // WHEP clients restart ICE over HTTP
 	if err != nil {
 		return nil, none, err
 	}
@@ -152,6 +160,13 @@ func (v *Viewer) negotiate(offer webrtc.SessionDescription) (webrtc.SessionDescr
 		}
 		v.slots = append(v.slots, s)
 	}
+	return v.answer(offer)
+}
+
+// answer applies an offer of the client and returns the answer once
+// gathering completed (or gatherTimeout passed, or the viewer ended).
+func (v *Viewer) answer(offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	var none webrtc.SessionDescription
 	if err := v.pc.SetRemoteDescription(offer); err != nil {
 		return none, fmt.Errorf("sfu: view: %w: %w", ErrInvalidSDP, err)
 	}
@@ -167,6 +182,7 @@ func (v *Viewer) negotiate(offer webrtc.SessionDescription) (webrtc.SessionDescr
 	defer t.Stop()
 	select {
 	case <-gathered:
+	case <-v.stop:
 	case <-t.C:
 		v.log.Warn("ice gathering timed out")
 	}
@@ -175,6 +191,39 @@ func (v *Viewer) negotiate(offer webrtc.SessionDescription) (webrtc.SessionDescr
 		return none, fmt.Errorf("sfu: view: %w: no local description", ErrWrongState)
 	}
 	return *ld, nil
+}
+
+// Renegotiate answers a new offer of the viewer's client on the existing
+// connection: a WHEP ICE restart, whose offer has new ICE credentials and
+// the media sections of the first. pion restarts ICE (new local
+// credentials and candidates, in the answer); the senders and their
+// numbering stay. pion cannot roll back an offer it refused after taking
+// it (a bad candidate, say): the connection keeps its ICE session but
+// cannot be renegotiated again, so callers check what they can first.
+// Errors: ErrInvalidSDP (wrapped), ErrParticipantClosed once the viewer
+// ended.
+func (v *Viewer) Renegotiate(offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	var none webrtc.SessionDescription
+	if err := checkSDP(offer, webrtc.SDPTypeOffer); err != nil {
+		return none, fmt.Errorf("sfu: viewer renegotiate: %w", err)
+	}
+	v.negMu.Lock()
+	defer v.negMu.Unlock()
+	select {
+	case <-v.stop:
+		return none, ErrParticipantClosed
+	default:
+	}
+	answer, err := v.answer(offer)
+	if err != nil {
+		select {
+		case <-v.stop:
+			return none, ErrParticipantClosed
+		default:
+		}
+		return none, err
+	}
+	return answer, nil
 }
 
 // HandleEvent implements EventHandler for the viewer's participant: it

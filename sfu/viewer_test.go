@@ -2,8 +2,11 @@ package sfu
 
 import (
 	"errors"
+	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -19,7 +22,13 @@ type viewerClient struct {
 // view makes a viewer of room with params for a new pion client.
 func view(t *testing.T, e *Engine, room string, params ViewerParams) (*Viewer, *viewerClient) {
 	t.Helper()
-	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
+	return viewAPI(t, e, room, params, clientAPI(t, nil))
+}
+
+// viewAPI is view with a client made by api.
+func viewAPI(t *testing.T, e *Engine, room string, params ViewerParams, api *webrtc.API) (*Viewer, *viewerClient) {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatalf("NewPeerConnection: %v", err)
 	}
@@ -123,4 +132,128 @@ func TestViewerRefusesBadOffer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// iceUfrag returns the first a=ice-ufrag of an SDP ("" none).
+func iceUfrag(sdp string) string {
+	for _, line := range strings.Split(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestViewerRenegotiate: a client's ICE-restart offer gets an answer with
+// new ICE credentials; the client's ICE checks and connects again and the
+// video goes on over the new ICE session. A non-offer is ErrInvalidSDP, and
+// after Close ErrParticipantClosed.
+func TestViewerRenegotiate(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, nil)
+	alice := joinClient(t, e, "r", "alice")
+	alice.publishVP8(ctx)
+	waitProducers(ctx, t, alice.p.Room(), 1)
+	v, vc := view(t, e, "r", ViewerParams{Name: "viewer"})
+	waitUntil(ctx, t, "video at the viewer", func() bool { return vc.packets.Load() > 20 })
+	waitUntil(ctx, t, "the client's ICE to connect", func() bool {
+		return vc.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
+	})
+	first := iceUfrag(vc.pc.RemoteDescription().SDP)
+	var checking atomic.Int64
+	vc.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		if s == webrtc.ICEConnectionStateChecking {
+			checking.Add(1)
+		}
+	})
+
+	offer, err := vc.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatalf("CreateOffer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(vc.pc)
+	if err := vc.pc.SetLocalDescription(offer); err != nil {
+		t.Fatalf("SetLocalDescription: %v", err)
+	}
+	<-gathered
+	answer, err := v.Renegotiate(*vc.pc.LocalDescription())
+	if err != nil {
+		t.Fatalf("Renegotiate: %v", err)
+	}
+	if got := iceUfrag(answer.SDP); got == "" || got == first {
+		t.Errorf("answer ice-ufrag %q, first %q: want new credentials", got, first)
+	}
+	if err := vc.pc.SetRemoteDescription(answer); err != nil {
+		t.Fatalf("SetRemoteDescription: %v", err)
+	}
+	waitUntil(ctx, t, "the client's ICE to check and connect again", func() bool {
+		return checking.Load() > 0 && vc.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
+	})
+	base := vc.packets.Load()
+	waitUntil(ctx, t, "video after the restart", func() bool { return vc.packets.Load() > base+20 })
+	if n := vc.tracks.Load(); n != 1 {
+		t.Errorf("the client got %d tracks, want 1 (the restart adds none)", n)
+	}
+
+	if _, err := v.Renegotiate(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); !errors.Is(err, ErrInvalidSDP) {
+		t.Errorf("Renegotiate(answer) = %v, want ErrInvalidSDP", err)
+	}
+	v.Close()
+	if _, err := v.Renegotiate(*vc.pc.LocalDescription()); !errors.Is(err, ErrParticipantClosed) {
+		t.Errorf("Renegotiate after Close = %v, want ErrParticipantClosed", err)
+	}
+}
+
+// TestICERestartWindow: when the networks of an ordinary participant and
+// of a viewer (whose client restarts ICE itself, over HTTP) vanish at the
+// same moment, the participant is closed after the ICE disconnected and
+// failed timeouts while the viewer is still there, waiting for a restart;
+// the viewer ends (ErrConnectionFailed) once Config.ICERestartWindow
+// passed without one. The times are printed, not asserted.
+func TestICERestartWindow(t *testing.T) {
+	ctx := testContext(t)
+	e := newTestEngine(t, func(c *Config) {
+		c.ICEDisconnectedTimeout = 300 * time.Millisecond
+		c.ICEFailedTimeout = 300 * time.Millisecond
+		c.ICEKeepaliveInterval = 100 * time.Millisecond
+		c.ICERestartWindow = 3 * time.Second
+	})
+	pub, pubConn := vanishingClient(t, e, "w", "alice")
+	pub.publishVP8(ctx)
+	waitProducers(ctx, t, pub.p.Room(), 1)
+
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen udp: %v", err)
+	}
+	viewConn := &vanishingConn{PacketConn: udp}
+	mux := webrtc.NewICEUDPMux(nil, viewConn)
+	t.Cleanup(func() { _ = mux.Close() })
+	v, vc := viewAPI(t, e, "w", ViewerParams{Name: "viewer"}, clientAPI(t, func(se *webrtc.SettingEngine) { se.SetICEUDPMux(mux) }))
+	waitUntil(ctx, t, "video at the viewer", func() bool { return vc.packets.Load() > 10 })
+
+	cut := time.Now()
+	pubConn.cut.Store(true)
+	viewConn.cut.Store(true)
+	select {
+	case <-pub.p.Done():
+	case <-ctx.Done():
+		t.Fatal("the participant with a vanished network was not closed")
+	}
+	pubClosed := time.Since(cut)
+	select {
+	case <-v.Done():
+		t.Fatalf("the viewer ended with the participant (%v after the cut), want it to wait for a restart", pubClosed)
+	default:
+	}
+	select {
+	case <-v.Done():
+	case <-ctx.Done():
+		t.Fatal("the viewer with a vanished network never ended")
+	}
+	if err := v.Err(); !errors.Is(err, ErrConnectionFailed) {
+		t.Errorf("viewer Err = %v, want ErrConnectionFailed", err)
+	}
+	t.Logf("after the cut: participant closed after %v, viewer after %v (restart window %v)",
+		pubClosed.Round(10*time.Millisecond), time.Since(cut).Round(10*time.Millisecond), 3*time.Second)
 }

@@ -245,9 +245,9 @@ var (
 	errMediaType = errors.New("web: unsupported media type")
 	// errNoResource: no WHIP or WHEP session has that resource URL.
 	errNoResource = errors.New("web: no such WHIP or WHEP session")
-	// errICERestart: a PATCH asked for an ICE restart, which the engine
-	// cannot do (trickled candidates only).
-	errICERestart = errors.New("web: ICE restart not supported")
+	// errStaleICE: a PATCH carries the ICE credentials of an earlier ICE
+	// session of the resource (a late trickle or restart request).
+	errStaleICE = errors.New("web: ICE credentials of an earlier ICE session")
 	// errETag: a PATCH's If-Match names another version of the session.
 	errETag = errors.New("web: ETag does not match")
 )
@@ -268,8 +268,8 @@ func httpStatus(err error) int {
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errNoResource):
 		return http.StatusNotFound
-	case errors.Is(err, errICERestart):
-		return http.StatusUnprocessableEntity
+	case errors.Is(err, errStaleICE):
+		return http.StatusConflict
 	case errors.Is(err, errETag):
 		return http.StatusPreconditionFailed
 	case errors.Is(err, sfu.ErrRoomLocked), errors.Is(err, sfu.ErrRoomEnded):
@@ -292,8 +292,8 @@ func mediaCode(err error) string {
 		return "unsupported-media-type"
 	case errors.Is(err, errNoResource):
 		return "not-found"
-	case errors.Is(err, errICERestart):
-		return "ice-restart-unsupported"
+	case errors.Is(err, errStaleICE):
+		return "stale-ice-session"
 	case errors.Is(err, errETag):
 		return "etag-mismatch"
 	}

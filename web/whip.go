@@ -3,11 +3,13 @@ package web
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +30,8 @@ import (
 // it too). POST /rooms/{room}/whep takes a recvonly offer and makes an
 // sfu.Viewer. Both answer 201 with the SDP answer (all candidates), the
 // session's resource URL in Location and an ETag; DELETE on the resource
-// ends the session, PATCH trickles candidates. A session also ends when
+// ends the session, PATCH trickles candidates or restarts ICE
+// (whipice.go). A session also ends when
 // its connection fails or never connects (Config.JoinTimeout), when an
 // admin or the engine closes it, and when the node drains or closes.
 
@@ -49,16 +52,21 @@ const (
 
 // mediaSession is one WHIP publisher or WHEP viewer.
 type mediaSession struct {
-	id    string
-	kind  string // kindWHIP or kindWHEP
-	room  string
-	etag  string
-	ufrag string // the client's ICE username fragment (from the offer)
+	id   string
+	kind string // kindWHIP or kindWHEP
+	room string
 
 	part   *sfu.Participant // WHIP
 	viewer *sfu.Viewer      // WHEP
 
 	connected atomic.Bool // WHIP: the publisher connection connected
+
+	// mu guards the ICE session (whipice.go) and serialises PATCHes.
+	mu    sync.Mutex
+	etag  string   // the entity-tag of the current ICE session
+	ufrag string   // the client's ICE username fragment
+	offer string   // the client's offer, with its current credentials
+	used  []string // the client's earlier username fragments
 }
 
 // done is closed when the session's participant or viewer ended.
@@ -247,8 +255,8 @@ func (s *Server) handleMediaOffer(kind string) echo.HandlerFunc {
 		if err != nil {
 			return s.mediaError(c, fmt.Errorf("%w: %w", sfu.ErrInvalidSDP, err))
 		}
-		m := &mediaSession{id: newResourceID(), kind: kind, room: room, ufrag: offerUfrag(parsed)}
-		m.etag = `"` + newResourceID() + `"`
+		etag := newETag()
+		m := &mediaSession{id: newResourceID(), kind: kind, room: room, ufrag: offerUfrag(parsed), offer: body, etag: etag}
 		var answer webrtc.SessionDescription
 		if kind == kindWHIP {
 			answer, err = s.startWHIP(c, m, claims, offer)
@@ -265,7 +273,7 @@ func (s *Server) handleMediaOffer(kind string) echo.HandlerFunc {
 		}
 		h := c.Response().Header()
 		h.Set(echo.HeaderLocation, "/rooms/"+room+"/"+kind+"/"+m.id)
-		h.Set("ETag", m.etag)
+		h.Set("ETag", etag)
 		h.Set("Accept-Patch", mimeSDPFrag)
 		h.Set(echo.HeaderCacheControl, "no-store")
 		return c.Blob(http.StatusCreated, mimeSDP, []byte(answer.SDP))
@@ -299,6 +307,7 @@ func (s *Server) startWHIP(c echo.Context, m *mediaSession, claims access.Claims
 	}
 	p, err := s.engine.Join(m.room, sfu.JoinParams{
 		Name: name, Events: m, Identity: claims.Identity(), Admin: claims.Grants.Admin, NoSubscribe: true,
+		RestartsICE: true,
 	})
 	if err != nil {
 		return none, err
@@ -395,9 +404,11 @@ func (s *Server) handleMediaDelete(kind string) echo.HandlerFunc {
 	}
 }
 
-// handleMediaPatch serves PATCH on a WHIP or WHEP resource: trickled
-// candidates (RFC 8840 fragment) are added, 204. An ICE restart (new
-// credentials) is refused with 422; a stale If-Match with 412.
+// handleMediaPatch serves PATCH on a WHIP or WHEP resource (RFC 9725,
+// RFC 8840 fragments): trickled candidates are added (204); new ICE
+// credentials restart ICE (200 with the node's new credentials and
+// candidates, and a new ETag). A stale If-Match is 412, the credentials
+// of an earlier ICE session 409.
 func (s *Server) handleMediaPatch(kind string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !s.cors(c) {
@@ -407,53 +418,30 @@ func (s *Server) handleMediaPatch(kind string) echo.HandlerFunc {
 		if err != nil {
 			return s.mediaError(c, err)
 		}
-		if im := c.Request().Header.Get("If-Match"); im != "" && im != "*" && im != m.etag {
-			return s.mediaError(c, errETag)
-		}
-		frag, err := readSDP(c.Request(), mimeSDPFrag)
+		body, err := readSDP(c.Request(), mimeSDPFrag)
 		if err != nil {
 			return s.mediaError(c, err)
 		}
-		cands, ufrag, err := parseSDPFrag(frag)
+		frag, err := parseSDPFrag(body)
 		if err != nil {
 			return s.mediaError(c, err)
 		}
-		if ufrag != "" && m.ufrag != "" && ufrag != m.ufrag {
-			return s.mediaError(c, fmt.Errorf("%w: new ICE credentials", errICERestart))
-		}
-		for _, cand := range cands {
-			if err := m.addCandidate(cand); err != nil {
-				return s.mediaError(c, err)
+		reply, etag, err := m.patch(frag, c.Request().Header.Get("If-Match"))
+		if err != nil {
+			if errors.Is(err, sfu.ErrInvalidSDP) {
+				s.log.Info("web: "+kind+" ICE restart failed", "room", m.room, "resource", m.id, "err", err)
 			}
+			return s.mediaError(c, err)
 		}
-		return c.NoContent(http.StatusNoContent)
-	}
-}
-
-// maxFragCandidates bounds the candidates of one PATCH.
-const maxFragCandidates = 64
-
-// parseSDPFrag returns the candidates and the ICE username fragment of a
-// trickle-ice-sdpfrag body (RFC 8840): a=ice-ufrag, a=mid and a=candidate
-// lines; the rest is ignored.
-func parseSDPFrag(frag string) (cands []webrtc.ICECandidateInit, ufrag string, err error) {
-	mid := ""
-	for _, line := range strings.Split(frag, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "a=ice-ufrag:"):
-			ufrag = strings.TrimPrefix(line, "a=ice-ufrag:")
-		case strings.HasPrefix(line, "a=mid:"):
-			mid = strings.TrimPrefix(line, "a=mid:")
-		case strings.HasPrefix(line, "a=candidate:"):
-			if len(cands) == maxFragCandidates {
-				return nil, "", protoErrorf(errBadMessage, "more than %d candidates", maxFragCandidates)
-			}
-			m := mid
-			cands = append(cands, webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a="), SDPMid: &m})
+		if reply == "" {
+			return c.NoContent(http.StatusNoContent)
 		}
+		s.log.Info("web: "+kind+" ICE restart", "room", m.room, "resource", m.id)
+		h := c.Response().Header()
+		h.Set("ETag", etag)
+		h.Set(echo.HeaderCacheControl, "no-store")
+		return c.Blob(http.StatusOK, mimeSDPFrag, []byte(reply))
 	}
-	return cands, ufrag, nil
 }
 
 // offerUfrag returns the ICE username fragment of an offer (session level

@@ -19,6 +19,8 @@
 //                          getStats() of the inbound video played by given
 //                          <video data-producer-id> elements
 //   report(what, ms)       prints a measurement and adds it as an annotation
+//   playTone / setTone     a WebAudio oscillator as the published microphone
+//                          (gain 0: silence), for the active speaker tests
 const { expect } = require('@playwright/test');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -379,8 +381,39 @@ async function hideTile(page, name) {
   }, sel.tile(name));
 }
 
+/**
+ * playTone replaces the page's published microphone track by a 440 Hz
+ * WebAudio oscillator behind a gain node (gain 0: silence) and returns
+ * the AudioContext's state. The page must have had a user gesture.
+ */
+async function playTone(page, gain) {
+  return page.evaluate(async (gain) => {
+    const pc = window.confab.pcs.publisher;
+    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+    if (!sender) throw new Error('no audio sender on the publisher');
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    osc.type = 'sine';
+    osc.frequency.value = 440;
+    const g = ctx.createGain();
+    g.gain.value = gain;
+    const dest = ctx.createMediaStreamDestination();
+    osc.connect(g).connect(dest);
+    osc.start();
+    await ctx.resume();
+    await sender.replaceTrack(dest.stream.getAudioTracks()[0]);
+    window.__e2eTone = { ctx, osc, g, dest };
+    return ctx.state;
+  }, gain);
+}
+
+/** setTone sets the gain of the page's oscillator (playTone). */
+const setTone = (page, gain) => page.evaluate((gain) => { window.__e2eTone.g.gain.value = gain; }, gain);
+
 module.exports = {
   sleep,
+  playTone,
+  setTone,
   show,
   sel,
   tileOf,

@@ -12,6 +12,7 @@ const { test: confabTest, expect, roomURL, startConfab } = require('../lib/confa
 const {
   sleep, show, sel, tileOf, itemOf, screenTileOf, report, expectConnected, dialogsOf, withPages, watch, waitWatch,
   expectVideoDecoding, allVideoFrames, waitNewFrames, liveSenders, chatMessages, openChat, sendChat, waitChat, hideTile,
+  playTone, setTone,
 } = require('../lib/meeting');
 
 const test = withPages(confabTest);
@@ -50,35 +51,6 @@ async function setChatValue(page, text) {
     el.dispatchEvent(new Event('input', { bubbles: true }));
   }, text);
 }
-
-/**
- * playTone replaces the page's published microphone track by a 440 Hz
- * WebAudio oscillator behind a gain node (gain 0: silence) and returns
- * the AudioContext's state. The page must have had a user gesture.
- */
-async function playTone(page, gain) {
-  return page.evaluate(async (gain) => {
-    const pc = window.confab.pcs.publisher;
-    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
-    if (!sender) throw new Error('no audio sender on the publisher');
-    const ctx = new AudioContext();
-    const osc = ctx.createOscillator();
-    osc.type = 'sine';
-    osc.frequency.value = 440;
-    const g = ctx.createGain();
-    g.gain.value = gain;
-    const dest = ctx.createMediaStreamDestination();
-    osc.connect(g).connect(dest);
-    osc.start();
-    await ctx.resume();
-    await sender.replaceTrack(dest.stream.getAudioTracks()[0]);
-    window.__e2eTone = { ctx, osc, g, dest };
-    return ctx.state;
-  }, gain);
-}
-
-/** setTone sets the gain of the page's oscillator (playTone). */
-const setTone = (page, gain) => page.evaluate((gain) => { window.__e2eTone.g.gain.value = gain; }, gain);
 
 /** stays asserts that locator keeps attribute attr = value for ms (sampled every 250 ms). */
 async function stays(locator, attr, value, ms, what) {

@@ -11,11 +11,11 @@ const fs = require('node:fs');
 const os = require('node:os');
 const crypto = require('node:crypto');
 const { execFileSync } = require('node:child_process');
-const esbuild = require('esbuild');
 const { test: base, expect } = require('@playwright/test');
-const { startConfab, roomURL, serveFixture, sleep } = require('../lib/confab');
+const { startConfab, roomURL, serveFixture } = require('../lib/confab');
 const { startCluster } = require('../lib/cluster');
 const { sel, withPages, expectVideoDecoding, expectConnected, report } = require('../lib/meeting');
+const { eyevinnBundle, whipPage, expectWatchDecoding } = require('../lib/whip');
 
 const CONFAB_BIN = process.env.CONFAB_BIN || path.resolve(__dirname, '..', '..', 'bin', 'confab');
 const test = withPages(base);
@@ -23,99 +23,11 @@ const test = withPages(base);
 /** uniqueRoom returns a fresh room name with the given prefix. */
 const uniqueRoom = (prefix) => `${prefix}-${crypto.randomBytes(3).toString('hex')}`;
 
-let bundled = null;
-/**
- * eyevinnBundle is Eyevinn's WHIP client and WebRTC player bundled as one
- * script (window.Eyevinn.WHIPClient, window.Eyevinn.WebRTCPlayer).
- */
-function eyevinnBundle() {
-  if (!bundled) {
-    const out = esbuild.buildSync({
-      stdin: {
-        contents: "export { WHIPClient } from '@eyevinn/whip-web-client';\nexport { WebRTCPlayer } from '@eyevinn/webrtc-player';",
-        resolveDir: path.join(__dirname, '..'),
-        loader: 'js',
-      },
-      bundle: true,
-      format: 'iife',
-      globalName: 'Eyevinn',
-      platform: 'browser',
-      write: false,
-      logLevel: 'silent',
-    });
-    bundled = out.outputFiles[0].text;
-  }
-  return bundled;
-}
-
-/**
- * whipPage opens a page on node (its /healthz, so that the WHIP endpoint
- * is same-origin), loads the bundled client and starts publishing the
- * fake camera and microphone as name into room (token: the bearer key).
- * With expectRefusal it resolves with the response to the client's POST;
- * otherwise with the page, once the client has its resource URL.
- */
-async function whipPage(pages, node, room, name, { token = '', expectRefusal = false } = {}) {
-  const page = await pages.open(`${node.url}/healthz`, `whip-${name}`);
-  await page.addScriptTag({ content: eyevinnBundle() });
-  const endpoint = `${node.url}/rooms/${room}/whip?name=${encodeURIComponent(name)}`;
-  const posted = page.waitForResponse((r) => r.url().startsWith(`${node.url}/rooms/${room}/whip`) && r.request().method() === 'POST');
-  const start = page.evaluate(async ({ endpoint, token }) => {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
-    const opts = { iceServers: [] };
-    if (token) opts.authkey = token;
-    const client = new window.Eyevinn.WHIPClient({ endpoint, opts });
-    window.whip = client;
-    await client.ingest(stream);
-    return client.getResourceUrl();
-  }, { endpoint, token });
-  if (expectRefusal) {
-    start.catch(() => {}); // the client never gets a resource URL
-    return posted;
-  }
-  posted.catch(() => {}); // only the refusal case waits for it
-  const resource = await start;
-  expect(resource, 'the resource URL of the WHIP session').toContain(`/rooms/${room}/whip/`);
-  return page;
-}
-
 /** roomPage opens the room page on node as name and waits until it is connected. */
 async function roomPage(pages, node, room, name) {
   const page = await pages.open(roomURL(node, room, name), name);
   await expectConnected(page);
   return page;
-}
-
-/**
- * whepVideo samples the inbound video of a WHEP connection: the watch
- * page's (window.confab.pcs.whep) or the Eyevinn player's.
- */
-const whepVideo = (page) => page.evaluate(async () => {
-  const pc = (window.confab && window.confab.pcs && window.confab.pcs.whep) || (window.player && window.player.peer);
-  if (!pc || typeof pc.getStats !== 'function') return null;
-  let out = null;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'video') {
-      out = { framesDecoded: s.framesDecoded || 0, bytesReceived: s.bytesReceived || 0, frameWidth: s.frameWidth || 0 };
-    }
-  });
-  return out;
-});
-
-/** expectWatchDecoding waits until a WHEP page's video decodes between two samples 1 s apart. */
-async function expectWatchDecoding(page, timeout = 20_000) {
-  const t0 = Date.now();
-  let last = null;
-  for (;;) {
-    const a = await whepVideo(page);
-    await sleep(1_000);
-    const b = await whepVideo(page);
-    last = { a, b };
-    if (a && b && b.framesDecoded > a.framesDecoded && b.bytesReceived > a.bytesReceived && b.frameWidth > 0) {
-      return { fps: b.framesDecoded - a.framesDecoded, frameWidth: b.frameWidth, ms: Date.now() - t0 };
-    }
-    if (Date.now() - t0 > timeout) throw new Error(`watch page: no decoding video within ${timeout} ms; last ${JSON.stringify(last)}`);
-  }
 }
 
 test.describe('WHIP and WHEP with third-party clients', () => {

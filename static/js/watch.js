@@ -3,9 +3,14 @@
 // video goes to /rooms/{room}/whep, with the page URL's ?participant= (the
 // default is the active speaker) and, with token auth, its ?token= as the
 // bearer token. The DELETE of the session's resource ends it when the page
-// goes away. watch-state shows the connection state.
+// goes away. watch-state shows the connection state. When ICE disconnects
+// or fails, the page restarts it (PATCH with new credentials,
+// iceRestart.js), up to MAX_RESTARTS times in a row.
 
-const GATHER_TIMEOUT_MS = 2000;
+import { gathered, restartIce } from './iceRestart.js';
+
+// MAX_RESTARTS bounds the ICE restarts after a failure in a row.
+const MAX_RESTARTS = 3;
 
 const root = document.getElementById('watch');
 const video = document.querySelector('[data-testid="watch-video"]');
@@ -15,22 +20,6 @@ const stateEl = document.querySelector('[data-testid="watch-state"]');
 function setState(state, detail) {
   stateEl.dataset.state = state;
   stateEl.textContent = detail ? `${state}: ${detail}` : state;
-}
-
-/** gathered resolves once pc gathered its candidates (or after a timeout). */
-function gathered(pc) {
-  if (pc.iceGatheringState === 'complete') {
-    return Promise.resolve();
-  }
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
-    pc.addEventListener('icegatheringstatechange', () => {
-      if (pc.iceGatheringState === 'complete') {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
 }
 
 async function start() {
@@ -46,8 +35,11 @@ async function start() {
   }
 
   const pc = new RTCPeerConnection();
-  // Test hook (docs/protocol.md, page contract): the WHEP connection.
-  window.confab = { pcs: { whep: pc } };
+  // Test hooks (docs/protocol.md, page contract): the WHEP connection,
+  // its resource URL, the number of ICE restarts done and a restart on
+  // demand.
+  const hooks = { pcs: { whep: pc }, resource: null, iceRestarts: 0, restartIce: null };
+  window.confab = hooks;
   pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.addTransceiver('video', { direction: 'recvonly' });
   const stream = new MediaStream();
@@ -77,8 +69,47 @@ async function start() {
     return;
   }
   const resource = new URL(res.headers.get('Location'), endpoint);
+  hooks.resource = resource.toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   setState('connecting');
+  let restarting = null;
+  let failures = 0;
+  hooks.restartIce = () => {
+    if (!restarting) {
+      restarting = restartIce(pc, resource, auth)
+        .then((etag) => {
+          hooks.iceRestarts += 1;
+          return etag;
+        })
+        .finally(() => {
+          restarting = null;
+        });
+    }
+    return restarting;
+  };
+  const recover = () => {
+    if (failures >= MAX_RESTARTS) return;
+    failures += 1;
+    hooks.restartIce().catch((err) => setState('failed', err.message));
+  };
+  // A browser reports "disconnected" some seconds after the node stopped
+  // answering (and "failed" much later); the node ends a session whose ICE
+  // stays down for its restart window (30 s by default). Restarting at
+  // once keeps the gap in the video short.
+  pc.addEventListener('iceconnectionstatechange', () => {
+    console.info(`watch: ICE ${pc.iceConnectionState}`);
+    switch (pc.iceConnectionState) {
+      case 'connected':
+      case 'completed':
+        failures = 0;
+        break;
+      case 'disconnected':
+      case 'failed':
+        recover();
+        break;
+      default:
+    }
+  });
   window.addEventListener('pagehide', () => {
     fetch(resource, { method: 'DELETE', headers: auth, keepalive: true }).catch(() => {});
     pc.close();
