@@ -49,7 +49,8 @@ import (
 //
 // Consistency of the SRTP rollover counter. An SSRC must be encrypted by
 // one context, or the contexts' rollover counters drift apart after a
-// sequence wrap. Each local stream (twccWriter) decides once, at its first
+// sequence wrap. Each local stream (twccWriter, or fastWriter for a
+// stream without transport-cc) decides once, at its first
 // packet, which path it takes (fastStream): the fast path when it is ready
 // then, else pion's for good. A fast stream whose pair later becomes
 // unusable (a move to ICE-TCP) goes over to pion's path for good, which is
@@ -346,4 +347,20 @@ func (s *fastStream) write(f *fastPath, next interceptor.RTPWriter, h *rtp.Heade
 	}
 	s.mode = fastOff
 	return next.Write(h, payload, a)
+}
+
+// fastWriter is the innermost writer of a local stream without
+// transport-cc on a peer connection with a fast write path.
+type fastWriter struct {
+	next interceptor.RTPWriter
+	fast *fastPath
+	mu   sync.Mutex // serialises the stream's writers (fs)
+	fs   fastStream
+}
+
+// Write implements interceptor.RTPWriter.
+func (w *fastWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fs.write(w.fast, w.next, h, payload, a)
 }

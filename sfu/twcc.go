@@ -121,12 +121,16 @@ type twccInterceptor struct {
 
 // BindLocalStream wraps the writer of a stream whose negotiated header
 // extensions include transport-cc (with a one-byte-header ID); other
-// streams are left alone.
+// streams are left alone, or only take the fast write path when the peer
+// connection has one.
 func (i *twccInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	for _, e := range info.RTPHeaderExtensions {
 		if e.URI == sdp.TransportCCURI && e.ID >= 1 && e.ID <= 14 {
 			return &twccWriter{next: w, ic: i, id: uint8(e.ID), ext: make([]rtp.Extension, 0, 4)}
 		}
+	}
+	if i.fast != nil {
+		return &fastWriter{next: w, fast: i.fast}
 	}
 	return w
 }
