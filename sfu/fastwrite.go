@@ -72,7 +72,9 @@ type fastPath struct {
 	suite        uint16
 	profile      srtp.ProtectionProfile
 
-	dtls *webrtc.DTLSTransport // set by attach, before any write
+	// connected reports whether the DTLS transport is connected (set by
+	// attach, before any write).
+	connected func() bool
 	// keyed: the SRTP context is set up (ctx is not replaced afterwards).
 	keyed atomic.Bool
 	dst   atomic.Pointer[netip.AddrPort] // usable destination, nil: none
@@ -109,8 +111,9 @@ func (f *fastPath) hook(se *webrtc.SettingEngine) {
 
 // attach follows pc's selected candidate pair.
 func (f *fastPath) attach(pc *webrtc.PeerConnection) {
-	f.dtls = pc.SCTP().Transport()
-	f.dtls.ICETransport().OnSelectedCandidatePairChange(f.onPair)
+	dt := pc.SCTP().Transport()
+	f.connected = func() bool { return dt.State() == webrtc.DTLSTransportStateConnected }
+	dt.ICETransport().OnSelectedCandidatePairChange(f.onPair)
 }
 
 // serverHello records what the engine's DTLS server sends: its random,
@@ -239,8 +242,7 @@ func fastDestination(p *webrtc.ICECandidatePair, port uint16) *netip.AddrPort {
 // ready reports whether a stream may start on the fast path: keys known,
 // DTLS connected (so the peer has its keys too) and a usable pair.
 func (f *fastPath) ready() bool {
-	return f.keyed.Load() && f.dst.Load() != nil && f.dtls != nil &&
-		f.dtls.State() == webrtc.DTLSTransportStateConnected
+	return f.keyed.Load() && f.dst.Load() != nil && f.connected != nil && f.connected()
 }
 
 // write encrypts the packet (h, payload) with the fast path's context and

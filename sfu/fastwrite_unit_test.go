@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
@@ -144,5 +146,95 @@ func TestFastDestination(t *testing.T) {
 	}
 	if d := fastDestination(nil, port); d != nil {
 		t.Errorf("no pair: destination %v, want none", d)
+	}
+}
+
+// TestFastStream checks the path decisions of a local stream on a fast
+// write path with a real SRTP context and socket (pion's SRTP session is
+// the recording writer next): a stream starts on the fast path only if it
+// is ready at its first packet and then stays on its path; a fast stream
+// whose pair becomes unusable goes over to pion's path for good while no
+// rollover counter has left 0, and drops its packets after that.
+func TestFastStream(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// steps: "ready"/"unready" toggle the fast path's readiness,
+		// "nodst" drops the destination, "wrap" sets the rollover
+		// counter, "w" writes a packet.
+		steps    []string
+		wantFast int // datagrams at the receiver
+		wantPion int // packets given to pion's writer
+		wantErr  int // writes that failed
+	}{
+		{"ready at first packet", []string{"ready", "w", "w", "w"}, 3, 0, 0},
+		{"not ready at first packet", []string{"unready", "w", "ready", "w", "w"}, 0, 3, 0},
+		{"pair lost before a wrap", []string{"ready", "w", "nodst", "w", "ready", "w"}, 1, 2, 0},
+		{"pair lost after a wrap", []string{"ready", "wrap", "w", "nodst", "w", "w"}, 1, 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock, peerSock := listenLoopback(t), listenLoopback(t)
+			f := newFastPath(newBatchConn(sock, 1), slog.New(slog.DiscardHandler))
+			ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.ctx = ctx
+			f.keyed.Store(true)
+			dst := peerSock.LocalAddr().(*net.UDPAddr).AddrPort()
+			ready := false
+			f.connected = func() bool { return ready }
+			next := &countingWriter{}
+			var s fastStream
+			h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 42}
+			errs := 0
+			for _, step := range tc.steps {
+				switch step {
+				case "ready":
+					ready = true
+					f.dst.Store(&dst)
+				case "unready":
+					ready = false
+				case "nodst":
+					f.dst.Store(nil)
+				case "wrap":
+					ctx.SetROC(h.SSRC, 1)
+				case "w":
+					h.SequenceNumber++
+					if _, err := s.write(f, next, &h, []byte("payload"), nil); err != nil {
+						errs++
+					}
+				}
+			}
+			if next.n != tc.wantPion || errs != tc.wantErr {
+				t.Errorf("pion's writer got %d packets and %d writes failed, want %d and %d", next.n, errs, tc.wantPion, tc.wantErr)
+			}
+			if got := drainDatagrams(t, peerSock); got != tc.wantFast {
+				t.Errorf("%d datagrams on the fast path, want %d", got, tc.wantFast)
+			}
+		})
+	}
+}
+
+// countingWriter stands for pion's SRTP session: it counts the packets.
+type countingWriter struct{ n int }
+
+func (w *countingWriter) Write(*rtp.Header, []byte, interceptor.Attributes) (int, error) {
+	w.n++
+	return 0, nil
+}
+
+// drainDatagrams counts the datagrams waiting on c.
+func drainDatagrams(t *testing.T, c *net.UDPConn) int {
+	t.Helper()
+	buf := make([]byte, 1600)
+	n := 0
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.ReadFromUDP(buf); err != nil {
+			return n
+		}
+		n++
 	}
 }
