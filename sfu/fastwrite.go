@@ -339,6 +339,7 @@ func (s *fastStream) write(f *fastPath, next interceptor.RTPWriter, h *rtp.Heade
 			return n, err
 		}
 		s.mode = fastOn
+		f.log.Debug("fast write: stream on the fast write path", "ssrc", h.SSRC)
 	}
 	n, ok, err := f.write(h, payload)
 	if ok {
