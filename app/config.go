@@ -103,6 +103,10 @@ type Config struct {
 	// AudioRED is "on" (default: a publisher that offers redundant audio,
 	// RFC 2198, sends it) or "off" (Opus only; --audio-red).
 	AudioRED string
+	// FastWrite is "off" (default) or "on" (--fast-write): experimental,
+	// subscriber media leaves through the engine's own SRTP context
+	// straight to the UDP socket (sfu.Config.FastWrite).
+	FastWrite string
 	// MaxProtocol is the newest signaling protocol version the node
 	// accepts (--max-protocol; 0 = the newest).
 	MaxProtocol int
@@ -224,6 +228,9 @@ func (c *Config) SetDefaults() {
 	if c.AudioRED == "" {
 		c.AudioRED = "on"
 	}
+	if c.FastWrite == "" {
+		c.FastWrite = "off"
+	}
 	if c.Auth == "" {
 		c.Auth = AuthOpen
 	}
@@ -250,6 +257,7 @@ func DefaultConfig() Config {
 		MaxRooms:        DefaultMaxRooms,
 		Placement:       PlacementOn,
 		AudioRED:        "on",
+		FastWrite:       "off",
 		DrainTimeout:    DefaultDrainTimeout,
 		Auth:            AuthOpen,
 
@@ -293,6 +301,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AudioRED != "on" && c.AudioRED != "off" {
 		return flagError("audio-red", c.AudioRED, errOnOff)
+	}
+	if c.FastWrite != "on" && c.FastWrite != "off" {
+		return flagError("fast-write", c.FastWrite, errOnOff)
 	}
 	if c.MaxProtocol < 0 || c.MaxProtocol > MaxProtocolVersion {
 		return flagError("max-protocol", fmt.Sprint(c.MaxProtocol), fmt.Errorf("must be 1 to %d (0: %d)", MaxProtocolVersion, MaxProtocolVersion))

@@ -141,6 +141,12 @@ func flagSpecs() []*flagSpec {
 			apply: func(c *Config, v string) error { c.AudioRED = strings.ToLower(v); return nil },
 		},
 		{
+			name: "fast-write", arg: "on|off",
+			usage: "experimental; on: subscriber media is encrypted with the node's own SRTP context and written straight to the UDP socket, bypassing pion's SRTP session and ICE connection (off: pion's path)",
+			def:   func(Config) string { return "off" },
+			apply: func(c *Config, v string) error { c.FastWrite = strings.ToLower(v); return nil },
+		},
+		{
 			name: "max-protocol", arg: "n",
 			usage: "newest signaling protocol version this node accepts (1-4); during a rolling upgrade, keep upgraded nodes on the version the old ones speak",
 			def:   func(Config) string { return strconv.Itoa(MaxProtocolVersion) },

@@ -69,6 +69,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		MaxParticipantsPerRoom: cfg.MaxParticipants,
 		MaxRooms:               cfg.MaxRooms,
 		NoAudioRED:             cfg.AudioRED == "off",
+		FastWrite:              cfg.FastWrite == "on",
 		Logger:                 base, // sfu scopes it with component and node itself
 
 		MaxPublishBitrate: cfg.MaxPublishBitrate,

@@ -110,6 +110,13 @@ type Config struct {
 	// beyond the fan-out itself). 1 disables batching: one sendto per
 	// datagram. 0 = DefaultWriteBatch (64); at most MaxWriteBatch.
 	WriteBatch int
+	// FastWrite (experimental, default off) sends the media of a
+	// subscriber's peer connection, once its SRTP keys are known and its
+	// selected candidate pair is UDP on the engine's socket, through the
+	// engine's own SRTP context straight to batchConn instead of pion's
+	// SRTP session, mux endpoint and ICE connection (fastwrite.go). pion's
+	// interceptors (stats, sender reports, TWCC) still see every packet.
+	FastWrite bool
 	// ChatHistory is how many chat messages a room keeps for participants
 	// that join later. 0 = DefaultChatHistory.
 	ChatHistory int

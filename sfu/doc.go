@@ -52,8 +52,13 @@
 // SRTP (AEAD_AES_128_GCM preferred) and the ICE UDP mux into batchConn,
 // which queues the datagrams of the fan-out and sends them with sendmmsg
 // (Config.WriteBatch per call) when the queue is full and when the fan-out
-// ends; writes outside a fan-out go straight to the socket. In steady
-// state nothing on this path allocates. BenchmarkForward measures it.
+// ends; writes outside a fan-out go straight to the socket. With
+// Config.FastWrite (experimental, off by default) a subscriber connection's
+// RTP leaves the innermost interceptor through the engine's own SRTP
+// context straight to batchConn, skipping pion's SRTP session, mux
+// endpoint and ICE connection (fastwrite.go). In steady state nothing on
+// this path allocates. BenchmarkForward measures it, and
+// BenchmarkWritePathFloor compares it with the fast path and the floor.
 //
 // # Adaptive video
 //

@@ -69,3 +69,16 @@ var (
 // errBadRED: a RED payload whose block headers do not fit it (the packet
 // is not forwarded to subscribers that get the primary block as Opus).
 var errBadRED = errors.New("sfu: malformed RED payload")
+
+// Errors of the fast write path (fastwrite.go), returned to pion's
+// interceptor chain (the fan-out ignores per-subscriber write errors).
+var (
+	// errFastWriteTooLarge: the packet does not fit a datagram.
+	errFastWriteTooLarge = errors.New("sfu: fast write: packet too large")
+	// errFastWriteUnsupported: the handshake's parameters are not
+	// supported by the fast path (pion's path is used).
+	errFastWriteUnsupported = errors.New("sfu: fast write: not supported")
+	// errFastWriteDropped: a fast stream cannot go over to pion's SRTP
+	// session (a sequence number wrapped), so its packet was dropped.
+	errFastWriteDropped = errors.New("sfu: fast write: packet dropped after the pair left the engine's UDP socket")
+)

@@ -13,10 +13,20 @@ import (
 // into the producer's cache but not out) is NACKed by the subscriber and
 // retransmitted by the engine from the cache, on the RTX stream the
 // subscriber negotiated. (A packet the subscriber did
-// get would be dropped by its SRTP replay protection.)
+// get would be dropped by its SRTP replay protection.) With and without
+// Config.FastWrite (the retransmission then leaves through the engine's
+// own SRTP context too).
 func TestNACKAnsweredFromCache(t *testing.T) {
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pion", true: "fast-write"}[fast], func(t *testing.T) {
+			testNACKAnsweredFromCache(t, fast)
+		})
+	}
+}
+
+func testNACKAnsweredFromCache(t *testing.T, fast bool) {
 	ctx := testContext(t)
-	e := newTestEngine(t, nil)
+	e := newTestEngine(t, func(c *Config) { c.FastWrite = fast })
 	sub := joinClient(t, e, "r", "bob")
 	info := remoteInfo("rp-nack", "remote-alice")
 	prod, err := sub.p.Room().AddProducer(info, nil)
@@ -130,20 +140,24 @@ func TestConsumerOnNACK(t *testing.T) {
 }
 
 // TestSRTPProfile: the engine prefers AEAD_AES_128_GCM and falls back to
-// AES_CM_128_HMAC_SHA1_80 for peers without GCM; media flows either way.
+// AES_CM_128_HMAC_SHA1_80 for peers without GCM; media flows either way,
+// with and without Config.FastWrite.
 func TestSRTPProfile(t *testing.T) {
 	tests := []struct {
 		name     string
 		profiles []dtls.SRTPProtectionProfile // client's; nil = pion's defaults
 		want     string
+		fast     bool // Config.FastWrite
 	}{
-		{"client with pion defaults", nil, "SRTP_AEAD_AES_128_GCM"},
-		{"client without GCM", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}, "SRTP_AES128_CM_HMAC_SHA1_80"},
+		{"client with pion defaults", nil, "SRTP_AEAD_AES_128_GCM", false},
+		{"client without GCM", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}, "SRTP_AES128_CM_HMAC_SHA1_80", false},
+		{"client with pion defaults, fast write", nil, "SRTP_AEAD_AES_128_GCM", true},
+		{"client without GCM, fast write", []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80}, "SRTP_AES128_CM_HMAC_SHA1_80", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
-			e := newTestEngine(t, nil)
+			e := newTestEngine(t, func(c *Config) { c.FastWrite = tt.fast })
 			sub := joinClientWith(t, e, "r", "bob", func(se *webrtc.SettingEngine) {
 				if tt.profiles != nil {
 					se.SetSRTPProtectionProfiles(tt.profiles...)

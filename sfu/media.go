@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -112,7 +113,11 @@ func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 // bandwidth estimator (bwe.go) it returns. Every other default interceptor
 // (NACK generator, RTCP reports, stats, TWCC feedback) is registered as
 // usual.
-func engineAPI(se webrtc.SettingEngine) (*webrtc.API, *bweEstimator, error) {
+//
+// fast, when not nil, is the peer connection's fast write path
+// (fastwrite.go): its DTLS hooks are installed on se (a copy) and the
+// TWCC writers send through it.
+func engineAPI(se webrtc.SettingEngine, fast *fastPath) (*webrtc.API, *bweEstimator, error) {
 	m, err := NewMediaEngine()
 	if err != nil {
 		return nil, nil, err
@@ -122,6 +127,10 @@ func engineAPI(se webrtc.SettingEngine) (*webrtc.API, *bweEstimator, error) {
 	f, err := configureTWCC(m, ir, bweConfig{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sfu: register twcc: %w", err)
+	}
+	if fast != nil {
+		f.fast = fast
+		fast.hook(&se)
 	}
 	// Publishers' audio levels (speaking.go); received only.
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
@@ -175,6 +184,9 @@ type transport struct {
 	// restartSE is se with the ICE failed timeout of connections whose
 	// client restarts ICE itself (Config.ICERestartWindow).
 	restartSE webrtc.SettingEngine
+	// fast: peer connections get a fast write path (Config.FastWrite).
+	fast bool
+	log  *slog.Logger
 }
 
 // newTransport opens the UDP socket on cfg.UDPAddr and builds the shared
@@ -208,7 +220,7 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{netType})
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, cfg.ICEKeepaliveInterval)
-	t := &transport{conn: conn, batch: batch, mux: mux}
+	t := &transport{conn: conn, batch: batch, mux: mux, fast: cfg.FastWrite, log: cfg.Logger.With("component", "sfu")}
 	if cfg.ICETCP {
 		// The same port number as the UDP socket (an ephemeral UDP port
 		// included), so one firewall rule number covers both.
@@ -243,36 +255,49 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 // connection before its reader blocks.
 const iceTCPReadBuffer = 64
 
-// newPeerConnection builds a peer connection with its own API.
+// newPeerConnection builds a peer connection with its own API (publisher
+// connections, WHEP viewers, node-to-node links: never a fast write path,
+// so that the links' transport byte counts stay complete).
 func (t *transport) newPeerConnection() (*webrtc.PeerConnection, error) {
-	pc, _, err := t.newEstimatedPeerConnection()
+	pc, _, err := t.buildPeerConnection(t.se, false)
 	return pc, err
 }
 
 // newRestartablePeerConnection builds a peer connection with its own API
-// for a client that restarts ICE itself (Config.ICERestartWindow).
+// for a client that restarts ICE itself (Config.ICERestartWindow): WHIP
+// publishers and WHEP viewers, never with a fast write path.
 func (t *transport) newRestartablePeerConnection() (*webrtc.PeerConnection, error) {
-	api, _, err := engineAPI(t.restartSE)
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
-	}
-	return pc, nil
+	pc, _, err := t.buildPeerConnection(t.restartSE, false)
+	return pc, err
 }
 
-// newEstimatedPeerConnection builds a peer connection with its own API and
-// returns the bandwidth estimator of what it sends.
+// newEstimatedPeerConnection builds a subscriber peer connection with its
+// own API and returns the bandwidth estimator of what it sends. With
+// Config.FastWrite it gets a fast write path (fastwrite.go).
 func (t *transport) newEstimatedPeerConnection() (*webrtc.PeerConnection, *bweEstimator, error) {
-	api, est, err := engineAPI(t.se)
+	return t.buildPeerConnection(t.se, t.fast)
+}
+
+// buildPeerConnection builds a peer connection with its own API on se,
+// with a fast write path if fastWrite.
+func (t *transport) buildPeerConnection(se webrtc.SettingEngine, fastWrite bool) (*webrtc.PeerConnection, *bweEstimator, error) {
+	var fast *fastPath
+	var conf webrtc.Configuration
+	if fastWrite {
+		fast = newFastPath(t.batch, t.log)
+		// The fast path encrypts without RTP header encryption (RFC 9335).
+		conf.RTPHeaderEncryptionPolicy = webrtc.RTPHeaderEncryptionPolicyDisable
+	}
+	api, est, err := engineAPI(se, fast)
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(conf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sfu: new peer connection: %w", err)
+	}
+	if fast != nil {
+		fast.attach(pc)
 	}
 	return pc, est, nil
 }

@@ -71,6 +71,10 @@ type twccFactory struct {
 	est  *bweEstimator
 	now  func() int64 // monotonic ns (useClock)
 	used atomic.Bool
+	// fast, when set, is the peer connection's fast write path
+	// (fastwrite.go): the writers send through it instead of pion's SRTP
+	// session once it is ready.
+	fast *fastPath
 }
 
 // newTWCCFactory returns a factory with a new estimator configured by cfg
@@ -101,7 +105,7 @@ func (f *twccFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
 	if f.used.Swap(true) {
 		return nil, errTWCCFactoryReused
 	}
-	return &twccInterceptor{est: f.est, now: f.now}, nil
+	return &twccInterceptor{est: f.est, now: f.now, fast: f.fast}, nil
 }
 
 // twccInterceptor is the interceptor of one peer connection: it numbers the
@@ -109,19 +113,24 @@ func (f *twccFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
 // shared counter and feeds TWCC feedback to the estimator.
 type twccInterceptor struct {
 	interceptor.NoOp
-	est *bweEstimator
-	now func() int64
-	seq atomic.Uint32 // next transport-wide sequence number (low 16 bits)
+	est  *bweEstimator
+	now  func() int64
+	seq  atomic.Uint32 // next transport-wide sequence number (low 16 bits)
+	fast *fastPath     // nil: pion's write path only
 }
 
 // BindLocalStream wraps the writer of a stream whose negotiated header
 // extensions include transport-cc (with a one-byte-header ID); other
-// streams are left alone.
+// streams are left alone, or only take the fast write path when the peer
+// connection has one.
 func (i *twccInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	for _, e := range info.RTPHeaderExtensions {
 		if e.URI == sdp.TransportCCURI && e.ID >= 1 && e.ID <= 14 {
 			return &twccWriter{next: w, ic: i, id: uint8(e.ID), ext: make([]rtp.Extension, 0, 4)}
 		}
+	}
+	if i.fast != nil {
+		return &fastWriter{next: w, fast: i.fast}
 	}
 	return w
 }
@@ -163,6 +172,7 @@ type twccWriter struct {
 	mu  sync.Mutex
 	buf [2]byte         // the extension payload of the packet being written
 	ext []rtp.Extension // backing array of the header's extensions
+	fs  fastStream      // the stream's path when ic.fast is set
 }
 
 // Write implements interceptor.RTPWriter: it sets the transport-cc
@@ -183,12 +193,22 @@ func (w *twccWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attribut
 	}
 	h.Extensions = w.ext
 	if err := h.SetExtension(w.id, w.buf[:]); err != nil {
-		return w.next.Write(h, payload, a)
+		return w.writeOn(h, payload, a)
 	}
 	w.ext = h.Extensions
 	seq := uint16(w.ic.seq.Add(1) - 1)
 	binary.BigEndian.PutUint16(w.buf[:], seq)
 	w.ic.est.OnSent(seq, w.ic.now(), h.MarshalSize()+len(payload)+int(h.PaddingSize))
+	return w.writeOn(h, payload, a)
+}
+
+// writeOn writes the packet to pion's SRTP session, or to the fast write
+// path when the peer connection has one (every packet of the stream takes
+// the path the stream decided on). Called with w.mu held.
+func (w *twccWriter) writeOn(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+	if w.ic.fast != nil {
+		return w.fs.write(w.ic.fast, w.next, h, payload, a)
+	}
 	return w.next.Write(h, payload, a)
 }
 

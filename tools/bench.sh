@@ -17,7 +17,11 @@
 #      subscribers runs alternately against that node and this one (base,
 #      this, base, this, ...), each a fresh node with the same flags and
 #      pinning;
-#   6. docs/performance.md: the part between the "generated" markers is
+#   6. the fast write comparison: the fan-out scenario with BENCH_FAST_N
+#      subscribers alternately against this commit's node with
+#      --fast-write off and on (off, on, off, on, ...), each a fresh node
+#      with the same flags and pinning; reports in $BENCH_OUT/fastwrite;
+#   7. docs/performance.md: the part between the "generated" markers is
 #      replaced with the machine, the date, the commands and the tables.
 #
 # Everything is bounded: every scenario has --timeout, and the script stops
@@ -38,6 +42,9 @@
 #                    [9fd9194, main before simulcast]; "none" skips step 5
 #   BENCH_BASE_N     subscribers of the side-by-side fan-out [200]
 #   BENCH_BASE_ROUNDS rounds of the side by side, each base then this [2]
+#   BENCH_FAST_N     subscribers of the fast write comparison [200];
+#                    "none" skips step 6
+#   BENCH_FAST_ROUNDS rounds of the fast write comparison, each off then on [2]
 #   BENCH_IDLE_MAX   busy share of all CPUs above which a scenario refuses
 #                    to start [0.25]
 set -euo pipefail
@@ -52,6 +59,8 @@ gotime=${BENCH_GOTIME:-1s}
 base=${BENCH_BASE:-9fd9194}
 base_n=${BENCH_BASE_N:-200}
 base_rounds=${BENCH_BASE_ROUNDS:-2}
+fast_n=${BENCH_FAST_N:-200}
+fast_rounds=${BENCH_FAST_ROUNDS:-2}
 idle_max=${BENCH_IDLE_MAX:-0.25}
 confab=bin/confab
 base_confab=$out/base/confab
@@ -71,7 +80,7 @@ fi
 
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
-rm -rf "${out:?}/versus"
+rm -rf "${out:?}/versus" "${out:?}/fastwrite"
 find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt ! -name alloc-tests.txt -delete
 logdir=$out/logs
 mkdir -p "$logdir"
@@ -290,9 +299,27 @@ if [ "$base" != none ]; then
 	fi
 fi
 
+# 6. The fast write comparison (experimental --fast-write), alternately off
+# and on, on fresh nodes of this commit.
+if [ "$fast_n" != none ]; then
+	mkdir -p "$out/fastwrite" "$logdir/fastwrite"
+	for round in $(seq 1 "$fast_rounds"); do
+		for fw in off on; do
+			port=$(free_port)
+			if start_node "bench-fast-$fw" "$port" --fast-write "$fw"; then
+				run_load "fastwrite/$fw-$round" --scenario fanout --url "http://127.0.0.1:$port" \
+					--server-pid "$NODE_PID" --subscribers "$fast_n"
+			else
+				echo "bench: the --fast-write $fw node did not start (see $logdir/bench-fast-$fw.log)" >&2
+			fi
+			stop_all
+		done
+	done
+fi
+
 elapsed=$(($(date -u +%s) - started))
 echo "bench: scenarios done in ${elapsed}s"
 
-# 6. The document.
+# 7. The document.
 "$load" report --dir "$out" --doc "$doc" --elapsed "${elapsed}s"
 echo "bench: wrote $doc"

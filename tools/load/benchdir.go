@@ -111,6 +111,9 @@ type BenchData struct {
 	// Versus are the side-by-side runs (VersusDir) in run order: by
 	// round, the base first.
 	Versus []VersusRun
+	// FastWrite are the fast write comparison's runs (FastWriteDir) in
+	// run order; Base marks --fast-write off.
+	FastWrite []VersusRun
 	// Base is VersusBaseFile's first line ("" when it is missing).
 	Base string
 }
@@ -178,6 +181,9 @@ func ReadBenchDir(dir string) (*BenchData, error) {
 		return nil, err
 	}
 	if err := d.readVersus(filepath.Join(dir, VersusDir)); err != nil {
+		return nil, err
+	}
+	if err := d.readFastWrite(filepath.Join(dir, FastWriteDir)); err != nil {
 		return nil, err
 	}
 	return d, nil

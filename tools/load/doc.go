@@ -32,6 +32,7 @@ func Document(m Machine, d *BenchData, elapsed time.Duration) string {
 	writeCommands(&b, d)
 	writeScenarios(&b, d)
 	writeVersus(&b, m, d)
+	writeFastWrite(&b, d)
 	writeGoals(&b, d)
 	writeGoBench(&b, d)
 	writeProfiles(&b, d)
