@@ -9,10 +9,12 @@ import (
 
 // Sharded fan-out. A producer with many consumers splits each packet's
 // fan-out into contiguous shards of its binding snapshot: the writing
-// goroutine (the producer's reader) writes the first shard itself and hands
-// the others to the engine's fan-out workers, then waits until every shard
-// of the packet is written before it returns (and so before the next
-// packet). Each binding belongs to exactly one shard of a packet, so its
+// goroutine (the producer's reader) offers the shards after the first to
+// the engine's fan-out workers, writes the first itself, then writes every
+// offered shard that no worker has taken yet (a worker that is slow to
+// wake, for instance because another process holds its CPU, costs the
+// packet nothing), and waits until every shard of the packet is written
+// before it returns (and so before the next packet). Each binding belongs to exactly one shard of a packet, so its
 // munger, counters and RTX state still have a single writer at a time, and
 // its packets still leave in order: the producer's wmu is held throughout,
 // which also keeps NACK answers (Producer.resend) and Producer.continuation
@@ -61,9 +63,14 @@ type shardJob struct {
 	clock   uint32
 	now     int64
 	batch   *batchConn
-	n       int // packets written (set by the worker)
+	n       int // packets written (set by whoever took the job)
 	done    *sync.WaitGroup
-	workerN int // index of the worker to run it
+	workerN int // index of the worker it is offered to
+	// taken is set by whoever writes the shard: the worker or, when the
+	// worker has not started it yet, the producer's writer. The writer
+	// sets the other fields only while it is set (between packets) and
+	// clears it to offer the job, so a taker sees them.
+	taken atomic.Bool
 }
 
 // shardQueue is the number of jobs a worker's queue holds before a
@@ -90,12 +97,21 @@ func newFanoutPool(workers, shardMin int) *fanoutPool {
 // queue still delivers what it holds, so no queued job is left unwritten).
 func (w *fanoutWorker) run() {
 	for j := range w.jobs {
-		j.batch.begin()
-		j.n = j.t.write(j.bs, j.layer, j.pkt, j.fi, j.clock, j.now, w.scratch[:], &w.hdr)
-		j.batch.end()
+		if !j.taken.CompareAndSwap(false, true) {
+			continue // the writer wrote it, or an earlier queue entry of the job did
+		}
+		j.run(w.scratch[:], &w.hdr)
 		w.shards.Add(1)
-		j.done.Done()
 	}
+}
+
+// run writes the job's shard in a burst of its own with scratch and h,
+// and reports it done.
+func (j *shardJob) run(scratch []byte, h *rtp.Header) {
+	j.batch.begin()
+	j.n = j.t.write(j.bs, j.layer, j.pkt, j.fi, j.clock, j.now, scratch, h)
+	j.batch.end()
+	j.done.Done()
 }
 
 // close stops the workers once they have written every queued shard, and
@@ -132,6 +148,9 @@ type shardState struct {
 	// fi is the packet's frameInfo, copied here so that the writer's
 	// stays on its stack (the jobs point at this one).
 	fi frameInfo
+	// offered and stolen count the shards offered to workers and those
+	// of them the writer wrote itself.
+	offered, stolen uint64
 }
 
 // initShards prepares the jobs a producer's fan-outs may use in s (which
@@ -144,16 +163,18 @@ func (fp *fanoutPool) initShards(s *shardState) {
 	first := int(fp.next.Add(1))
 	s.jobs = make([]shardJob, len(fp.workers))
 	for i := range s.jobs {
+		s.jobs[i].taken.Store(true) // not offered
 		s.jobs[i].done = &s.wg
 		s.jobs[i].workerN = (first + i) % len(fp.workers)
 	}
 }
 
 // writeSharded fans pkt out to bs split into k shards (k >= 2, from
-// shardCount): shards 1..k-1 go to workers, shard 0 is written here with
-// scratch and h (the producer's), then it waits for the others. Called
-// with the producer's wmu held, inside no burst. It returns the number of
-// packets written.
+// shardCount): shards 1..k-1 are offered to workers, shard 0 is written
+// here with scratch and h (the producer's), then the offered shards no
+// worker has taken, then it waits for the others. Called with the
+// producer's wmu held, inside no burst. It returns the number of packets
+// written.
 func (fp *fanoutPool) writeSharded(s *shardState, k int, t *fanoutTrack, bs []*trackBinding, layer int8,
 	pkt *rtp.Packet, fi *frameInfo, clock uint32, now int64, batch *batchConn, scratch []byte, h *rtp.Header) int {
 	size := (len(bs) + k - 1) / k
@@ -167,12 +188,14 @@ func (fp *fanoutPool) writeSharded(s *shardState, k int, t *fanoutTrack, bs []*t
 			if lo >= len(bs) {
 				break
 			}
-			j := &s.jobs[i-1]
+			j := &s.jobs[i-1] // taken: nobody reads it now
 			j.t, j.bs, j.layer, j.pkt, j.fi, j.clock, j.now, j.batch, j.n =
 				t, bs[lo:min(lo+size, len(bs))], layer, pkt, &s.fi, clock, now, batch, 0
 			s.wg.Add(1)
+			j.taken.Store(false)
 			fp.workers[j.workerN].jobs <- j
 			queued++
+			s.offered++
 		}
 	}
 	fp.mu.RUnlock()
@@ -182,6 +205,12 @@ func (fp *fanoutPool) writeSharded(s *shardState, k int, t *fanoutTrack, bs []*t
 	batch.begin()
 	n := t.write(own, layer, pkt, fi, clock, now, scratch, h)
 	batch.end()
+	for i := range queued {
+		if j := &s.jobs[i]; j.taken.CompareAndSwap(false, true) {
+			j.run(scratch, h)
+			s.stolen++
+		}
+	}
 	s.wg.Wait()
 	for i := range queued {
 		j := &s.jobs[i]
