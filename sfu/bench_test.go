@@ -51,6 +51,8 @@ func BenchmarkForward(b *testing.B) {
 // workers (the default, one per GOMAXPROCS; 64 subscribers per shard at
 // least). cpu-ns/pkt-out counts the writing thread only, so with workers
 // it leaves out theirs: compare ns/pkt-out (wall time per datagram).
+// taken-back/shard is the share of the shards offered to workers that
+// the writer wrote itself because no worker had started them.
 func BenchmarkForwardSharded(b *testing.B) {
 	for _, workers := range []int{1, 0} {
 		name := "workers=default"
@@ -60,11 +62,20 @@ func BenchmarkForwardSharded(b *testing.B) {
 		b.Run("consumers=200/"+name, func(b *testing.B) {
 			f := newForwardBench(b, 200, func(c *Config) { c.FanoutWorkers = workers })
 			pkt := benchPacket()
+			f.prod.wmu.Lock()
+			offered0, stolen0 := f.prod.shards.offered, f.prod.shards.stolen
+			f.prod.wmu.Unlock()
 			f.measure(b, func() error {
 				pkt.SequenceNumber++
 				pkt.Timestamp += 3000
 				return f.prod.WriteRTP(pkt)
 			})
+			f.prod.wmu.Lock()
+			offered, stolen := f.prod.shards.offered-offered0, f.prod.shards.stolen-stolen0
+			f.prod.wmu.Unlock()
+			if offered > 0 {
+				b.ReportMetric(float64(stolen)/float64(offered), "taken-back/shard")
+			}
 		})
 	}
 }
