@@ -14,15 +14,16 @@ import (
 // offered shard that no worker has taken yet (a worker that is slow to
 // wake, for instance because another process holds its CPU, costs the
 // packet nothing), and waits until every shard of the packet is written
-// before it returns (and so before the next packet). Each binding belongs to exactly one shard of a packet, so its
-// munger, counters and RTX state still have a single writer at a time, and
-// its packets still leave in order: the producer's wmu is held throughout,
-// which also keeps NACK answers (Producer.resend) and Producer.continuation
-// out of a running fan-out. Every worker has its own scratch buffer and RTP
-// header and opens its own burst on the batching socket, so the shards'
-// writes (SRTP, interceptors, sendmmsg) run on as many cores as there are
-// workers. Small fan-outs (fewer than 2×Config.FanoutShardMin bindings) are
-// not split: waking a worker costs more than it saves there.
+// before it returns (and so before the next packet). Each binding belongs
+// to exactly one shard of a packet, so its munger, counters and RTX state
+// still have a single writer at a time, and its packets still leave in
+// order: the producer's wmu is held throughout, which also keeps NACK
+// answers (Producer.resend) and Producer.continuation out of a running
+// fan-out. Every worker has its own scratch buffer and RTP header and
+// opens its own burst on the batching socket, so the shards' writes (SRTP,
+// interceptors, sendmmsg) run on as many cores as are free. Small fan-outs
+// (fewer than 2×Config.FanoutShardMin bindings) are not split: waking a
+// worker costs more than it saves there.
 
 // fanoutPool is the engine's fan-out workers. A nil pool, or one with no
 // workers, never splits.
