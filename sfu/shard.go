@@ -45,7 +45,6 @@ type fanoutPool struct {
 // fanoutWorker is one goroutine writing shards, with its own scratch space.
 type fanoutWorker struct {
 	jobs    chan *shardJob
-	shards  atomic.Uint64 // shards written
 	hdr     rtp.Header
 	scratch [maxCachedPayload]byte
 }
@@ -102,7 +101,6 @@ func (w *fanoutWorker) run() {
 			continue // the writer wrote it, or an earlier queue entry of the job did
 		}
 		j.run(w.scratch[:], &w.hdr)
-		w.shards.Add(1)
 	}
 }
 
