@@ -49,12 +49,14 @@ func TestParseBitrate(t *testing.T) {
 func TestAdmissionFlags(t *testing.T) {
 	noEnv := func(string) string { return "" }
 	cfg, err := ParseConfig([]string{"--max-conns", "500", "--max-conns-per-ip", "7", "--join-timeout", "3s",
-		"--max-publish-bitrate", "2M"}, noEnv)
+		"--max-publish-bitrate", "2M", "--fanout-workers", "3", "--fanout-shard-min", "16"}, noEnv)
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	if cfg.MaxConns != 500 || cfg.MaxConnsPerIP != 7 || cfg.JoinTimeout != 3*time.Second || cfg.MaxPublishBitrate != 2_000_000 {
-		t.Errorf("config = %d %d %v %d", cfg.MaxConns, cfg.MaxConnsPerIP, cfg.JoinTimeout, cfg.MaxPublishBitrate)
+	if cfg.MaxConns != 500 || cfg.MaxConnsPerIP != 7 || cfg.JoinTimeout != 3*time.Second || cfg.MaxPublishBitrate != 2_000_000 ||
+		cfg.FanoutWorkers != 3 || cfg.FanoutShardMin != 16 {
+		t.Errorf("config = %d %d %v %d %d %d", cfg.MaxConns, cfg.MaxConnsPerIP, cfg.JoinTimeout, cfg.MaxPublishBitrate,
+			cfg.FanoutWorkers, cfg.FanoutShardMin)
 	}
 	env := map[string]string{"CONFAB_MAX_PUBLISH_BITRATE": "off"}
 	cfg, err = ParseConfig(nil, func(k string) string { return env[k] })
@@ -63,6 +65,7 @@ func TestAdmissionFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--max-conns", "0"}, {"--max-conns-per-ip", "-1"}, {"--join-timeout", "0s"}, {"--max-publish-bitrate", "10k"},
+		{"--fanout-workers", "0"}, {"--fanout-workers", "257"}, {"--fanout-shard-min", "0"},
 	} {
 		_, err := ParseConfig(args, noEnv)
 		if err == nil || !strings.Contains(err.Error(), args[0]) {

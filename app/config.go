@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/confab/confab/sfu"
 	"github.com/confab/confab/web"
 
 	"github.com/confab/confab/cluster"
@@ -168,6 +169,13 @@ type Config struct {
 	// (--max-publish-bitrate; 0 = sfu.DefaultMaxPublishBitrate, negative:
 	// no cap).
 	MaxPublishBitrate int
+	// FanoutWorkers is how many goroutines share one producer's fan-out
+	// (--fanout-workers; 0 = GOMAXPROCS; 1: no sharding). See
+	// sfu.Config.FanoutWorkers.
+	FanoutWorkers int
+	// FanoutShardMin is the least number of subscribers per shard of a
+	// split fan-out (--fanout-shard-min; 0 = sfu.DefaultFanoutShardMin).
+	FanoutShardMin int
 	// Reach (docs/security.md, Reach).
 
 	// ICETCP is "on" (default: the engine also listens on TCP at the UDP
@@ -310,6 +318,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRooms < 1 {
 		return flagError("max-rooms", fmt.Sprint(c.MaxRooms), errPositive)
+	}
+	if c.FanoutWorkers < 0 || c.FanoutWorkers > sfu.MaxFanoutWorkers {
+		return flagError("fanout-workers", fmt.Sprint(c.FanoutWorkers), errFanoutWorkers)
+	}
+	if c.FanoutShardMin < 0 {
+		return flagError("fanout-shard-min", fmt.Sprint(c.FanoutShardMin), errPositive)
 	}
 	if c.DrainTimeout <= 0 {
 		return flagError("drain-timeout", c.DrainTimeout.String(), errDuration)

@@ -3,6 +3,8 @@ package app
 import (
 	"errors"
 	"fmt"
+
+	"github.com/confab/confab/sfu"
 )
 
 // Reasons used in flag validation errors. They are wrapped by flagError, so
@@ -21,6 +23,8 @@ var (
 	errURL         = errors.New("must be an absolute http:// or https:// URL")
 	errDuration    = errors.New("must be a positive duration such as 30s or 2m")
 	errAuth        = errors.New("must be open or token")
+	// errFanoutWorkers: --fanout-workers out of range.
+	errFanoutWorkers = fmt.Errorf("must be between 1 and %d", sfu.MaxFanoutWorkers)
 
 	// Consul token and TLS flags (consul.go).
 	errConsulScheme = errors.New("must be host:port, http://host:port or https://host:port")

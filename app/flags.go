@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/confab/confab/sfu"
 	"github.com/confab/confab/web"
 )
 
@@ -250,6 +252,19 @@ func flagSpecs() []*flagSpec {
 			usage: "cap on what one participant publishes, all tracks together (e.g. 8M, 2500k, 4000000; off: none); announced to the browser, excess packets dropped",
 			def:   func(Config) string { return "8M" },
 			apply: func(c *Config, v string) (err error) { c.MaxPublishBitrate, err = parseBitrate(v); return err },
+		},
+		// Sharded fan-out (docs/performance.md, Sharded fan-out).
+		{
+			name: "fanout-workers", arg: "n",
+			usage: "goroutines that share one producer's fan-out of a packet, its reader included (1: every fan-out on the reader alone)",
+			def:   func(Config) string { return "GOMAXPROCS (" + strconv.Itoa(runtime.GOMAXPROCS(0)) + ")" },
+			apply: func(c *Config, v string) (err error) { c.FanoutWorkers, err = parsePositive(v); return err },
+		},
+		{
+			name: "fanout-shard-min", arg: "n",
+			usage: "least subscribers per shard: a fan-out to N is split into min(--fanout-workers, N/n) shards, not below 2n subscribers",
+			def:   func(Config) string { return strconv.Itoa(sfu.DefaultFanoutShardMin) },
+			apply: func(c *Config, v string) (err error) { c.FanoutShardMin, err = parsePositive(v); return err },
 		},
 		// Reach: ICE-TCP and the embedded TURN server (docs/security.md, Reach).
 		{

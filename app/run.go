@@ -74,6 +74,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 		MaxPublishBitrate: cfg.MaxPublishBitrate,
 		ICETCP:            cfg.ICETCP == "on",
+		FanoutWorkers:     cfg.FanoutWorkers,
+		FanoutShardMin:    cfg.FanoutShardMin,
 	})
 	if err != nil {
 		return fmt.Errorf("app: start media engine: %w", err)

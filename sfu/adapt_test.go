@@ -131,7 +131,7 @@ func (lt *layeredTrack) frame(key [maxLayers]bool) {
 			pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: lt.seq[l], Timestamp: lt.ts[l], Marker: part == 1}, Payload: payload}
 			fi := inspect(codecVP8, payload)
 			before := lt.w.writes
-			lt.tr.write(lt.tr.snapshot(), int8(l), pkt, &fi, 90000, lt.now, lt.scratch[:])
+			lt.tr.write(lt.tr.snapshot(), int8(l), pkt, &fi, 90000, lt.now, lt.scratch[:], new(rtp.Header))
 			if lt.w.writes > before {
 				lt.out = append(lt.out, lt.w.last)
 				lt.pids = append(lt.pids, parseVP8(lt.w.payload).pid)

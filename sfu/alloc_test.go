@@ -16,7 +16,8 @@ import "testing"
 // whole process and rounds down, so time-driven allocations elsewhere
 // (ICE keepalives, RTCP timers, the participants' layer allocators) do
 // not count unless they reach one per run, while a single allocation per
-// packet, or per subscriber, does.
+// packet, or per subscriber, does. "sharded" is "one-layer" with the
+// fan-out split over the engine's fan-out workers (shard.go).
 //
 // Not built with -race: the race detector makes sync.Pool drop items on
 // purpose, which pion's SRTP buffers then allocate again. `make gotest`
@@ -43,6 +44,43 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("Producer.WriteRTP to 10 subscribers: %v allocations per packet, want 0", allocs)
+		}
+		f.checkReceived(t)
+	})
+	t.Run("sharded", func(t *testing.T) {
+		// Three workers, shards of at least 3: the 10 subscribers are
+		// written in three shards, two of them by fan-out workers.
+		f := newForwardBench(t, 10, func(c *Config) { c.FanoutWorkers, c.FanoutShardMin = 3, 3 })
+		if k := f.e.fanout.shardCount(10); k != 3 {
+			t.Fatalf("shardCount(10) = %d, want 3", k)
+		}
+		pkt := benchPacket()
+		for range 3000 {
+			pkt.SequenceNumber++
+			pkt.Timestamp += 3000
+			if err := f.prod.WriteRTP(pkt); err != nil {
+				t.Fatalf("WriteRTP: %v", err)
+			}
+		}
+		out0 := f.prod.traffic.packetsOut.Load()
+		allocs := testing.AllocsPerRun(2000, func() {
+			pkt.SequenceNumber++
+			pkt.Timestamp += 3000
+			if err := f.prod.WriteRTP(pkt); err != nil {
+				t.Fatalf("WriteRTP: %v", err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("sharded Producer.WriteRTP to 10 subscribers: %v allocations per packet, want 0", allocs)
+		}
+		if out, want := f.prod.traffic.packetsOut.Load()-out0, uint64(2001*10); out != want {
+			t.Errorf("%d packets forwarded, want %d", out, want)
+		}
+		f.prod.wmu.Lock()
+		offered := f.prod.shards.offered
+		f.prod.wmu.Unlock()
+		if offered == 0 {
+			t.Error("no shard was offered to a fan-out worker")
 		}
 		f.checkReceived(t)
 	})

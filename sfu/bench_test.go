@@ -46,6 +46,40 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
+// BenchmarkForwardSharded is BenchmarkForward at 200 subscribers with the
+// fan-out on the writer alone (workers=1) and split over the fan-out
+// workers (the default, one per GOMAXPROCS; 64 subscribers per shard at
+// least). cpu-ns/pkt-out counts the writing thread only, so with workers
+// it leaves out theirs: compare ns/pkt-out (wall time per datagram).
+// taken-back/shard is the share of the shards offered to workers that
+// the writer wrote itself because no worker had started them.
+func BenchmarkForwardSharded(b *testing.B) {
+	for _, workers := range []int{1, 0} {
+		name := "workers=default"
+		if workers == 1 {
+			name = "workers=1"
+		}
+		b.Run("consumers=200/"+name, func(b *testing.B) {
+			f := newForwardBench(b, 200, func(c *Config) { c.FanoutWorkers = workers })
+			pkt := benchPacket()
+			f.prod.wmu.Lock()
+			offered0, stolen0 := f.prod.shards.offered, f.prod.shards.stolen
+			f.prod.wmu.Unlock()
+			f.measure(b, func() error {
+				pkt.SequenceNumber++
+				pkt.Timestamp += 3000
+				return f.prod.WriteRTP(pkt)
+			})
+			f.prod.wmu.Lock()
+			offered, stolen := f.prod.shards.offered-offered0, f.prod.shards.stolen-stolen0
+			f.prod.wmu.Unlock()
+			if offered > 0 {
+				b.ReportMetric(float64(stolen)/float64(offered), "taken-back/shard")
+			}
+		})
+	}
+}
+
 // measure runs write in b's loop and reports BenchmarkForward's metrics
 // per outgoing packet (the producer's count of packets written to its
 // consumers): ns/pkt-out, cpu-ns/pkt-out, allocs/pkt-out, and
@@ -121,10 +155,11 @@ type forwardBench struct {
 }
 
 // newForwardBench returns an engine with n subscribers of a single-layer
-// remote VP8 producer, each of them receiving media.
-func newForwardBench(tb testing.TB, n int) *forwardBench {
+// remote VP8 producer, each of them receiving media; opts adjust the
+// engine's Config.
+func newForwardBench(tb testing.TB, n int, opts ...func(*Config)) *forwardBench {
 	tb.Helper()
-	f := newBenchSubscribers(tb, n)
+	f := newBenchSubscribers(tb, n, opts...)
 	f.addProducer(tb, benchProducerInfo())
 	pkt := benchPacket()
 	pkt.SequenceNumber = 60000
@@ -137,10 +172,15 @@ func newForwardBench(tb testing.TB, n int) *forwardBench {
 }
 
 // newBenchSubscribers returns an engine with n subscribers in room "bench"
-// and no producer yet.
-func newBenchSubscribers(tb testing.TB, n int) *forwardBench {
+// and no producer yet; opts adjust the engine's Config.
+func newBenchSubscribers(tb testing.TB, n int, opts ...func(*Config)) *forwardBench {
 	tb.Helper()
-	e := newTestEngine(tb, func(c *Config) { c.MaxParticipantsPerRoom = n + 1 })
+	e := newTestEngine(tb, func(c *Config) {
+		c.MaxParticipantsPerRoom = n + 1
+		for _, o := range opts {
+			o(c)
+		}
+	})
 	f := &forwardBench{e: e}
 	for i := range n {
 		f.subs = append(f.subs, joinBenchSub(tb, e, "bench", fmt.Sprintf("sub-%d", i)))

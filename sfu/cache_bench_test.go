@@ -59,7 +59,7 @@ func BenchmarkNACKCache(b *testing.B) {
 		restart := func() {
 			bnd.m = newMunger()
 			fi := inspect(p.codec, pkt.Payload)
-			forwarded += p.track.write(p.track.snapshot(), 0, pkt, &fi, 90000, time.Now().UnixNano(), p.scratch[:])
+			forwarded += p.track.write(p.track.snapshot(), 0, pkt, &fi, 90000, time.Now().UnixNano(), p.scratch[:], &p.hdr)
 		}
 		restart()
 		nacks := 0

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 )
 
@@ -33,6 +34,12 @@ const (
 	DefaultWriteBatch = 64
 	// MaxWriteBatch is the largest accepted Config.WriteBatch.
 	MaxWriteBatch = 1024
+	// DefaultFanoutShardMin is the default Config.FanoutShardMin: a
+	// fan-out is split from 128 bindings on (two shards of 64). Below
+	// that, waking a worker costs more delay than the split saves.
+	DefaultFanoutShardMin = 64
+	// MaxFanoutWorkers is the largest accepted Config.FanoutWorkers.
+	MaxFanoutWorkers = 256
 	// Chat defaults: a room keeps its last 100 messages; a message has at
 	// most 2 KiB of text; a participant sends at most 2 per second
 	// sustained, in bursts of 8.
@@ -117,6 +124,16 @@ type Config struct {
 	// SRTP session, mux endpoint and ICE connection (fastwrite.go). pion's
 	// interceptors (stats, sender reports, TWCC) still see every packet.
 	FastWrite bool
+	// FanoutWorkers is how many goroutines share one producer's fan-out
+	// of a packet, the producer's writer included (shard.go): 1 writes
+	// every fan-out on the writer alone. 0 = runtime.GOMAXPROCS(0); at
+	// most MaxFanoutWorkers.
+	FanoutWorkers int
+	// FanoutShardMin is the least number of consumer bindings per shard
+	// of a split fan-out: a fan-out to N is split into
+	// min(FanoutWorkers, N/FanoutShardMin) shards, and not at all below
+	// 2×FanoutShardMin. 0 = DefaultFanoutShardMin (64).
+	FanoutShardMin int
 	// ChatHistory is how many chat messages a room keeps for participants
 	// that join later. 0 = DefaultChatHistory.
 	ChatHistory int
@@ -174,6 +191,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.WriteBatch == 0 {
 		c.WriteBatch = DefaultWriteBatch
+	}
+	if c.FanoutWorkers == 0 {
+		c.FanoutWorkers = min(runtime.GOMAXPROCS(0), MaxFanoutWorkers)
+	}
+	if c.FanoutShardMin == 0 {
+		c.FanoutShardMin = DefaultFanoutShardMin
 	}
 	if c.ChatHistory == 0 {
 		c.ChatHistory = DefaultChatHistory
@@ -245,6 +268,12 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteBatch < 1 || c.WriteBatch > MaxWriteBatch {
 		return fmt.Errorf("sfu: config: WriteBatch %d must be between 1 and %d", c.WriteBatch, MaxWriteBatch)
+	}
+	if c.FanoutWorkers < 1 || c.FanoutWorkers > MaxFanoutWorkers {
+		return fmt.Errorf("sfu: config: FanoutWorkers %d must be between 1 and %d", c.FanoutWorkers, MaxFanoutWorkers)
+	}
+	if c.FanoutShardMin < 1 {
+		return fmt.Errorf("sfu: config: FanoutShardMin %d must be >= 1", c.FanoutShardMin)
 	}
 	if c.MaxPublishBitrate > 0 && c.MaxPublishBitrate < minPublishBitrate {
 		return fmt.Errorf("sfu: config: MaxPublishBitrate %d must be at least %d bit/s (negative: no cap)", c.MaxPublishBitrate, minPublishBitrate)

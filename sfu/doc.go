@@ -44,7 +44,10 @@
 // which each Consumer answers its subscriber's NACKs, instead of pion's
 // nack responder that kept a copy per subscriber), then writes it to every
 // bound RTPSender that forwards that layer through a lock-free
-// copy-on-write binding list (fanoutTrack), reusing one header. Each
+// copy-on-write binding list (fanoutTrack), reusing one header per
+// goroutine; a fan-out to many (2×Config.FanoutShardMin or more) is split
+// into shards written in parallel by the engine's fan-out workers and the
+// reader (shard.go). Each
 // binding rewrites sequence numbers, timestamps and VP8 picture IDs
 // (munger) so that switching between simulcast layers, or pausing and
 // resuming, looks like one stream to the receiver; a switch happens at a

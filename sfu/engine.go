@@ -27,6 +27,8 @@ type Engine struct {
 	dyn   *dynacast    // pauses unneeded video layers at their sources
 	// speakers detects who speaks among the local audio producers.
 	speakers *speakerMonitor
+	// fanout is the pool of workers that share large fan-outs (shard.go).
+	fanout *fanoutPool
 
 	// wg tracks goroutines owned by the engine itself (asynchronous
 	// participant closes triggered by peer connection failures).
@@ -71,6 +73,7 @@ func New(cfg Config) (*Engine, error) {
 		ended: make(map[string]time.Time),
 
 		speakers: newSpeakerMonitor(),
+		fanout:   newFanoutPool(cfg.FanoutWorkers, cfg.FanoutShardMin),
 	}
 	e.log.Info("sfu engine started", "udp", tr.conn.LocalAddr().String(), "ice_tcp", tr.tcpAddr() != nil)
 	return e, nil
@@ -103,6 +106,7 @@ func (e *Engine) Close() error {
 	e.wg.Wait()
 	e.speakers.close()
 	e.dyn.close()
+	e.fanout.close()
 	err := e.tr.close()
 	e.log.Info("sfu engine closed")
 	if err != nil {

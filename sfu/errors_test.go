@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,12 @@ func TestConfig(t *testing.T) {
 		{"largest write batch", func(c *Config) { c.WriteBatch = MaxWriteBatch }, false},
 		{"write batch too large", func(c *Config) { c.WriteBatch = MaxWriteBatch + 1 }, true},
 		{"negative write batch", func(c *Config) { c.WriteBatch = -1 }, true},
+		{"fan-out on the writer alone", func(c *Config) { c.FanoutWorkers = 1 }, false},
+		{"most fan-out workers", func(c *Config) { c.FanoutWorkers = MaxFanoutWorkers }, false},
+		{"too many fan-out workers", func(c *Config) { c.FanoutWorkers = MaxFanoutWorkers + 1 }, true},
+		{"negative fan-out workers", func(c *Config) { c.FanoutWorkers = -1 }, true},
+		{"shards of one", func(c *Config) { c.FanoutShardMin = 1 }, false},
+		{"negative shard minimum", func(c *Config) { c.FanoutShardMin = -1 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +205,7 @@ func TestConfig(t *testing.T) {
 	c.SetDefaults()
 	if c.NodeID != DefaultNodeID || c.UDPAddr != DefaultUDPAddr || c.KeyframeInterval != DefaultKeyframeInterval ||
 		c.MaxParticipantsPerRoom != DefaultMaxParticipantsPerRoom || c.MaxRooms != DefaultMaxRooms || c.Logger == nil ||
-		c.WriteBatch != DefaultWriteBatch {
+		c.WriteBatch != DefaultWriteBatch || c.FanoutWorkers != runtime.GOMAXPROCS(0) || c.FanoutShardMin != DefaultFanoutShardMin {
 		t.Errorf("defaults = %+v", c)
 	}
 	if _, err := New(Config{UDPAddr: "nope"}); err == nil {

@@ -15,8 +15,9 @@ import (
 // RTPSender (replacing webrtc.TrackLocalStaticRTP): pion calls Bind once per
 // sender after negotiation and Unbind when the sender stops. The list of
 // bindings is copy-on-write behind an atomic pointer, so the fan-out takes
-// no lock, and writing never allocates: the header handed to pion is reused
-// (pion's write path does not retain it).
+// no lock, and writing never allocates: the header handed to pion is the
+// writer's, reused (pion's write path does not retain it); a sharded
+// fan-out (shard.go) has one per worker.
 type fanoutTrack struct {
 	id, streamID string
 	codec        webrtc.RTPCodecCapability
@@ -35,10 +36,6 @@ type fanoutTrack struct {
 	// seeds are the numbering states senders moved here from another
 	// producer continue from (Producer.continuation), by SSRC; guarded by mu.
 	seeds map[uint32]munger
-
-	// hdr is the header of the packet being fanned out; owned by the
-	// single writer (Producer.WriteRTP).
-	hdr rtp.Header
 }
 
 // trackBinding is the track bound to one RTPSender.
@@ -49,7 +46,7 @@ type trackBinding struct {
 	unred       bool // the track is RED, the sender Opus: send primary blocks
 	w           webrtc.TrackLocalWriter
 	want        *layerWant
-	m           munger // owned by the producer's writer (Producer.wmu)
+	m           munger // owned by the producer's writer (Producer.wmu) or the worker of its shard
 	// RTX (RFC 4588) when negotiated: retransmissions go on their own
 	// SSRC with their own sequence numbers (rtxSeq, under Producer.wmu).
 	rtxSSRC uint32
@@ -266,16 +263,18 @@ func (t *fanoutTrack) snapshot() []*trackBinding { return *t.bindings.Load() }
 // sender's SSRC and payload type, its munger's sequence number and
 // timestamp, marker, CSRCs and payload (VP8 picture ID and TL0PICIDX
 // rewritten in scratch when the munger offsets them); header extensions
-// and padding are not forwarded (senders add their own extensions). Write
-// errors of single senders (closing peer connections) are ignored. Called
-// with the producer's wmu held. It returns the number of packets written.
-func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi *frameInfo, clock uint32, now int64, scratch []byte) int {
+// and padding are not forwarded (senders add their own extensions). h is
+// the header handed to pion, scratch and h belong to the calling goroutine.
+// Write errors of single senders (closing peer connections) are ignored.
+// Called with the producer's wmu held, by the writer or by a fan-out
+// worker for a shard of the writer's (shard.go); pkt and fi are only read.
+// It returns the number of packets written.
+func (t *fanoutTrack) write(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi *frameInfo, clock uint32, now int64, scratch []byte, h *rtp.Header) int {
 	base := rtp.Header{
 		Version: 2,
 		Marker:  pkt.Marker,
 		CSRC:    pkt.CSRC,
 	}
-	h := &t.hdr
 	n := 0
 	for _, b := range bs {
 		if b.want.held.Load() {

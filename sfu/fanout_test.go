@@ -124,7 +124,8 @@ func TestFanoutTrack(t *testing.T) {
 	}
 	fi := frameInfo{keyframe: true}
 	var scratch [maxCachedPayload]byte
-	tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:])
+	var hdr rtp.Header
+	tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:], &hdr)
 	for _, c := range []*fakeBindContext{ctxs[0], ctxs[2]} {
 		h := c.w.last
 		if c.w.writes != 1 || h.SSRC != uint32(c.ssrc) || h.PayloadType != uint8(c.codecs[0].PayloadType) ||
@@ -144,7 +145,7 @@ func TestFanoutTrack(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(1000, func() {
 		pkt.SequenceNumber++
-		tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:])
+		tr.write(tr.snapshot(), 0, pkt, &fi, 90000, 1, scratch[:], &hdr)
 	}); allocs != 0 {
 		t.Errorf("allocations per fan-out = %v, want 0", allocs)
 	}
@@ -170,11 +171,12 @@ func TestFanoutHeldBinding(t *testing.T) {
 	want := tr.want(1)
 	pkt := benchPacket()
 	var scratch [maxCachedPayload]byte
+	var hdr rtp.Header
 	key, delta := frameInfo{keyframe: true}, frameInfo{}
 	send := func(fi *frameInfo) {
 		pkt.SequenceNumber++
 		pkt.Timestamp += 3000
-		tr.write(tr.snapshot(), 0, pkt, fi, 90000, int64(pkt.SequenceNumber)*int64(time.Millisecond), scratch[:])
+		tr.write(tr.snapshot(), 0, pkt, fi, 90000, int64(pkt.SequenceNumber)*int64(time.Millisecond), scratch[:], &hdr)
 	}
 	send(&key)
 	if w.writes != 0 || want.current.Load() != -1 {
@@ -209,7 +211,8 @@ func TestFanoutUnwrapsRED(t *testing.T) {
 	}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: redPayloadType, SequenceNumber: 5, Timestamp: 960}, Payload: testREDPayload}
 	var scratch [maxCachedPayload]byte
-	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 1, scratch[:])
+	var hdr rtp.Header
+	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 1, scratch[:], &hdr)
 	if red.writes != 1 || red.last.PayloadType != redPayloadType || !bytes.Equal(red.payload, testREDPayload) {
 		t.Errorf("RED sender: %d writes, pt %d, payload %v", red.writes, red.last.PayloadType, red.payload)
 	}
@@ -218,7 +221,7 @@ func TestFanoutUnwrapsRED(t *testing.T) {
 	}
 	pkt.SequenceNumber++
 	pkt.Payload = []byte{0x80 | 111, 0, 0} // malformed
-	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 2, scratch[:])
+	tr.write(tr.snapshot(), 0, pkt, &frameInfo{}, 48000, 2, scratch[:], &hdr)
 	if red.writes != 2 || plain.writes != 1 {
 		t.Errorf("malformed RED: %d RED writes (want 2: forwarded as is), %d Opus writes (want 1: dropped)", red.writes, plain.writes)
 	}

@@ -54,9 +54,13 @@ type Producer struct {
 
 	// wmu serialises everything written to the consumers: the layers'
 	// packets (each layer has its own reader), NACK answers. It guards the
-	// bindings' mungers and scratch.
+	// bindings' mungers, scratch, hdr and shards (the fan-out workers
+	// writing a shard run while the writer holds it, shard.go).
 	wmu     sync.Mutex
 	scratch [maxCachedPayload]byte
+	hdr     rtp.Header // the header of the packet being fanned out
+	fanout  *fanoutPool
+	shards  shardState
 
 	demand demandState // dynacast (dynacast.go)
 	dyn    *dynacast   // the engine's; nil in some unit tests
@@ -93,7 +97,9 @@ func newProducer(r *Room, info ProducerInfo, kr KeyframeRequester, owner *Partic
 		done:       make(chan struct{}),
 		consumers:  make(map[*Consumer]struct{}),
 		dyn:        r.e.dyn,
+		fanout:     r.e.fanout,
 	}
+	p.fanout.initShards(&p.shards)
 	p.track.onBind = p.bound
 	if info.Kind == KindAudio {
 		p.codec = codecOther
@@ -208,15 +214,27 @@ func (p *Producer) WriteLayerRTP(layer int, pkt *rtp.Packet) error {
 	p.traffic.packetsIn.Add(1)
 	p.traffic.bytesIn.Add(size)
 	bs := p.track.snapshot()
+	var n int
+	if k := p.fanout.shardCount(len(bs)); k > 1 {
+		n = p.fanout.writeSharded(&p.shards, k, p.track, bs, int8(layer), pkt, &fi, p.clock, now, p.batch, p.scratch[:], &p.hdr)
+	} else {
+		n = p.writeAll(bs, int8(layer), pkt, &fi, now)
+	}
+	if n > 0 {
+		p.traffic.packetsOut.Add(uint64(n))
+		p.traffic.bytesOut.Add(uint64(n) * size)
+	}
+	return nil
+}
+
+// writeAll fans pkt out to every binding of bs on this goroutine, in one
+// burst of the batching socket. Called with wmu held.
+func (p *Producer) writeAll(bs []*trackBinding, layer int8, pkt *rtp.Packet, fi *frameInfo, now int64) int {
 	if len(bs) > 1 { // one datagram gains nothing from a batch
 		p.batch.begin()
 		defer p.batch.end() // never leave a burst open: other writers would wait for it
 	}
-	if n := uint64(p.track.write(bs, int8(layer), pkt, &fi, p.clock, now, p.scratch[:])); n > 0 {
-		p.traffic.packetsOut.Add(n)
-		p.traffic.bytesOut.Add(n * size)
-	}
-	return nil
+	return p.track.write(bs, layer, pkt, fi, p.clock, now, p.scratch[:], &p.hdr)
 }
 
 // resend answers a NACK of the consumer bound as b for its output sequence

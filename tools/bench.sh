@@ -9,6 +9,13 @@
 #   2. the load scenarios against real confab processes: each node pinned to
 #      CPU 0 (taskset), the load generator pinned to CPU 1, the box checked
 #      idle before every scenario; one fresh node (or cluster) per scenario;
+#   2b. the sharded fan-out (issue 13): fan-out at BENCH_SHARDED_FANOUT
+#      subscribers and the meeting, each with the node unpinned (every CPU)
+#      and the generator a separate, unpinned process, once with the
+#      fan-out split over the node's workers (the default) and once on the
+#      reader alone (--fanout-workers 1); the table goes to
+#      $BENCH_OUT/sharded/table.md and into the document between its
+#      "sharded" markers;
 #   3. a CPU profile of the server under the largest fan-out;
 #   4. the cross-node scenarios: two nodes in one Consul cluster;
 #   5. forwarding CPU side by side with an earlier commit (BENCH_BASE): its
@@ -33,6 +40,10 @@
 #   BENCH_CLIP       clip directory [bin/media/720p]
 #   BENCH_DURATION   measurement window per scenario [20s]
 #   BENCH_FANOUT     subscriber counts of the fan-out scenario [50 100 200]
+#   BENCH_SHARDED_FANOUT subscriber counts of step 2b's fan-outs [200 400]
+#   BENCH_SKIP_SHARDED=1 skip step 2b (keeps the document's table)
+#   BENCH_ONLY_SHARDED=1 run step 2b alone (about 3 minutes) and update
+#                    only its table in the document
 #   BENCH_GOTIME     -benchtime of the Go benchmarks [1s]
 #   BENCH_SKIP_GO=1  skip step 1 (keeps the previous Go results)
 #   BENCH_SKIP_LOAD=1 skip steps 2 to 4 (the document then lacks their results)
@@ -55,6 +66,7 @@ doc=${BENCH_DOC:-docs/performance.md}
 clip=${BENCH_CLIP:-bin/media/720p}
 duration=${BENCH_DURATION:-20s}
 fanout_ns=${BENCH_FANOUT:-50 100 200}
+sharded_ns=${BENCH_SHARDED_FANOUT:-200 400}
 gotime=${BENCH_GOTIME:-1s}
 base=${BENCH_BASE:-9fd9194}
 base_n=${BENCH_BASE_N:-200}
@@ -68,6 +80,10 @@ load=bin/confab-load
 consul=bin/consul
 server_cpu=0
 load_cpu=1
+# node_cpus and load_cpus are the CPU lists of start_node and run_load;
+# "none": not pinned (step 2b).
+node_cpus=$server_cpu
+load_cpus=$load_cpu
 
 for b in "$confab" "$load" "$consul"; do
 	[ -x "$b" ] || { echo "bench: $b is missing; run 'make bench'" >&2; exit 1; }
@@ -79,9 +95,12 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
-rm -rf "${out:?}/versus" "${out:?}/fastwrite"
-find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt ! -name alloc-tests.txt -delete
+if [ "${BENCH_ONLY_SHARDED:-0}" != 1 ]; then
+	rm -f "$out"/*.json "$out"/*.pprof "$out/commands.txt"
+	rm -rf "${out:?}/versus" "${out:?}/fastwrite"
+	find "$out" -maxdepth 1 -name '*.txt' ! -name go-bench.txt ! -name alloc-tests.txt -delete
+fi
+[ "${BENCH_SKIP_SHARDED:-0}" = 1 ] || rm -rf "${out:?}/sharded"
 logdir=$out/logs
 mkdir -p "$logdir"
 started=$(date -u +%s)
@@ -114,10 +133,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # note CMD...: add CMD's command line (with the ports of this run) to
-# commands.txt, so the document shows exactly what was measured.
+# $commands (commands.txt; step 2b's own in sharded/), so the document
+# shows exactly what was measured.
+commands=$out/commands.txt
 note() {
-	printf '%q ' "$@" | sed 's/ $//' >>"$out/commands.txt"
-	echo >>"$out/commands.txt"
+	printf '%q ' "$@" | sed 's/ $//' >>"$commands"
+	echo >>"$commands"
 }
 
 # record CMD...: note CMD and run it in the foreground.
@@ -135,12 +156,14 @@ WAIT_WHO=bench
 # shellcheck source=tools/wait.sh
 . tools/wait.sh
 
-# start_node NAME HTTP_PORT [confab flags...]: a node pinned to the server
-# CPU; sets NODE_PID.
+# start_node NAME HTTP_PORT [confab flags...]: a node pinned to node_cpus
+# (the server CPU unless step 2b says none); sets NODE_PID.
 start_node() {
 	local name=$1 port=$2
 	shift 2
-	local cmd=(taskset -c "$server_cpu" "$node_bin" --node-id "$name"
+	local pin=(taskset -c "$node_cpus")
+	[ "$node_cpus" = none ] && pin=()
+	local cmd=("${pin[@]}" "$node_bin" --node-id "$name"
 		--http-addr "127.0.0.1:$port" --udp-ip 127.0.0.1 --udp-port 0
 		--max-participants 1000 --max-conns-per-ip 10000 --log-level warn --drain-timeout 2s "$@")
 	note "${cmd[@]}"
@@ -165,17 +188,110 @@ start_consul() {
 }
 
 # run_load NAME [confab-load run flags...]: one scenario, generator pinned
-# to the load CPU; the JSON report goes to $out/NAME.json.
+# to load_cpus (the load CPU unless step 2b says none); the JSON report
+# goes to $out/NAME.json.
 run_load() {
 	local name=$1
 	shift
 	echo "bench: scenario $name"
-	record taskset -c "$load_cpu" "$load" run --clip "$clip" --duration "$duration" \
-		--pin-server "$server_cpu" --pin-load "$load_cpu" --idle-max "$idle_max" \
+	local pin=(taskset -c "$load_cpus")
+	[ "$load_cpus" = none ] && pin=()
+	record "${pin[@]}" "$load" run --clip "$clip" --duration "$duration" \
+		--pin-server "$node_cpus" --pin-load "$load_cpus" --idle-max "$idle_max" \
 		--timeout 4m --json "$out/$name.json" "$@" 2>"$logdir/$name.load.log" |
 		tee "$out/$name.txt" ||
 		echo "bench: scenario $name failed (see $logdir/$name.load.log); its goals show what is missing" >&2
 }
+
+# sharded_table NAME...: the markdown table of step 2b's runs
+# ($out/sharded/NAME.json; a missing one is a row of dashes).
+sharded_table() {
+	echo "| run | fan-out split | clients | pkts/s | loss % | node µs/pkt | node CPU % | delay p50 / p95 / p99 ms | generator CPU % | errors |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	local name f
+	for name in "$@"; do
+		f=$out/sharded/$name.json
+		if [ ! -s "$f" ]; then
+			echo "| $name | - | - | - | - | - | - | - | - | failed |"
+			continue
+		fi
+		jq -r --arg name "$name" '
+			def r(n): (. * pow(10; n) | round) / pow(10; n);
+			[ $name,
+			  (if ($name | endswith("-on")) then "yes (default)" else "no (--fanout-workers 1)" end),
+			  (if .scenario == "meeting" then "P=\(.params.participants)" else "N=\(.params.subscribers)" end),
+			  (.pkts_per_s | r(0) | tostring),
+			  (.loss_pct | r(3) | tostring),
+			  (.us_per_packet | r(2) | tostring),
+			  (if .duration_s > 0 then (100 * .server_cpu_s / .duration_s | r(0) | tostring) else "-" end),
+			  "\(.delay_ms.p50 | r(1)) / \(.delay_ms.p95 | r(1)) / \(.delay_ms.p99 | r(1))",
+			  (if .duration_s > 0 then (100 * .load_cpu_s / .duration_s | r(0) | tostring) else "-" end),
+			  (.error_count | tostring) ]
+			| "| " + join(" | ") + " |"' "$f"
+	done
+}
+
+# splice_sharded: put $out/sharded/table.md into the document between the
+# "sharded-bench" markers (left alone when either is missing).
+splice_sharded() {
+	local table=$out/sharded/table.md begin='<!-- BEGIN sharded-bench -->' end='<!-- END sharded-bench -->'
+	[ -s "$table" ] && grep -qF "$begin" "$doc" && grep -qF "$end" "$doc" || return 0
+	awk -v begin="$begin" -v end="$end" -v table="$table" '
+		$0 == begin { print; while ((getline line < table) > 0) print line; skip = 1; next }
+		$0 == end { skip = 0 }
+		!skip { print }' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
+}
+
+# run_sharded: step 2b. The sharded fan-out (issue 13), node and generator
+# unpinned: each scenario with the fan-out split over the node's workers
+# (on, the default) and on the reader alone (off: --fanout-workers 1), on
+# then off, one fresh node each; then the table.
+run_sharded() {
+	mkdir -p "$out/sharded" "$logdir/sharded"
+	commands=$out/sharded/commands.txt
+	node_cpus=none
+	load_cpus=none
+	local runs=() n mode flags port
+	for n in $sharded_ns meeting; do
+		for mode in on off; do
+			flags=()
+			[ "$mode" = off ] && flags=(--fanout-workers 1)
+			port=$(free_port)
+			start_node bench-a "$port" "${flags[@]}"
+			if [ "$n" = meeting ]; then
+				run_load "sharded/meeting-10-$mode" --scenario meeting --url "http://127.0.0.1:$port" \
+					--server-pid "$NODE_PID" --participants 10
+				runs+=("meeting-10-$mode")
+			else
+				run_load "sharded/fanout-$n-$mode" --scenario fanout --url "http://127.0.0.1:$port" \
+					--server-pid "$NODE_PID" --subscribers "$n"
+				runs+=("fanout-$n-$mode")
+			fi
+			stop_all
+		done
+	done
+	node_cpus=$server_cpu
+	load_cpus=$load_cpu
+	commands=$out/commands.txt
+	{
+		sharded_table "${runs[@]}"
+		echo
+		echo "Commands (ports of this run):"
+		echo
+		echo '```'
+		cat "$out/sharded/commands.txt"
+		echo '```'
+	} >"$out/sharded/table.md"
+}
+
+# BENCH_ONLY_SHARDED=1: step 2b alone, its table spliced into the document
+# (the generated half is left as it is).
+if [ "${BENCH_ONLY_SHARDED:-0}" = 1 ]; then
+	run_sharded
+	splice_sharded
+	echo "bench: sharded fan-out table in $out/sharded/table.md and $doc"
+	exit 0
+fi
 
 # 1. Go benchmarks.
 if [ "${BENCH_SKIP_GO:-0}" != 1 ]; then
@@ -213,6 +329,9 @@ if [ "${BENCH_SKIP_LOAD:-0}" != 1 ]; then
 	run_load churn-50 --scenario churn --url "http://127.0.0.1:$port" \
 		--server-pid "$NODE_PID" --subscribers 50 --churn-rate 4 --churn-lifetime 3s
 	stop_all
+
+	# 2b. Sharded fan-out (issue 13).
+	[ "${BENCH_SKIP_SHARDED:-0}" = 1 ] || run_sharded
 
 	# 3. CPU profile of the server under the largest fan-out (a separate run, so
 	# that the profiler's own cost stays out of the numbers above).
@@ -322,4 +441,5 @@ echo "bench: scenarios done in ${elapsed}s"
 
 # 7. The document.
 "$load" report --dir "$out" --doc "$doc" --elapsed "${elapsed}s"
+splice_sharded
 echo "bench: wrote $doc"
