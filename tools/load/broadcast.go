@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"math"
 )
 
 // broadcast: one publisher on node A, then Subscribers viewers spread
@@ -164,30 +165,40 @@ func linkMetrics(start, end metricSet, window float64) *NodeMetrics {
 
 // countLinks counts each node's outgoing datagrams: its viewers' packets
 // (received + lost), and for node A also the datagrams it sent over the
-// links, which are the RTP packets the other nodes received from their
-// links (confab_rtp_packets_received_total{origin="remote"}; loopback
-// links lose none). Without every peer's metrics, A's link datagrams are
-// assumed to be one copy of the stream per other node (LinksAssumed).
-// Then CPU per datagram and, per pulling node, the pulls.
+// links to the other nodes. Those are measured by the other nodes' RTP
+// packets received from links (confab_rtp_packets_received_total{origin=
+// "remote"}; loopback links lose none), as a node's pulls: its remote
+// packets in ÷ the packets A received from the publisher over the same
+// scrapes (origin="local" at A), 1.00 for one copy of the stream; A's link
+// datagrams in the window are then the sum of the pulls times the stream's
+// packets in the window. Without A's metrics, pulls are taken against the
+// stream's packets in the window; without a node's, one pull is assumed
+// (LinksAssumed). Then CPU per datagram.
 func (b *BroadcastReport) countLinks() {
 	if len(b.Nodes) == 0 {
 		return
 	}
-	var link uint64
+	var published float64
+	if m := b.Nodes[0].Metrics; m != nil && m.LocalPacketsIn > 0 {
+		published = float64(m.LocalPacketsIn)
+	} else {
+		published = float64(b.StreamPackets)
+	}
+	var link float64
 	b.LinksAssumed = false
 	for i := range b.Nodes[1:] {
 		n := &b.Nodes[i+1]
 		if n.Metrics == nil {
 			b.LinksAssumed = true
-			link += b.StreamPackets
+			link++
 			continue
 		}
-		link += n.Metrics.RemotePacketsIn
-		if b.StreamPackets > 0 {
-			n.Pulls = float64(n.Metrics.RemotePacketsIn) / float64(b.StreamPackets)
+		if published > 0 {
+			n.Pulls = float64(n.Metrics.RemotePacketsIn) / published
 		}
+		link += n.Pulls
 	}
-	b.Nodes[0].LinkDatagrams = link
+	b.Nodes[0].LinkDatagrams = uint64(math.Round(link * float64(b.StreamPackets)))
 	for i := range b.Nodes {
 		n := &b.Nodes[i]
 		n.Datagrams = n.ViewerDatagrams + n.LinkDatagrams

@@ -101,7 +101,7 @@ func goalHopDelay(multi *BenchRun) Goal {
 
 // goalPulls: each pulling node receives the stream over its link once.
 func goalPulls(multi *BenchRun) Goal {
-	g := Goal{Name: "broadcast: each node pulls the stream once (remote packets in ÷ stream packets)",
+	g := Goal{Name: "broadcast: each node pulls the stream once (remote packets in ÷ packets published into A)",
 		Target: fmt.Sprintf("1 ± %g on every node but A", goalPullsTolerance), Measured: notMeasured}
 	if multi == nil {
 		return g
@@ -116,7 +116,7 @@ func goalPulls(multi *BenchRun) Goal {
 		parts = append(parts, fmt.Sprintf("%s %.3f (%d viewers, %d pipes in)", n.Name, n.Pulls, n.Viewers, n.Metrics.PipesIn))
 		met = met && math.Abs(n.Pulls-1) <= goalPullsTolerance
 	}
-	g.Name = fmt.Sprintf("broadcast N=%d on %s: each node pulls the stream once (remote packets in ÷ stream packets)",
+	g.Name = fmt.Sprintf("broadcast N=%d on %s: each node pulls the stream once (remote packets in ÷ packets published into A)",
 		multi.size(), b.nodeNames())
 	g.Measured = strings.Join(parts, "; ") + errNote(multi)
 	g.Met = met
@@ -132,11 +132,12 @@ func writeBroadcast(b *strings.Builder, d *BenchData) {
 	b.WriteString("### Broadcast across nodes\n\n")
 	b.WriteString("One publisher (the clip, video and audio) on node A; the viewers spread evenly over the nodes. " +
 		"A node's outgoing datagrams are the RTP datagrams it sent its own viewers (received + lost at them) " +
-		"plus, for A, those it sent over the node-to-node links, counted as the RTP packets the other nodes " +
+		"plus, for A, those it sent over the node-to-node links, measured as the RTP packets the other nodes " +
 		"received from their links (confab_rtp_packets_received_total{origin=\"remote\"}, from /metrics at both " +
 		"ends of the window; the links are loopback and lose nothing). µs/datagram is the node's CPU time over " +
-		"them. Pulls is a node's remote packets in ÷ the stream's packets in the window: 1.00 means it pulled " +
-		"the stream once, however many viewers it has. Every node runs on the same CPU (see *CPU pinning*).\n\n")
+		"them. Pulls is a node's RTP packets received over its links ÷ the packets A received from the publisher " +
+		"between the same two scrapes: 1.00 means the node pulled the stream once, however many viewers it has; " +
+		"A's link datagrams in the window are the sum of the pulls × the stream's packets in the window. Every node runs on the same CPU (see *CPU pinning*).\n\n")
 	single, _ := d.broadcastPair()
 	base, haveBase := singleUS(single)
 	b.WriteString(mdHeader([]string{"run", "node", "viewers", "datagrams/s out (viewers + links)", "CPU s",

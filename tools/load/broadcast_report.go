@@ -53,8 +53,10 @@ type NodeReport struct {
 	CPUSeconds    float64 `json:"cpu_s"`
 	USPerDatagram float64 `json:"us_per_datagram"`
 	// Pulls is how many copies of the stream the node pulled over its
-	// links in the window: its remote RTP packets received ÷ StreamPackets
-	// (1.00: pulled once). Zero for A and without metrics.
+	// links: its remote RTP packets received ÷ the RTP packets node A
+	// received from the publisher between the same scrapes (÷
+	// StreamPackets without A's metrics); 1.00: pulled once. Zero for A and
+	// without the node's metrics.
 	Pulls float64 `json:"pulls,omitempty"`
 	// Metrics are the node's link figures from /metrics (nil: not scraped).
 	Metrics *NodeMetrics `json:"metrics,omitempty"`
@@ -69,6 +71,9 @@ type NodeMetrics struct {
 	// RemotePacketsIn is confab_rtp_packets_received_total{origin=remote}:
 	// RTP packets received over links.
 	RemotePacketsIn uint64 `json:"remote_packets_in"`
+	// LocalPacketsIn is confab_rtp_packets_received_total{origin=local}:
+	// RTP packets received from the node's own publishers.
+	LocalPacketsIn uint64 `json:"local_packets_in"`
 	// RemoteProducers is confab_producers{origin=remote}.
 	RemoteProducers int `json:"remote_producers"`
 	// Links is confab_links; PipesIn and PipesOut sum confab_link_pipes by
@@ -136,10 +141,10 @@ func (b *BroadcastReport) writeRows(tw *tabwriter.Writer) {
 		if m := n.Metrics; m != nil {
 			pulls := ""
 			if n.Name != b.Nodes[0].Name {
-				pulls = fmt.Sprintf(", pulls %.2f (remote packets in %d ÷ stream %d)", n.Pulls, m.RemotePacketsIn, b.StreamPackets)
+				pulls = fmt.Sprintf(", pulls %.3f (remote packets in %d ÷ published into A)", n.Pulls, m.RemotePacketsIn)
 			}
-			row("", "metrics: RTP sent %d, links %d, pipes in %d / out %d, remote producers %d, link out %.2f Mbit/s%s",
-				m.PacketsSent, m.Links, m.PipesIn, m.PipesOut, m.RemoteProducers, m.LinkMbpsOut, pulls)
+			row("", "metrics: RTP in %d local + %d remote, sent %d; links %d, pipes in %d / out %d, remote producers %d, link out %.2f Mbit/s%s",
+				m.LocalPacketsIn, m.RemotePacketsIn, m.PacketsSent, m.Links, m.PipesIn, m.PipesOut, m.RemoteProducers, m.LinkMbpsOut, pulls)
 		}
 	}
 	if b.LinksAssumed {

@@ -140,6 +140,19 @@ func TestCountLinks(t *testing.T) {
 			datagram: []uint64{1000, 1000, 1000},
 		},
 		{
+			name: "pulls against the packets published into A",
+			nodes: []NodeReport{
+				{Name: "A", ViewerDatagrams: 1000, CPUMeasured: true, CPUSeconds: 0.00102, Metrics: &NodeMetrics{LocalPacketsIn: 12}},
+				{Name: "B", ViewerDatagrams: 1000, Metrics: withMetrics(12)},
+				{Name: "C", ViewerDatagrams: 1000, Metrics: withMetrics(6)},
+			},
+			stream:   20,
+			linkA:    30,
+			us:       []float64{1.02 / 1.03, 0, 0},
+			pulls:    []float64{0, 1, 0.5},
+			datagram: []uint64{1030, 1000, 1000},
+		},
+		{
 			name: "a peer without metrics: assumed one copy",
 			nodes: []NodeReport{
 				{Name: "A", ViewerDatagrams: 1000, CPUMeasured: true, CPUSeconds: 0.00102},
