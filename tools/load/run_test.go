@@ -54,6 +54,9 @@ func startNodeWith(t *testing.T, mod func(*app.Config)) string {
 	cfg.NodeID = "load-test"
 	cfg.LogLevel = "error"
 	cfg.DrainTimeout = 2 * time.Second
+	// No embedded TURN server: the clients use host candidates, and its
+	// fixed port may be taken by another node on this machine.
+	cfg.TURNPort = 0
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -79,6 +82,7 @@ func startNodeWith(t *testing.T, mod func(*app.Config)) string {
 	for {
 		select {
 		case err := <-done:
+			done <- err // for the cleanup, which waits for it
 			t.Fatalf("node stopped early: %v", err)
 		default:
 		}
