@@ -151,6 +151,7 @@ func linkMetrics(start, end metricSet, window float64) *NodeMetrics {
 	m := &NodeMetrics{
 		PacketsSent:     uint64(delta(metricPacketsSent, nil)),
 		RemotePacketsIn: uint64(delta(metricPacketsReceived, map[string]string{"origin": "remote"})),
+		LocalPacketsIn:  uint64(delta(metricPacketsReceived, map[string]string{"origin": "local"})),
 		RemoteProducers: int(gauge(metricProducers, map[string]string{"origin": "remote"})),
 		Links:           int(gauge(metricLinks, nil)),
 		PipesIn:         int(gauge(metricLinkPipes, map[string]string{"direction": "in"})),

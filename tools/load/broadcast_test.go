@@ -80,12 +80,12 @@ func TestLinkMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	end, err := parseMetrics(strings.NewReader(strings.NewReplacer(
-		"} 4000", "} 9000", "} 200", "} 1200", "} 1.5e+06", "} 4e+06").Replace(exposition)))
+		"} 4000", "} 9000", "} 200", "} 1200", "} 7\n", "} 507\n", "} 1.5e+06", "} 4e+06").Replace(exposition)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := linkMetrics(start, end, 2)
-	want := NodeMetrics{PacketsSent: 5000, RemotePacketsIn: 1000, RemoteProducers: 2, Links: 1, PipesIn: 2,
+	want := NodeMetrics{PacketsSent: 5000, RemotePacketsIn: 1000, LocalPacketsIn: 500, RemoteProducers: 2, Links: 1, PipesIn: 2,
 		LinkBytesSent: 2500000, LinkMbpsOut: 10}
 	if *got != want {
 		t.Errorf("linkMetrics = %+v, want %+v", *got, want)
@@ -240,7 +240,7 @@ func TestRunBroadcast(t *testing.T) {
 		if n.Name != nodeName(i) || n.Viewers != 2 || n.Packets == 0 || n.DelayMS.N == 0 {
 			t.Errorf("node %d: %+v, want %s with 2 viewers and packets", i, n, nodeName(i))
 		}
-		if !n.CPUMeasured || n.USPerDatagram <= 0 || n.Metrics == nil || n.Metrics.PacketsSent == 0 {
+		if !n.CPUMeasured || n.USPerDatagram <= 0 || n.Metrics == nil || n.Metrics.PacketsSent == 0 || n.Metrics.LocalPacketsIn == 0 {
 			t.Errorf("node %s: CPU %v, %v µs/datagram, metrics %+v", n.Name, n.CPUMeasured, n.USPerDatagram, n.Metrics)
 		}
 		if n.LinkDatagrams != 0 || n.Datagrams != n.Packets+n.Lost || n.Pulls != 0 {
