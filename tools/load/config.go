@@ -1,9 +1,10 @@
 // Package load is confab's load generator: simulated participants that speak
 // the documented signaling protocol (docs/protocol.md) over a WebSocket and
 // send and receive real media over pion peer connections, scenarios built
-// from them (fanout, meeting, cross-node, churn), and the measurements and
-// report of a run (loss, one-way delay, join and propagation times, server
-// CPU and memory per forwarded packet).
+// from them (fanout, meeting, cross-node, churn, broadcast), and the
+// measurements and report of a run (loss, one-way delay, join and
+// propagation times, server CPU and memory per forwarded packet; per node
+// for a broadcast, with the node-to-node link figures from /metrics).
 //
 // The generator is a client of the wire protocol only: it imports nothing
 // of confab's server packages. It is meant to share a small machine with
