@@ -131,7 +131,8 @@ func nodeReport(s *server, v *viewerTotals, window float64) NodeReport {
 		n.CPUSeconds = (s.cpuEnd - s.cpuStart).Seconds()
 	}
 	if s.metStart != nil && s.metEnd != nil {
-		n.Metrics = linkMetrics(s.metStart, s.metEnd, window)
+		n.Metrics = linkMetrics(s.metStart.set, s.metEnd.set, window)
+		n.Metrics.IntervalS = s.metEnd.at.Sub(s.metStart.at).Seconds()
 	}
 	return n
 }
@@ -169,21 +170,28 @@ func linkMetrics(start, end metricSet, window float64) *NodeMetrics {
 // links to the other nodes. Those are measured by the other nodes' RTP
 // packets received from links (confab_rtp_packets_received_total{origin=
 // "remote"}; loopback links lose none), as a node's pulls: its remote
-// packets in ÷ the packets A received from the publisher over the same
-// scrapes (origin="local" at A), 1.00 for one copy of the stream; A's link
-// datagrams in the window are then the sum of the pulls times the stream's
-// packets in the window. Without A's metrics, pulls are taken against the
-// stream's packets in the window; without a node's, one pull is assumed
-// (LinksAssumed). Then CPU per datagram.
+// packets in per second ÷ the packets per second A received from the
+// publisher (origin="local" at A), each over its node's own two scrapes;
+// 1.00 is one copy of the stream. A's link datagrams in the window are the
+// sum of the pulls times the stream's packets in the window. Without A's
+// metrics, pulls are taken against the stream's packets in the window;
+// without a node's, one pull is assumed (LinksAssumed). Then CPU per
+// datagram.
 func (b *BroadcastReport) countLinks() {
 	if len(b.Nodes) == 0 {
 		return
 	}
+	// Rates over each node's own scrape interval: the scrapes of the nodes
+	// are a request apart, which a slow answer on a busy node stretches.
+	rate := func(count uint64, m *NodeMetrics) float64 {
+		if m.IntervalS > 0 {
+			return float64(count) / m.IntervalS
+		}
+		return float64(count)
+	}
 	var published float64
 	if m := b.Nodes[0].Metrics; m != nil && m.LocalPacketsIn > 0 {
-		published = float64(m.LocalPacketsIn)
-	} else {
-		published = float64(b.StreamPackets)
+		published = rate(m.LocalPacketsIn, m)
 	}
 	var link float64
 	b.LinksAssumed = false
@@ -194,8 +202,11 @@ func (b *BroadcastReport) countLinks() {
 			link++
 			continue
 		}
-		if published > 0 {
-			n.Pulls = float64(n.Metrics.RemotePacketsIn) / published
+		switch {
+		case published > 0:
+			n.Pulls = rate(n.Metrics.RemotePacketsIn, n.Metrics) / published
+		case b.StreamPackets > 0:
+			n.Pulls = float64(n.Metrics.RemotePacketsIn) / float64(b.StreamPackets)
 		}
 		link += n.Pulls
 	}

@@ -135,8 +135,8 @@ func writeBroadcast(b *strings.Builder, d *BenchData) {
 		"plus, for A, those it sent over the node-to-node links, measured as the RTP packets the other nodes " +
 		"received from their links (confab_rtp_packets_received_total{origin=\"remote\"}, from /metrics at both " +
 		"ends of the window; the links are loopback and lose nothing). µs/datagram is the node's CPU time over " +
-		"them. Pulls is a node's RTP packets received over its links ÷ the packets A received from the publisher " +
-		"between the same two scrapes: 1.00 means the node pulled the stream once, however many viewers it has; " +
+		"them. Pulls is a node's RTP packets per second received over its links ÷ the packets per second A received " +
+		"from the publisher, each over its node's two scrapes: 1.00 means the node pulled the stream once, however many viewers it has; " +
 		"A's link datagrams in the window are the sum of the pulls × the stream's packets in the window. Every node runs on the same CPU (see *CPU pinning*).\n\n")
 	single, _ := d.broadcastPair()
 	base, haveBase := singleUS(single)

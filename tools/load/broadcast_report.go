@@ -53,10 +53,10 @@ type NodeReport struct {
 	CPUSeconds    float64 `json:"cpu_s"`
 	USPerDatagram float64 `json:"us_per_datagram"`
 	// Pulls is how many copies of the stream the node pulled over its
-	// links: its remote RTP packets received ÷ the RTP packets node A
-	// received from the publisher between the same scrapes (÷
-	// StreamPackets without A's metrics); 1.00: pulled once. Zero for A and
-	// without the node's metrics.
+	// links: its remote RTP packets received per second ÷ the RTP packets
+	// per second node A received from the publisher, each between its
+	// node's two scrapes (÷ StreamPackets without A's metrics); 1.00:
+	// pulled once. Zero for A and without the node's metrics.
 	Pulls float64 `json:"pulls,omitempty"`
 	// Metrics are the node's link figures from /metrics (nil: not scraped).
 	Metrics *NodeMetrics `json:"metrics,omitempty"`
@@ -85,6 +85,8 @@ type NodeMetrics struct {
 	// LinkMbpsOut per second of window.
 	LinkBytesSent uint64  `json:"link_bytes_sent"`
 	LinkMbpsOut   float64 `json:"link_mbit_per_s_out"`
+	// IntervalS is the time between the node's two scrapes.
+	IntervalS float64 `json:"interval_s"`
 }
 
 // nodeNames joins the node names: "A+B+C".

@@ -153,6 +153,18 @@ func TestCountLinks(t *testing.T) {
 			datagram: []uint64{1030, 1000, 1000},
 		},
 		{
+			name: "pulls as rates over each node's scrape interval",
+			nodes: []NodeReport{
+				{Name: "A", ViewerDatagrams: 1000, CPUMeasured: true, CPUSeconds: 0.00102, Metrics: &NodeMetrics{LocalPacketsIn: 10, IntervalS: 2}},
+				{Name: "B", ViewerDatagrams: 1000, Metrics: &NodeMetrics{RemotePacketsIn: 9, IntervalS: 1.8}},
+			},
+			stream:   20,
+			linkA:    20,
+			us:       []float64{1, 0},
+			pulls:    []float64{0, 1},
+			datagram: []uint64{1020, 1000},
+		},
+		{
 			name: "a peer without metrics: assumed one copy",
 			nodes: []NodeReport{
 				{Name: "A", ViewerDatagrams: 1000, CPUMeasured: true, CPUSeconds: 0.00102},

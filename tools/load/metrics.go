@@ -145,19 +145,27 @@ func parseLabels(text string, into map[string]string) error {
 	return nil
 }
 
+// scrapeResult is one scrape of a node's /metrics and when it was taken:
+// the middle of the request (the node reads its counters while answering).
+type scrapeResult struct {
+	at  time.Time
+	set metricSet
+}
+
 // scrape reads s's /metrics; nil when it has none or on error (the error
 // is kept in s.metErr and reported once).
-func (r *runner) scrape(ctx context.Context, s *server) metricSet {
+func (r *runner) scrape(ctx context.Context, s *server) *scrapeResult {
 	if s.metricsURL == "" || s.metErr != nil {
 		return nil
 	}
+	start := time.Now()
 	m, err := fetchMetrics(ctx, s.metricsURL)
 	if err != nil {
 		s.metErr = err
 		r.addError(fmt.Sprintf("node %s: %v", s.name, err))
 		return nil
 	}
-	return m
+	return &scrapeResult{at: start.Add(time.Since(start) / 2), set: m}
 }
 
 // fetchMetrics GETs and parses a /metrics URL.

@@ -132,7 +132,7 @@ type server struct {
 	// metEnd are its scrapes at both ends of the window, metErr why they
 	// failed.
 	metricsURL       string
-	metStart, metEnd metricSet
+	metStart, metEnd *scrapeResult
 	metErr           error
 }
 
