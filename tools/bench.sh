@@ -17,7 +17,10 @@
 #      $BENCH_OUT/sharded/table.md and into the document between its
 #      "sharded" markers;
 #   3. a CPU profile of the server under the largest fan-out;
-#   4. the cross-node scenarios: two nodes in one Consul cluster;
+#   4. the cross-node scenarios: two nodes in one Consul cluster; then the
+#      broadcast across 1, 2 and 3 nodes of one cluster (issue 13): one
+#      publisher on node A, BENCH_BROADCAST_N viewers spread evenly over the
+#      nodes, each node serving /metrics for the link figures;
 #   5. forwarding CPU side by side with an earlier commit (BENCH_BASE): its
 #      confab is built from a temporary git worktree into
 #      $BENCH_OUT/base/confab, then the fan-out scenario with BENCH_BASE_N
@@ -44,6 +47,8 @@
 #   BENCH_SKIP_SHARDED=1 skip step 2b (keeps the document's table)
 #   BENCH_ONLY_SHARDED=1 run step 2b alone (about 3 minutes) and update
 #                    only its table in the document
+#   BENCH_BROADCAST_N viewers of the broadcast runs [300]
+#   BENCH_BROADCAST_NODES node counts of the broadcast runs, 1 to 26 [1 2 3]
 #   BENCH_GOTIME     -benchtime of the Go benchmarks [1s]
 #   BENCH_SKIP_GO=1  skip step 1 (keeps the previous Go results)
 #   BENCH_SKIP_LOAD=1 skip steps 2 to 4 (the document then lacks their results)
@@ -67,6 +72,8 @@ clip=${BENCH_CLIP:-bin/media/720p}
 duration=${BENCH_DURATION:-20s}
 fanout_ns=${BENCH_FANOUT:-50 100 200}
 sharded_ns=${BENCH_SHARDED_FANOUT:-200 400}
+broadcast_n=${BENCH_BROADCAST_N:-300}
+broadcast_nodes=${BENCH_BROADCAST_NODES:-1 2 3}
 gotime=${BENCH_GOTIME:-1s}
 base=${BENCH_BASE:-9fd9194}
 base_n=${BENCH_BASE_N:-200}
@@ -358,11 +365,15 @@ if [ "${BENCH_SKIP_LOAD:-0}" != 1 ]; then
 	CONFAB_CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 	export CONFAB_CLUSTER_SECRET
 	echo 'export CONFAB_CLUSTER_SECRET=<64 random hex digits>' >>"$out/commands.txt"
+	# Flags of every cluster node: placement off; no embedded TURN server
+	# (on by default at UDP/TCP 3478, where a second node on this machine
+	# fails to start; the load clients use host candidates only).
+	cluster_flags=(--consul "$CONSUL_ADDR" --placement off --turn-port 0)
 	pa=$(free_port)
 	pb=$(free_port)
-	start_node bench-a "$pa" --consul "$CONSUL_ADDR" --placement off
+	start_node bench-a "$pa" "${cluster_flags[@]}"
 	pid_a=$NODE_PID
-	start_node bench-b "$pb" --consul "$CONSUL_ADDR" --placement off
+	start_node bench-b "$pb" "${cluster_flags[@]}"
 	pid_b=$NODE_PID
 	run_load direct-b-100 --scenario fanout --url "http://127.0.0.1:$pb" \
 		--server-pid "$pid_b" --subscribers 100
@@ -370,6 +381,33 @@ if [ "${BENCH_SKIP_LOAD:-0}" != 1 ]; then
 		--url-b "http://127.0.0.1:$pb" --server-pid "$pid_a" --server-pid-b "$pid_b" \
 		--subscribers 100
 	stop_all
+
+	# Broadcast across nodes: for each node count a fresh cluster (Consul and
+	# nodes A, B, ...), all nodes pinned to the server CPU, placement off so
+	# that every viewer stays on the node it joined. The 1-node run is the
+	# single-node figure the others are compared with.
+	letters=(a b c d e f g h i j k l m n o p q r s t u v w x y z)
+	for k in $broadcast_nodes; do
+		start_consul
+		args=()
+		name=broadcast-
+		for i in $(seq 0 $((k - 1))); do
+			node=${letters[$i]}
+			name+=$node
+			p=$(free_port)
+			mp=$(free_port)
+			start_node "bench-$node" "$p" --consul "$CONSUL_ADDR" --placement off --turn-port 0 \
+				--metrics-addr "127.0.0.1:$mp"
+			if [ "$i" = 0 ]; then
+				args+=(--url "http://127.0.0.1:$p" --server-pid "$NODE_PID")
+			else
+				args+=(--url-peer "http://127.0.0.1:$p" --server-pid-peer "$NODE_PID")
+			fi
+			args+=(--metrics-url "http://127.0.0.1:$mp/metrics")
+		done
+		run_load "$name-$broadcast_n" --scenario broadcast --subscribers "$broadcast_n" "${args[@]}"
+		stop_all
+	done
 fi
 
 # 5. Forwarding CPU side by side with BENCH_BASE: its confab, built from a

@@ -1,6 +1,6 @@
 // Command confab-load is confab's load generator.
 //
-//	confab-load run --scenario fanout|meeting|cross-node|churn [flags]
+//	confab-load run --scenario fanout|meeting|cross-node|churn|broadcast [flags]
 //	confab-load clip --out dir [flags]
 //	confab-load report --dir dir --doc file [--elapsed 5m3s]
 //	confab-load freeport
@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
-  confab-load run --scenario fanout|meeting|cross-node|churn --clip dir [flags]
+  confab-load run --scenario fanout|meeting|cross-node|churn|broadcast --clip dir [flags]
   confab-load clip --out dir [flags]
   confab-load report --dir dir --doc file [--elapsed 5m3s]
   confab-load freeport
@@ -131,6 +131,7 @@ func parseRun(args []string, output io.Writer) (runOptions, error) {
 	fs.StringVar(&c.Scenario, "scenario", load.ScenarioFanout, "scenario: "+strings.Join(load.Scenarios(), ", "))
 	fs.StringVar(&c.URL, "url", load.DefaultURL, "base URL of node A (publishers; subscribers except cross-node)")
 	fs.StringVar(&c.URLB, "url-b", "", "base URL of node B (cross-node subscribers)")
+	fs.Var((*stringList)(&c.URLPeers), "url-peer", "base URL of another node of a broadcast (B, C, ...: repeat the flag, in order)")
 	fs.StringVar(&c.Room, "room", "", "room name (default: random)")
 	fs.IntVar(&c.Subscribers, "subscribers", load.DefaultSubscribers, "subscribers N (fanout, cross-node, churn: steady ones)")
 	fs.IntVar(&c.Participants, "participants", load.DefaultParticipants, "participants P (meeting)")
@@ -142,6 +143,8 @@ func parseRun(args []string, output io.Writer) (runOptions, error) {
 	fs.DurationVar(&c.ChurnLifetime, "churn-lifetime", load.DefaultChurnLifetime, "how long each churning subscriber stays (churn)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "pid of node A for CPU/RSS (0: the process listening on --url's port; -1: do not measure)")
 	fs.IntVar(&c.ServerPIDB, "server-pid-b", 0, "pid of node B (cross-node; like --server-pid)")
+	fs.Var((*intList)(&c.ServerPIDPeers), "server-pid-peer", "pid of a --url-peer node (repeat in the same order; like --server-pid)")
+	fs.Var((*stringList)(&c.MetricsURLs), "metrics-url", "a node's /metrics URL, scraped for the link figures (repeat: one per node, A first)")
 	pinServer := fs.String("pin-server", "0", `CPUs to pin the node(s) to, e.g. "0" or "0-1,3" ("" or "none": no pinning)`)
 	pinLoad := fs.String("pin-load", "1", `CPUs to pin this process to ("" or "none": no pinning)`)
 	fs.Float64Var(&c.IdleMax, "idle-max", load.DefaultIdleMax, "abort when the machine is busier than this fraction of all CPUs before the start (0: no check)")
@@ -173,6 +176,40 @@ func parseRun(args []string, output io.Writer) (runOptions, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+// String joins the values with commas.
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+// Set appends one value.
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// intList is a repeatable integer flag.
+type intList []int
+
+// String joins the values with commas.
+func (l *intList) String() string {
+	parts := make([]string, len(*l))
+	for i, v := range *l {
+		parts[i] = strconv.Itoa(v)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set appends one value.
+func (l *intList) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("not an integer: %q", v)
+	}
+	*l = append(*l, n)
+	return nil
 }
 
 // parseCPUList parses "0", "0-3", "0,2,4-5"; "" and "none" are no CPUs.

@@ -51,6 +51,21 @@ func TestParseRun(t *testing.T) {
 		t.Errorf("parsed %+v", o)
 	}
 
+	b, err := parseRun([]string{"--clip", "c", "--scenario", "broadcast", "--subscribers", "300",
+		"--url", "http://127.0.0.1:1", "--url-peer", "http://127.0.0.1:2", "--url-peer", "http://127.0.0.1:3",
+		"--server-pid", "10", "--server-pid-peer", "20", "--server-pid-peer", "30",
+		"--metrics-url", "http://127.0.0.1:4/metrics", "--metrics-url", "http://127.0.0.1:5/metrics",
+		"--metrics-url", "http://127.0.0.1:6/metrics"}, &out)
+	if err != nil {
+		t.Fatalf("parseRun broadcast: %v", err)
+	}
+	if bc := b.cfg; bc.Scenario != load.ScenarioBroadcast || bc.Subscribers != 300 || bc.ServerPID != 10 ||
+		!slices.Equal(bc.URLPeers, []string{"http://127.0.0.1:2", "http://127.0.0.1:3"}) ||
+		!slices.Equal(bc.ServerPIDPeers, []int{20, 30}) || len(bc.MetricsURLs) != 3 ||
+		bc.MetricsURLs[2] != "http://127.0.0.1:6/metrics" {
+		t.Errorf("parsed broadcast %+v", bc)
+	}
+
 	defaults, err := parseRun([]string{"--clip", "c"}, &out)
 	if err != nil {
 		t.Fatalf("parseRun: %v", err)
@@ -66,6 +81,9 @@ func TestParseRun(t *testing.T) {
 		{"--clip", "c", "--log-level", "loud"},
 		{"--clip", "c", "extra"},
 		{"--clip", "c", "--scenario", "cross-node"}, // no --url-b
+		{"--clip", "c", "--scenario", "broadcast", "--url-peer", "http://127.0.0.1:2", "--server-pid-peer", "x"},
+		{"--clip", "c", "--scenario", "broadcast", "--url-peer", "http://127.0.0.1:2", "--metrics-url", "http://127.0.0.1:4/metrics"},
+		{"--clip", "c", "--url-peer", "http://127.0.0.1:2"}, // fanout has no peers
 		{"--nope"},
 	} {
 		if _, err := parseRun(args, &out); err == nil {

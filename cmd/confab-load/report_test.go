@@ -55,7 +55,7 @@ func TestReportCommand(t *testing.T) {
 	if !strings.HasPrefix(text, head+load.DocBegin+"\n## Measured run\n") || !strings.HasSuffix(text, load.DocEnd+"\n"+tail) {
 		t.Errorf("document:\n%s", text)
 	}
-	for _, want := range []string{"- Bench wall time: 5m3s", "| fanout-200 |", "### Goals", "fanout-200-cum.txt"} {
+	for _, want := range []string{"- Bench wall time: 5m3s", "| fanout-200 |", "### Goals", "fanout-200-cum.txt", "### Broadcast across nodes", "| broadcast-abc-300 | C |"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("document lacks %q", want)
 		}
@@ -63,7 +63,7 @@ func TestReportCommand(t *testing.T) {
 	if strings.Contains(text, "\nold\n") {
 		t.Error("the old generated part is still there")
 	}
-	if !strings.Contains(stdout.String(), "7 load reports") {
+	if !strings.Contains(stdout.String(), "9 load reports") {
 		t.Errorf("stdout %q", stdout.String())
 	}
 }

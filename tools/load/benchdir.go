@@ -245,13 +245,17 @@ func readRun(path string) (BenchRun, error) {
 	return BenchRun{Name: name, Kind: sizeSuffix.ReplaceAllString(base, ""), Profiled: profiled, Report: rep}, nil
 }
 
-// kindRank orders run kinds; unknown ones come after the known.
+// kindRank orders run kinds; broadcasts ("broadcast-abc") come after the
+// known ones, unknown ones last.
 func kindRank(kind string) int {
 	kinds := []string{KindFanout, KindMeeting, KindChurn, KindDirectB, KindCrossNode}
 	if i := slices.Index(kinds, kind); i >= 0 {
 		return i
 	}
-	return len(kinds)
+	if kind == KindBroadcast || strings.HasPrefix(kind, KindBroadcast+"-") {
+		return len(kinds)
+	}
+	return len(kinds) + 1
 }
 
 // compareRuns is the document order of runs.

@@ -1,9 +1,10 @@
 // Package load is confab's load generator: simulated participants that speak
 // the documented signaling protocol (docs/protocol.md) over a WebSocket and
 // send and receive real media over pion peer connections, scenarios built
-// from them (fanout, meeting, cross-node, churn), and the measurements and
-// report of a run (loss, one-way delay, join and propagation times, server
-// CPU and memory per forwarded packet).
+// from them (fanout, meeting, cross-node, churn, broadcast), and the
+// measurements and report of a run (loss, one-way delay, join and
+// propagation times, server CPU and memory per forwarded packet; per node
+// for a broadcast, with the node-to-node link figures from /metrics).
 //
 // The generator is a client of the wire protocol only: it imports nothing
 // of confab's server packages. It is meant to share a small machine with
@@ -35,6 +36,10 @@ const (
 	// ScenarioChurn is fanout plus subscribers that join at ChurnRate per
 	// second and leave after ChurnLifetime each.
 	ScenarioChurn = "churn"
+	// ScenarioBroadcast is one publisher (VP8+Opus) on node URL and
+	// Subscribers viewers spread evenly over URL and URLPeers (node A, then
+	// B, C, ... in that order, viewer i on node i mod nodes).
+	ScenarioBroadcast = "broadcast"
 )
 
 // roomPattern is the room names confab accepts (docs/protocol.md).
@@ -42,7 +47,7 @@ var roomPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Scenarios returns the scenario names.
 func Scenarios() []string {
-	return []string{ScenarioFanout, ScenarioMeeting, ScenarioCrossNode, ScenarioChurn}
+	return []string{ScenarioFanout, ScenarioMeeting, ScenarioCrossNode, ScenarioChurn, ScenarioBroadcast}
 }
 
 // Defaults of Config.
@@ -62,11 +67,13 @@ const (
 
 	// maxClients bounds the simulated participants of one run.
 	maxClients = 5000
+	// maxPeers bounds URLPeers (nodes B, C, ... are named by letter).
+	maxPeers = 25
 )
 
 // Config is one load run. Zero fields get defaults from SetDefaults, except
-// Clip (required), URLB (required for cross-node) and the pin lists (empty:
-// no pinning).
+// Clip (required), URLB (required for cross-node), URLPeers, ServerPIDPeers,
+// MetricsURLs and the pin lists (empty: no pinning).
 type Config struct {
 	// Scenario is one of Scenarios.
 	Scenario string
@@ -75,6 +82,9 @@ type Config struct {
 	URL string
 	// URLB is the base URL of node B, where cross-node subscribers join.
 	URLB string
+	// URLPeers are the base URLs of the other nodes of a broadcast (B, C,
+	// ...), in one cluster with node A; empty: a broadcast on A alone.
+	URLPeers []string
 	// Room is the room to use; empty picks a random one.
 	Room string
 	// Subscribers is N of fanout, cross-node and churn (steady subscribers).
@@ -98,6 +108,14 @@ type Config struct {
 	// memory: 0 finds the process listening on the URL's port (the node
 	// must run on this machine), negative disables the measurement.
 	ServerPID, ServerPIDB int
+	// ServerPIDPeers are the pids of the URLPeers nodes (broadcast), in
+	// their order, like ServerPID; empty: every one found by its port.
+	ServerPIDPeers []int
+	// MetricsURLs are the /metrics URLs of the measured nodes in their
+	// order (A, then B or the URLPeers), scraped at both ends of the
+	// window for the node-to-node link figures (docs/metrics.md); empty:
+	// not scraped. When given, one per node.
+	MetricsURLs []string
 	// PinServer and PinLoad are CPU lists to pin the node(s) and this
 	// process to, when the machine has at least two CPUs; empty: no pinning.
 	PinServer, PinLoad []int
@@ -181,6 +199,16 @@ func (c *Config) Validate() error {
 		return errors.New("load: --clip is required (a directory with video.ivf and audio.ogg; make one with `confab-load clip`)")
 	case c.Scenario == ScenarioCrossNode && c.URLB == "":
 		return errors.New("load: --url-b is required for the cross-node scenario")
+	case len(c.URLPeers) > 0 && c.Scenario != ScenarioBroadcast:
+		return fmt.Errorf("load: --url-peer is for the broadcast scenario, not %s", c.Scenario)
+	case len(c.URLPeers) > maxPeers:
+		return fmt.Errorf("load: %d --url-peer: want at most %d", len(c.URLPeers), maxPeers)
+	case len(c.ServerPIDPeers) > 0 && len(c.ServerPIDPeers) != len(c.URLPeers):
+		return fmt.Errorf("load: %d --server-pid-peer for %d --url-peer: want one per peer or none", len(c.ServerPIDPeers), len(c.URLPeers))
+	case len(c.MetricsURLs) > 0 && len(c.MetricsURLs) != c.nodeCount():
+		return fmt.Errorf("load: %d --metrics-url for %d nodes: want one per node (A first) or none", len(c.MetricsURLs), c.nodeCount())
+	case c.Scenario == ScenarioBroadcast && c.Subscribers < c.nodeCount():
+		return fmt.Errorf("load: --subscribers %d: the broadcast needs at least one viewer per node (%d)", c.Subscribers, c.nodeCount())
 	case c.Subscribers < 1 || c.Subscribers > maxClients:
 		return fmt.Errorf("load: --subscribers %d: want 1..%d", c.Subscribers, maxClients)
 	case c.Participants < 2 || c.Participants > maxClients:
@@ -215,7 +243,38 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("load: --url-b: %w", err)
 		}
 	}
+	for _, u := range c.URLPeers {
+		if _, err := wsURL(u, "x"); err != nil {
+			return fmt.Errorf("load: --url-peer: %w", err)
+		}
+	}
+	for _, u := range c.MetricsURLs {
+		if err := checkHTTPURL(u); err != nil {
+			return fmt.Errorf("load: --metrics-url: %w", err)
+		}
+	}
 	return c.validateProfile()
+}
+
+// nodeCount is how many nodes the scenario uses: A, plus B for
+// cross-node, plus the peers of a broadcast.
+func (c *Config) nodeCount() int {
+	if c.Scenario == ScenarioCrossNode {
+		return 2
+	}
+	return 1 + len(c.URLPeers)
+}
+
+// checkHTTPURL accepts http(s)://host... URLs.
+func checkHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want http://host:port/path", raw)
+	}
+	return nil
 }
 
 // validateProfile checks ProfileURL and ProfileOut.
@@ -228,12 +287,8 @@ func (c *Config) validateProfile() error {
 	case c.ProfileOut == "":
 		return errors.New("load: --pprof-url needs --pprof-out")
 	}
-	u, err := url.Parse(c.ProfileURL)
-	if err != nil {
+	if err := checkHTTPURL(c.ProfileURL); err != nil {
 		return fmt.Errorf("load: --pprof-url: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("load: --pprof-url %q: want http://host:port", c.ProfileURL)
 	}
 	return nil
 }

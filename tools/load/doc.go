@@ -22,15 +22,16 @@ const profileLines = 25
 
 // Document renders the generated part of the performance document from a
 // bench's data: the run (date, commit, machine, wall time, pinning), the
-// commands, the load scenarios table, the side-by-side comparison with
-// the base commit, the goals, the Go benchmarks and the
-// top of the server's CPU profile. elapsed is the bench's wall time (0:
+// commands, the load scenarios table, the broadcast runs per node, the
+// side-by-side comparison with the base commit, the goals, the Go
+// benchmarks and the top of the server's CPU profile. elapsed is the bench's wall time (0:
 // unknown). The text does not include the DocBegin and DocEnd lines.
 func Document(m Machine, d *BenchData, elapsed time.Duration) string {
 	var b strings.Builder
 	writeMachine(&b, m, d, elapsed)
 	writeCommands(&b, d)
 	writeScenarios(&b, d)
+	writeBroadcast(&b, d)
 	writeVersus(&b, m, d)
 	writeFastWrite(&b, d)
 	writeGoals(&b, d)
@@ -149,7 +150,7 @@ func writeScenarios(b *strings.Builder, d *BenchData) {
 	b.WriteString("\nPackets, loss and delay are counted at the subscribers over each run's measurement window " +
 		"(one-way delay: send to receive time, both on this machine). Node µs/pkt and ms CPU/Mbit are the " +
 		"receiving node's CPU time per outgoing packet and per forwarded Mbit (cross-node: node B's, " +
-		"with both nodes' total in brackets). Runs named *-profiled ran with the CPU profiler on and are " +
+		"with both nodes' total in brackets; broadcast: each node's CPU per own outgoing datagram, see the next table). Runs named *-profiled ran with the CPU profiler on and are " +
 		"left out of the goals.\n\n")
 	for _, r := range d.Runs {
 		if r.Report.ErrorCount == 0 {

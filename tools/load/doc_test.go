@@ -89,6 +89,13 @@ func TestDocumentContent(t *testing.T) {
 		"| mean | 5.10 | 4.95 | **0.971** |",
 		"with the flags, measurement window and CPU pinning of the other scenarios. µs/pkt is the node's CPU time per outgoing packet",
 		"| node CPU per outgoing packet, fan-out N=200 side by side, this commit ÷ BENCH_BASE | ≤ 1.00 | 0.971 (this commit 4.95 µs over 2 runs, 4.90–5.00; 9fd9194 5.10 µs over 2 runs, 5.00–5.20) | yes |",
+		// Broadcast: per node, A's datagrams include its link datagrams.
+		"| broadcast-abc-300 | broadcast | N=300 on A+B+C | 660.00 | 75000 | 0.000 | A 5.50, B 5.20, C 5.40 | - |",
+		"### Broadcast across nodes\n",
+		"| broadcast-abc-300 | A | 100 | 25500 (25000 + 500) | 2.81 | 5.50 | 1.10 | 0.000 | 1.0 / 2.5 / 4.0 | - | 0 / 4 | 4.40 |",
+		"| broadcast-abc-300 | C | 100 | 25000 (25000 + 0) | 2.70 | 5.40 | 1.08 | 0.000 | 1.5 / 3.4 / 5.5 | 1.002 | 2 / 0 | 0.01 |",
+		"- broadcast-abc-300: stream 250 pkts/s; pulls B 1.00, C 1.00; hop's added delay p50 +0.45 ms, p95 +0.80 ms",
+		"| broadcast N=300 on A+B+C: per-node CPU per outgoing datagram ÷ on A alone (N=300) | ≤ 1.2 on every node | worst 1.10 (A 1.10, B 1.04, C 1.08; 5.00 µs on A alone) | yes |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q", want)
@@ -100,9 +107,11 @@ func TestDocumentContent(t *testing.T) {
 			t.Errorf("document has %q", absent)
 		}
 	}
-	// Table order: fanout by N, meeting, churn, direct-b, cross-node, profiled.
+	// Table order: fanout by N, meeting, churn, direct-b, cross-node,
+	// broadcasts by nodes, profiled.
 	var order []string
-	for _, name := range []string{"fanout-50 ", "fanout-200 ", "meeting-10 ", "churn-50 ", "direct-b-100 ", "cross-node-100 ", "fanout-200-profiled "} {
+	for _, name := range []string{"fanout-50 ", "fanout-200 ", "meeting-10 ", "churn-50 ", "direct-b-100 ", "cross-node-100 ",
+		"broadcast-a-300 ", "broadcast-abc-300 ", "fanout-200-profiled "} {
 		order = append(order, name)
 		if i := strings.Index(doc, "| "+name+"|"); i < 0 {
 			t.Errorf("no row %q", name)
@@ -190,6 +199,29 @@ func TestGoals(t *testing.T) {
 		{"side by side without the base", func(d *BenchData) {
 			d.Versus = slices.DeleteFunc(d.Versus, func(r VersusRun) bool { return r.Base })
 		}, 7, false, notMeasured},
+		{"broadcast cpu", func(*BenchData) {}, 8, true, "worst 1.10 (A 1.10, B 1.04, C 1.08; 5.00 µs on A alone)"},
+		{"broadcast cpu over target", func(d *BenchData) {
+			n := &run(d, "broadcast-abc-300").Broadcast.Nodes[2]
+			n.USPerDatagram = 6.5
+		}, 8, false, "worst 1.30 (A 1.10, B 1.04, C 1.30"},
+		{"broadcast cpu, a node not measured", func(d *BenchData) {
+			run(d, "broadcast-abc-300").Broadcast.Nodes[1].CPUMeasured = false
+		}, 8, false, notMeasured},
+		{"broadcast cpu without the single node", func(d *BenchData) { drop(d, "broadcast-a-300") }, 8, false, notMeasured},
+		{"broadcast cpu, the widest run judged", func(d *BenchData) {
+			two := *run(d, "broadcast-abc-300")
+			b := *two.Broadcast
+			b.Nodes = b.Nodes[:2]
+			two.Broadcast = &b
+			d.Runs = append(d.Runs, BenchRun{Name: "broadcast-ab-300", Kind: "broadcast-ab", Report: &two})
+			run(d, "broadcast-abc-300").Broadcast.Nodes[0].USPerDatagram = 7
+		}, 8, false, "worst 1.40 (A 1.40"},
+		{"hop delay", func(*BenchData) {}, 9, true, "p95 +0.80 ms (3.30 − 2.50), p50 +0.45 ms"},
+		{"hop delay too high", func(d *BenchData) { run(d, "broadcast-abc-300").Broadcast.HopMS.P95 = 2.01 }, 9, false, "p95 +2.01 ms"},
+		{"hop delay with one node only", func(d *BenchData) { drop(d, "broadcast-abc-300") }, 9, false, notMeasured},
+		{"pulls", func(*BenchData) {}, 10, true, "B 1.000 (100 viewers, 2 pipes in); C 1.002"},
+		{"pulled twice", func(d *BenchData) { run(d, "broadcast-abc-300").Broadcast.Nodes[2].Pulls = 2 }, 10, false, "C 2.000"},
+		{"pulls without metrics", func(d *BenchData) { run(d, "broadcast-abc-300").Broadcast.Nodes[1].Metrics = nil }, 10, false, notMeasured},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,8 +257,9 @@ func TestReadBenchDir(t *testing.T) {
 		names = append(names, r.Name)
 		kinds = append(kinds, r.Kind)
 	}
-	wantNames := []string{"fanout-50", "fanout-200", "meeting-10", "churn-50", "direct-b-100", "cross-node-100", "fanout-200-profiled"}
-	wantKinds := []string{"fanout", "fanout", "meeting", "churn", "direct-b", "cross-node", "fanout"}
+	wantNames := []string{"fanout-50", "fanout-200", "meeting-10", "churn-50", "direct-b-100", "cross-node-100",
+		"broadcast-a-300", "broadcast-abc-300", "fanout-200-profiled"}
+	wantKinds := []string{"fanout", "fanout", "meeting", "churn", "direct-b", "cross-node", "broadcast-a", "broadcast-abc", "fanout"}
 	if !slices.Equal(names, wantNames) || !slices.Equal(kinds, wantKinds) {
 		t.Errorf("runs %v, kinds %v; want %v, %v", names, kinds, wantNames, wantKinds)
 	}

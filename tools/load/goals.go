@@ -39,6 +39,7 @@ type Goal struct {
 func (d *BenchData) Goals() []Goal {
 	fan := d.largestFanout()
 	cross, direct := d.crossAndDirect()
+	single, multi := d.broadcastPair()
 	return []Goal{
 		goalCPU(fan),
 		goalLoss(fan),
@@ -48,6 +49,9 @@ func (d *BenchData) Goals() []Goal {
 		d.goalJoin(),
 		d.goalAllocs(),
 		d.goalVersus(),
+		goalBroadcastCPU(single, multi),
+		goalHopDelay(multi),
+		goalPulls(multi),
 	}
 }
 

@@ -86,6 +86,43 @@ func TestConfigValidate(t *testing.T) {
 		{"pprof url without out", func(c *Config) { c.ProfileURL = "http://127.0.0.1:6060" }, "--pprof-out"},
 		{"pprof out without url", func(c *Config) { c.ProfileOut = "p.pprof" }, "--pprof-url"},
 		{"pprof url scheme", func(c *Config) { c.ProfileURL = "127.0.0.1:6060"; c.ProfileOut = "p" }, "--pprof-url"},
+		{"broadcast on one node", func(c *Config) { c.Scenario = ScenarioBroadcast }, ""},
+		{"broadcast on three nodes", func(c *Config) {
+			c.Scenario = ScenarioBroadcast
+			c.URLPeers = []string{"http://127.0.0.1:2", "http://127.0.0.1:3"}
+			c.ServerPIDPeers = []int{20, 30}
+			c.MetricsURLs = []string{"http://127.0.0.1:4/metrics", "http://127.0.0.1:5/metrics", "http://127.0.0.1:6/metrics"}
+		}, ""},
+		{"peers only for broadcast", func(c *Config) { c.URLPeers = []string{"http://127.0.0.1:2"} }, "--url-peer"},
+		{"peer url", func(c *Config) { c.Scenario = ScenarioBroadcast; c.URLPeers = []string{"ftp://x"} }, "--url-peer"},
+		{"too many peers", func(c *Config) {
+			c.Scenario = ScenarioBroadcast
+			c.Subscribers = 100
+			for range maxPeers + 1 {
+				c.URLPeers = append(c.URLPeers, "http://127.0.0.1:2")
+			}
+		}, "at most 25"},
+		{"peer pids not one per peer", func(c *Config) {
+			c.Scenario = ScenarioBroadcast
+			c.URLPeers = []string{"http://127.0.0.1:2", "http://127.0.0.1:3"}
+			c.ServerPIDPeers = []int{20}
+		}, "--server-pid-peer"},
+		{"metrics urls not one per node", func(c *Config) {
+			c.Scenario = ScenarioBroadcast
+			c.URLPeers = []string{"http://127.0.0.1:2"}
+			c.MetricsURLs = []string{"http://127.0.0.1:4/metrics"}
+		}, "--metrics-url"},
+		{"cross-node metrics for both nodes", func(c *Config) {
+			c.Scenario = ScenarioCrossNode
+			c.URLB = "http://127.0.0.1:2"
+			c.MetricsURLs = []string{"http://127.0.0.1:4/metrics", "http://127.0.0.1:5/metrics"}
+		}, ""},
+		{"metrics url scheme", func(c *Config) { c.MetricsURLs = []string{"127.0.0.1:4"} }, "--metrics-url"},
+		{"a viewer per node", func(c *Config) {
+			c.Scenario = ScenarioBroadcast
+			c.Subscribers = 2
+			c.URLPeers = []string{"http://127.0.0.1:2", "http://127.0.0.1:3"}
+		}, "at least one viewer per node"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,9 @@ type Report struct {
 	LoadCPUSeconds float64 `json:"load_cpu_s"`
 	// DurationS is the length of the window.
 	DurationS float64 `json:"duration_s"`
+	// Broadcast has the per-node figures of a broadcast run (nil for the
+	// other scenarios).
+	Broadcast *BroadcastReport `json:"broadcast,omitempty"`
 	// Profile is the file the node's CPU profile over the window was
 	// written to (empty when none was asked for or the fetch failed).
 	Profile string `json:"profile,omitempty"`
@@ -73,18 +76,20 @@ type Report struct {
 
 // Params are the inputs of a run as reported.
 type Params struct {
-	URL            string  `json:"url"`
-	URLB           string  `json:"url_b,omitempty"`
-	Room           string  `json:"room"`
-	Subscribers    int     `json:"subscribers,omitempty"`
-	Participants   int     `json:"participants,omitempty"`
-	Clip           string  `json:"clip"`
-	ClipKbps       float64 `json:"clip_kbps"`
-	DurationS      float64 `json:"duration_s"`
-	WarmupS        float64 `json:"warmup_s"`
-	JoinRate       float64 `json:"join_rate"`
-	ChurnRate      float64 `json:"churn_rate,omitempty"`
-	ChurnLifetimeS float64 `json:"churn_lifetime_s,omitempty"`
+	URL  string `json:"url"`
+	URLB string `json:"url_b,omitempty"`
+	// URLPeers are the other nodes of a broadcast (B, C, ...).
+	URLPeers       []string `json:"url_peers,omitempty"`
+	Room           string   `json:"room"`
+	Subscribers    int      `json:"subscribers,omitempty"`
+	Participants   int      `json:"participants,omitempty"`
+	Clip           string   `json:"clip"`
+	ClipKbps       float64  `json:"clip_kbps"`
+	DurationS      float64  `json:"duration_s"`
+	WarmupS        float64  `json:"warmup_s"`
+	JoinRate       float64  `json:"join_rate"`
+	ChurnRate      float64  `json:"churn_rate,omitempty"`
+	ChurnLifetimeS float64  `json:"churn_lifetime_s,omitempty"`
 	// Churned is how many churning subscribers were started.
 	Churned int `json:"churned,omitempty"`
 }
@@ -171,10 +176,14 @@ func (r *Report) loadCPUCell() string {
 	return fmt.Sprintf("%.0f", 100*r.LoadCPUSeconds/r.DurationS)
 }
 
-// clients is the scenario's size as shown in tables.
+// clients is the scenario's size as shown in tables (a broadcast's with
+// its nodes: "N=300 on A+B+C").
 func (r *Report) clients() string {
 	if r.Scenario == ScenarioMeeting {
 		return fmt.Sprintf("P=%d", r.Params.Participants)
+	}
+	if r.Broadcast != nil {
+		return fmt.Sprintf("N=%d on %s", r.Params.Subscribers, r.Broadcast.nodeNames())
 	}
 	return fmt.Sprintf("N=%d", r.Params.Subscribers)
 }
@@ -226,6 +235,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("join", "p50 %.0f, p95 %.0f ms (%d)", r.JoinMS.P50, r.JoinMS.P95, r.JoinMS.N)
 	row("propagation", "p50 %.0f, p95 %.0f ms (%d)", r.PropagationMS.P50, r.PropagationMS.P95, r.PropagationMS.N)
 	row("RSS per subscriber", "%s KiB", r.cpuCell("%.0f", r.RSSPerSubscriberKiB))
+	if r.Broadcast != nil {
+		r.Broadcast.writeRows(tw)
+	}
 	row("errors", "%d", r.ErrorCount)
 	for _, e := range r.Errors {
 		row("", "%s", e)
@@ -262,8 +274,18 @@ func metricColumns() []column {
 		{"Mbit/s", func(r *Report) string { return fmt.Sprintf("%.2f", r.Mbps) }},
 		{"pkts/s", func(r *Report) string { return fmt.Sprintf("%.0f", r.PPS) }},
 		{"loss %", func(r *Report) string { return fmt.Sprintf("%.3f", r.LossPercent) }},
-		{"node µs/pkt", func(r *Report) string { return r.nodeCostCell(r.usPerPacket) }},
-		{"node ms CPU/Mbit", func(r *Report) string { return r.nodeCostCell(r.msPerMbit) }},
+		{"node µs/pkt", func(r *Report) string {
+			if r.Broadcast != nil { // per node, per own outgoing datagram
+				return r.Broadcast.usCell()
+			}
+			return r.nodeCostCell(r.usPerPacket)
+		}},
+		{"node ms CPU/Mbit", func(r *Report) string {
+			if r.Broadcast != nil { // a node's link datagrams are no viewer's Mbit
+				return "-"
+			}
+			return r.nodeCostCell(r.msPerMbit)
+		}},
 		{"delay p50/p95/p99 ms", func(r *Report) string {
 			return fmt.Sprintf("%.1f / %.1f / %.1f", r.DelayMS.P50, r.DelayMS.P95, r.DelayMS.P99)
 		}},

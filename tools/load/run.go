@@ -74,6 +74,7 @@ func newReport(cfg Config, m *Media) *Report {
 	p := Params{
 		URL:       cfg.URL,
 		URLB:      cfg.URLB,
+		URLPeers:  cfg.URLPeers,
 		Room:      cfg.Room,
 		Clip:      cfg.Clip,
 		ClipKbps:  m.Bitrate() / 1000,
@@ -127,6 +128,12 @@ type server struct {
 	rssBefore int64
 	rssJoined int64
 	rssEnd    int64
+	// metricsURL is the node's /metrics ("": not scraped); metStart and
+	// metEnd are its scrapes at both ends of the window, metErr why they
+	// failed.
+	metricsURL       string
+	metStart, metEnd *scrapeResult
+	metErr           error
 }
 
 // addError records a problem in the report (distinct messages, capped).
@@ -167,6 +174,8 @@ func (r *runner) run(ctx context.Context) error {
 		return r.crossNode(ctx)
 	case ScenarioChurn:
 		return r.churn(ctx)
+	case ScenarioBroadcast:
+		return r.broadcast(ctx)
 	}
 	return fmt.Errorf("load: unknown scenario %q", r.cfg.Scenario)
 }
@@ -177,6 +186,23 @@ func (r *runner) findServers() {
 	if r.cfg.Scenario == ScenarioCrossNode {
 		r.servers = append(r.servers, r.server("B", r.cfg.URLB, r.cfg.ServerPIDB))
 	}
+	for i, u := range r.cfg.URLPeers {
+		pid := 0
+		if i < len(r.cfg.ServerPIDPeers) {
+			pid = r.cfg.ServerPIDPeers[i]
+		}
+		r.servers = append(r.servers, r.server(nodeName(i+1), u, pid))
+	}
+	for i, u := range r.cfg.MetricsURLs {
+		if i < len(r.servers) {
+			r.servers[i].metricsURL = u
+		}
+	}
+}
+
+// nodeName names the i-th node of a run: A, B, C, ...
+func nodeName(i int) string {
+	return string(rune('A' + i))
 }
 
 func (r *runner) server(name, rawURL string, pid int) *server {
@@ -214,7 +240,7 @@ func urlPort(raw string) (int, error) {
 
 // loopbackOnly reports whether every node URL names a loopback host.
 func (r *runner) loopbackOnly() bool {
-	for _, raw := range []string{r.cfg.URL, r.cfg.URLB} {
+	for _, raw := range append([]string{r.cfg.URL, r.cfg.URLB}, r.cfg.URLPeers...) {
 		if raw == "" {
 			continue
 		}
@@ -408,8 +434,11 @@ func (r *runner) measure(ctx context.Context) error {
 	if err := sleep(ctx, r.cfg.Warmup); err != nil {
 		return err
 	}
+	// /metrics is scraped outside the CPU readings, so that serving it is
+	// not counted in the window.
 	for _, s := range r.servers {
 		s.rssJoined = s.rss()
+		s.metStart = r.scrape(ctx, s)
 		s.cpuStart = s.cpu()
 	}
 	self, selfErr := host.CPU(os.Getpid())
@@ -419,6 +448,9 @@ func (r *runner) measure(ctx context.Context) error {
 	r.env.Window.Stop(r.env.Clock.Now())
 	for _, s := range r.servers {
 		s.cpuEnd = s.cpu()
+	}
+	for _, s := range r.servers {
+		s.metEnd = r.scrape(ctx, s)
 		s.rssEnd = s.rss()
 	}
 	if selfEnd, endErr := host.CPU(os.Getpid()); selfErr == nil && endErr == nil {

@@ -29,13 +29,24 @@ const smallClip = "../clip/testdata/small"
 // returns its base URL; the node is stopped (and waited for) at cleanup.
 func startNode(t *testing.T) string {
 	t.Helper()
+	return startNodeWith(t, nil)
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
 
+// startNodeWith is startNode with mod applied to the node's configuration.
+func startNodeWith(t *testing.T, mod func(*app.Config)) string {
+	t.Helper()
+	port := freePort(t)
 	cfg := app.DefaultConfig()
 	cfg.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg.UDPIP = "127.0.0.1"
@@ -43,6 +54,12 @@ func startNode(t *testing.T) string {
 	cfg.NodeID = "load-test"
 	cfg.LogLevel = "error"
 	cfg.DrainTimeout = 2 * time.Second
+	// No embedded TURN server: the clients use host candidates, and its
+	// fixed port may be taken by another node on this machine.
+	cfg.TURNPort = 0
+	if mod != nil {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cfg) }()
@@ -65,6 +82,7 @@ func startNode(t *testing.T) string {
 	for {
 		select {
 		case err := <-done:
+			done <- err // for the cleanup, which waits for it
 			t.Fatalf("node stopped early: %v", err)
 		default:
 		}
