@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/pion/webrtc/v4"
@@ -95,4 +96,57 @@ func (c *client) pubPC() *webrtc.PeerConnection {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pub
+}
+
+// TestListenMedia: the media sockets on an ephemeral port share one port
+// number for UDP and ICE-TCP; a fixed port whose TCP twin is taken is an
+// error naming ICE-TCP, and the UDP socket is released again.
+func TestListenMedia(t *testing.T) {
+	busy, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+	tests := []struct {
+		name    string
+		port    int
+		iceTCP  bool
+		wantErr string
+	}{
+		{"ephemeral, UDP only", 0, false, ""},
+		{"ephemeral, UDP and TCP", 0, true, ""},
+		{"fixed port, TCP twin taken", busyPort, true, "for ICE-TCP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tt.port}
+			conn, ln, err := listenMedia("udp4", addr, tt.iceTCP)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("listenMedia = %v, want an error containing %q", err, tt.wantErr)
+				}
+				again, err := net.ListenUDP("udp4", addr)
+				if err != nil {
+					t.Fatalf("the UDP port was not released: %v", err)
+				}
+				_ = again.Close()
+				return
+			}
+			if err != nil {
+				t.Fatalf("listenMedia: %v", err)
+			}
+			defer conn.Close()
+			if !tt.iceTCP {
+				if ln != nil {
+					t.Fatalf("a TCP listener without ICE-TCP: %v", ln.Addr())
+				}
+				return
+			}
+			defer ln.Close()
+			if u, p := conn.LocalAddr().(*net.UDPAddr).Port, ln.Addr().(*net.TCPAddr).Port; u != p {
+				t.Fatalf("UDP port %d, TCP port %d, want one number", u, p)
+			}
+		})
+	}
 }

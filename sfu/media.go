@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -201,9 +202,9 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 	if addr.IP != nil && addr.IP.To4() == nil {
 		network, netType, tcpNetType = "udp6", webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6
 	}
-	conn, err := net.ListenUDP(network, addr)
+	conn, ln, err := listenMedia(network, addr, cfg.ICETCP)
 	if err != nil {
-		return nil, fmt.Errorf("sfu: listen udp %q: %w", cfg.UDPAddr, err)
+		return nil, err
 	}
 	lf := pionLoggerFactory{log: cfg.Logger.With("component", "sfu")}
 	batch := newBatchConn(conn, cfg.WriteBatch)
@@ -224,12 +225,6 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 	if cfg.ICETCP {
 		// The same port number as the UDP socket (an ephemeral UDP port
 		// included), so one firewall rule number covers both.
-		tcpAddr := &net.TCPAddr{IP: addr.IP, Port: conn.LocalAddr().(*net.UDPAddr).Port, Zone: addr.Zone}
-		ln, err := net.ListenTCP("tcp"+network[3:], tcpAddr)
-		if err != nil {
-			_ = mux.Close()
-			return nil, fmt.Errorf("sfu: listen tcp %s for ICE-TCP: %w", tcpAddr, err)
-		}
 		t.tcp = ln
 		t.tcpMux = webrtc.NewICETCPMux(lf.quietLogger("tcpmux"), newTrackingListener(ln), iceTCPReadBuffer)
 		se.SetICETCPMux(t.tcpMux)
@@ -254,6 +249,37 @@ func newTransport(cfg *Config, onUnhandled func([]byte, netip.AddrPort)) (*trans
 // iceTCPReadBuffer is how many packets the ICE-TCP mux buffers per
 // connection before its reader blocks.
 const iceTCPReadBuffer = 64
+
+// ephemeralMediaTries is how many ephemeral UDP ports listenMedia tries
+// before giving up on finding one whose TCP twin is free.
+const ephemeralMediaTries = 16
+
+// listenMedia opens the media UDP socket on addr and, with iceTCP, the
+// ICE-TCP listener on the same port number (an ephemeral UDP port
+// included, so one firewall rule number covers both). When the port is
+// ephemeral (0) and the TCP port of the number the kernel gave for UDP
+// is taken, it tries another ephemeral port, up to ephemeralMediaTries
+// times; a fixed port that is taken is an error at once.
+func listenMedia(network string, addr *net.UDPAddr, iceTCP bool) (*net.UDPConn, *net.TCPListener, error) {
+	for try := 1; ; try++ {
+		conn, err := net.ListenUDP(network, addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sfu: listen udp %s: %w", addr, err)
+		}
+		if !iceTCP {
+			return conn, nil, nil
+		}
+		tcpAddr := &net.TCPAddr{IP: addr.IP, Port: conn.LocalAddr().(*net.UDPAddr).Port, Zone: addr.Zone}
+		ln, err := net.ListenTCP("tcp"+network[3:], tcpAddr)
+		if err == nil {
+			return conn, ln, nil
+		}
+		_ = conn.Close()
+		if addr.Port != 0 || !errors.Is(err, syscall.EADDRINUSE) || try == ephemeralMediaTries {
+			return nil, nil, fmt.Errorf("sfu: listen tcp %s for ICE-TCP: %w", tcpAddr, err)
+		}
+	}
+}
 
 // newPeerConnection builds a peer connection with its own API (publisher
 // connections, WHEP viewers, node-to-node links: never a fast write path,

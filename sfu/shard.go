@@ -73,8 +73,8 @@ type shardJob struct {
 	taken atomic.Bool
 }
 
-// shardQueue is the number of jobs a worker's queue holds before a
-// dispatching writer waits.
+// shardQueue is the number of jobs a worker's queue holds; a writer that
+// finds it full writes the shard itself.
 const shardQueue = 64
 
 // newFanoutPool starts workers-1 goroutines (the writer of a packet is the
@@ -192,7 +192,15 @@ func (fp *fanoutPool) writeSharded(s *shardState, k int, t *fanoutTrack, bs []*t
 				t, bs[lo:min(lo+size, len(bs))], layer, pkt, &s.fi, clock, now, batch, 0
 			s.wg.Add(1)
 			j.taken.Store(false)
-			fp.workers[j.workerN].jobs <- j
+			select {
+			case fp.workers[j.workerN].jobs <- j:
+			default:
+				// The worker's queue is full: it has not run for the
+				// last shardQueue packets (each shard the writer took
+				// back leaves an entry it skips). The shard stays
+				// offered but unqueued, and the writer takes it back
+				// below instead of waiting for the worker.
+			}
 			queued++
 			s.offered++
 		}
