@@ -197,26 +197,36 @@ func (d *BenchData) readVersus(dir string) error {
 		return err
 	}
 	d.Base, _, _ = strings.Cut(strings.TrimSpace(base), "\n")
+	d.Versus, err = readPairedRuns(dir, versusName, "base")
+	return err
+}
+
+// readPairedRuns reads the runs of an alternating comparison from dir:
+// reports named "SIDE-ROUND.json" as name matches them (side, round),
+// Base set for side base, ordered by round with the base first; other
+// names are left out.
+func readPairedRuns(dir string, name *regexp.Regexp, base string) ([]VersusRun, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
-		return fmt.Errorf("load: bench directory %s: %w", dir, err)
+		return nil, fmt.Errorf("load: bench directory %s: %w", dir, err)
 	}
+	var out []VersusRun
 	for _, p := range paths {
-		m := versusName.FindStringSubmatch(strings.TrimSuffix(filepath.Base(p), ".json"))
+		m := name.FindStringSubmatch(strings.TrimSuffix(filepath.Base(p), ".json"))
 		if m == nil {
 			continue
 		}
 		run, err := readRun(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		round, _ := strconv.Atoi(m[2])
-		d.Versus = append(d.Versus, VersusRun{Round: round, Base: m[1] == "base", Report: run.Report})
+		out = append(out, VersusRun{Round: round, Base: m[1] == base, Report: run.Report})
 	}
-	slices.SortFunc(d.Versus, func(a, b VersusRun) int {
+	slices.SortFunc(out, func(a, b VersusRun) int {
 		return cmp.Or(cmp.Compare(a.Round, b.Round), -cmpBool(a.Base, b.Base))
 	})
-	return nil
+	return out, nil
 }
 
 // cmpBool orders false before true.

@@ -1,12 +1,8 @@
 package load
 
 import (
-	"cmp"
 	"fmt"
-	"path/filepath"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -21,27 +17,9 @@ var fastWriteName = regexp.MustCompile(`^(off|on)-([0-9]+)$`)
 // readFastWrite reads the fast write comparison's runs from dir into
 // d.FastWrite (Base: fast write off); other names are left out, a missing
 // directory leaves it empty.
-func (d *BenchData) readFastWrite(dir string) error {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		return fmt.Errorf("load: bench directory %s: %w", dir, err)
-	}
-	for _, p := range paths {
-		m := fastWriteName.FindStringSubmatch(strings.TrimSuffix(filepath.Base(p), ".json"))
-		if m == nil {
-			continue
-		}
-		run, err := readRun(p)
-		if err != nil {
-			return err
-		}
-		round, _ := strconv.Atoi(m[2])
-		d.FastWrite = append(d.FastWrite, VersusRun{Round: round, Base: m[1] == "off", Report: run.Report})
-	}
-	slices.SortFunc(d.FastWrite, func(a, b VersusRun) int {
-		return cmp.Or(cmp.Compare(a.Round, b.Round), -cmpBool(a.Base, b.Base))
-	})
-	return nil
+func (d *BenchData) readFastWrite(dir string) (err error) {
+	d.FastWrite, err = readPairedRuns(dir, fastWriteName, "off")
+	return err
 }
 
 // writeFastWrite writes the fast write comparison, when it was run: per
