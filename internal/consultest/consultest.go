@@ -110,13 +110,21 @@ func StartWith(t testing.TB, name string, opts Options) *Agent {
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("consultest: start %s: %v", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- a.cmd.Wait() }()
+	// exited is closed once the agent has exited, with its error in
+	// exitErr: both the readiness wait and the cleanup wait for it (a
+	// channel holding the error once would let the second wait forever
+	// after an agent that died at start).
+	exited := make(chan struct{})
+	var exitErr error
+	go func() {
+		exitErr = a.cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = Kill(a.cmd.Process)
 		<-exited
 	})
-	if err := waitReady(a.Addr, a.ManagementToken, exited); err != nil {
+	if err := waitReady(a.Addr, a.ManagementToken, exited, func() error { return exitErr }); err != nil {
 		t.Fatalf("consultest: agent on %s: %v; log:\n%s", a.Addr, err, a.Log())
 	}
 	return a
@@ -210,7 +218,7 @@ func Binary() (string, error) {
 
 // waitReady polls the agent until it reports a leader and, when token is
 // not empty, accepts token (the ACL system is up), bounded by leaderBound.
-func waitReady(addr, token string, exited <-chan error) error {
+func waitReady(addr, token string, exited <-chan struct{}, exitErr func() error) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), leaderBound)
@@ -228,8 +236,8 @@ func waitReady(addr, token string, exited <-chan error) error {
 			}
 		}
 		select {
-		case err := <-exited:
-			return fmt.Errorf("agent exited: %v", err)
+		case <-exited:
+			return fmt.Errorf("agent exited: %v", exitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %v", leaderBound)
 		case <-tick.C:

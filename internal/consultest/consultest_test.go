@@ -3,8 +3,12 @@ package consultest
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -96,4 +100,57 @@ func TestStartWith(t *testing.T) {
 			}
 		}
 	})
+}
+
+// fatalTB records a fatal failure and the cleanups of a StartWith call
+// run on its own goroutine (Fatalf ends that goroutine, as testing does).
+type fatalTB struct {
+	testing.TB
+	mu       sync.Mutex
+	fatal    string
+	cleanups []func()
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Cleanup(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleanups = append(f.cleanups, fn)
+}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.mu.Lock()
+	f.fatal = fmt.Sprintf(format, args...)
+	f.mu.Unlock()
+	runtime.Goexit()
+}
+
+// TestStartAgentDies: an agent that exits at once fails the start with
+// that reason, and the cleanup returns (it used to wait forever for an
+// exit the readiness wait had already consumed).
+func TestStartAgentDies(t *testing.T) {
+	t.Setenv("CONFAB_CONSUL_BIN", "/bin/false")
+	f := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		StartWith(f, "dies", Options{})
+	}()
+	<-done
+	if !strings.Contains(f.fatal, "agent exited") {
+		t.Fatalf("StartWith failed with %q, want the agent's exit", f.fatal)
+	}
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		for i := len(f.cleanups) - 1; i >= 0; i-- {
+			f.cleanups[i]()
+		}
+	}()
+	select {
+	case <-cleaned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cleanup of a dead agent did not return")
+	}
 }
