@@ -172,7 +172,7 @@ func writeVersus(b *strings.Builder, m Machine, d *BenchData) {
 		fmt.Fprintf(b, "No side-by-side runs (%s/*.json) were found: not measured.\n\n", VersusDir)
 		return
 	}
-	base, head, n, ok := d.versus()
+	_, _, n, _ := d.versus()
 	baseName := d.baseName()
 	about := ""
 	if _, subject, _ := strings.Cut(d.Base, " "); subject != "" {
@@ -187,22 +187,34 @@ func writeVersus(b *strings.Builder, m Machine, d *BenchData) {
 		runs[i] = BenchRun{Name: r.Name(), Report: r.Report}
 	}
 	fmt.Fprintf(b, "- CPU pinning: %s\n- Idle check: %s\n\n", pinSummary(runs), idleSummary(runs))
-	rounds := map[int][2]*Report{} // base, this commit
+	writePairs(b, d.Versus, []string{baseName + " µs/pkt", "this commit µs/pkt", "this ÷ base"}, "base / this")
+}
+
+// writePairs writes the rounds of an alternating comparison (runs with
+// Base set are the first side): per round both sides' node CPU per
+// outgoing packet and their ratio (cols name these three columns), rate,
+// loss and errors (sides names the pair, "off / on"), then the means when
+// both sides have some.
+func writePairs(b *strings.Builder, runs []VersusRun, cols []string, sides string) {
+	rounds := map[int][2]*Report{}
 	var order []int
-	for _, r := range d.Versus {
+	var first, second versusSide
+	for _, r := range runs {
 		pair, seen := rounds[r.Round]
 		if !seen {
 			order = append(order, r.Round)
 		}
 		if r.Base {
 			pair[0] = r.Report
+			first.add(r.Report)
 		} else {
 			pair[1] = r.Report
+			second.add(r.Report)
 		}
 		rounds[r.Round] = pair
 	}
-	b.WriteString(mdHeader([]string{"round", baseName + " µs/pkt", "this commit µs/pkt", "this ÷ base",
-		"pkts/s (base / this)", "loss % (base / this)", "errors (base / this)"}))
+	b.WriteString(mdHeader(append([]string{"round"}, append(cols,
+		"pkts/s ("+sides+")", "loss % ("+sides+")", "errors ("+sides+")")...)))
 	cell := func(r *Report, f func(r *Report) string) string {
 		if r == nil {
 			return "-"
@@ -216,21 +228,21 @@ func writeVersus(b *strings.Builder, m Machine, d *BenchData) {
 	for _, round := range order {
 		pair := rounds[round]
 		ratio := "-"
-		var bs, hs versusSide
 		if pair[0] != nil && pair[1] != nil {
-			bs.add(pair[0])
-			hs.add(pair[1])
-			if len(bs.us) > 0 && len(hs.us) > 0 && bs.mean > 0 {
-				ratio = fmt.Sprintf("%.3f", hs.mean/bs.mean)
+			var x, y versusSide
+			x.add(pair[0])
+			y.add(pair[1])
+			if len(x.us) > 0 && len(y.us) > 0 && x.mean > 0 {
+				ratio = fmt.Sprintf("%.3f", y.mean/x.mean)
 			}
 		}
 		b.WriteString(mdRow([]string{fmt.Sprint(round), cell(pair[0], us), cell(pair[1], us), ratio,
 			cell(pair[0], pps) + " / " + cell(pair[1], pps), cell(pair[0], loss) + " / " + cell(pair[1], loss),
 			cell(pair[0], errs) + " / " + cell(pair[1], errs)}))
 	}
-	if ok {
-		b.WriteString(mdRow([]string{"mean", fmt.Sprintf("%.2f", base.mean), fmt.Sprintf("%.2f", head.mean),
-			fmt.Sprintf("**%.3f**", head.mean/base.mean), "", "", ""}))
+	if len(first.us) > 0 && len(second.us) > 0 && first.mean > 0 {
+		b.WriteString(mdRow([]string{"mean", fmt.Sprintf("%.2f", first.mean), fmt.Sprintf("%.2f", second.mean),
+			fmt.Sprintf("**%.3f**", second.mean/first.mean), "", "", ""}))
 	}
 	b.WriteString("\n")
 }
